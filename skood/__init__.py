@@ -1,0 +1,13 @@
+"""skood: scikit-learn-compatible out-of-distribution and anomaly detectors on torch + skorch.
+
+Every detector is an sklearn estimator with ``fit`` / ``score_samples`` (float64, higher = more
+normal) / ``decision_function`` / ``predict`` (+1 inlier, -1 outlier). In ``y``, the value -1
+marks an outlier row; every other value is an inlier label.
+"""
+
+from skood.flow import QuantileFlowDetector
+from skood.gaussian import GaussianMahalanobis
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMahalanobis", "QuantileFlowDetector", "__version__"]

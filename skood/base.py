@@ -1,0 +1,232 @@
+"""The detector contract shared by every skood estimator.
+
+* ``score_samples(X)``: float64, finite, **higher = more normal**.
+* ``decision_function(X) = score_samples(X) - offset_``; ``predict(X)`` is +1 / -1 (-1 = outlier).
+* ``offset_`` comes from ``contamination`` (a float in (0, 0.5], or ``"auto"`` where a method has a
+  natural boundary), set on held-out inliers where the method trains on the rows it would score.
+* Labels: ``y == -1`` marks an outlier row; every other value is an inlier label (a class, or +1).
+
+Nothing here knows about a particular method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+__all__ = [
+    "OUTLIER_LABEL",
+    "SCORE_FLOOR",
+    "BaseDetector",
+    "check_no_constant_columns",
+    "finite_scores",
+    "is_outlier_label",
+    "iter_slices",
+    "split_holdout",
+    "split_labels",
+]
+
+#: The label that marks an outlier row in ``y`` (auxiliary / outlier-exposure data, or a known
+#: anomaly in a validation fold). Every other value is an inlier label.
+OUTLIER_LABEL = -1
+
+#: Scores are floored here instead of being ``-inf`` or ``NaN`` (a far outlier can overflow a
+#: float32 log-likelihood). It ranks below every real score, and is small enough in magnitude that
+#: ``score - offset_`` and a mean over up to ~1e200 rows stay finite.
+SCORE_FLOOR = -1e100
+
+
+def finite_scores(scores) -> np.ndarray:
+    """Return ``scores`` as finite float64: NaN and -inf go to :data:`SCORE_FLOOR`.
+
+    +inf (a degenerate model claiming infinite density) is clipped to ``-SCORE_FLOOR``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.nan_to_num(scores, nan=SCORE_FLOOR, neginf=SCORE_FLOOR, posinf=-SCORE_FLOOR)
+    return np.clip(scores, SCORE_FLOOR, -SCORE_FLOOR)
+
+
+def split_labels(y, n_samples: int, estimator_name: str = "this estimator"):
+    """Split ``y`` by skood's label convention.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,) or None
+        ``-1`` marks an outlier row; any other value is an inlier label. ``None`` means every
+        row is an unlabelled inlier.
+    n_samples : int
+        Number of rows of ``X``, to check the lengths agree.
+    estimator_name : str
+        Used in error messages.
+
+    Returns
+    -------
+    inlier_mask : ndarray of bool, shape (n_samples,)
+    inlier_labels : ndarray of shape (n_inliers,) or None
+        The labels of the inlier rows, or None when ``y`` is None.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` has the wrong length or marks every row as an outlier.
+    """
+    if y is None:
+        return np.ones(n_samples, dtype=bool), None
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(np.empty(n_samples), y)
+    is_outlier = is_outlier_label(y)
+    if is_outlier.all():
+        raise ValueError(
+            f"y marks every row as an outlier (y == {OUTLIER_LABEL}), so {estimator_name} has no "
+            f"inlier rows to learn from. In skood's convention {OUTLIER_LABEL} marks an outlier "
+            "row and any other value an inlier (a class label, or +1)."
+        )
+    return ~is_outlier, y[~is_outlier]
+
+
+def is_outlier_label(y) -> np.ndarray:
+    """Boolean mask of the rows of ``y`` that carry the outlier label ``-1``."""
+    y = np.asarray(y)
+    if y.dtype.kind in "OUS":  # strings or objects: only the number -1 (or "-1") is an outlier
+        return np.array([str(v).strip() == str(OUTLIER_LABEL) for v in y], dtype=bool)
+    return y == OUTLIER_LABEL
+
+
+def check_no_constant_columns(X: np.ndarray, estimator_name: str) -> None:
+    """Raise a clear error when a column of ``X`` is constant.
+
+    A density on R^d cannot be fitted to a degenerate direction: its likelihood grows without
+    bound as the scale in that direction shrinks.
+    """
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if constant.size:
+        shown = ", ".join(map(str, constant[:10])) + (", ..." if constant.size > 10 else "")
+        raise ValueError(
+            f"{estimator_name} cannot fit a density with constant column(s) [{shown}] "
+            f"({constant.size} of {X.shape[1]}): their likelihood is unbounded. Drop them first, "
+            "e.g. Pipeline([('var', sklearn.feature_selection.VarianceThreshold()), ...])."
+        )
+
+
+def split_holdout(
+    n_samples: int, fraction: float, random_state, min_train: int, estimator_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, held-out) row indices; the held-out rows calibrate ``offset_``.
+
+    At least one row is held out when ``fraction > 0``, and at least ``min_train`` rows are left
+    for training.
+    """
+    n_val = max(1, round(fraction * n_samples)) if fraction > 0 else 0
+    if n_samples - n_val < min_train:
+        raise ValueError(
+            f"{estimator_name} needs at least {min_train + n_val} inlier rows "
+            f"({min_train} to train and {n_val} held out by validation_fraction={fraction}); "
+            f"got {n_samples} sample(s)."
+        )
+    perm = check_random_state(random_state).permutation(n_samples)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def iter_slices(n_samples: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices covering ``range(n_samples)`` in blocks of ``batch_size``."""
+    for start in range(0, n_samples, batch_size):
+        yield slice(start, min(start + batch_size, n_samples))
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Base class of skood's outlier detectors.
+
+    Subclasses implement ``fit`` (ending with :meth:`_set_offset`) and ``score_samples``; this
+    class supplies ``decision_function``, ``predict`` (via ``OutlierMixin.fit_predict`` too) and
+    input validation. A subclass whose method has a natural boundary adds ``"auto"`` to the
+    ``contamination`` constraints and implements ``_auto_offset``.
+    """
+
+    _parameter_constraints: dict = {
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    # -- validation ----------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
+        """Validate ``X`` through sklearn: dense, numeric, finite, 2-D, right width."""
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=list(dtype) if isinstance(dtype, tuple) else dtype,
+            accept_sparse=False,
+            ensure_all_finite=True,
+            ensure_min_samples=2 if reset else 1,
+            ensure_min_features=min_features,
+        )
+
+    def _validate_fit_data(self, X, y, **kwargs):
+        """Validate ``X`` (resetting ``n_features_in_``) and split ``y`` by the -1 convention.
+
+        Returns ``(X, inlier_mask, inlier_labels)``.
+        """
+        X = self._validate_X(X, reset=True, **kwargs)
+        inlier_mask, labels = split_labels(y, X.shape[0], type(self).__name__)
+        return X, inlier_mask, labels
+
+    # -- thresholding --------------------------------------------------------------------------
+    def _set_offset(self, calibration_scores: np.ndarray) -> None:
+        """Set ``offset_`` from scores of inlier rows (held out where the method trains)."""
+        if self.contamination == "auto":
+            self.offset_ = float(self._auto_offset())
+        else:
+            self.offset_ = float(np.quantile(calibration_scores, self.contamination))
+
+    def _auto_offset(self) -> float:  # pragma: no cover - only reachable through "auto"
+        raise NotImplementedError(f"{type(self).__name__} has no natural 'auto' threshold.")
+
+    def decision_function(self, X) -> np.ndarray:
+        """Shifted score: negative for outliers, non-negative for inliers.
+
+        ``decision_function(X) = score_samples(X) - offset_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        scores = self.score_samples(X)
+        return scores - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers and -1 for outliers (``decision_function(X) < 0``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def _check_fitted_and_validate(self, X, **kwargs):
+        check_is_fitted(self)
+        return self._validate_X(X, reset=False, **kwargs)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        return tags

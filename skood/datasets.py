@@ -1,0 +1,93 @@
+"""Loaders: OOD splits of sklearn's bundled data (no download) and ADBench-format ``.npz`` files.
+
+Every loader returns labels in skood's convention: ``-1`` marks an outlier, any other value an
+inlier (a class label, or ``+1``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.utils import check_random_state
+
+from skood.base import OUTLIER_LABEL, is_outlier_label
+
+__all__ = [
+    "from_anomaly_labels",
+    "list_adbench",
+    "load_adbench",
+    "load_digits_ood",
+    "novelty_split",
+]
+
+
+def from_anomaly_labels(y) -> np.ndarray:
+    """Convert ADBench / PyOD labels (1 = anomaly, 0 = normal) to skood's (-1 / +1)."""
+    y = np.asarray(y).ravel()
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(f"Expected labels in {{0, 1}} (1 = anomaly), got {sorted(values)[:10]}.")
+    return np.where(y == 1, OUTLIER_LABEL, 1)
+
+
+def load_digits_ood(inlier_classes=(0, 1, 2, 3, 4)) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's 8x8 digits as an open-set problem: some classes inliers, the rest outliers.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64), float64 pixel values in [0, 16]
+    y : ndarray of shape (1797,)
+        The digit for inlier classes, ``-1`` for the others.
+    """
+    X, digit = load_digits(return_X_y=True)
+    inlier = np.isin(digit, list(inlier_classes))
+    return X.astype(np.float64), np.where(inlier, digit, OUTLIER_LABEL)
+
+
+def list_adbench(folder: str | os.PathLike) -> list[Path]:
+    """The ``.npz`` files in ``folder`` (sorted), e.g. ``shared/data/adbench``."""
+    paths = sorted(Path(folder).glob("*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"No ADBench-format .npz files in {folder!s}.")
+    return paths
+
+
+def load_adbench(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Load an ADBench-format ``.npz`` (``X``, and ``y`` with 1 = anomaly).
+
+    Returns ``X`` as float64 and ``y`` in skood's convention (``-1`` anomaly, ``+1`` normal).
+    """
+    with np.load(path, allow_pickle=False) as data:
+        if "X" not in data or "y" not in data:
+            raise ValueError(f"{path!s} is not ADBench format: expected arrays 'X' and 'y'.")
+        return np.asarray(data["X"], dtype=np.float64), from_anomaly_labels(data["y"])
+
+
+def novelty_split(X, y, *, train_fraction: float = 0.5, random_state=None):
+    """ADBench's semi-supervised split: train on a random fraction of the inliers only.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        ``-1`` for outliers, anything else for inliers.
+    train_fraction : float, default=0.5
+        Fraction of the inlier rows that form the training set (ADBench uses 0.5 or 0.7).
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    X_train, y_train, X_test, y_test
+        The test set holds the remaining inliers and every outlier.
+    """
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}.")
+    X, y = np.asarray(X), np.asarray(y).ravel()
+    inliers = np.flatnonzero(~is_outlier_label(y))
+    rng = check_random_state(random_state)
+    train = np.sort(rng.permutation(inliers)[: int(round(train_fraction * inliers.size))])
+    test = np.setdiff1d(np.arange(y.shape[0]), train)
+    return X[train], y[train], X[test], y[test]
