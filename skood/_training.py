@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from skorch import NeuralNet
 from skorch.callbacks import Callback, GradientNormClipping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from sklearn.utils import check_random_state
 
 from skood.base import iter_slices
 

@@ -79,7 +79,9 @@ def demo(random_state: int = 0, verbose: int = 1) -> list[dict]:
     print(f"{'detector':36s} {'AUROC':>7s} {'FPR95':>7s} {'fit (s)':>8s}")
     for r in rows:
         print(f"{r['detector']:36s} {r['auroc']:7.3f} {r['fpr95']:7.3f} {r['fit_s']:8.1f}")
-    print("\nAUROC: higher is better. FPR95: outliers accepted at 95% inlier acceptance, lower is better.")
+    print(
+        "\nAUROC: higher is better. FPR95: outliers accepted at 95% inlier acceptance, lower is better."
+    )
     return rows
 
 

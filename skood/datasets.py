@@ -88,6 +88,6 @@ def novelty_split(X, y, *, train_fraction: float = 0.5, random_state=None):
     X, y = np.asarray(X), np.asarray(y).ravel()
     inliers = np.flatnonzero(~is_outlier_label(y))
     rng = check_random_state(random_state)
-    train = np.sort(rng.permutation(inliers)[: int(round(train_fraction * inliers.size))])
+    train = np.sort(rng.permutation(inliers)[: round(train_fraction * inliers.size)])
     test = np.setdiff1d(np.arange(y.shape[0]), train)
     return X[train], y[train], X[test], y[test]

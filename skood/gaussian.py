@@ -209,7 +209,9 @@ class GaussianMahalanobis(BaseDetector):
         # ||(x - mu_k) W||^2 = ||xW||^2 - 2 xW.muW_k + ||muW_k||^2: one matmul for all classes.
         xw = X @ whitening
         mw = means @ whitening
-        sq = np.einsum("ij,ij->i", xw, xw)[:, None] - 2.0 * xw @ mw.T + np.einsum("ij,ij->i", mw, mw)
+        sq = (
+            np.einsum("ij,ij->i", xw, xw)[:, None] - 2.0 * xw @ mw.T + np.einsum("ij,ij->i", mw, mw)
+        )
         np.maximum(sq, 0.0, out=sq)
         return -0.5 * (sq + log_det + X.shape[1] * _LOG_2PI)
 

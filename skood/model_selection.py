@@ -43,7 +43,11 @@ class OODStratifiedKFold(_BaseKFold):
     """
 
     def __init__(
-        self, n_splits: int = 5, *, shuffle: bool = True, random_state=None,
+        self,
+        n_splits: int = 5,
+        *,
+        shuffle: bool = True,
+        random_state=None,
         train_outliers: bool = False,
     ) -> None:
         if not isinstance(n_splits, Integral) or n_splits < 2:

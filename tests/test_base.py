@@ -1,0 +1,88 @@
+"""The shared contract helpers: label convention, finite scores, held-out split, devices."""
+
+import numpy as np
+import pytest
+import torch
+
+from skood._training import draw_seed, predict_batched, resolve_device, seeded
+from skood.base import (
+    SCORE_FLOOR,
+    finite_scores,
+    is_outlier_label,
+    iter_slices,
+    split_holdout,
+    split_labels,
+)
+
+
+def test_split_labels_follows_the_minus_one_convention():
+    mask, labels = split_labels(np.array([0, -1, 2, 1, -1]), 5)
+    np.testing.assert_array_equal(mask, [True, False, True, True, False])
+    np.testing.assert_array_equal(labels, [0, 2, 1])
+    mask, labels = split_labels(None, 3)
+    assert mask.all() and labels is None
+    mask, labels = split_labels(np.array(["cat", "-1", "dog"], dtype=object), 3)
+    np.testing.assert_array_equal(mask, [True, False, True])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        split_labels(np.ones(4), 5)
+    with pytest.raises(ValueError, match="every row as an outlier"):
+        split_labels(-np.ones(3), 3)
+
+
+def test_is_outlier_label_on_floats_and_strings():
+    np.testing.assert_array_equal(is_outlier_label([1.0, -1.0]), [False, True])
+    np.testing.assert_array_equal(is_outlier_label(["a", " -1"]), [False, True])
+
+
+def test_finite_scores_floors_nan_and_infinities():
+    out = finite_scores(np.array([np.nan, -np.inf, np.inf, 1.5], dtype=np.float32))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [SCORE_FLOOR, SCORE_FLOOR, -SCORE_FLOOR, 1.5])
+    assert np.isfinite(out - 1e6).all() and np.isfinite(np.mean(out))
+
+
+def test_split_holdout_is_reproducible_and_keeps_enough_rows():
+    tr, va = split_holdout(10, 0.2, 0, min_train=2, estimator_name="X")
+    assert len(tr) == 8 and len(va) == 2 and np.intersect1d(tr, va).size == 0
+    tr2, _ = split_holdout(10, 0.2, 0, min_train=2, estimator_name="X")
+    np.testing.assert_array_equal(tr, tr2)
+    assert split_holdout(3, 0.01, 0, 2, "X")[1].size == 1  # at least one held out
+    assert split_holdout(5, 0.0, 0, 2, "X")[1].size == 0
+    with pytest.raises(ValueError, match="needs at least 3 inlier rows"):
+        split_holdout(2, 0.2, 0, 2, "X")
+
+
+def test_iter_slices_covers_everything_once():
+    covered = np.concatenate([np.arange(10)[s] for s in iter_slices(10, 3)])
+    np.testing.assert_array_equal(covered, np.arange(10))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_seeded_is_reproducible_and_restores_global_state():
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    with seeded(draw_seed(42)):
+        a = torch.rand(3)
+    with seeded(draw_seed(42)):
+        b = torch.rand(3)
+    torch.testing.assert_close(a, b)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_predict_batched_matches_one_forward_pass_and_uses_eval_mode():
+    module = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.Dropout(0.9), torch.nn.Linear(4, 1)
+    )
+    X = np.random.RandomState(0).normal(size=(50, 3))
+    out = predict_batched(lambda t: module(t).squeeze(1), X, batch_size=7, module=module)
+    assert out.dtype == np.float64 and not module.training
+    with torch.no_grad():
+        ref = module(torch.tensor(X, dtype=torch.float32)).squeeze(1).double().numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+    ro = X.copy()
+    ro.setflags(write=False)  # read-only input (a memmap) must not warn or fail
+    predict_batched(lambda t: module(t).squeeze(1), ro, batch_size=7, module=module)

@@ -1,0 +1,262 @@
+"""QuantileFlowDetector: sklearn contract, training really happens, determinism, persistence, bad input."""
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from skorch.callbacks import Callback, EarlyStopping
+
+from skood import QuantileFlowDetector
+from skood._training import plan_epochs
+from skood.metrics import auroc
+from tests.conftest import TINY_FLOW
+
+
+class _InitialState(Callback):
+    """Snapshots the flow's (ActNorm-initialised, untrained) weights when training starts."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.state_ = copy.deepcopy(net.module_.state_dict())
+
+
+def _untrained_scores(det, X):
+    snap = next(cb for _, cb in det.net_.callbacks_ if isinstance(cb, _InitialState))
+    flow = copy.deepcopy(det.net_.module_)
+    flow.load_state_dict(snap.state_)
+    with torch.no_grad():
+        ll = flow.eval().log_prob(torch.tensor(X, dtype=torch.float32)).double().numpy()
+    return np.nan_to_num(ll, nan=-1e100, neginf=-1e100), snap.state_
+
+
+@pytest.mark.parametrize("q", [0.05, "mean"])
+def test_training_changes_every_parameter_and_beats_the_untrained_flow(digits_split, q):
+    X_train, _, X_test, y_test = digits_split
+    det = QuantileFlowDetector(
+        q,
+        n_blocks=4,
+        hidden_size=64,
+        n_hidden_layers=1,
+        min_steps=300,
+        lr=1e-3,
+        random_state=0,
+        callbacks=[_InitialState()],
+    ).fit(X_train)
+    untrained, initial_state = _untrained_scores(det, X_test)
+    for name, value in det.net_.module_.state_dict().items():
+        if name.endswith("perm"):  # fixed permutations are buffers, not parameters
+            continue
+        assert not torch.equal(value, initial_state[name]), f"{name} did not change"
+    trained = det.score_samples(X_test)
+    inliers = y_test != -1
+    assert np.median(trained[inliers]) > np.median(untrained[inliers]) + 5  # nats
+    assert auroc(y_test, trained) > auroc(y_test, untrained) + 0.05
+
+
+def test_same_random_state_gives_identical_scores_and_another_differs(rng):
+    X = rng.normal(size=(200, 5))
+    a = QuantileFlowDetector(**TINY_FLOW, random_state=3).fit(X).score_samples(X)
+    b = QuantileFlowDetector(**TINY_FLOW, random_state=3).fit(X).score_samples(X)
+    c = QuantileFlowDetector(**TINY_FLOW, random_state=4).fit(X).score_samples(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_leaves_global_torch_rng_untouched(rng):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(50, 3)))
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_persistence_round_trip_gives_identical_scores(rng, tmp_path, dump):
+    X = rng.normal(size=(100, 4))
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    if dump == "pickle":
+        det2 = pickle.loads(pickle.dumps(det))
+    else:
+        joblib.dump(det, tmp_path / "det.joblib")
+        det2 = joblib.load(tmp_path / "det.joblib")
+    np.testing.assert_array_equal(det.score_samples(X), det2.score_samples(X))
+    np.testing.assert_array_equal(det.predict(X), det2.predict(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path):
+    X = rng.normal(size=(200, 4))
+    det = QuantileFlowDetector(**TINY_FLOW, device="cuda", random_state=0).fit(X)
+    assert next(det.net_.module_.parameters()).is_cuda
+    joblib.dump(det, tmp_path / "gpu.joblib")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "scores.npy", det.score_samples(X))
+    code = (
+        "import joblib, numpy as np, torch; assert not torch.cuda.is_available();"
+        f"d = joblib.load(r'{tmp_path}/gpu.joblib'); X = np.load(r'{tmp_path}/X.npy');"
+        f"np.testing.assert_allclose(d.score_samples(X), np.load(r'{tmp_path}/scores.npy'),"
+        " rtol=1e-4, atol=1e-4)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    )
+
+
+def test_outlier_rows_are_left_out_of_training(rng):
+    X = rng.normal(size=(120, 3))
+    outliers = rng.normal(10, 1, size=(30, 3))
+    ref = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(
+        np.r_[X, outliers], np.r_[np.ones(120), -np.ones(30)]
+    )
+    np.testing.assert_array_equal(det.score_samples(X), ref.score_samples(X))
+
+
+def test_offset_is_the_contamination_quantile_of_held_out_inliers(rng):
+    X = rng.normal(size=(500, 3))
+    det = QuantileFlowDetector(**TINY_FLOW, contamination=0.1, random_state=0).fit(X)
+    rng_split = np.random.RandomState(0)
+    held_out = np.sort(rng_split.permutation(500)[:100])
+    assert det.offset_ == pytest.approx(np.quantile(det.score_samples(X[held_out]), 0.1))
+    decision = det.decision_function(X)
+    np.testing.assert_allclose(decision, det.score_samples(X) - det.offset_)
+    np.testing.assert_array_equal(det.predict(X), np.where(decision >= 0, 1, -1))
+
+
+def test_far_outliers_get_finite_floored_scores(rng):
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(100, 3)))
+    scores = det.score_samples(np.array([[1e30, -1e30, 1e30], [0.0, 0.0, 0.0]]))
+    assert scores.dtype == np.float64 and np.isfinite(scores).all()
+    assert scores[0] < scores[1]
+    Z = rng.normal(size=(10, 3))
+    assert det.score(Z) == pytest.approx(det.score_samples(Z).mean())
+
+
+@pytest.mark.parametrize(
+    "n_rows, batch, max_epochs, min_steps, drop_last, expected",
+    [
+        (50, 128, 50, 0, True, (50, 50)),  # batch capped at the data: never zero steps
+        (300, 128, 50, 1000, True, (128, 500)),  # 2 steps/epoch -> 500 epochs
+        (50_000, 128, 50, 1000, True, (128, 50)),  # large data: the paper's 50 epochs
+        (130, 128, 1, 0, False, (128, 1)),
+    ],
+)
+def test_plan_epochs(n_rows, batch, max_epochs, min_steps, drop_last, expected):
+    assert plan_epochs(n_rows, batch, max_epochs, min_steps, drop_last) == expected
+
+
+def test_small_data_still_takes_min_steps_optimiser_steps(rng):
+    det = QuantileFlowDetector(**{**TINY_FLOW, "batch_size": 128, "min_steps": 40}).fit(
+        rng.normal(size=(30, 3))
+    )
+    # 24 training rows -> one batch of 24 per epoch -> 40 epochs of 1 step.
+    assert det.batch_size_ == 24 and det.n_epochs_ == 40
+    assert len(det.net_.history) == 40
+    assert all(len(epoch["batches"]) == 1 for epoch in det.net_.history)
+
+
+def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng):
+    stopper = EarlyStopping(monitor="valid_loss", patience=2)
+    det = QuantileFlowDetector(
+        **{**TINY_FLOW, "max_epochs": 200}, callbacks=[stopper], random_state=0
+    ).fit(rng.normal(size=(200, 3)))
+    assert "valid_loss" in det.net_.history[-1]
+    assert len(det.net_.history) < 200
+    assert stopper.dynamic_threshold_ is None  # the user's object was copied, never trained
+
+
+@pytest.mark.parametrize("coupling", ["glow", "realnvp", "nice", "gin"])
+@pytest.mark.parametrize("permutation", ["random", "learned"])
+def test_every_architecture_option_fits(rng, coupling, permutation):
+    X = rng.normal(size=(80, 4))
+    det = QuantileFlowDetector(
+        **TINY_FLOW, coupling=coupling, permutation=permutation, random_state=0
+    ).fit(X)
+    assert np.isfinite(det.score_samples(X)).all()
+
+
+def test_noise_and_progress_bar(rng, capsys):
+    X = rng.normal(size=(80, 4))
+    plain = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X).score_samples(X)
+    det = QuantileFlowDetector(**TINY_FLOW, noise_std=0.5, verbose=1, random_state=0).fit(X)
+    assert not np.allclose(det.score_samples(X), plain)
+    assert "epoch" in capsys.readouterr().err
+    pickle.loads(pickle.dumps(det))  # the progress bar does not stay on the fitted model
+
+
+def test_sample_draws_from_the_fitted_density(rng):
+    X = rng.normal(5.0, 1.0, size=(300, 3))
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    s = det.sample(500, random_state=0)
+    assert s.shape == (500, 3)
+    assert np.abs(s.mean(0) - 5.0).max() < 1.0
+
+
+# -- bad input: a clear error, never a crash deep in torch --------------------------------
+@pytest.fixture
+def fitted(rng):
+    return QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(60, 3)))
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]]), "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 1.0]]), "infinity"),
+        (np.array([[1.0, 2.0]]), "1 sample"),
+        (np.ones((3, 1)), "1 feature"),
+        (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), "numeric|string"),
+        (sp.csr_matrix(np.eye(5)), "[Ss]parse"),
+        (np.array([[1.0, 2.0], [2.0, 3.0]]), "needs at least 3 inlier rows"),
+        (np.c_[np.arange(10.0), np.ones(10)], r"constant column\(s\) \[1\]"),
+    ],
+)
+def test_bad_fit_input_gives_a_clear_error(X, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        QuantileFlowDetector(**TINY_FLOW).fit(X)
+
+
+def test_y_with_only_outliers_is_rejected(rng):
+    with pytest.raises(ValueError, match="every row as an outlier"):
+        QuantileFlowDetector(**TINY_FLOW).fit(rng.normal(size=(10, 3)), -np.ones(10))
+
+
+def test_wrong_width_and_nan_at_predict_time(fitted):
+    with pytest.raises(
+        ValueError, match="X has 4 features, but QuantileFlowDetector is expecting 3"
+    ):
+        fitted.predict(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.score_samples(np.array([[np.nan, 0.0, 0.0]]))
+
+
+def test_invalid_parameters_are_reported_by_name(rng):
+    with pytest.raises(ValueError, match="'q' parameter"):
+        QuantileFlowDetector(q=1.5).fit(rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match="'contamination' parameter"):
+        QuantileFlowDetector(contamination=0.7).fit(rng.normal(size=(10, 3)))
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(rng):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        QuantileFlowDetector(**TINY_FLOW, device="cuda").fit(rng.normal(size=(10, 3)))
+
+
+def test_training_log_goes_nowhere_when_quiet(rng, capsys):
+    QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(40, 3)))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_score_samples_is_batched_with_bounded_memory(fitted, rng):
+    X = rng.normal(size=(1000, 3))
+    small_batches = copy.deepcopy(fitted).set_params(inference_batch_size=7)
+    np.testing.assert_allclose(small_batches.score_samples(X), fitted.score_samples(X), rtol=1e-5)

@@ -1,0 +1,125 @@
+"""GaussianMahalanobis against closed forms (scipy, numpy), singular covariance, batching."""
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.covariance import MinCovDet
+
+from skood import GaussianMahalanobis
+from skood.metrics import auroc
+
+
+def test_unconditional_score_is_the_mle_gaussian_log_density(rng):
+    X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
+    det = GaussianMahalanobis(reg_covar=0.0, offset_cv=None).fit(X)
+    expected = multivariate_normal(X.mean(0), np.cov(X.T, bias=True)).logpdf(X)
+    np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-8)
+    assert det.classes_ is None and det.means_.shape == (1, 4)
+
+
+def _tied_reference(X, y):
+    classes = np.unique(y)
+    means = np.stack([X[y == c].mean(0) for c in classes])
+    centred = X - means[np.searchsorted(classes, y)]
+    cov = centred.T @ centred / len(X)
+    return means, cov
+
+
+@pytest.mark.parametrize("aggregate", ["max", "logsumexp"])
+def test_class_conditional_tied_covariance_matches_numpy(rng, aggregate):
+    y = np.repeat([3, 7, 9], 100)
+    X = rng.normal(size=(300, 3)) + np.array([[0, 0, 0], [4, 0, 0], [0, 4, 0]])[y // 3 - 1]
+    det = GaussianMahalanobis(aggregate=aggregate, reg_covar=0.0).fit(X, y)
+    means, cov = _tied_reference(X, y)
+    Z = rng.normal(size=(50, 3)) * 3
+    dens = np.stack([multivariate_normal(m, cov).logpdf(Z) for m in means], axis=1)
+    expected = dens.max(1) if aggregate == "max" else logsumexp(dens, axis=1) - np.log(3)
+    np.testing.assert_allclose(det.score_samples(Z), expected, rtol=1e-8)
+    np.testing.assert_array_equal(det.classes_, [3, 7, 9])
+    inv = np.linalg.inv(cov)
+    d2 = np.min([np.einsum("ij,jk,ik->i", Z - m, inv, Z - m) for m in means], axis=0)
+    np.testing.assert_allclose(det.mahalanobis(Z), d2, rtol=1e-6)
+
+
+def test_class_conditional_auto_and_explicit(rng):
+    X = rng.normal(size=(60, 2))
+    assert GaussianMahalanobis().fit(X, np.ones(60)).classes_ is None  # one label: unconditional
+    assert GaussianMahalanobis(class_conditional=False).fit(X, np.arange(60) % 2).classes_ is None
+    with pytest.raises(ValueError, match="class_conditional=True needs"):
+        GaussianMahalanobis(class_conditional=True).fit(X)
+
+
+def test_outlier_rows_are_not_a_class(rng):
+    X = rng.normal(size=(80, 2))
+    y = np.r_[np.zeros(40), np.ones(30), -np.ones(10)]
+    det = GaussianMahalanobis().fit(X, y)
+    np.testing.assert_array_equal(det.classes_, [0, 1])
+    ref = GaussianMahalanobis().fit(X[:70], y[:70])
+    np.testing.assert_allclose(det.score_samples(X), ref.score_samples(X))
+
+
+def test_singular_covariance_from_dead_features_is_handled(rng):
+    """Dead ReLU units: constant zero columns make the covariance singular."""
+    X = np.maximum(rng.normal(size=(300, 20)), 0)
+    X[:, :5] = 0.0
+    det = GaussianMahalanobis().fit(X)
+    assert np.linalg.matrix_rank(det.covariance_) == 15
+    test = np.maximum(rng.normal(size=(20, 20)), 0)
+    test[:, :5] = 0.0
+    test[:5, 0] = 1.0  # a dead unit fires: strongly out of distribution
+    scores = det.score_samples(test)
+    assert np.isfinite(scores).all() and scores.dtype == np.float64
+    assert scores[:5].max() < scores[5:].min()
+
+
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "oas", "shrunk"])
+def test_covariance_estimators(rng, covariance):
+    X = rng.normal(size=(40, 30))
+    det = GaussianMahalanobis(covariance=covariance).fit(X)
+    assert np.isfinite(det.score_samples(X)).all()
+    det2 = GaussianMahalanobis(covariance=MinCovDet(random_state=0)).fit(X[:, :3])
+    assert det2.covariance_.shape == (3, 3)
+
+
+def test_shrinkage_helps_when_features_outnumber_rows(rng):
+    inl = rng.normal(size=(200, 60))
+    train, test_in = inl[:50], inl[50:]  # 50 rows, 60 features: empirical covariance singular
+    test_out = rng.normal(size=(150, 60)) * 1.3
+    y = np.r_[np.ones(150), -np.ones(150)]
+    Z = np.r_[test_in, test_out]
+    emp = auroc(y, GaussianMahalanobis().fit(train).score_samples(Z))
+    lw = auroc(y, GaussianMahalanobis(covariance="ledoit_wolf").fit(train).score_samples(Z))
+    assert lw > emp
+
+
+def test_batched_scoring_equals_one_shot(rng):
+    X = rng.normal(size=(500, 5))
+    y = np.arange(500) % 3
+    det = GaussianMahalanobis().fit(X, y)
+    small = pickle.loads(pickle.dumps(det)).set_params(batch_size=7)
+    np.testing.assert_allclose(small.score_samples(X), det.score_samples(X))
+
+
+def test_out_of_fold_offset_is_not_biased_by_the_training_rows(rng):
+    """With many features and few rows, training scores overstate normality."""
+    X = rng.normal(size=(400, 40))
+    train, new = X[:100], X[100:]
+    for offset_cv, lo, hi in [(5, 0.0, 0.12), (None, 0.3, 1.0)]:
+        det = GaussianMahalanobis(contamination=0.05, offset_cv=offset_cv, random_state=0)
+        flagged = (det.fit(train).predict(new) == -1).mean()
+        assert lo <= flagged <= hi, (offset_cv, flagged)
+
+
+def test_bad_input(rng):
+    det = GaussianMahalanobis().fit(rng.normal(size=(20, 3)))
+    with pytest.raises(ValueError, match="expecting 3 features"):
+        det.score_samples(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianMahalanobis().fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="every row as an outlier"):
+        GaussianMahalanobis().fit(rng.normal(size=(5, 2)), -np.ones(5))
+    with pytest.raises(ValueError, match="1 sample"):
+        GaussianMahalanobis().fit(np.ones((1, 3)))
