@@ -220,6 +220,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
+    def score(self, X, y=None) -> float:
+        """Mean of :meth:`score_samples` over ``X``: the mean log-likelihood for density models.
+
+        It is ``GridSearchCV``'s criterion when no ``scoring`` is given. Held-out likelihood
+        needs no outliers but favours plain maximum likelihood by construction; to tune for
+        detection, score folds that hold outliers with :mod:`skood.metrics` scorers.
+        """
+        return float(np.mean(self.score_samples(X)))
+
     def _check_fitted_and_validate(self, X, **kwargs):
         check_is_fitted(self)
         return self._validate_X(X, reset=False, **kwargs)

@@ -244,10 +244,6 @@ class GaussianMahalanobis(BaseDetector):
         X = self._check_fitted_and_validate(X, dtype=np.float64)
         return self._score(X)
 
-    def score(self, X, y=None) -> float:
-        """Mean of :meth:`score_samples` over ``X``."""
-        return float(np.mean(self.score_samples(X)))
-
     def mahalanobis(self, X) -> np.ndarray:
         """Squared Mahalanobis distance to the nearest class mean, shape (n_samples,)."""
         X = self._check_fitted_and_validate(X, dtype=np.float64)

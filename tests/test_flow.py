@@ -222,6 +222,14 @@ def test_bad_fit_input_gives_a_clear_error(X, match):
         QuantileFlowDetector(**TINY_FLOW).fit(X)
 
 
+def test_variance_threshold_first_is_always_enough(rng):
+    """A column non-constant over all rows but constant on the 80 % training split must fit."""
+    X = np.c_[rng.normal(size=(50, 3)), np.zeros(50)]
+    X[:, 3][np.random.RandomState(0).permutation(50)[:10]] = 1.0  # varies only in held-out rows
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    assert np.isfinite(det.score_samples(X)).all()
+
+
 def test_y_with_only_outliers_is_rejected(rng):
     with pytest.raises(ValueError, match="every row as an outlier"):
         QuantileFlowDetector(**TINY_FLOW).fit(rng.normal(size=(10, 3)), -np.ones(10))
