@@ -23,7 +23,7 @@ demo: install
 	$(VENV)/bin/skood demo
 
 test: install
-	$(VENV)/bin/ruff check skood tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: install
