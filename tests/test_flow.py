@@ -108,6 +108,23 @@ def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path):
     )
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_net_recorded_on_cuda_unpickles_and_scores_on_a_cpu_only_machine(rng):
+    """skorch maps a CUDA net to the CPU on load; scoring follows the parameters' device.
+
+    This exercises the load path without a GPU (the tensors were CPU all along); the real
+    GPU -> CPU round trip is the test above, which runs where CUDA exists.
+    """
+    X = rng.normal(size=(100, 4))
+    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    expected = det.score_samples(X)
+    det.net_.device = "cuda"
+    with pytest.warns(UserWarning, match="CUDA"):
+        loaded = pickle.loads(pickle.dumps(det))
+    assert str(loaded.net_.device) == "cpu"
+    np.testing.assert_array_equal(loaded.score_samples(X), expected)
+
+
 def test_outlier_rows_are_left_out_of_training(rng):
     X = rng.normal(size=(120, 3))
     outliers = rng.normal(10, 1, size=(30, 3))
