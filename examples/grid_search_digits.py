@@ -25,8 +25,12 @@ pipe = Pipeline(
     [
         ("var", VarianceThreshold()),
         ("scale", StandardScaler()),
-        ("det", QuantileFlowDetector(hidden_size=128, n_hidden_layers=1, min_steps=300, lr=1e-3,
-                                     random_state=0)),
+        (
+            "det",
+            QuantileFlowDetector(
+                hidden_size=128, n_hidden_layers=1, min_steps=300, lr=1e-3, random_state=0
+            ),
+        ),
     ]
 )
 search = GridSearchCV(
