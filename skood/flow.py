@@ -103,7 +103,9 @@ class QuantileFlowDetector(BaseDetector):
         ``> 0`` shows a progress bar over epochs.
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (e.g. ``EarlyStopping``, ``LRScheduler``). When given, the
-        held-out rows are also skorch's validation set, so ``valid_loss`` is available.
+        held-out rows are also skorch's validation set, so ``valid_loss`` is available. They are
+        copied into the net, so fitting never mutates this parameter; the fitted callbacks (and
+        anything they recorded) are in ``net_.callbacks_``.
     inference_batch_size : int, default=4096
         Rows per forward pass in ``score_samples``; bounds memory for any number of rows.
 

@@ -6,6 +6,7 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import logsumexp
 from sklearn.base import _fit_context, clone
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
@@ -153,7 +154,8 @@ class GaussianMahalanobis(BaseDetector):
         self : GaussianMahalanobis
         """
         X, inliers, labels = self._validate_fit_data(X, y, dtype=np.float64)
-        X = X[inliers]
+        if not inliers.all():  # no full-size copy in the common all-inlier case
+            X = X[inliers]
         if self.class_conditional is True and labels is None:
             raise ValueError(
                 "class_conditional=True needs inlier class labels in y; got y=None. Pass the "
@@ -169,20 +171,43 @@ class GaussianMahalanobis(BaseDetector):
         self._set_offset(self._calibration_scores(X, labels))
         return self
 
-    def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None):
+    def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
+        """Means, covariance and whitening from ``X[rows]`` (all rows when None).
+
+        Never copies ``X`` whole for the default empirical covariance: class sums come from a
+        sparse one-hot product and the class-centred scatter is accumulated in bounded blocks,
+        which is exactly ``EmpiricalCovariance(assume_centered=True)`` on the centred rows.
+        """
+        n_rows = X.shape[0] if rows is None else rows.shape[0]
         if labels is None:
-            classes, codes = None, np.zeros(X.shape[0], dtype=np.intp)
+            classes, codes = None, np.zeros(n_rows, dtype=np.intp)
         else:
             classes, codes = np.unique(labels, return_inverse=True)
-        means = np.stack([X[codes == k].mean(axis=0) for k in range(codes.max() + 1)])
-        cov_est = (
-            _COVARIANCES[self.covariance]()
-            if isinstance(self.covariance, str)
-            else clone(self.covariance)
-        )
-        if "assume_centered" in cov_est.get_params():
-            cov_est.set_params(assume_centered=True)
-        covariance = cov_est.fit(X - means[codes]).covariance_
+        n_classes = codes.max() + 1
+        cols = np.arange(n_rows) if rows is None else rows
+        onehot = sp.csr_matrix((np.ones(n_rows), (codes, cols)), shape=(n_classes, X.shape[0]))
+        means = np.asarray(onehot @ X) / np.bincount(codes, minlength=n_classes)[:, None]
+
+        def centred(sl: slice) -> np.ndarray:
+            # Slices of X are views; only a subset of rows (a CV fold) needs a gather.
+            block = X[sl] if rows is None else X[rows[sl]]
+            return block - (means[0] if n_classes == 1 else means[codes[sl]])
+
+        if isinstance(self.covariance, str) and self.covariance == "empirical":
+            covariance = np.zeros((X.shape[1], X.shape[1]))
+            for sl in iter_slices(n_rows, self.batch_size):
+                block = centred(sl)
+                covariance += block.T @ block
+            covariance /= n_rows
+        else:  # shrinkage estimators need the centred rows themselves
+            cov_est = (
+                _COVARIANCES[self.covariance]()
+                if isinstance(self.covariance, str)
+                else clone(self.covariance)
+            )
+            if "assume_centered" in cov_est.get_params():
+                cov_est.set_params(assume_centered=True)
+            covariance = cov_est.fit(centred(slice(None))).covariance_
         eigval, eigvec = np.linalg.eigh(covariance + self.reg_covar * np.eye(X.shape[1]))
         eigval = np.maximum(eigval, max(self.reg_covar, np.finfo(np.float64).tiny))
         whitening = eigvec / np.sqrt(eigval)
@@ -196,7 +221,7 @@ class GaussianMahalanobis(BaseDetector):
         scores = np.empty(X.shape[0])
         for train, test in folds:
             fold_labels = None if labels is None else labels[train]
-            _, means, _, whitening, log_det = self._fit_stats(X[train], fold_labels)
+            _, means, _, whitening, log_det = self._fit_stats(X, fold_labels, rows=train)
             scores[test] = self._score(X[test], means, whitening, log_det)
         return scores
 

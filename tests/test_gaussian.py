@@ -123,3 +123,16 @@ def test_bad_input(rng):
         GaussianMahalanobis().fit(rng.normal(size=(5, 2)), -np.ones(5))
     with pytest.raises(ValueError, match="1 sample"):
         GaussianMahalanobis().fit(np.ones((1, 3)))
+
+
+def test_chunked_scatter_equals_sklearn_empirical_covariance_of_centred_rows(rng):
+    from sklearn.covariance import EmpiricalCovariance
+
+    X = rng.normal(size=(503, 6)) * 3 + 10
+    y = np.arange(503) % 4
+    det = GaussianMahalanobis(batch_size=17, offset_cv=3, random_state=0).fit(X, y)
+    centred = X - np.stack([X[y == k].mean(0) for k in range(4)])[y]
+    expected = EmpiricalCovariance(assume_centered=True).fit(centred).covariance_
+    np.testing.assert_allclose(det.covariance_, expected, rtol=1e-10)
+    one_chunk = GaussianMahalanobis(offset_cv=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(det.offset_, one_chunk.offset_, rtol=1e-10)
