@@ -33,7 +33,8 @@ from skood.metrics import auroc, fpr_at_tpr
 
 DATA = Path("/work/shared/data/adbench")
 OUT = Path(__file__).resolve().parent
-CSV = OUT / "min_steps_results.csv"
+CSV = OUT / os.environ.get("MS_CSV", "min_steps_results.csv")
+LR = float(os.environ.get("MS_LR", "9e-5"))  # the detector's default (the paper's lr)
 SETTINGS = [0, 250, 1000, 2000]
 TAB = [
     "15_Hepatitis",
@@ -141,6 +142,7 @@ def run(budget):
             n_hidden_layers=1,
             random_state=seed,
             min_steps=max(SETTINGS),
+            lr=LR,
         )
         snap = Snapshot(Xte, det)
         det.set_params(callbacks=[snap])
