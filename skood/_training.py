@@ -138,7 +138,9 @@ def build_net(
 
     ``train_split`` is None unless ``valid_data`` is given (then skorch computes ``valid_loss``
     on it each epoch, for callbacks such as EarlyStopping). User callbacks are deep-copied so
-    that fitting never mutates the estimator's parameters.
+    that fitting never mutates the estimator's parameters. ``net_cls`` is the skorch class
+    (``NeuralNetClassifier`` for estimators that train a classifier) and ``net_params`` go to it
+    unchanged (e.g. ``iterator_train__collate_fn``).
     """
     cbs: list = []
     if grad_clip is not None:
