@@ -5,9 +5,16 @@ normal) / ``decision_function`` / ``predict`` (+1 inlier, -1 outlier). In ``y``,
 marks an outlier row; every other value is an inlier label.
 """
 
+from skood.features import ClassifierFeatures, TorchFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMahalanobis", "QuantileFlowDetector", "__version__"]
+__all__ = [
+    "ClassifierFeatures",
+    "GaussianMahalanobis",
+    "QuantileFlowDetector",
+    "TorchFeatures",
+    "__version__",
+]

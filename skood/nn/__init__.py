@@ -13,14 +13,17 @@ from skood.nn.flows import (
     glow_flow,
 )
 from skood.nn.losses import QuantileNLLLoss, batch_quantile
+from skood.nn.networks import MLPClassifierNet, SmallCNN
 
 __all__ = [
     "ActNorm",
     "AffineCoupling",
     "LUPermutation",
+    "MLPClassifierNet",
     "NormalizingFlow",
     "Permutation",
     "QuantileNLLLoss",
+    "SmallCNN",
     "batch_quantile",
     "glow_flow",
 ]

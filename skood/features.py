@@ -1,0 +1,420 @@
+"""Feature extractors as sklearn transformers: the "features first, detector second" stage.
+
+* :class:`TorchFeatures` wraps any torch module and returns a named layer's activations.
+* :class:`ClassifierFeatures` trains a classifier on the inlier rows (QuantOD's stage 1) and
+  returns its penultimate features.
+
+Both put ``X`` (2-D, as sklearn requires; images arrive flattened) through the network in batches,
+in eval mode and without autograd, so they sit in a ``Pipeline`` before any skood detector.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler
+from torch import nn
+
+from skood._training import build_net, draw_seed, predict_batched, resolve_device, seeded
+from skood.base import split_labels
+from skood.nn.networks import MLPClassifierNet, SmallCNN
+
+__all__ = ["ClassifierFeatures", "TorchFeatures"]
+
+
+def _find_layer(module: nn.Module, name: str, owner: str) -> nn.Module:
+    layers = dict(module.named_modules())
+    if name not in layers:
+        shown = ", ".join(repr(n) for n in list(layers)[1:30] if n)
+        raise ValueError(
+            f"{owner}: layer {name!r} does not exist in {type(module).__name__}. "
+            f"Named layers are: {shown}{', ...' if len(layers) > 30 else ''}."
+        )
+    return layers[name]
+
+
+def _layer_output(layer: nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D.
+
+    With ``layer=None`` the forward's own output is returned.
+    """
+    if layer is None:
+        out = forward(x)
+    else:
+        captured: list[torch.Tensor] = []
+        handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            forward(x)
+        finally:
+            handle.remove()
+        out = captured[-1]
+    return out.reshape(out.shape[0], -1)
+
+
+def _check_image_shape(image_shape, n_features: int, owner: str) -> None:
+    if image_shape is not None and int(np.prod(image_shape)) != n_features:
+        raise ValueError(
+            f"{owner}: image_shape={tuple(image_shape)} holds {int(np.prod(image_shape))} values "
+            f"per image, but X has {n_features} features. Pass flattened images of that shape "
+            "(X.reshape(len(X), -1)) or fix image_shape."
+        )
+
+
+class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What both extractors share: validation, batched eval-mode transform, tags."""
+
+    def _validate(self, X, reset: bool):
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=np.float32,
+            accept_sparse=False,
+            ensure_min_samples=2 if reset else 1,
+        )
+
+    def transform(self, X) -> np.ndarray:
+        """The chosen layer's activations for each row, shape (n_samples, n_features_out).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return predict_batched(
+            self._extract, X, batch_size=self.inference_batch_size, module=self.module_
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class TorchFeatures(_TorchTransformer):
+    """Activations of a named layer of any torch module, as an sklearn transformer.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or callable
+        A module instance (deep-copied in ``fit``; the parameter is never modified) or a class /
+        factory called as ``module(**module_kwargs)``. Lazy modules (``nn.LazyLinear``) are
+        materialised on the first batch.
+    module_kwargs : dict or None, default=None
+        Keyword arguments for ``module`` when it is a class.
+    layer : str or None, default=None
+        Name of the submodule (as in ``module.named_modules()``) whose output is returned, read
+        with a forward hook; None returns the module's own output. Outputs are flattened to 2-D.
+    image_shape : tuple of int or None, default=None
+        ``(C, H, W)``: rows of ``X`` are flattened images of this shape and are reshaped before
+        the forward pass.
+    inference_batch_size : int, default=4096
+        Rows per forward pass.
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+        Seeds the module's initialisation when ``module`` is a class.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The module used for extraction, in eval mode.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skood.features import TorchFeatures
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> TorchFeatures(net, layer="1").fit_transform(np.ones((3, 4))).shape
+    (3, 8)
+    """
+
+    _parameter_constraints: dict = {
+        "module": [nn.Module, callable],
+        "module_kwargs": [dict, None],
+        "layer": [str, None],
+        "image_shape": [tuple, None],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        module,
+        *,
+        module_kwargs=None,
+        layer=None,
+        image_shape=None,
+        inference_batch_size=4096,
+        device="auto",
+        random_state=None,
+    ):
+        self.module = module
+        self.module_kwargs = module_kwargs
+        self.layer = layer
+        self.image_shape = image_shape
+        self.inference_batch_size = inference_batch_size
+        self.device = device
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Build the module and check the layer; nothing is trained.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self : TorchFeatures
+        """
+        X = self._validate(X, reset=True)
+        name = type(self).__name__
+        _check_image_shape(self.image_shape, X.shape[1], name)
+        self.device_ = resolve_device(self.device)
+        # Lazy modules initialise their weights on the first forward: keep it inside the seed.
+        with seeded(draw_seed(self.random_state), self.device_):
+            if isinstance(self.module, nn.Module):
+                module = copy.deepcopy(self.module)
+            else:
+                module = self.module(**(self.module_kwargs or {}))
+            self.module_ = module.to(self.device_).eval()
+            if self.layer is not None:
+                _find_layer(self.module_, self.layer, name)
+            self._n_features_out = self.transform(X[:1]).shape[1]
+        return self
+
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        layer = None if self.layer is None else dict(self.module_.named_modules())[self.layer]
+        if self.image_shape is not None:
+            x = x.reshape(-1, *self.image_shape)
+        return _layer_output(layer, self.module_, x)
+
+
+class ClassifierFeatures(_TorchTransformer):
+    """Train a classifier on the inlier rows; transform to its penultimate features.
+
+    QuantOD's stage 1 (Taghikhah et al., AAAI 2024): a standard classifier trained with
+    cross-entropy on the inlier classes only, then frozen; its penultimate features are what a
+    detector (a flow, a Gaussian) models. Trained through skorch's ``NeuralNetClassifier`` with
+    SGD + momentum, weight decay and a cosine learning-rate schedule, as in the paper's stage 1.
+
+    Parameters
+    ----------
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape: the default network is then a small CNN
+        (:class:`skood.nn.networks.SmallCNN`); otherwise an MLP.
+    module : torch.nn.Module, callable or None, default=None
+        A user network: an instance (deep-copied), or a factory called as
+        ``module(n_features, n_classes)``. It returns logits from ``forward``; its features come
+        from a ``features(x)`` method, or from the layer named by ``feature_layer``.
+    feature_layer : str or None, default=None
+        Submodule whose output is the feature (forward hook); None uses ``module.features``.
+    hidden_sizes : tuple of int, default=(128,)
+        Hidden widths of the default MLP (the last one is the feature dimension).
+    hidden_size : int, default=128
+        Penultimate width of the default CNN.
+    dropout : float, default=0.3
+    max_epochs : int, default=30
+    batch_size : int, default=64
+    lr : float, default=0.05
+        Initial SGD learning rate, annealed to 1e-6 by a cosine schedule over ``max_epochs``.
+    momentum : float, default=0.9
+    weight_decay : float, default=5e-4
+    inference_batch_size : int, default=4096
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        ``> 0`` shows a progress bar over epochs.
+    callbacks : list of skorch callbacks or None, default=None
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetClassifier
+        The trained classifier; ``net_.module_`` is the network.
+    module_ : torch.nn.Module
+        ``net_.module_``.
+    classes_ : ndarray
+        The inlier classes the classifier was trained on.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
+    Notes
+    -----
+    Rows with ``y == -1`` are left out of training (skood's outlier label), so one ``fit(X, y)``
+    serves a Pipeline whose detector uses the same ``y``.
+
+    References
+    ----------
+    Taghikhah et al. "Quantile-based Maximum Likelihood Training for Outlier Detection", AAAI 2024.
+    """
+
+    _parameter_constraints: dict = {
+        "image_shape": [tuple, None],
+        "module": [nn.Module, callable, None],
+        "feature_layer": [str, None],
+        "hidden_sizes": [tuple],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+    }
+
+    def __init__(
+        self,
+        image_shape=None,
+        *,
+        module=None,
+        feature_layer=None,
+        hidden_sizes=(128,),
+        hidden_size=128,
+        dropout=0.3,
+        max_epochs=30,
+        batch_size=64,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        inference_batch_size=4096,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.image_shape = image_shape
+        self.module = module
+        self.feature_layer = feature_layer
+        self.hidden_sizes = hidden_sizes
+        self.hidden_size = hidden_size
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.inference_batch_size = inference_batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def _network(self, n_features: int, n_classes: int) -> nn.Module:
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module)
+        if self.module is not None:
+            return self.module(n_features, n_classes)
+        if self.image_shape is not None:
+            return SmallCNN(
+                self.image_shape, n_classes, hidden_size=self.hidden_size, dropout=self.dropout
+            )
+        return MLPClassifierNet(n_features, n_classes, self.hidden_sizes, self.dropout)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the classifier on the inlier rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels; ``-1`` rows (outliers) are left out.
+
+        Returns
+        -------
+        self : ClassifierFeatures
+        """
+        name = type(self).__name__
+        X = self._validate(X, reset=True)
+        if y is None:
+            raise ValueError(
+                f"{name} requires y to be passed, but the target y is None: it trains a "
+                "classifier on the inlier class labels."
+            )
+        inliers, labels = split_labels(y, X.shape[0], name)
+        _check_image_shape(self.image_shape, X.shape[1], name)
+        encoder = LabelEncoder().fit(labels)
+        if encoder.classes_.size < 2:
+            raise ValueError(
+                f"{name} needs at least 2 inlier classes in y to train a classifier; got "
+                f"{encoder.classes_.size} class."
+            )
+        self.classes_ = encoder.classes_
+        X_in, y_in = X[inliers], encoder.transform(labels).astype(np.int64)
+        self.device_ = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        schedule = LRScheduler(
+            policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs, eta_min=1e-6
+        )
+        with seeded(draw_seed(rng), self.device_):
+            network = self._network(X.shape[1], self.classes_.size)
+            self.net_ = build_net(
+                network,
+                criterion=nn.CrossEntropyLoss,
+                lr=self.lr,
+                batch_size=min(self.batch_size, X_in.shape[0]),
+                max_epochs=self.max_epochs,
+                device=self.device_,
+                optimizer=torch.optim.SGD,
+                optimizer_params={"momentum": self.momentum, "weight_decay": self.weight_decay},
+                callbacks=[schedule, *(self.callbacks or [])],
+                verbose=self.verbose,
+                progress_desc=name,
+                net_cls=NeuralNetClassifier,
+                classes=np.arange(self.classes_.size),
+            )
+            self.net_.fit(X_in, y_in)
+        self.module_ = self.net_.module_
+        if self.feature_layer is not None:
+            _find_layer(self.module_, self.feature_layer, name)
+        elif not hasattr(self.module_, "features"):
+            raise ValueError(
+                f"{name}: the network has no `features` method; name the penultimate layer with "
+                "feature_layer=..."
+            )
+        self._n_features_out = self.transform(X[:1]).shape[1]
+        return self
+
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature_layer is None:
+            return self.module_.features(x)
+        layer = dict(self.module_.named_modules())[self.feature_layer]
+        return _layer_output(layer, self.module_, x)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags

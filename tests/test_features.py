@@ -1,0 +1,157 @@
+"""Feature extractors: sklearn contract, hooks and shapes, a trained stage 1, caching, bad input."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skood import GaussianMahalanobis
+from skood.datasets import load_digits_ood, novelty_split
+from skood.features import ClassifierFeatures, TorchFeatures
+from skood.metrics import SCORERS
+from skood.model_selection import OODStratifiedKFold
+
+
+@parametrize_with_checks(
+    [
+        TorchFeatures(torch.nn.LazyLinear, module_kwargs={"out_features": 3}, random_state=0),
+        ClassifierFeatures(hidden_sizes=(8,), max_epochs=2, random_state=0),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_ood(range(6))
+    return novelty_split(X / 16.0, y, random_state=0)
+
+
+def test_torch_features_returns_the_named_layer():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    X = np.random.RandomState(0).normal(size=(10, 4))
+    hidden = TorchFeatures(net, layer="1").fit_transform(X)
+    with torch.no_grad():
+        expected = torch.relu(net[0](torch.tensor(X, dtype=torch.float32))).double().numpy()
+    np.testing.assert_allclose(hidden, expected, rtol=1e-6)
+    assert TorchFeatures(net).fit_transform(X).shape == (10, 2)  # no layer: the output
+    assert not any(p.grad is not None for p in net.parameters())
+
+
+def test_torch_features_reshapes_images_and_flattens_outputs():
+    conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+    X = np.random.RandomState(0).rand(5, 64)
+    out = TorchFeatures(conv, image_shape=(1, 8, 8)).fit(X)
+    assert out.transform(X).shape == (5, 3 * 8 * 8)
+    assert out.get_feature_names_out()[0] == "torchfeatures0"
+
+
+def test_classifier_features_cnn_beats_chance_and_round_trips(digits):
+    X_train, y_train, X_test, y_test = digits
+    ext = ClassifierFeatures(image_shape=(1, 8, 8), max_epochs=15, random_state=0).fit(
+        X_train, y_train
+    )
+    inl = y_test != -1
+    pred = ext.classes_[ext.net_.predict(X_test[inl].astype(np.float32))]
+    assert (pred == y_test[inl]).mean() > 0.9  # chance is 1/6
+    F = ext.transform(X_test)
+    assert F.shape == (len(X_test), 128) and F.dtype == np.float64
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ext)).transform(X_test), F)
+
+
+def test_classifier_features_ignore_outlier_rows(digits):
+    X_train, y_train, X_test, y_test = digits
+    X = np.r_[X_train, X_test[y_test == -1][:50]]
+    y = np.r_[y_train, -np.ones(50, dtype=int)]
+    a = ClassifierFeatures(hidden_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
+    b = ClassifierFeatures(hidden_sizes=(16,), max_epochs=3, random_state=0).fit(X_train, y_train)
+    np.testing.assert_allclose(a.transform(X_test), b.transform(X_test), rtol=1e-5)
+    np.testing.assert_array_equal(a.classes_, np.arange(6))
+
+
+def test_user_module_with_feature_layer(digits):
+    X_train, y_train, X_test, _ = digits
+
+    def factory(n_features, n_classes):
+        return torch.nn.Sequential(
+            torch.nn.Linear(n_features, 32), torch.nn.ReLU(), torch.nn.Linear(32, n_classes)
+        )
+
+    ext = ClassifierFeatures(module=factory, feature_layer="1", max_epochs=2, random_state=0)
+    assert ext.fit(X_train, y_train).transform(X_test).shape == (len(X_test), 32)
+    with pytest.raises(ValueError, match="no `features` method"):
+        ClassifierFeatures(module=factory, max_epochs=1).fit(X_train, y_train)
+
+
+_FITS = {"n": 0}
+
+
+class _CountingFeatures(ClassifierFeatures):
+    def fit(self, X, y):
+        _FITS["n"] += 1
+        return super().fit(X, y)
+
+
+def test_pipeline_memory_reuses_the_fitted_extractor_in_a_grid_search(digits, tmp_path):
+    X_train, y_train, X_test, y_test = digits
+    X, y = np.r_[X_train, X_test], np.r_[y_train, y_test]
+    grid = {"det__aggregate": ["max", "logsumexp"], "det__covariance": ["empirical", "oas"]}
+
+    def search(memory):
+        _FITS["n"] = 0
+        pipe = Pipeline(
+            [
+                ("features", _CountingFeatures(hidden_sizes=(16,), max_epochs=2, random_state=0)),
+                ("det", GaussianMahalanobis()),
+            ],
+            memory=memory,
+        )
+        cv = OODStratifiedKFold(n_splits=2, random_state=0)
+        GridSearchCV(pipe, grid, cv=cv, scoring=SCORERS["auroc"]).fit(X, y)
+        return _FITS["n"]
+
+    assert search(None) == 4 * 2 + 1  # every candidate retrains the extractor, plus the refit
+    assert search(str(tmp_path)) == 2 + 1  # once per fold, plus the refit
+
+
+@pytest.mark.parametrize(
+    "make, X, y, match",
+    [
+        (
+            lambda: ClassifierFeatures(image_shape=(1, 8, 8)),
+            np.ones((4, 63)),
+            [0, 1, 0, 1],
+            r"image_shape=\(1, 8, 8\) holds 64 values.*63 features",
+        ),
+        (lambda: ClassifierFeatures(), np.ones((4, 2, 2)), [0, 1, 0, 1], "dim 3"),
+        (lambda: ClassifierFeatures(), np.ones((4, 3)), [0, 0, 0, -1], "at least 2 inlier classes"),
+        (lambda: ClassifierFeatures(), np.ones((4, 3)), None, "requires y to be passed"),
+        (
+            lambda: ClassifierFeatures(feature_layer="nope", max_epochs=1),
+            np.random.RandomState(0).rand(4, 3),
+            [0, 1, 0, 1],
+            "layer 'nope' does not exist",
+        ),
+        (
+            lambda: TorchFeatures(torch.nn.Linear(3, 2), layer="missing"),
+            np.ones((4, 3)),
+            None,
+            "layer 'missing' does not exist",
+        ),
+        (
+            lambda: TorchFeatures(torch.nn.Linear(3, 2), image_shape=(1, 2, 2)),
+            np.ones((4, 3)),
+            None,
+            "holds 4 values",
+        ),
+    ],
+)
+def test_bad_input_names_the_problem(make, X, y, match):
+    with pytest.raises(ValueError, match=match):
+        make().fit(X, y)
