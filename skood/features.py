@@ -274,6 +274,19 @@ class ClassifierFeatures(_TorchTransformer):
     References
     ----------
     Taghikhah et al. "Quantile-based Maximum Likelihood Training for Outlier Detection", AAAI 2024.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skood import ClassifierFeatures, GaussianMahalanobis
+    >>> from skood.datasets import load_digits_ood
+    >>> X, y = load_digits_ood(inlier_classes=range(5))  # y == -1 for digits 5-9
+    >>> pipe = make_pipeline(
+    ...     ClassifierFeatures(image_shape=(1, 8, 8), max_epochs=3, random_state=0),
+    ...     GaussianMahalanobis(covariance="ledoit_wolf"),
+    ... ).fit(X / 16.0, y)  # the CNN and the Gaussian both train on the inlier rows only
+    >>> pipe[0].transform(X[:2] / 16.0).shape
+    (2, 128)
     """
 
     _parameter_constraints: dict = {
