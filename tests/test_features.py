@@ -1,4 +1,7 @@
-"""Feature extractors: sklearn contract, hooks and shapes, a trained stage 1, caching, bad input."""
+"""Feature extractors: hooks and shapes, a trained stage 1, caching, bad input.
+
+Their sklearn estimator checks run with every other estimator's in test_estimator_checks.py.
+"""
 
 import pickle
 
@@ -7,23 +10,12 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skood import GaussianMahalanobis
 from skood.datasets import load_digits_ood, novelty_split
 from skood.features import ClassifierFeatures, TorchFeatures
 from skood.metrics import SCORERS
 from skood.model_selection import OODStratifiedKFold
-
-
-@parametrize_with_checks(
-    [
-        TorchFeatures(torch.nn.LazyLinear, module_kwargs={"out_features": 3}, random_state=0),
-        ClassifierFeatures(hidden_sizes=(8,), max_epochs=2, random_state=0),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 @pytest.fixture(scope="module")
