@@ -8,12 +8,14 @@ marks an outlier row; every other value is an inlier label.
 from skood.features import ClassifierFeatures, TorchFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
+from skood.open_set import OpenSetClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierFeatures",
     "GaussianMahalanobis",
+    "OpenSetClassifier",
     "QuantileFlowDetector",
     "TorchFeatures",
     "__version__",

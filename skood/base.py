@@ -120,22 +120,50 @@ def check_no_constant_columns(X: np.ndarray, estimator_name: str) -> None:
 
 
 def split_holdout(
-    n_samples: int, fraction: float, random_state, min_train: int, estimator_name: str
+    n_samples: int,
+    fraction: float,
+    random_state,
+    min_train: int,
+    estimator_name: str,
+    *,
+    stratify=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random (train, held-out) row indices; the held-out rows calibrate ``offset_``.
 
     At least one row is held out when ``fraction > 0``, and at least ``min_train`` rows are left
-    for training.
+    for training. With ``stratify`` (class labels, one per row) each class gives
+    ``round(fraction * n_class)`` rows but keeps at least one for training, so a classifier
+    trained on the rest still sees every class.
     """
-    n_val = max(1, round(fraction * n_samples)) if fraction > 0 else 0
+    rng = check_random_state(random_state)
+    if stratify is None or fraction == 0:
+        n_val = max(1, round(fraction * n_samples)) if fraction > 0 else 0
+        perm = rng.permutation(n_samples)
+        held = perm[:n_val]
+    else:
+        _, codes = np.unique(np.asarray(stratify), return_inverse=True)
+        held_parts = []
+        for c in range(codes.max() + 1):
+            rows = rng.permutation(np.flatnonzero(codes == c))
+            held_parts.append(rows[: min(round(fraction * rows.size), rows.size - 1)])
+        held = np.concatenate(held_parts)
+        counts = np.bincount(codes)
+        if held.size == 0 and counts.max() < 2:
+            raise ValueError(
+                f"{estimator_name} cannot hold out rows (validation_fraction={fraction}) when "
+                "every class has a single row; give more rows or set validation_fraction=0."
+            )
+        if held.size == 0:  # every class too small for its share: take one from the largest
+            held = rng.permutation(np.flatnonzero(codes == np.argmax(counts)))[:1]
+        n_val = held.size
     if n_samples - n_val < min_train:
         raise ValueError(
             f"{estimator_name} needs at least {min_train + n_val} inlier rows "
             f"({min_train} to train and {n_val} held out by validation_fraction={fraction}); "
             f"got {n_samples} sample(s)."
         )
-    perm = check_random_state(random_state).permutation(n_samples)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    train = np.setdiff1d(np.arange(n_samples), held)
+    return train, np.sort(held)
 
 
 def iter_slices(n_samples: int, batch_size: int) -> Iterator[slice]:

@@ -48,22 +48,28 @@ def _find_layer(module: nn.Module, name: str, owner: str) -> nn.Module:
     return layers[name]
 
 
-def _layer_output(layer: nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
-    """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D.
+def _layer_and_output(
+    layer: nn.Module | None, forward: Callable, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``forward(x)`` once; return ``(layer's output flattened to 2-D, forward's output)``.
 
-    With ``layer=None`` the forward's own output is returned.
+    The layer's output is read with a forward hook; with ``layer=None`` it is the forward's own.
     """
     if layer is None:
         out = forward(x)
-    else:
-        captured: list[torch.Tensor] = []
-        handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
-        try:
-            forward(x)
-        finally:
-            handle.remove()
-        out = captured[-1]
-    return out.reshape(out.shape[0], -1)
+        return out.reshape(out.shape[0], -1), out
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
+    try:
+        out = forward(x)
+    finally:
+        handle.remove()
+    return captured[-1].reshape(captured[-1].shape[0], -1), out
+
+
+def _layer_output(layer: nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D."""
+    return _layer_and_output(layer, forward, x)[0]
 
 
 def _check_image_shape(image_shape, n_features: int, owner: str) -> None:
@@ -426,6 +432,44 @@ class ClassifierFeatures(_TorchTransformer):
             return self.module_.features(x)
         layer = dict(self.module_.named_modules())[self.feature_layer]
         return _layer_output(layer, self.module_, x)
+
+    def _extract_with_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[features | logits]`` side by side, from one forward pass where the network allows."""
+        if self.feature_layer is not None:
+            layer = dict(self.module_.named_modules())[self.feature_layer]
+            z, logits = _layer_and_output(layer, self.module_, x)
+        elif isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
+            z = self.module_.features(x)
+            logits = self.module_.head(z)  # forward() is exactly head(features(x))
+        else:  # a user module with a features() method: its forward may do anything else
+            z, logits = self.module_.features(x), self.module_(x)
+        return torch.cat([z.reshape(z.shape[0], -1), logits.reshape(z.shape[0], -1)], dim=1)
+
+    def transform_with_logits(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Penultimate features and the classifier's logits, from one batched pass.
+
+        This is what a gate in front of the classifier needs (:class:`skood.OpenSetClassifier`):
+        the features for a density detector and the logits for the class, MSP or energy.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        features : ndarray of float64, shape (n_samples, n_features_out)
+        logits : ndarray of float64, shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        both = predict_batched(
+            self._extract_with_logits,
+            X,
+            batch_size=self.inference_batch_size,
+            module=self.module_,
+        ).reshape(X.shape[0], self._n_features_out + self.classes_.size)
+        return both[:, : self._n_features_out], both[:, self._n_features_out :]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
