@@ -5,7 +5,7 @@ normal) / ``decision_function`` / ``predict`` (+1 inlier, -1 outlier). In ``y``,
 marks an outlier row; every other value is an inlier label.
 """
 
-from skood.features import ClassifierFeatures, TorchFeatures
+from skood.features import ClassifierFeatures, TorchFeatures, TorchvisionFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
 from skood.open_set import OpenSetClassifier
@@ -18,5 +18,6 @@ __all__ = [
     "OpenSetClassifier",
     "QuantileFlowDetector",
     "TorchFeatures",
+    "TorchvisionFeatures",
     "__version__",
 ]
