@@ -26,8 +26,9 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+# The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(VENV)/bin/skood bench --data ../shared/data/adbench --bundled --n-jobs 2 --out docs/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,16 +1,21 @@
-"""The ``skood`` command.
+"""The ``skood`` command: ``demo``, ``bench`` and ``score``.
 
-``skood demo``: sklearn's bundled digits (classes 0-4 inliers, 5-9 outliers; no download), the
-skood detectors in ``Pipeline`` s side by side with ``IsolationForest``.
+* ``skood demo``: sklearn's bundled digits (classes 0-4 inliers, 5-9 outliers; no download), the
+  skood detectors in ``Pipeline`` s side by side with sklearn's and PyOD's peers.
+* ``skood bench``: detectors x datasets x seeds under one protocol (:mod:`skood.bench`); writes
+  a markdown table, a CSV and plots.
+* ``skood score``: fit a detector on a CSV / Parquet file and write each row's score and label.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -18,6 +23,7 @@ __all__ = ["main"]
 def _demo_detectors(random_state: int, verbose: int):
     from sklearn.ensemble import IsolationForest
     from sklearn.feature_selection import VarianceThreshold
+    from sklearn.neighbors import LocalOutlierFactor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -48,6 +54,24 @@ def _demo_detectors(random_state: int, verbose: int):
             make_pipeline(StandardScaler(), IsolationForest(random_state=random_state)),
             False,
         ),
+        "LocalOutlierFactor (sklearn)": (
+            make_pipeline(*prep(), LocalOutlierFactor(novelty=True)),
+            False,
+        ),
+        **_pyod_peers(prep),
+    }
+
+
+def _pyod_peers(prep) -> dict:
+    from sklearn.pipeline import make_pipeline
+
+    from skood.bench import available_detectors, make_detector
+
+    if "pyod-knn" not in available_detectors():  # PyOD is the optional `bench` extra
+        return {}
+    return {
+        f"{label} (PyOD)": (make_pipeline(*prep(), make_detector(name)), False)
+        for label, name in [("KNN", "pyod-knn"), ("ECOD", "pyod-ecod")]
     }
 
 
@@ -85,18 +109,226 @@ def demo(random_state: int = 0, verbose: int = 1) -> list[dict]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# -- skood bench ---------------------------------------------------------------------------------
+
+
+def bench(args) -> int:
+    from skood import bench as harness
+
+    detectors = args.detector or list(
+        harness.QUICK_DETECTORS if args.quick else harness.available_detectors()
+    )
+    names = args.datasets
+    if names is None:
+        names = [] if args.data and not args.bundled else list(harness.DEFAULT_BUNDLED)
+    if args.quick and args.datasets is None:
+        names = ["digits-ovr-0", "breast-cancer", "wine"]
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    protocols = ["semi", "unsup"] if args.protocol == "both" else [args.protocol]
+    for d in detectors:
+        harness.parse_detector(d)  # fail on a typo before loading any data
+    datasets = harness.load_datasets(names, args.data or [])
+    print(
+        f"skood bench: {len(detectors)} detector(s) x {len(datasets)} dataset(s) x "
+        f"{len(seeds)} seed(s) x {len(protocols)} protocol(s) -> {args.out}",
+        file=sys.stderr,
+    )
+    rows = harness.run_benchmark(
+        detectors,
+        datasets,
+        seeds=seeds,
+        protocols=protocols,
+        train_fraction=args.train_fraction,
+        max_train=args.max_train or None,
+        max_test=args.max_test or None,
+        quick=args.quick,
+        n_jobs=args.n_jobs,
+        progress=not args.quiet,
+    )
+    command = "skood " + " ".join(shlex.quote(a) for a in args.argv)
+    md = harness.write_report(rows, args.out, command=command)
+    print(harness.headline_table(harness.summarize(rows)))
+    print(f"\nWrote {md}, {Path(args.out) / 'results.csv'} and the plots.", file=sys.stderr)
+    return 0
+
+
+# -- skood score ---------------------------------------------------------------------------------
+
+
+def _load_model(path):
+    import joblib
+
+    try:
+        saved = joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path} is not a model saved by `skood score --save`: {exc}") from exc
+    if not isinstance(saved, dict) or {"pipeline", "columns"} - set(saved):
+        raise ValueError(f"{path} is not a model saved by `skood score --save`.")
+    return saved
+
+
+def _check_same_columns(columns, table) -> None:
+    if table.columns != columns:
+        missing = [c for c in columns if c not in table.columns]
+        extra = [c for c in table.columns if c not in columns]
+        raise ValueError(
+            f"{table.path} has other numeric columns than the training data: missing "
+            f"{missing or 'none'}, extra {extra or 'none'}"
+            + ("" if missing or extra else " (same names, another order)")
+            + ". Score a file with the training file's columns."
+        )
+
+
+def score(args) -> int:
+    import joblib
+    import numpy as np
+
+    from skood.bench import make_detector, make_pipeline_for, parse_detector
+    from skood.tables import read_table
+
+    if args.model:
+        if args.test:
+            raise ValueError("with --model, give one file to score (the model is already fitted).")
+        saved = _load_model(args.model)
+        pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
+        to_score = read_table(args.train, drop=args.drop)
+    else:
+        train = read_table(args.train, drop=args.drop)
+        to_score = read_table(args.test, drop=args.drop) if args.test else train
+        _check_same_columns(train.columns, to_score)
+        if train.dropped:
+            print(f"Dropped non-numeric column(s): {', '.join(train.dropped)}", file=sys.stderr)
+        if train.X.shape[0] < 2:
+            raise ValueError(f"{args.train} has {train.X.shape[0]} data row; fitting needs 2+.")
+        name, params = parse_detector(args.detector)
+        if args.params:
+            params = {**params, **parse_detector(f"{name}:{args.params}")[1]}
+        if args.contamination is not None:
+            params["contamination"] = args.contamination
+        det = make_detector((name, params), random_state=args.random_state)
+        spec = name + (":" + ",".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
+        pipe = make_pipeline_for(det)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            pipe.fit(train.X)
+        columns = train.columns
+        if args.save:
+            joblib.dump({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
+            print(f"Saved the fitted model to {args.save}", file=sys.stderr)
+    _check_same_columns(columns, to_score)
+    scores = pipe.score_samples(to_score.X)
+    labels = pipe.predict(to_score.X)
+    threshold = float(pipe[-1].offset_)
+    lines = ["row,score,label,threshold"]
+    lines += [
+        f"{i},{float(s)!r},{int(lab)},{threshold!r}"
+        for i, (s, lab) in enumerate(zip(scores, labels))
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    n_out = int(np.sum(labels == -1))
+    print(
+        f"{spec}: scored {len(scores)} rows of {to_score.path}; {n_out} flagged as outliers "
+        f"(threshold {threshold:.6g}; higher score = more normal)"
+        + ("" if args.out == "-" else f" -> {args.out}"),
+        file=sys.stderr,
+    )
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skood", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="digits open-set demo: skood detectors vs IsolationForest")
+    p_demo = sub.add_parser("demo", help="digits open-set demo: skood detectors vs peers")
     p_demo.add_argument("--random-state", type=int, default=0)
     p_demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+
+    p_bench = sub.add_parser(
+        "bench",
+        help="detectors x datasets x seeds: table, CSV and plots",
+        description="Run detectors x datasets x seeds under one protocol and write "
+        "results.md, results.csv and PNG plots to --out.",
+    )
+    p_bench.add_argument(
+        "--detector",
+        action="append",
+        metavar="SPEC",
+        help="NAME or NAME:key=value,... (repeatable); default: every available detector. "
+        "List them with `skood bench --list`.",
+    )
+    p_bench.add_argument("--list", action="store_true", help="list detectors and datasets")
+    p_bench.add_argument(
+        "--data", action="append", metavar="DIR", help="folder of ADBench-format .npz files"
+    )
+    p_bench.add_argument(
+        "--datasets", nargs="*", metavar="NAME", help="bundled datasets (default: a standard four)"
+    )
+    p_bench.add_argument(
+        "--bundled", action="store_true", help="with --data, also run the default bundled sets"
+    )
+    p_bench.add_argument("--protocol", choices=["semi", "unsup", "both"], default="semi")
+    p_bench.add_argument("--seeds", type=int, nargs="+")
+    p_bench.add_argument("--train-fraction", type=float, default=0.5)
+    p_bench.add_argument("--max-train", type=int, default=10_000, help="0 = no cap")
+    p_bench.add_argument("--max-test", type=int, default=20_000, help="0 = no cap")
+    p_bench.add_argument("--quick", action="store_true", help="a one-minute run")
+    p_bench.add_argument("--n-jobs", type=int, default=1)
+    p_bench.add_argument("--out", default="skood-bench")
+    p_bench.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p_score = sub.add_parser(
+        "score",
+        help="fit a detector on a CSV / Parquet file and write each row's score",
+        description="Fit on TRAIN's numeric columns (standardised) and score TEST (or TRAIN). "
+        "Output columns: row, score (higher = more normal), label (+1 / -1), threshold.",
+    )
+    p_score.add_argument("train", metavar="TRAIN", help="CSV or Parquet file to fit on")
+    p_score.add_argument("test", metavar="TEST", nargs="?", help="file to score (default TRAIN)")
+    p_score.add_argument("--detector", default="gauss", help="NAME or NAME:key=value,...")
+    p_score.add_argument("--params", help="key=value,... added to the detector's parameters")
+    p_score.add_argument("--contamination", type=float)
+    p_score.add_argument(
+        "--drop", metavar="COLS", help="comma-separated columns to leave out (e.g. an id column)"
+    )
+    p_score.add_argument("--random-state", type=int, default=0)
+    p_score.add_argument("--out", default="-", help="output CSV (default: standard output)")
+    p_score.add_argument("--save", metavar="MODEL", help="save the fitted model (joblib)")
+    p_score.add_argument(
+        "--model", metavar="MODEL", help="score TRAIN with a saved model instead of fitting"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv
     if args.command == "demo":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             demo(random_state=args.random_state, verbose=0 if args.quiet else 1)
-    return 0
+        return 0
+    if args.command == "bench" and args.list:
+        from skood.bench import available_detectors, bundled_datasets
+
+        for name, summary in available_detectors().items():
+            print(f"detector  {name:14s} {summary}")
+        for name in bundled_datasets():
+            print(f"dataset   {name}")
+        return 0
+    try:
+        return bench(args) if args.command == "bench" else score(args)
+    except (ValueError, ImportError, OSError) as exc:  # a bad file or option: no traceback
+        print(f"skood {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,152 @@
+"""Reading a data table (CSV or Parquet) into a numeric matrix, with clear errors (``skood score``).
+
+Only the numeric columns are used; the others are reported as dropped. Empty or NaN cells,
+infinities, ragged CSV rows and files without a numeric column are errors that name the column
+and the line, because a detector cannot score a row it cannot read.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Table", "TableError", "read_table"]
+
+_MISSING = {"", "nan", "na", "n/a", "null", "none"}
+
+
+class TableError(ValueError):
+    """A file that cannot be turned into a numeric matrix; the message says why and where."""
+
+
+@dataclass
+class Table:
+    """The numeric part of a file: ``X`` (float64), its column names and what was dropped."""
+
+    X: np.ndarray
+    columns: list[str]
+    dropped: list[str]
+    path: str
+
+
+def _parse(cell: str) -> float | None:
+    text = cell.strip()
+    if text.lower() in _MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as f:
+        sample = f.read(64_000)
+        f.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.reader(f, dialect)
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise TableError(f"{path} is empty: expected a header row of column names.")
+        header = [h.strip() for h in header]
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row:  # blank line
+                continue
+            if len(row) != len(header):
+                raise TableError(
+                    f"{path}, line {line}: {len(row)} cells where the header has {len(header)} "
+                    "columns (a ragged row). Every row needs one cell per column."
+                )
+            rows.append(row)
+    if not rows:
+        raise TableError(f"{path} has a header but no data rows.")
+    return header, rows
+
+
+def _numeric_from_csv(path: Path):
+    header, rows = _read_csv(path)
+    columns, dropped, data = [], [], []
+    for j, name in enumerate(header):
+        values = [_parse(r[j]) for r in rows]
+        if any(v is None for v in values):
+            dropped.append(name)
+            continue
+        columns.append(name)
+        data.append(values)
+    X = np.array(data, dtype=np.float64).T if data else np.empty((len(rows), 0))
+    return X, columns, dropped, 2  # data starts on line 2
+
+
+def _numeric_from_parquet(path: Path):
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(
+            "Reading Parquet needs pandas and pyarrow: pip install pandas pyarrow."
+        ) from exc
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError as exc:
+        raise ImportError(f"Reading Parquet needs pyarrow: pip install pyarrow ({exc}).") from exc
+    except Exception as exc:
+        raise TableError(f"{path} is not a readable Parquet file: {exc}") from exc
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
+    dropped = [str(c) for c in frame.columns if c not in numeric]
+    X = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    return X, [str(c) for c in numeric], dropped, 0  # row numbers from 0
+
+
+def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> Table:
+    """Read the numeric columns of a CSV (any of , ; tab) or Parquet (``.parquet``, ``.pq``) file.
+
+    ``drop`` names columns to leave out (a list, or one comma-separated string), e.g. an id.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path is not a file.
+    TableError
+        No numeric column, a ragged row, or an empty / NaN / infinite cell in a numeric column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{os.fspath(path)!r} is not a file.")
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        X, columns, dropped, first = _numeric_from_parquet(path)
+        where = "row"
+    else:
+        X, columns, dropped, first = _numeric_from_csv(path)
+        where = "line"
+    if drop:
+        names = [d.strip() for d in drop.split(",")] if isinstance(drop, str) else list(drop)
+        unknown = [d for d in names if d not in columns and d not in dropped]
+        if unknown:
+            raise TableError(f"{path} has no column(s) {unknown} to drop.")
+        keep = [j for j, c in enumerate(columns) if c not in names]
+        X, columns = X[:, keep], [columns[j] for j in keep]
+    if not columns:
+        raise TableError(
+            f"{path} has no numeric column (columns: {', '.join(dropped[:10])}). skood scores "
+            "numbers: encode categorical columns first."
+        )
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        col = columns[cols[0]]
+        kind = "empty or NaN" if np.isnan(X[rows[0], cols[0]]) else "infinite"
+        raise TableError(
+            f"{path}: {bad.sum()} missing or infinite cell(s); the first is {kind}, in column "
+            f"{col!r} at {where} {rows[0] + first}. Fill or drop them before scoring "
+            "(e.g. sklearn.impute.SimpleImputer)."
+        )
+    return Table(X, columns, dropped, os.fspath(path))

@@ -1,0 +1,124 @@
+"""`skood score`: the fit / save / load / score round trip and every bad file, through the
+console entry point (a subprocess) and in-process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from skood.cli import main
+from skood.tables import TableError, read_table
+
+
+def _write_csv(path, header, rows):
+    path.write_text("\n".join([",".join(header), *(",".join(map(str, r)) for r in rows)]) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3))
+    header = ["id", "a", "b", "c", "name"]
+    train = _write_csv(tmp_path / "train.csv", header, [[i, *x, f"n{i}"] for i, x in enumerate(X)])
+    test = _write_csv(
+        tmp_path / "test.csv", header, [[i, *(x * 4), f"t{i}"] for i, x in enumerate(X[:10])]
+    )
+    return tmp_path, train, test
+
+
+def _read_scores(path):
+    data = np.genfromtxt(path, delimiter=",", names=True)
+    return data["score"], data["label"].astype(int), data["threshold"]
+
+
+def test_fit_save_load_score_round_trip(files):
+    tmp, train, test = files
+    first = subprocess.run(
+        [sys.executable, "-m", "skood.cli", "score", str(train), str(test),
+         "--detector", "gauss", "--drop", "id", "--contamination", "0.1",
+         "--save", str(tmp / "m.joblib"), "--out", str(tmp / "s1.csv")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "Dropped non-numeric column(s): name" in first.stderr
+    s1, labels, threshold = _read_scores(tmp / "s1.csv")
+    assert len(s1) == 10 and np.all(np.isfinite(s1))
+    assert set(labels) <= {-1, 1} and np.all(labels == np.where(s1 >= threshold, 1, -1))
+    assert (labels == -1).mean() > 0.5  # the test rows are scaled far out
+    assert main(["score", str(test), "--model", str(tmp / "m.joblib"), "--drop", "id",
+                 "--out", str(tmp / "s2.csv")]) == 0  # fmt: skip
+    s2, labels2, _ = _read_scores(tmp / "s2.csv")
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(labels, labels2)
+
+
+def test_scores_match_the_library(files, capsys):
+    from skood.bench import make_detector, make_pipeline_for
+
+    _, train, _ = files
+    assert main(["score", str(train), "--detector", "iforest:n_estimators=20"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "row,score,label,threshold"
+    scores = np.array([float(line.split(",")[1]) for line in out[1:]])
+    X = read_table(train).X
+    det = make_detector("iforest:n_estimators=20", random_state=0)
+    np.testing.assert_allclose(scores, make_pipeline_for(det).fit(X).score_samples(X))
+
+
+def test_parquet_round_trip(files):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    tmp, train, _ = files
+    frame = pd.read_csv(train)
+    frame.to_parquet(tmp / "train.parquet")
+    table = read_table(tmp / "train.parquet")
+    assert table.columns == ["id", "a", "b", "c"] and table.dropped == ["name"]
+    np.testing.assert_allclose(table.X, read_table(train).X)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a,b\nx,y\nz,w\n", "no numeric column"),
+        ("a,b\n1,2\n3,\n", "column 'b' at line 3"),
+        ("a,b\n1,2\n3,nan\n", "empty or NaN"),
+        ("a,b\n1,2\n3,inf\n", "infinite"),
+        ("a,b\n1,2\n3\n", "line 3: 1 cells where the header has 2"),
+        ("", "empty"),
+        ("a,b\n", "no data rows"),
+    ],
+)
+def test_bad_files_exit_with_a_message_not_a_traceback(tmp_path, content, message, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert main(["score", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(TableError):
+        read_table(path)
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,2\n3\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "skood.cli", "score", str(path)], capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert run.stderr.startswith("skood score: error:") and "Traceback" not in run.stderr
+
+
+def test_other_columns_missing_file_and_bad_model(files, capsys):
+    tmp, train, _ = files
+    other = _write_csv(tmp / "other.csv", ["id", "a", "b", "d"], [[1, 2, 3, 4]])
+    assert main(["score", str(train), str(other)]) == 2
+    assert "missing ['c'], extra ['d']" in capsys.readouterr().err
+    assert main(["score", str(tmp / "nope.csv")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    assert main(["score", str(train), "--model", str(train)]) == 2
+    assert "not a model saved by `skood score --save`" in capsys.readouterr().err
+    assert main(["score", str(train), "--drop", "zzz"]) == 2
+    assert "no column(s) ['zzz']" in capsys.readouterr().err
+    assert main(["score", str(train), "--detector", "ocsvm", "--contamination", "0.1"]) == 2
+    assert "contamination" in capsys.readouterr().err
