@@ -66,7 +66,10 @@ class PyODAdapter(OutlierMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64)
-        self.model_ = clone(self.model).fit(X)
+        model = clone(self.model)
+        if "n_features" in model.get_params():  # DeepSVDD sizes its network at construction
+            model.set_params(n_features=X.shape[1])
+        self.model_ = model.fit(X)
         self.offset_ = -float(self.model_.threshold_)
         return self
 
@@ -128,8 +131,8 @@ def _pyod(path: str, seeded: bool = True, needs_n_features: bool = False, **fixe
         kwargs = {**fixed, **params}
         if seeded:
             kwargs.setdefault("random_state", random_state)
-        if needs_n_features:
-            kwargs.setdefault("n_features", n_features)
+        if needs_n_features:  # a placeholder: PyODAdapter.fit sets the width it is given
+            kwargs.setdefault("n_features", n_features or 1)
         return PyODAdapter(cls(**kwargs))
 
     return build

@@ -133,6 +133,21 @@ def bench(args) -> int:
         f"{len(seeds)} seed(s) x {len(protocols)} protocol(s) -> {args.out}",
         file=sys.stderr,
     )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "results.partial.csv"
+    partial.unlink(missing_ok=True)
+
+    def record(row):  # so a long run that is cut off still leaves what it finished
+        import csv
+
+        new = not partial.exists()
+        with open(partial, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=harness.FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in harness.FIELDS})
+
     rows = harness.run_benchmark(
         detectors,
         datasets,
@@ -144,7 +159,9 @@ def bench(args) -> int:
         quick=args.quick,
         n_jobs=args.n_jobs,
         progress=not args.quiet,
+        on_row=record,
     )
+    partial.unlink(missing_ok=True)
     command = "skood " + " ".join(shlex.quote(a) for a in args.argv)
     md = harness.write_report(rows, args.out, command=command)
     print(harness.headline_table(harness.summarize(rows)))
