@@ -46,6 +46,7 @@ __all__ = [
     "make_detector",
     "make_pipeline_for",
     "parse_detector",
+    "read_csv",
     "run_benchmark",
     "summarize",
     "write_report",
@@ -570,8 +571,12 @@ def run_benchmark(
     n_jobs: int = 1,
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
+    previous: Sequence[dict] = (),
 ) -> list[dict]:
     """Run every (protocol, dataset, seed, detector) cell; return one result row per cell.
+
+    Rows in ``previous`` (e.g. from :func:`read_csv` of an interrupted run) whose status is not
+    ``"error"`` are reused instead of run again, so a long benchmark can resume.
 
     Cells run in ``n_jobs`` joblib workers (each torch model then uses one thread, as two
     processes sharing cores otherwise slow each other by an order of magnitude). Seeds fix the
@@ -582,7 +587,12 @@ def run_benchmark(
 
     parsed = [parse_detector(d) for d in detectors]
     labels = [d.strip() for d in detectors]  # "flow:q=mean" stays apart from "flow"
-    jobs = []
+    done = {
+        (r["protocol"], r["dataset"], int(r["seed"]), r["detector"]): r
+        for r in previous
+        if r["status"] != "error"
+    }
+    jobs, reused = [], []
     for protocol in protocols:
         for data in datasets:
             for seed in seeds:
@@ -602,9 +612,13 @@ def run_benchmark(
                     has_classes=data.has_classes and protocol == "semi",
                 )
                 for label, (name, params) in zip(labels, parsed):
-                    jobs.append((label, name, params, data_split, meta))
+                    key = (protocol, data.name, seed, label)
+                    if key in done:
+                        reused.append(done[key])
+                    else:
+                        jobs.append((label, name, params, data_split, meta))
     threads = 1 if n_jobs != 1 else 0
-    rows = []
+    rows = list(reused)
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(run_cell)(name, params, data_split, meta, quick, threads)
         for _, name, params, data_split, meta in jobs
@@ -707,6 +721,22 @@ def per_dataset_table(summary: dict) -> str:
         cells = [f"**{_fmt(means[d])}**" if means[d] == best else _fmt(means[d]) for d in detectors]
         lines.append(f"| {protocol} | {dataset} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+_FLOATS = {"auroc", "aupr", "fpr95", "fit_s", "score_s"}
+_INTS = {"seed", "n_train", "n_test", "n_features"}
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows written by :func:`write_csv` (or a run's ``results.partial.csv``), typed again."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in _FLOATS:
+            r[k] = float(r[k]) if r.get(k) else np.nan
+        for k in _INTS:
+            r[k] = int(r[k]) if r.get(k) else 0
+    return rows
 
 
 def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> None:

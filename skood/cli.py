@@ -136,7 +136,11 @@ def bench(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "results.partial.csv"
-    partial.unlink(missing_ok=True)
+    previous = harness.read_csv(partial) if args.resume and partial.exists() else []
+    if previous:
+        print(f"Resuming: {len(previous)} rows from {partial}", file=sys.stderr)
+    elif partial.exists():
+        partial.unlink()
 
     def record(row):  # so a long run that is cut off still leaves what it finished
         import csv
@@ -160,6 +164,7 @@ def bench(args) -> int:
         n_jobs=args.n_jobs,
         progress=not args.quiet,
         on_row=record,
+        previous=previous,
     )
     partial.unlink(missing_ok=True)
     command = "skood " + " ".join(shlex.quote(a) for a in args.argv)
@@ -300,6 +305,11 @@ def _parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--n-jobs", type=int, default=1)
     p_bench.add_argument("--out", default="skood-bench")
     p_bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_bench.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished cells in OUT/results.partial.csv of an interrupted run",
+    )
 
     p_score = sub.add_parser(
         "score",

@@ -184,3 +184,27 @@ def test_bench_errors_are_one_line(tmp_path, capsys):
     assert main(["bench", "--list"]) == 0
     listed = capsys.readouterr().out
     assert "detector  flow" in listed and "dataset   digits-open-set" in listed
+
+
+def test_resume_reuses_finished_cells_and_retries_errors(tmp_path):
+    data = _blobs()
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    np.savez(folder / "blobs.npz", X=data.X, y=(data.y == -1).astype(int))
+    out = tmp_path / "out"
+    out.mkdir()
+    fields = ["protocol", "dataset", "seed", "detector", "status", "auroc", "error"]
+    with open(out / "results.partial.csv", "w", newline="") as f:  # as an interrupted run left it
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerow(dict(protocol="semi", dataset="blobs", seed=0, detector="gauss", status="ok",
+                        auroc=0.123))  # fmt: skip
+        w.writerow(dict(protocol="semi", dataset="blobs", seed=0, detector="lof", status="error",
+                        error="boom"))  # fmt: skip
+    args = ["bench", "--data", str(folder), "--detector", "gauss", "--detector", "lof",
+            "--seeds", "0", "--out", str(out), "--quiet", "--resume"]  # fmt: skip
+    assert main(args) == 0
+    rows = {r["detector"]: r for r in bench.read_csv(out / "results.csv")}
+    assert rows["gauss"]["auroc"] == 0.123  # reused, not recomputed
+    assert rows["lof"]["status"] == "ok" and rows["lof"]["auroc"] > 0.9  # the error was retried
+    assert not (out / "results.partial.csv").exists()
