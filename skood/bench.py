@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import csv
 import datetime
+import importlib
 import os
 import platform
 import time
@@ -89,7 +90,7 @@ class PyODAdapter(OutlierMixin, BaseEstimator):
 @dataclass(frozen=True)
 class _Entry:
     family: str  # "skood", "sklearn" or "pyod"
-    build: Callable[..., Any]  # build(params, random_state, n_features, n_train) -> estimator
+    build: Callable[..., Any]  # build(params, random_state) -> estimator
     summary: str
     uses_classes: bool = False
     quick: dict = field(default_factory=dict)  # parameters --quick applies (user ones win)
@@ -100,41 +101,16 @@ class _Entry:
 _CPU_FLOW = {"n_blocks": 4, "hidden_size": 128, "n_hidden_layers": 1}
 
 
-def _skood(cls_name: str, **fixed):
-    def build(params, random_state, n_features, n_train):
-        import skood
+def _by_path(path: str, *, seeded: bool = True, pyod: bool = False, **fixed):
+    """A builder for the estimator class at ``path``, with ``fixed`` defaults under the user's."""
 
-        cls = getattr(skood, cls_name)
-        kwargs = {**fixed, **params}
-        if "random_state" in cls().get_params():
-            kwargs.setdefault("random_state", random_state)
-        return cls(**kwargs)
-
-    return build
-
-
-def _sklearn(path: str, seeded: bool = False, **fixed):
-    def build(params, random_state, n_features, n_train):
+    def build(params, random_state):
         module, name = path.rsplit(".", 1)
-        cls = getattr(__import__(module, fromlist=[name]), name)
+        cls = getattr(importlib.import_module(module), name)
         kwargs = {**fixed, **params}
         if seeded:
             kwargs.setdefault("random_state", random_state)
-        return cls(**kwargs)
-
-    return build
-
-
-def _pyod(path: str, seeded: bool = True, needs_n_features: bool = False, **fixed):
-    def build(params, random_state, n_features, n_train):
-        module, name = path.rsplit(".", 1)
-        cls = getattr(__import__(module, fromlist=[name]), name)
-        kwargs = {**fixed, **params}
-        if seeded:
-            kwargs.setdefault("random_state", random_state)
-        if needs_n_features:  # a placeholder: PyODAdapter.fit sets the width it is given
-            kwargs.setdefault("n_features", n_features or 1)
-        return PyODAdapter(cls(**kwargs))
+        return PyODAdapter(cls(**kwargs)) if pyod else cls(**kwargs)
 
     return build
 
@@ -142,31 +118,31 @@ def _pyod(path: str, seeded: bool = True, needs_n_features: bool = False, **fixe
 _REGISTRY: dict[str, _Entry] = {
     "flow": _Entry(
         "skood",
-        _skood("QuantileFlowDetector", **_CPU_FLOW),
+        _by_path("skood.QuantileFlowDetector", **_CPU_FLOW),
         "QuantileFlowDetector, q=0.05, CPU-sized (4 blocks, H=128, L=1)",
         quick={"max_epochs": 5, "min_steps": 100},
     ),
     "flow-mean": _Entry(
         "skood",
-        _skood("QuantileFlowDetector", q="mean", **_CPU_FLOW),
+        _by_path("skood.QuantileFlowDetector", q="mean", **_CPU_FLOW),
         "QuantileFlowDetector, mean NLL (the paper's baseline)",
         quick={"max_epochs": 5, "min_steps": 100},
     ),
     "gauss": _Entry(
         "skood",
-        _skood("GaussianMahalanobis", covariance="ledoit_wolf", class_conditional=False),
+        _by_path("skood.GaussianMahalanobis", covariance="ledoit_wolf", class_conditional=False),
         "GaussianMahalanobis, one Gaussian, Ledoit-Wolf covariance",
     ),
     "mahalanobis": _Entry(
         "skood",
-        _skood("GaussianMahalanobis", covariance="ledoit_wolf", class_conditional=True),
+        _by_path("skood.GaussianMahalanobis", covariance="ledoit_wolf", class_conditional=True),
         "GaussianMahalanobis, class-conditional, max over classes (Lee et al.)",
         uses_classes=True,
     ),
     "gem": _Entry(
         "skood",
-        _skood(
-            "GaussianMahalanobis",
+        _by_path(
+            "skood.GaussianMahalanobis",
             covariance="ledoit_wolf",
             class_conditional=True,
             aggregate="logsumexp",
@@ -174,43 +150,53 @@ _REGISTRY: dict[str, _Entry] = {
         "GaussianMahalanobis, class-conditional, logsumexp (GEM)",
         uses_classes=True,
     ),
-    "iforest": _Entry(
-        "sklearn", _sklearn("sklearn.ensemble.IsolationForest", seeded=True), "IsolationForest"
-    ),
+    "iforest": _Entry("sklearn", _by_path("sklearn.ensemble.IsolationForest"), "IsolationForest"),
     "lof": _Entry(
         "sklearn",
-        _sklearn("sklearn.neighbors.LocalOutlierFactor", novelty=True),
+        _by_path("sklearn.neighbors.LocalOutlierFactor", seeded=False, novelty=True),
         "LocalOutlierFactor(novelty=True)",
     ),
     "ocsvm": _Entry(
         "sklearn",
-        _sklearn("sklearn.svm.OneClassSVM", gamma="scale", nu=0.1),
+        _by_path("sklearn.svm.OneClassSVM", seeded=False, gamma="scale", nu=0.1),
         'OneClassSVM(gamma="scale", nu=0.1)',
     ),
     "elliptic": _Entry(
         "sklearn",
-        _sklearn("sklearn.covariance.EllipticEnvelope", seeded=True),
+        _by_path("sklearn.covariance.EllipticEnvelope"),
         "EllipticEnvelope (MCD)",
     ),
-    "pyod-knn": _Entry("pyod", _pyod("pyod.models.knn.KNN", seeded=False), "PyOD KNN"),
-    "pyod-ecod": _Entry("pyod", _pyod("pyod.models.ecod.ECOD", seeded=False), "PyOD ECOD"),
-    "pyod-copod": _Entry("pyod", _pyod("pyod.models.copod.COPOD", seeded=False), "PyOD COPOD"),
-    "pyod-pca": _Entry("pyod", _pyod("pyod.models.pca.PCA"), "PyOD PCA"),
+    "pyod-knn": _Entry(
+        "pyod", _by_path("pyod.models.knn.KNN", seeded=False, pyod=True), "PyOD KNN"
+    ),
+    "pyod-ecod": _Entry(
+        "pyod", _by_path("pyod.models.ecod.ECOD", seeded=False, pyod=True), "PyOD ECOD"
+    ),
+    "pyod-copod": _Entry(
+        "pyod", _by_path("pyod.models.copod.COPOD", seeded=False, pyod=True), "PyOD COPOD"
+    ),
+    "pyod-pca": _Entry("pyod", _by_path("pyod.models.pca.PCA", pyod=True), "PyOD PCA"),
     "pyod-ae": _Entry(
         "pyod",
-        _pyod("pyod.models.auto_encoder.AutoEncoder", verbose=0),
+        _by_path("pyod.models.auto_encoder.AutoEncoder", pyod=True, verbose=0),
         "PyOD AutoEncoder",
         quick={"epoch_num": 3},
     ),
     "pyod-vae": _Entry(
         "pyod",
-        _pyod("pyod.models.vae.VAE", verbose=0),
+        _by_path("pyod.models.vae.VAE", pyod=True, verbose=0),
         "PyOD VAE",
         quick={"epoch_num": 3},
     ),
     "pyod-deepsvdd": _Entry(
         "pyod",
-        _pyod("pyod.models.deep_svdd.DeepSVDD", needs_n_features=True, verbose=0, epochs=20),
+        _by_path(
+            "pyod.models.deep_svdd.DeepSVDD",
+            pyod=True,
+            n_features=1,  # a placeholder: PyODAdapter.fit sets the width it is given
+            verbose=0,
+            epochs=20,
+        ),
         "PyOD DeepSVDD (20 epochs)",
         quick={"epochs": 3},
     ),
@@ -286,8 +272,6 @@ def make_detector(
     spec: str | tuple[str, dict],
     *,
     random_state=None,
-    n_features: int | None = None,
-    n_train: int | None = None,
     quick: bool = False,
 ):
     """Build a detector by name; its ``score_samples`` is higher for more normal rows.
@@ -298,8 +282,6 @@ def make_detector(
         ``"flow:q=0.05,n_blocks=4"``, or a parsed pair from :func:`parse_detector`.
     random_state : int or None
         Passed to detectors that take one (unless ``spec`` sets it).
-    n_features, n_train : int or None
-        Shape hints some peers need (PyOD's DeepSVDD takes ``n_features``).
     quick : bool
         Apply the detector's ``--quick`` settings (fewer epochs) under the user's parameters.
 
@@ -313,7 +295,7 @@ def make_detector(
         raise ImportError(f"Detector {name!r} needs PyOD: pip install 'skood[bench]'.")
     params = {**(entry.quick if quick else {}), **params}
     try:
-        return entry.build(params, random_state, n_features, n_train)
+        return entry.build(params, random_state)
     except TypeError as exc:  # an unknown keyword: say which detector and how to list its options
         raise ValueError(f"Detector {name!r}: {exc}") from exc
 
@@ -527,13 +509,7 @@ def run_cell(detector: str, params: dict, data_split, meta: dict, quick: bool, t
     try:
         if uses_classes(detector) and not meta.get("has_classes"):
             raise ValueError("needs the normal rows' class labels, which this cell does not have")
-        det = make_detector(
-            (detector, params),
-            random_state=meta["seed"],
-            n_features=X_tr.shape[1],
-            n_train=len(X_tr),
-            quick=quick,
-        )
+        det = make_detector((detector, params), random_state=meta["seed"], quick=quick)
         pipe = make_pipeline_for(det)
         labels = y_tr if uses_classes(detector) else None
         start = time.perf_counter()

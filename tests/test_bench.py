@@ -116,7 +116,7 @@ def test_pyod_deepsvdd_is_sized_after_preprocessing():
     pytest.importorskip("pyod")
     X = _blobs().X
     X[:, 1] = 0.0  # InformativeColumns drops it: DeepSVDD must see 2 columns, not 3
-    det = make_detector("pyod-deepsvdd:epochs=1", n_features=3, random_state=0)
+    det = make_detector("pyod-deepsvdd:epochs=1", random_state=0)
     pipe = make_pipeline_for(det).fit(X)
     assert pipe[-1].model_.n_features == 2
     assert np.all(np.isfinite(pipe.score_samples(X)))
