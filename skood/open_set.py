@@ -16,7 +16,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from skood.base import OUTLIER_LABEL, finite_scores, split_holdout, split_labels
 from skood.features import ClassifierFeatures
@@ -162,6 +162,8 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 f"{name} requires y to be passed, but the target y is None: it trains a "
                 "classifier on the inlier class labels."
             )
+        # NaN / inf labels are refused here, before any comparison with -1 casts them.
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
         inliers, labels = split_labels(y, X.shape[0], name)
         check_classification_targets(labels)
         y = np.asarray(y)
