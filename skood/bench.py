@@ -738,7 +738,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
 
     keys = list(summary["per_dataset"])
     grid = np.array([[summary["per_dataset"][k][d] for d in detectors] for k in keys])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(detectors), 1.0 + 0.32 * len(keys)))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(detectors), max(2.5, 1.6 + 0.32 * len(keys))))
     im = ax.imshow(np.ma.masked_invalid(grid), vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(detectors)), detectors, rotation=45, ha="right")
     ax.set_yticks(
@@ -759,7 +759,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     plt.close(fig)
 
     order = sorted(detectors, key=lambda d: np.nan_to_num(overall[d]["rank"], nan=1e9))
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.35 * len(order)))
+    fig, ax = plt.subplots(figsize=(6, max(2.0, 1.0 + 0.35 * len(order))))
     ax.barh(range(len(order)), [overall[d]["rank"] for d in order], color="tab:blue")
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()

@@ -136,9 +136,13 @@ def bench(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "results.partial.csv"
-    previous = harness.read_csv(partial) if args.resume and partial.exists() else []
-    if previous:
-        print(f"Resuming: {len(previous)} rows from {partial}", file=sys.stderr)
+    previous = []
+    if args.resume:  # an interrupted run's rows, else a finished run's (to add seeds or sets)
+        source = partial if partial.exists() else out / "results.csv"
+        previous = harness.read_csv(source) if source.exists() else []
+        print(f"Resuming: {len(previous)} rows from {source}", file=sys.stderr)
+        if source != partial:
+            harness.write_csv(previous, partial)
     elif partial.exists():
         partial.unlink()
 
@@ -308,7 +312,8 @@ def _parser() -> argparse.ArgumentParser:
     p_bench.add_argument(
         "--resume",
         action="store_true",
-        help="reuse the finished cells in OUT/results.partial.csv of an interrupted run",
+        help="reuse the finished cells of OUT/results.partial.csv (an interrupted run) or "
+        "OUT/results.csv (a finished one, to add seeds, datasets or detectors)",
     )
 
     p_score = sub.add_parser(

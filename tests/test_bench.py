@@ -208,3 +208,18 @@ def test_resume_reuses_finished_cells_and_retries_errors(tmp_path):
     assert rows["gauss"]["auroc"] == 0.123  # reused, not recomputed
     assert rows["lof"]["status"] == "ok" and rows["lof"]["auroc"] > 0.9  # the error was retried
     assert not (out / "results.partial.csv").exists()
+
+
+def test_resume_extends_a_finished_run_with_a_seed(tmp_path):
+    data = _blobs()
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    np.savez(folder / "blobs.npz", X=data.X, y=(data.y == -1).astype(int))
+    out = tmp_path / "out"
+    base = ["bench", "--data", str(folder), "--detector", "gauss", "--out", str(out), "--quiet"]
+    assert main([*base, "--seeds", "0"]) == 0
+    first = bench.read_csv(out / "results.csv")
+    assert main([*base, "--seeds", "0", "1", "--resume"]) == 0
+    rows = bench.read_csv(out / "results.csv")
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    assert next(r for r in rows if r["seed"] == 0)["fit_s"] == first[0]["fit_s"]  # reused
