@@ -223,3 +223,16 @@ def test_resume_extends_a_finished_run_with_a_seed(tmp_path):
     rows = bench.read_csv(out / "results.csv")
     assert sorted(r["seed"] for r in rows) == [0, 1]
     assert next(r for r in rows if r["seed"] == 0)["fit_s"] == first[0]["fit_s"]  # reused
+
+
+def test_parallel_cells_give_the_same_table():
+    data = _blobs()
+    kwargs = dict(seeds=[0, 1], progress=False)
+    serial = run_benchmark(["gauss", "iforest", "flow:max_epochs=2,min_steps=0"], [data], **kwargs)
+    parallel = run_benchmark(
+        ["gauss", "iforest", "flow:max_epochs=2,min_steps=0"], [data], n_jobs=2, **kwargs
+    )
+    assert [(r["detector"], r["seed"]) for r in parallel] == [
+        (r["detector"], r["seed"]) for r in serial
+    ]
+    assert [r["auroc"] for r in parallel] == [r["auroc"] for r in serial]
