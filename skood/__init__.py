@@ -8,13 +8,18 @@ marks an outlier row; every other value is an inlier label.
 from skood.features import ClassifierFeatures, TorchFeatures, TorchvisionFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
+from skood.hsc import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
 from skood.open_set import OpenSetClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierFeatures",
+    "DeepSADDetector",
+    "DeepSVDDDetector",
     "GaussianMahalanobis",
+    "HSCDetector",
+    "OEClassifier",
     "OpenSetClassifier",
     "QuantileFlowDetector",
     "TorchFeatures",

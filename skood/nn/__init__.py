@@ -12,18 +12,29 @@ from skood.nn.flows import (
     Permutation,
     glow_flow,
 )
-from skood.nn.losses import QuantileNLLLoss, batch_quantile
-from skood.nn.networks import MLPClassifierNet, SmallCNN
+from skood.nn.losses import OutlierExposureLoss, QuantileNLLLoss, batch_quantile, radial
+from skood.nn.networks import (
+    LeNetEncoder,
+    MLPClassifierNet,
+    MLPEncoder,
+    OENetwork,
+    SmallCNN,
+)
 
 __all__ = [
     "ActNorm",
     "AffineCoupling",
     "LUPermutation",
+    "LeNetEncoder",
     "MLPClassifierNet",
+    "MLPEncoder",
     "NormalizingFlow",
+    "OENetwork",
+    "OutlierExposureLoss",
     "Permutation",
     "QuantileNLLLoss",
     "SmallCNN",
     "batch_quantile",
     "glow_flow",
+    "radial",
 ]

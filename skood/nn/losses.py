@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["QuantileNLLLoss", "batch_quantile"]
+__all__ = ["OE_EPS", "OutlierExposureLoss", "QuantileNLLLoss", "batch_quantile", "radial"]
 
 
 def batch_quantile(values: Tensor, q: float) -> Tensor:
@@ -72,3 +72,85 @@ class QuantileNLLLoss(nn.Module):
         if self.q == "mean":
             return -log_likelihood.mean()
         return -batch_quantile(log_likelihood, float(self.q))
+
+
+# -- outlier exposure (Liznerski et al., "Exposing Outlier Exposure", TMLR 2022) ----------------
+
+#: Added where a loss divides by or takes the log of a quantity that reaches 0 when an OE sample
+#: sits exactly on the centre (the authors' code uses the same 1e-9).
+OE_EPS = 1e-9
+
+
+def radial(z: Tensor, kind: str = "pseudo_huber") -> Tensor:
+    r"""The radial function h of the hypersphere classifier, row-wise on ``z`` of shape (n, r).
+
+    ``"pseudo_huber"``: :math:`\sqrt{\lVert z\rVert^2 + 1} - 1` (the paper's best, App. E);
+    ``"squared"``: :math:`\lVert z\rVert^2`; ``"l2"``: :math:`\lVert z\rVert`; ``"l1"``:
+    :math:`\lVert z\rVert_1`.
+    """
+    z = z.reshape(z.shape[0], -1)
+    if kind == "pseudo_huber":
+        return torch.sqrt(z.pow(2).sum(dim=1) + 1.0) - 1.0
+    if kind == "squared":
+        return z.pow(2).sum(dim=1)
+    if kind == "l2":
+        return torch.linalg.vector_norm(z, ord=2, dim=1)
+    if kind == "l1":
+        return torch.linalg.vector_norm(z, ord=1, dim=1)
+    raise ValueError(f"Unknown radial function {kind!r}: pseudo_huber, squared, l2 or l1.")
+
+
+class OutlierExposureLoss(nn.Module):
+    r"""The losses of the hypersphere classifier and the methods it is compared with.
+
+    ``forward(output, is_oe)``: ``output`` is the network's representation (n, r) (or a logit (n,)
+    for ``"bce"`` / ``"focal"``), ``is_oe`` is 1 for outlier-exposure rows and 0 for normal ones.
+    The mean over the (mixed) batch is returned.
+
+    * ``"hsc"``: :math:`h(z)` for normal rows, :math:`-\log(1 - e^{-h(z)})` for OE rows, computed as
+      ``-log(-expm1(-h))`` with h clamped at ``OE_EPS`` so that an OE row on the centre gives a
+      large, finite loss.
+    * ``"bce"``: binary cross-entropy with logits, OE as the positive (anomalous) class.
+    * ``"focal"``: :math:`-\alpha (1 - p_t)^\gamma \log p_t` (Lin et al., 2017); ``gamma=0`` is BCE
+      scaled by ``alpha``.
+    * ``"sad"``: Deep SAD with centre 0, :math:`\lVert z\rVert^2` for normal rows and
+      :math:`\eta / (\lVert z\rVert^2 + \epsilon)` for OE rows.
+    * ``"svdd"``: Deep SVDD, :math:`\lVert z\rVert^2` (the centre is subtracted by the network).
+    """
+
+    def __init__(
+        self,
+        method: str = "hsc",
+        *,
+        radial: str = "pseudo_huber",
+        gamma: float = 2.0,
+        alpha: float = 0.5,
+        eta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if method not in {"hsc", "bce", "focal", "sad", "svdd"}:
+            raise ValueError(f"Unknown outlier-exposure loss {method!r}.")
+        self.method = method
+        self.radial = radial
+        self.gamma = gamma
+        self.alpha = alpha
+        self.eta = eta
+
+    def forward(self, output: Tensor, is_oe: Tensor) -> Tensor:
+        oe = is_oe.to(dtype=torch.bool, device=output.device).reshape(-1)
+        if self.method in {"bce", "focal"}:
+            logit = output.reshape(-1)
+            target = oe.to(logit.dtype)
+            if self.method == "bce":
+                return nn.functional.binary_cross_entropy_with_logits(logit, target)
+            # log p_t and p_t of the true class, from logsigmoid (stable for any logit).
+            log_pt = nn.functional.logsigmoid(torch.where(oe, logit, -logit))
+            return (-self.alpha * (1.0 - log_pt.exp()).pow(self.gamma) * log_pt).mean()
+        if self.method == "hsc":
+            h = radial(output, self.radial)
+            oe_loss = -torch.log(-torch.expm1(-h.clamp_min(OE_EPS)))
+            return torch.where(oe, oe_loss, h).mean()
+        sq = output.reshape(output.shape[0], -1).pow(2).sum(dim=1)
+        if self.method == "sad":
+            return torch.where(oe, self.eta / (sq + OE_EPS), sq).mean()
+        return sq.mean()  # svdd: OE rows never reach it

@@ -1,7 +1,9 @@
-"""Classifier networks whose penultimate features feed a detector (QuantOD's stage 1).
+"""Networks that take 2-D input (rows are flattened samples, as sklearn requires).
 
-Every network here takes 2-D input (rows are flattened samples, as sklearn requires), returns
-logits from ``forward`` and the penultimate activations from ``features``.
+* Classifiers whose penultimate features feed a detector (QuantOD's stage 1): ``forward`` returns
+  logits and ``features`` the penultimate activations.
+* Encoders of the outlier-exposure family (hypersphere classifier, Deep SAD / SVDD, BCE / focal
+  outlier exposure): ``forward`` returns a representation phi(x).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["MLPClassifierNet", "SmallCNN"]
+__all__ = ["LeNetEncoder", "MLPClassifierNet", "MLPEncoder", "OENetwork", "SmallCNN"]
 
 
 class MLPClassifierNet(nn.Module):
@@ -86,3 +88,108 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+# -- encoders for the outlier-exposure family (Liznerski et al., TMLR 2022) ---------------------
+
+
+class MLPEncoder(nn.Module):
+    """``[Linear -> LeakyReLU] * len(hidden_sizes) -> Linear(rep_dim)``: a representation phi(x).
+
+    ``bias=False`` removes every bias, which keeps Deep SVDD from the trivial constant solution
+    (Ruff et al., 2018).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int] = (128, 64),
+        rep_dim: int = 32,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h, bias=bias), nn.LeakyReLU(0.1)]
+            width = h
+        layers.append(nn.Linear(width, rep_dim, bias=bias))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class LeNetEncoder(nn.Module):
+    """The paper's LeNet-style network for images that arrive flattened.
+
+    Per stage ``Conv5x5(pad 2) -> BatchNorm -> LeakyReLU -> MaxPool2``, then ``Linear(fc) ->
+    BatchNorm -> LeakyReLU -> Linear(rep_dim)``. The authors' code uses channels (16, 32), fc 64,
+    rep_dim 32 for 28x28 grey images and (32, 64, 128), fc 512, rep_dim 256 for 32x32 colour
+    ones; ``channels=None`` picks by the number of input channels. ``bias=False`` removes biases
+    and BatchNorm's affine parameters (Deep SVDD).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        rep_dim: int | None = None,
+        channels: Sequence[int] | None = None,
+        fc: int | None = None,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        colour = c == 3
+        channels = tuple(channels or ((32, 64, 128) if colour else (16, 32)))
+        fc = fc or (512 if colour else 64)
+        rep_dim = rep_dim or (256 if colour else 32)
+        self.image_shape = tuple(image_shape)
+        blocks: list[nn.Module] = []
+        for out in channels:
+            blocks += [
+                nn.Conv2d(c, out, 5, padding=2, bias=bias),
+                nn.BatchNorm2d(out, affine=bias),
+                nn.LeakyReLU(0.1),
+                nn.MaxPool2d(2),
+            ]
+            c, h, w = out, h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"image_shape {tuple(image_shape)} is too small for {len(channels)} poolings; "
+                "pass fewer channels."
+            )
+        self.conv = nn.Sequential(*blocks)
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, fc, bias=bias),
+            nn.BatchNorm1d(fc, affine=bias),
+            nn.LeakyReLU(0.1),
+            nn.Linear(fc, rep_dim, bias=bias),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv(x.reshape(-1, *self.image_shape)))
+
+
+class OENetwork(nn.Module):
+    """An encoder phi, minus a fixed centre (Deep SVDD), or followed by a logit head (BCE / focal).
+
+    The output is ``phi(x) - center`` (a representation), or ``head(phi(x))`` squeezed to a logit
+    when ``logit_head=True``.
+    """
+
+    def __init__(self, encoder: nn.Module, logit_head: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.LazyLinear(1) if logit_head else None
+        self.register_buffer("center", None)
+
+    def set_center(self, center: Tensor) -> None:
+        self.center = center.detach().clone()
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.encoder(x)
+        if self.head is not None:
+            return self.head(z.reshape(z.shape[0], -1)).reshape(-1)
+        return z if self.center is None else z - self.center

@@ -1,0 +1,647 @@
+"""The hypersphere classifier and the outlier-exposure methods it is compared with.
+
+Liznerski, Ruff, Vandermeulen, Franks, Müller, Kloft. "Exposing Outlier Exposure: What Can Be
+Learned From Few, One, and Zero Outlier Images", TMLR 2022.
+
+One implementation of batching and training serves all four estimators; they differ only in the
+loss (:class:`skood.nn.losses.OutlierExposureLoss`), the score and the decision boundary:
+
+* :class:`HSCDetector`: the hypersphere classifier, ``score = -h(phi(x)) = log P(normal)``.
+* :class:`OEClassifier`: a binary normal-vs-OE classifier, BCE or focal loss, ``score = -logit``.
+* :class:`DeepSADDetector`: Deep SAD with centre 0, ``score = -||phi(x)||^2``.
+* :class:`DeepSVDDDetector`: Deep SVDD (no OE), ``score = -||phi(x) - c||^2``.
+
+Outlier exposure (OE) arrives in ``fit(X, y)`` as the rows with ``y == -1`` (any other label,
++1 or a class, marks a normal row: skood's convention), so a ``Pipeline`` transforms them and a CV splitter splits them. Every training batch holds
+``batch_size`` normal rows plus as many OE rows drawn from the OE pool with replacement, so even a
+single OE sample fills half of every batch (what the paper measured); an epoch is one pass over the
+normal rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+from skorch.callbacks import LRScheduler
+from torch import nn
+
+from skood._training import build_net, draw_seed, predict_batched, resolve_device, seeded
+from skood.base import BaseDetector, finite_scores, is_outlier_label, split_holdout
+from skood.nn.losses import OutlierExposureLoss, radial
+from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
+
+__all__ = ["DeepSADDetector", "DeepSVDDDetector", "HSCDetector", "OEClassifier"]
+
+
+class _OEBatches(torch.utils.data.Dataset):
+    """Item ``i`` is normal row ``i`` and, when there is OE, one OE row drawn with replacement.
+
+    The draw uses torch's global generator, which the estimator seeds, so batches are
+    reproducible; with a pool of one, that one row is in every pair.
+    """
+
+    def __init__(self, X_normal: np.ndarray, X_oe: np.ndarray | None) -> None:
+        self.X_normal = torch.from_numpy(X_normal)
+        self.X_oe = None if X_oe is None or len(X_oe) == 0 else torch.from_numpy(X_oe)
+
+    def __len__(self) -> int:
+        return self.X_normal.shape[0]
+
+    def __getitem__(self, i):
+        if self.X_oe is None:
+            return (self.X_normal[i],)
+        j = int(torch.randint(self.X_oe.shape[0], ()))
+        return self.X_normal[i], self.X_oe[j]
+
+
+class _Collate:
+    """Stack a batch of pairs into ``(X, is_oe)``: the normal rows first, then their OE partners."""
+
+    def __init__(self, augment: Callable | None = None) -> None:
+        self.augment = augment
+
+    def __call__(self, items):
+        normal = torch.stack([it[0] for it in items])
+        if len(items[0]) == 1:
+            X, is_oe = normal, torch.zeros(len(items))
+        else:
+            X = torch.cat([normal, torch.stack([it[1] for it in items])])
+            is_oe = torch.cat([torch.zeros(len(items)), torch.ones(len(items))])
+        if self.augment is not None:
+            X = self.augment(X)
+        return X, is_oe
+
+
+def _shared_init(est, params: dict) -> None:
+    """Store the shared constructor parameters (sklearn needs each listed in the signature)."""
+    for name in _OutlierExposureDetector._shared:
+        setattr(est, name, params[name])
+
+
+class _OutlierExposureDetector(BaseDetector):
+    """What the four estimators share: label handling, the network, batching, training, scoring.
+
+    Subclasses set ``_method`` (the loss), ``_natural_offset`` (the score at P(normal) = 0.5, or
+    None where the method has no such boundary), ``_needs_oe`` / ``_uses_oe``, and may override
+    :meth:`_loss`, :meth:`_bias` and :meth:`_prepare`.
+    """
+
+    _method: str = "hsc"
+    _natural_offset: float | None = None
+    _needs_oe: bool = False
+    _uses_oe: bool = True
+
+    _parameter_constraints: dict = {
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
+        "module": [nn.Module, callable, None],
+        "image_shape": [tuple, None],
+        "hidden_sizes": [tuple],
+        "rep_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "milestones": [list, tuple, None],
+        "augment": [callable, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    _shared = (
+        "module",
+        "image_shape",
+        "hidden_sizes",
+        "rep_dim",
+        "batch_size",
+        "max_epochs",
+        "lr",
+        "weight_decay",
+        "milestones",
+        "augment",
+        "contamination",
+        "validation_fraction",
+        "device",
+        "random_state",
+        "verbose",
+        "callbacks",
+        "inference_batch_size",
+    )
+
+    # -- pieces subclasses change ----------------------------------------------------------------
+    def _loss(self) -> OutlierExposureLoss:
+        return OutlierExposureLoss(self._method)
+
+    def _bias(self, has_oe: bool) -> bool:
+        """Whether the default network has biases (without OE they allow a collapsed solution)."""
+        return has_oe
+
+    def _prepare(self, module: OENetwork, X_train: np.ndarray) -> None:
+        """Hook run on the initialised network before training (Deep SVDD sets its centre)."""
+
+    def _score_output(self, out: torch.Tensor) -> torch.Tensor:
+        return -out.reshape(out.shape[0], -1).pow(2).sum(dim=1)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _split_y(self, y, n_samples: int) -> np.ndarray:
+        """Boolean mask of the OE rows: skood's convention, ``y == -1``; other labels are normal.
+
+        Class labels are accepted as normal rows, so one ``y`` serves a Pipeline whose feature
+        extractor trains a classifier. The one silent slip left is the 0 / 1 convention of the
+        authors' code (1 = OE): that gets a warning.
+        """
+        if y is None:
+            return np.zeros(n_samples, dtype=bool)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(np.empty(n_samples), y)
+        is_oe = is_outlier_label(y)
+        if not is_oe.any() and y.dtype.kind in "biuf" and set(np.unique(y).tolist()) == {0, 1}:
+            warnings.warn(
+                f"{type(self).__name__}: y holds 0 and 1 but no -1, so every row is taken as "
+                "normal. skood marks outlier-exposure rows with -1; if 1 means OE here (the "
+                "authors' code, ADBench), pass np.where(y == 1, -1, 1).",
+                UserWarning,
+                stacklevel=3,
+            )
+        return is_oe
+
+    def _network(self, n_features: int, bias: bool) -> nn.Module:
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module)
+        if self.module is not None:
+            return self.module(n_features)
+        if self.image_shape is not None:
+            if int(np.prod(self.image_shape)) != n_features:
+                raise ValueError(
+                    f"{type(self).__name__}: image_shape={tuple(self.image_shape)} holds "
+                    f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
+                    "features."
+                )
+            return LeNetEncoder(self.image_shape, rep_dim=self.rep_dim, bias=bias)
+        return MLPEncoder(n_features, self.hidden_sizes, self.rep_dim or 32, bias=bias)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on the normal rows and the outlier-exposure rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None, default=None
+            -1 for outlier-exposure rows; any other value (+1, or a class label) marks a normal
+            row. None means every row is normal.
+
+        Returns
+        -------
+        self
+        """
+        name = type(self).__name__
+        X = self._validate_X(X, reset=True, dtype=np.float32)
+        is_oe = self._split_y(y, X.shape[0])
+        X_normal, X_oe = X[~is_oe], X[is_oe]
+        if X_normal.shape[0] == 0:
+            raise ValueError(
+                f"{name} needs normal rows (y == +1); every row of y is -1 (outlier exposure)."
+            )
+        if self._needs_oe and X_oe.shape[0] == 0:
+            raise ValueError(
+                f"{name} is a normal-vs-outlier classifier and needs outlier-exposure rows "
+                "(y == -1) to train; for a one-class fit use HSCDetector or DeepSVDDDetector."
+            )
+        self._warn_about_oe(X_oe.shape[0])
+        if not self._uses_oe:
+            X_oe = X_oe[:0]
+        rng = check_random_state(self.random_state)
+        # A held-out share of the normal rows sets a quantile offset; the natural P = 0.5
+        # boundary needs none, so then every normal row trains.
+        calibrate = self.contamination != "auto" or self._natural_offset is None
+        fraction = self.validation_fraction if calibrate else 0.0
+        train_idx, val_idx = split_holdout(
+            X_normal.shape[0], fraction, rng, min_train=1, estimator_name=name
+        )
+        X_train, X_val = X_normal[train_idx], X_normal[val_idx]
+        seed = draw_seed(rng)
+        self.device_ = resolve_device(self.device)
+        self.n_outlier_exposure_ = int(X_oe.shape[0])
+        batch = min(self.batch_size, X_train.shape[0])
+        callbacks = list(self.callbacks or [])
+        if self.milestones:
+            schedule = torch.optim.lr_scheduler.MultiStepLR
+            callbacks.insert(0, LRScheduler(schedule, milestones=list(self.milestones), gamma=0.1))
+        with seeded(seed, self.device_):
+            module = OENetwork(
+                self._network(X.shape[1], self._bias(X_oe.shape[0] > 0)),
+                logit_head=self._method in {"bce", "focal"},
+            )
+            with torch.no_grad():  # materialise lazy layers before the optimiser sees them
+                module.eval()(torch.from_numpy(X_train[:2]))
+            self._prepare(module, X_train)
+            self.net_ = build_net(
+                module.train(),
+                criterion=self._loss(),
+                lr=self.lr,
+                batch_size=batch,
+                max_epochs=self.max_epochs,
+                device=self.device_,
+                optimizer=torch.optim.Adam,
+                optimizer_params={"weight_decay": self.weight_decay},
+                callbacks=callbacks,
+                verbose=self.verbose,
+                # BatchNorm cannot train on a last batch of one normal row without OE.
+                drop_last=X_train.shape[0] > batch and X_oe.shape[0] == 0,
+                progress_desc=name,
+                iterator_train__collate_fn=_Collate(self.augment),
+            )
+            self.net_.fit(_OEBatches(X_train, X_oe), None)
+        self._set_offset(self._scores(X_val if X_val.shape[0] else X_train))
+        return self
+
+    def _warn_about_oe(self, n_oe: int) -> None:
+        if n_oe == 0 and not self._needs_oe:
+            warnings.warn(
+                f"{type(self).__name__} got no outlier-exposure rows (y == -1): it reduces to "
+                "Deep SVDD with centre 0, which can collapse to a constant map; the default "
+                "network is kept bias-free for that reason.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _set_offset(self, calibration_scores: np.ndarray) -> None:
+        if self.contamination == "auto" and self._natural_offset is not None:
+            self.offset_ = float(self._natural_offset)
+        else:  # a quantile of held-out normal scores; "auto" without a boundary means 10 %
+            q = 0.1 if self.contamination == "auto" else self.contamination
+            self.offset_ = float(np.quantile(calibration_scores, q))
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        module = self.net_.module_
+
+        def score(x):
+            return self._score_output(module(x))
+
+        return finite_scores(
+            predict_batched(score, X, batch_size=self.inference_batch_size, module=module)
+        )
+
+    def score_samples(self, X) -> np.ndarray:
+        """Higher = more normal (see each estimator for what the score is).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        X = self._check_fitted_and_validate(X, dtype=np.float32)
+        return self._scores(X)
+
+
+_SHARED_PARAMETERS = """
+    module : torch.nn.Module, callable or None, default=None
+        The representation network phi: an instance (deep-copied) or a factory called as
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``rep_dim``), or the
+        paper's LeNet-style CNN when ``image_shape`` is given.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
+    hidden_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default MLP.
+    rep_dim : int or None, default=None
+        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
+    batch_size : int, default=128
+        Normal rows per batch; as many outlier-exposure rows are added.
+    max_epochs : int, default=50
+        Passes over the normal rows.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    weight_decay : float, default=0.0
+    milestones : list of int or None, default=None
+        Epochs at which the learning rate is multiplied by 0.1.
+    augment : callable or None, default=None
+        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
+        it must be picklable for the fitted estimator to pickle.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the normal rows held out to calibrate a quantile offset (never used when the
+        offset is the method's natural boundary).
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
+    offset_ : float
+    n_outlier_exposure_ : int
+        Number of outlier-exposure rows seen in ``fit``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+"""
+
+
+class HSCDetector(_OutlierExposureDetector):
+    __doc__ = (
+        """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
+
+    Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
+    outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
+    ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
+    at P(normal) = 0.5 (``offset_ = -ln 2``). Without OE rows it is Deep SVDD with centre 0: a
+    warning is raised and the default network is bias-free.
+
+    Parameters
+    ----------
+    radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
+        The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best."""
+        + _SHARED_PARAMETERS
+        + """
+    References
+    ----------
+    Liznerski et al. "Exposing Outlier Exposure: What Can Be Learned From Few, One, and Zero
+    Outlier Images", TMLR 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import HSCDetector
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(size=(200, 2)), [[6.0, 6.0]]])  # one OE sample
+    >>> y = np.r_[np.ones(200), -1]
+    >>> det = HSCDetector(max_epochs=20, random_state=0).fit(X, y)
+    >>> det.predict([[0.0, 0.0], [-6.0, 6.0]])
+    array([ 1, -1])
+    """
+    )
+
+    _method = "hsc"
+    _natural_offset = -math.log(2.0)
+    _parameter_constraints: dict = {
+        **_OutlierExposureDetector._parameter_constraints,
+        "radial": [StrOptions({"pseudo_huber", "squared", "l2", "l1"})],
+    }
+
+    def __init__(
+        self,
+        radial="pseudo_huber",
+        *,
+        module=None,
+        image_shape=None,
+        hidden_sizes=(128, 64),
+        rep_dim=None,
+        batch_size=128,
+        max_epochs=50,
+        lr=1e-3,
+        weight_decay=0.0,
+        milestones=None,
+        augment=None,
+        contamination="auto",
+        validation_fraction=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.radial = radial
+        _shared_init(self, locals())
+
+    def _loss(self):
+        return OutlierExposureLoss("hsc", radial=self.radial)
+
+    def _score_output(self, out):
+        return -radial(out, self.radial)
+
+
+class OEClassifier(_OutlierExposureDetector):
+    __doc__ = (
+        """Binary normal-vs-outlier-exposure classifier: the paper's "supervised OE" baseline.
+
+    ``phi(x) -> Linear(rep_dim, 1)`` gives a logit for "anomalous"; trained with binary
+    cross-entropy (``loss="bce"``) or the focal loss (``loss="focal"``, Lin et al. 2017) on batches
+    of normal rows and as many OE rows (``y == -1``), which it requires. ``score_samples`` is
+    ``-logit`` (the log-odds of normal); ``contamination="auto"`` puts the boundary at
+    P(normal) = 0.5 (``offset_ = 0``).
+
+    Parameters
+    ----------
+    loss : {"bce", "focal"}, default="bce"
+    gamma : float, default=2.0
+        Focal loss focusing parameter (``gamma=0`` is BCE).
+    alpha : float, default=0.5
+        Focal loss weight; with balanced batches it only scales the loss."""
+        + _SHARED_PARAMETERS
+        + """
+    References
+    ----------
+    Liznerski et al., TMLR 2022; Hendrycks et al. "Deep Anomaly Detection with Outlier
+    Exposure", ICLR 2019; Lin et al. "Focal Loss for Dense Object Detection", ICCV 2017.
+    """
+    )
+
+    _natural_offset = 0.0
+    _needs_oe = True
+    _parameter_constraints: dict = {
+        **_OutlierExposureDetector._parameter_constraints,
+        "loss": [StrOptions({"bce", "focal"})],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        loss="bce",
+        *,
+        gamma=2.0,
+        alpha=0.5,
+        module=None,
+        image_shape=None,
+        hidden_sizes=(128, 64),
+        rep_dim=None,
+        batch_size=128,
+        max_epochs=50,
+        lr=1e-3,
+        weight_decay=0.0,
+        milestones=None,
+        augment=None,
+        contamination="auto",
+        validation_fraction=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.loss = loss
+        self.gamma = gamma
+        self.alpha = alpha
+        _shared_init(self, locals())
+
+    @property
+    def _method(self):  # the loss decides; both have the logit head
+        return self.loss
+
+    def _bias(self, has_oe):
+        return True
+
+    def _loss(self):
+        return OutlierExposureLoss(self.loss, gamma=self.gamma, alpha=self.alpha)
+
+    def _score_output(self, out):
+        return -out.reshape(-1)
+
+
+class DeepSADDetector(_OutlierExposureDetector):
+    __doc__ = (
+        """Deep SAD (Ruff et al., 2020) with centre 0, the authors' setting in the OE paper.
+
+    Loss per row: ``||phi(x)||^2`` for normal rows and ``eta / (||phi(x)||^2 + 1e-9)`` for
+    outlier-exposure rows (``y == -1``). ``score_samples`` is ``-||phi(x)||^2``. The method has no
+    probabilistic boundary, so ``contamination="auto"`` is the 10 % quantile of held-out normal
+    scores. Without OE rows it is Deep SVDD with centre 0 (a warning; bias-free network).
+
+    Parameters
+    ----------
+    eta : float, default=1.0
+        Weight of the outlier-exposure term."""
+        + _SHARED_PARAMETERS
+        + """
+    References
+    ----------
+    Ruff et al. "Deep Semi-Supervised Anomaly Detection", ICLR 2020; Liznerski et al., TMLR 2022.
+    """
+    )
+
+    _method = "sad"
+    _parameter_constraints: dict = {
+        **_OutlierExposureDetector._parameter_constraints,
+        "eta": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        eta=1.0,
+        *,
+        module=None,
+        image_shape=None,
+        hidden_sizes=(128, 64),
+        rep_dim=None,
+        batch_size=128,
+        max_epochs=50,
+        lr=1e-3,
+        weight_decay=0.0,
+        milestones=None,
+        augment=None,
+        contamination="auto",
+        validation_fraction=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.eta = eta
+        _shared_init(self, locals())
+
+    def _loss(self):
+        return OutlierExposureLoss("sad", eta=self.eta)
+
+
+class DeepSVDDDetector(_OutlierExposureDetector):
+    __doc__ = (
+        """Deep SVDD (Ruff et al., 2018): the one-class baseline, no outlier exposure.
+
+    The loss is ``||phi(x) - c||^2`` over normal rows, with the centre ``c`` the mean of the
+    initial network's outputs on the training rows (coordinates with ``|c_j| < center_eps`` moved
+    to ``+-center_eps``, as in the authors' code) and a bias-free network, which rules out the
+    trivial constant solution. Rows with ``y == -1`` are ignored (with a warning).
+    ``score_samples`` is ``-||phi(x) - c||^2``; ``contamination="auto"`` is the 10 % quantile of
+    held-out normal scores.
+
+    Parameters
+    ----------
+    center_eps : float, default=0.1"""
+        + _SHARED_PARAMETERS
+        + """
+    center_ : ndarray of shape (rep_dim,)
+        The centre c.
+
+    References
+    ----------
+    Ruff et al. "Deep One-Class Classification", ICML 2018.
+    """
+    )
+
+    _method = "svdd"
+    _uses_oe = False
+    _parameter_constraints: dict = {
+        **_OutlierExposureDetector._parameter_constraints,
+        "center_eps": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        center_eps=0.1,
+        *,
+        module=None,
+        image_shape=None,
+        hidden_sizes=(128, 64),
+        rep_dim=None,
+        batch_size=128,
+        max_epochs=50,
+        lr=1e-3,
+        weight_decay=0.0,
+        milestones=None,
+        augment=None,
+        contamination="auto",
+        validation_fraction=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.center_eps = center_eps
+        _shared_init(self, locals())
+
+    def _warn_about_oe(self, n_oe):
+        if n_oe:
+            warnings.warn(
+                f"DeepSVDDDetector ignores the {n_oe} outlier-exposure rows (y == -1); "
+                "HSCDetector or DeepSADDetector use them.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _bias(self, has_oe):
+        return False
+
+    def _prepare(self, module, X_train):
+        encoder = module.encoder
+        out = predict_batched(
+            encoder, X_train, batch_size=self.inference_batch_size, module=encoder
+        )
+        center = out.mean(axis=0)
+        small = np.abs(center) < self.center_eps
+        center[small] = np.where(center[small] < 0, -self.center_eps, self.center_eps)
+        module.set_center(torch.as_tensor(center, dtype=torch.float32))
+        self.center_ = center

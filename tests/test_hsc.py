@@ -1,0 +1,247 @@
+"""The outlier-exposure family: losses by hand, directions, OE batching, training, bad input.
+
+Their sklearn estimator checks run with every other estimator's in test_estimator_checks.py.
+"""
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from skood import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
+from skood.datasets import load_digits_ood
+from skood.hsc import _Collate, _OEBatches
+from skood.metrics import auroc
+from skood.nn.losses import OutlierExposureLoss, radial
+
+SMALL = dict(hidden_sizes=(32,), rep_dim=8, max_epochs=20, random_state=0)
+
+
+# -- losses against hand computations ---------------------------------------------------------
+
+
+def test_radial_functions():
+    z = torch.tensor([[3.0, 4.0], [0.0, 0.0], [-1.0, 2.0]])
+    np.testing.assert_allclose(radial(z, "squared"), [25.0, 0.0, 5.0])
+    np.testing.assert_allclose(radial(z, "l2"), [5.0, 0.0, math.sqrt(5)], rtol=1e-6)
+    np.testing.assert_allclose(radial(z, "l1"), [7.0, 0.0, 3.0])
+    np.testing.assert_allclose(
+        radial(z, "pseudo_huber"), [math.sqrt(26) - 1, 0.0, math.sqrt(6) - 1], rtol=1e-6
+    )
+
+
+def test_losses_match_hand_computations():
+    z = torch.tensor([[0.5, -1.0], [2.0, 1.0], [0.1, 0.2], [-3.0, 0.5]], dtype=torch.float64)
+    oe = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    sq = (z**2).sum(1).numpy()
+    h = np.sqrt(sq + 1) - 1
+    is_oe = oe.numpy().astype(bool)
+    hsc = np.where(is_oe, -np.log(1 - np.exp(-h)), h).mean()
+    assert OutlierExposureLoss("hsc")(z, oe).item() == pytest.approx(hsc, rel=1e-12)
+    hsc_sq = np.where(is_oe, -np.log(1 - np.exp(-sq)), sq).mean()
+    assert OutlierExposureLoss("hsc", radial="squared")(z, oe).item() == pytest.approx(hsc_sq)
+    sad = np.where(is_oe, 2.0 / (sq + 1e-9), sq).mean()
+    assert OutlierExposureLoss("sad", eta=2.0)(z, oe).item() == pytest.approx(sad)
+    assert OutlierExposureLoss("svdd")(z, oe).item() == pytest.approx(sq.mean())
+
+    logit = torch.tensor([2.0, -1.0, 0.3, 4.0], dtype=torch.float64)
+    p = 1 / (1 + np.exp(-logit.numpy()))  # P(anomalous)
+    bce = -np.where(is_oe, np.log(p), np.log(1 - p)).mean()
+    assert OutlierExposureLoss("bce")(logit, oe).item() == pytest.approx(bce, rel=1e-12)
+    pt = np.where(is_oe, p, 1 - p)
+    focal = (-0.5 * (1 - pt) ** 2 * np.log(pt)).mean()
+    assert OutlierExposureLoss("focal")(logit, oe).item() == pytest.approx(focal, rel=1e-12)
+    gamma0 = OutlierExposureLoss("focal", gamma=0.0, alpha=1.0)(logit, oe).item()
+    assert gamma0 == pytest.approx(bce, rel=1e-12)
+
+
+def test_oe_sample_on_the_centre_gives_a_finite_loss_and_gradient():
+    for method in ["hsc", "sad"]:
+        z = torch.zeros(2, 3, requires_grad=True)
+        loss = OutlierExposureLoss(method)(z, torch.tensor([1.0, 0.0]))
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(z.grad).all(), method
+    far = OutlierExposureLoss("focal")(torch.tensor([-200.0, 200.0]), torch.tensor([1.0, 0.0]))
+    assert torch.isfinite(far)
+
+
+# -- directions on a separable toy ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(300, 2)), rng.normal(5.0, 1.0, size=(40, 2))])
+    y = np.r_[np.ones(300), -np.ones(40)]
+    X_test = np.vstack([rng.normal(size=(100, 2)), rng.normal(5.0, 1.0, size=(100, 2))])
+    y_test = np.r_[np.ones(100), -np.ones(100)]
+    return X, y, X_test, y_test
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        HSCDetector(**SMALL),
+        HSCDetector("l1", **SMALL),
+        OEClassifier(**SMALL),
+        OEClassifier("focal", **SMALL),
+        DeepSADDetector(**SMALL),
+        DeepSVDDDetector(**SMALL),
+    ],
+    ids=lambda e: f"{type(e).__name__}({getattr(e, 'radial', getattr(e, 'loss', ''))})",
+)
+def test_every_method_scores_normal_rows_higher(toy, est):
+    X, y, X_test, y_test = toy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # DeepSVDD ignores the OE rows
+        est.fit(X, y)
+    scores = est.score_samples(X_test)
+    assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
+    assert auroc(y_test, scores) > 0.95
+    assert (est.predict(X_test) == y_test).mean() > 0.8
+
+
+def test_natural_offsets():
+    X, y = np.random.RandomState(0).normal(size=(40, 2)), np.r_[np.ones(35), -np.ones(5)]
+    assert HSCDetector(**SMALL).fit(X, y).offset_ == pytest.approx(-math.log(2))
+    assert OEClassifier(**SMALL).fit(X, y).offset_ == 0.0
+    sad = DeepSADDetector(**SMALL).fit(X, y)  # no natural boundary: 10 % of held-out scores
+    assert sad.offset_ < 0
+
+
+# -- outlier-exposure batching ------------------------------------------------------------------
+
+
+def test_one_oe_row_fills_half_of_every_batch():
+    X_normal = np.arange(20, dtype=np.float32).reshape(10, 2)
+    X_oe = np.array([[-7.0, -7.0]], dtype=np.float32)
+    loader = torch.utils.data.DataLoader(
+        _OEBatches(X_normal, X_oe), batch_size=4, shuffle=True, collate_fn=_Collate()
+    )
+    batches = list(loader)
+    assert len(batches) == 3  # one pass over the 10 normal rows
+    seen = []
+    for X, is_oe in batches:
+        n = len(X) // 2
+        assert is_oe.tolist() == [0.0] * n + [1.0] * n
+        assert torch.equal(X[n:], torch.tensor(X_oe).expand(n, 2))
+        seen += X[:n, 0].tolist()
+    assert sorted(seen) == X_normal[:, 0].tolist()
+    X = np.vstack([np.random.RandomState(0).normal(size=(50, 2)), [[6.0, 6.0]]])
+    det = HSCDetector(**SMALL).fit(X, np.r_[np.ones(50), -1])
+    assert det.n_outlier_exposure_ == 1
+    assert det.score_samples([[0.0, 0.0]])[0] > det.score_samples([[6.0, 6.0]])[0]
+
+
+def test_augment_is_applied_to_every_training_batch():
+    class Count:
+        calls = 0
+
+        def __call__(self, X):
+            Count.calls += 1
+            return X + 0.01 * torch.randn_like(X)
+
+    X = np.random.RandomState(0).normal(size=(64, 3))
+    y = np.r_[np.ones(60), -np.ones(4)]
+    HSCDetector(**{**SMALL, "max_epochs": 3, "batch_size": 20}, augment=Count()).fit(X, y)
+    assert Count.calls == 3 * 3  # 60 normal rows / 20 per batch, 3 epochs
+
+
+# -- training on real data ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_ovr():
+    """Digit 0 normal; OE from digits 1-4; test anomalies digits 5-9 (disjoint, as in the paper)."""
+    X, digit = load_digits_ood(range(10))
+    X = X / 16.0
+    rng = np.random.RandomState(0)
+    normal = rng.permutation(np.flatnonzero(digit == 0))
+    oe = rng.permutation(np.flatnonzero(np.isin(digit, [1, 2, 3, 4])))[:64]
+    test_anom = np.flatnonzero(digit >= 5)
+    X_train = np.vstack([X[normal[:90]], X[oe]])
+    y_train = np.r_[np.ones(90), -np.ones(len(oe))]
+    X_test = np.vstack([X[normal[90:]], X[test_anom]])
+    y_test = np.r_[np.ones(len(normal) - 90), -np.ones(len(test_anom))]
+    return X_train, y_train, X_test, y_test
+
+
+def test_training_changes_the_network_and_beats_the_untrained_one(digits_ovr):
+    X_train, y_train, X_test, y_test = digits_ovr
+    # The default network; 30 epochs of 90 normal rows are only 30 optimiser steps.
+    untrained = HSCDetector(max_epochs=1, lr=1e-12, random_state=0).fit(X_train, y_train)
+    trained = HSCDetector(max_epochs=30, random_state=0).fit(X_train, y_train)
+    before = dict(untrained.net_.module_.named_parameters())
+    after = dict(trained.net_.module_.named_parameters())
+    assert all(torch.equal(before[k], p) is False for k, p in after.items() if k in before)
+    auc_before = auroc(y_test, untrained.score_samples(X_test))
+    auc_after = auroc(y_test, trained.score_samples(X_test))
+    assert auc_after > 0.9 and auc_after > auc_before + 0.05
+
+
+def test_cnn_on_images(digits_ovr):
+    X_train, y_train, X_test, y_test = digits_ovr
+    det = HSCDetector(image_shape=(1, 8, 8), max_epochs=15, random_state=0).fit(X_train, y_train)
+    assert auroc(y_test, det.score_samples(X_test)) > 0.9
+    assert type(det.net_.module_.encoder).__name__ == "LeNetEncoder"
+
+
+def test_without_oe_hsc_warns_and_is_bias_free(digits_ovr):
+    X_train, y_train, _, _ = digits_ovr
+    with pytest.warns(UserWarning, match="collapse"):
+        det = HSCDetector(**SMALL).fit(X_train[y_train == 1])
+    assert not any("bias" in n for n, _ in det.net_.module_.named_parameters())
+    svdd = DeepSVDDDetector(**SMALL).fit(X_train[y_train == 1])
+    assert not any("bias" in n for n, _ in svdd.net_.module_.named_parameters())
+    assert np.all(np.abs(svdd.center_) >= 0.1)
+
+
+def test_milestones_decay_the_learning_rate():
+    X = np.random.RandomState(0).normal(size=(40, 2))
+    det = HSCDetector(**{**SMALL, "max_epochs": 6}, milestones=[2, 4]).fit(
+        X, np.r_[np.ones(36), -np.ones(4)]
+    )
+    assert det.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.01)
+
+
+def test_determinism_and_pickle(toy):
+    X, y, X_test, _ = toy
+    for cls in [HSCDetector, OEClassifier, DeepSVDDDetector]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            a = cls(**SMALL).fit(X, y)
+            b = cls(**SMALL).fit(X, y)
+        np.testing.assert_array_equal(a.score_samples(X_test), b.score_samples(X_test))
+        restored = pickle.loads(pickle.dumps(a))
+        np.testing.assert_array_equal(restored.score_samples(X_test), a.score_samples(X_test))
+        np.testing.assert_array_equal(restored.predict(X_test), a.predict(X_test))
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_input_is_named():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match="needs normal rows"):
+        HSCDetector(**SMALL).fit(X, -np.ones(20))
+    with pytest.raises(ValueError, match="needs outlier-exposure rows"):
+        OEClassifier(**SMALL).fit(X, np.ones(20))
+    with pytest.warns(UserWarning, match=r"0 and 1 but no -1.*np.where\(y == 1, -1, 1\)"):
+        HSCDetector(**SMALL).fit(X, np.r_[np.zeros(15), np.ones(5)])
+    with pytest.warns(UserWarning, match="ignores the 5 outlier-exposure rows"):
+        DeepSVDDDetector(**SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
+    with pytest.raises(ValueError, match="image_shape"):
+        HSCDetector(image_shape=(1, 4, 4)).fit(X, np.r_[np.ones(15), -np.ones(5)])
+    X_nan = X.copy()
+    X_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        HSCDetector(**SMALL).fit(X_nan)
+    det = OEClassifier(**SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
+    with pytest.raises(ValueError, match="3 features"):
+        det.score_samples(rng.normal(size=(2, 4)))
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[20, 3\]"):
+        HSCDetector(**SMALL).fit(X, [1, 1, -1])
