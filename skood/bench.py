@@ -21,6 +21,7 @@ import os
 import platform
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,18 @@ _REGISTRY: dict[str, _Entry] = {
         ),
         "GaussianMahalanobis, class-conditional, logsumexp (GEM)",
         uses_classes=True,
+    ),
+    "hsc": _Entry(
+        "skood",
+        _by_path("skood.HSCDetector"),
+        "HSCDetector (hypersphere classifier; Deep SVDD with centre 0 when no rows are -1)",
+        quick={"max_epochs": 5},
+    ),
+    "deepsvdd": _Entry(
+        "skood",
+        _by_path("skood.DeepSVDDDetector"),
+        "DeepSVDDDetector (one-class, bias-free MLP)",
+        quick={"max_epochs": 5},
     ),
     "iforest": _Entry("sklearn", _by_path("sklearn.ensemble.IsolationForest"), "IsolationForest"),
     "lof": _Entry(
@@ -513,7 +526,9 @@ def run_cell(detector: str, params: dict, data_split, meta: dict, quick: bool, t
         pipe = make_pipeline_for(det)
         labels = y_tr if uses_classes(detector) else None
         start = time.perf_counter()
-        pipe.fit(X_tr, labels)
+        with warnings.catch_warnings():  # fit-time advice (rank, collapse) would flood the log
+            warnings.simplefilter("ignore")
+            pipe.fit(X_tr, labels)
         row["fit_s"] = time.perf_counter() - start
         start = time.perf_counter()
         scores = pipe.score_samples(X_te)
