@@ -66,7 +66,7 @@ _NEEDS_OE_CHECKS = [
     "check_positive_only_tag_during_fit",
     "check_readonly_memmap_input",
 ]
-_SMALL_OE = dict(hidden_sizes=(16,), rep_dim=4, max_epochs=3, random_state=0)
+_SMALL_OE = dict(hidden_sizes=(16,), rep_dim=4, max_epochs=3, min_steps=0, random_state=0)
 _SMALL_STAGE1 = ClassifierFeatures(hidden_sizes=(16,), max_epochs=5, random_state=0)
 
 

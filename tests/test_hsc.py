@@ -17,7 +17,7 @@ from skood.hsc import _Collate, _OEBatches
 from skood.metrics import auroc
 from skood.nn.losses import OutlierExposureLoss, radial
 
-SMALL = dict(hidden_sizes=(32,), rep_dim=8, max_epochs=20, random_state=0)
+SMALL = dict(hidden_sizes=(32,), rep_dim=8, max_epochs=20, min_steps=0, random_state=0)
 
 
 # -- losses against hand computations ---------------------------------------------------------
@@ -172,7 +172,9 @@ def digits_ovr():
 def test_training_changes_the_network_and_beats_the_untrained_one(digits_ovr):
     X_train, y_train, X_test, y_test = digits_ovr
     # The default network; 30 epochs of 90 normal rows are only 30 optimiser steps.
-    untrained = HSCDetector(max_epochs=1, lr=1e-12, random_state=0).fit(X_train, y_train)
+    untrained = HSCDetector(max_epochs=1, min_steps=0, lr=1e-12, random_state=0).fit(
+        X_train, y_train
+    )
     trained = HSCDetector(max_epochs=30, random_state=0).fit(X_train, y_train)
     before = dict(untrained.net_.module_.named_parameters())
     after = dict(trained.net_.module_.named_parameters())
