@@ -19,6 +19,7 @@ __all__ = [
     "auroc",
     "fpr_at_tpr",
     "make_ood_scorer",
+    "normal_auc",
 ]
 
 
@@ -123,6 +124,16 @@ def make_ood_scorer(metric, *, greater_is_better: bool = True, **kwargs) -> _OOD
         Passed to ``metric``.
     """
     return _OODScorer(metric, 1 if greater_is_better else -1, **kwargs)
+
+
+def normal_auc(estimator, X, y) -> float:
+    """A scorer: AUROC of ``estimator.score_samples(X)`` with the normal rows as positives.
+
+    The metric of Liznerski et al. (TMLR 2022), ``roc_auc_score(y == normal, score_samples)``,
+    in skood's label convention (``-1`` = anomaly); the same as ``SCORERS["auroc"]``, usable as
+    ``cross_val_score(det, X, y, scoring=normal_auc)`` with any sklearn version.
+    """
+    return auroc(y, estimator.score_samples(X))
 
 
 #: Ready scorers by name: ``GridSearchCV(..., scoring=SCORERS["auroc"])`` or a dict of several.

@@ -69,3 +69,13 @@ def test_scorers_work_with_any_detector_including_sklearns(rng):
     assert "greater_is_better=False" in repr(SCORERS["neg_fpr95"])
     custom = make_ood_scorer(fpr_at_tpr, greater_is_better=False, tpr=0.8)
     assert custom(det, X, y) == pytest.approx(-fpr_at_tpr(y, det.score_samples(X), tpr=0.8))
+
+
+def test_normal_auc_is_the_auroc_scorer():
+    from skood.metrics import normal_auc
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(50, 2)), rng.normal(4, 1, size=(10, 2))])
+    y = np.r_[np.ones(50), -np.ones(10)]
+    det = IsolationForest(random_state=0).fit(X[:50])
+    assert normal_auc(det, X, y) == SCORERS["auroc"](det, X, y) > 0.9
