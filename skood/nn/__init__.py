@@ -12,7 +12,8 @@ from skood.nn.flows import (
     Permutation,
     glow_flow,
 )
-from skood.nn.losses import OutlierExposureLoss, QuantileNLLLoss, batch_quantile, radial
+from skood.nn.heads import GaussianHead
+from skood.nn.losses import ICELoss, OutlierExposureLoss, QuantileNLLLoss, batch_quantile, radial
 from skood.nn.networks import (
     LeNetEncoder,
     MLPClassifierNet,
@@ -24,6 +25,8 @@ from skood.nn.networks import (
 __all__ = [
     "ActNorm",
     "AffineCoupling",
+    "GaussianHead",
+    "ICELoss",
     "LUPermutation",
     "LeNetEncoder",
     "MLPClassifierNet",

@@ -7,7 +7,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OE_EPS", "OutlierExposureLoss", "QuantileNLLLoss", "batch_quantile", "radial"]
+__all__ = [
+    "OE_EPS",
+    "ICELoss",
+    "OutlierExposureLoss",
+    "QuantileNLLLoss",
+    "batch_quantile",
+    "radial",
+]
 
 
 def batch_quantile(values: Tensor, q: float) -> Tensor:
@@ -154,3 +161,39 @@ class OutlierExposureLoss(nn.Module):
         if self.method == "sad":
             return torch.where(oe, self.eta / (sq + OE_EPS), sq).mean()
         return sq.mean()  # svdd: OE rows never reach it
+
+
+# -- ICE (Wu et al., "Towards In-Distribution Compatible OOD Detection", AAAI 2023) ----------------
+
+
+class ICELoss(nn.Module):
+    r"""ICE's objective on Gaussian-head logits h (all <= 0), eq. 0.15.
+
+    ``forward(h, target)``: rows with ``target >= 0`` are inliers of that class, rows with
+    ``target < 0`` auxiliary outliers. Each term is the mean over its own sub-batch:
+
+    .. math:: L = E_{in}[CE(h, y)] + \lambda (E_{in}[-h_y] + E_{out}[-\log(1 - e^{\max_i h_i})])
+
+    The outlier term is computed as ``-log(-expm1(min(max h, -ood_eps)))``, finite for an outlier
+    exactly on a centre. ``id_term=False`` is the paper's ICE^- ablation.
+    """
+
+    def __init__(self, ood_weight: float = 0.5, ood_eps: float = 1e-6, id_term: bool = True):
+        super().__init__()
+        self.ood_weight = ood_weight
+        self.ood_eps = ood_eps
+        self.id_term = id_term
+
+    def forward(self, h: Tensor, target: Tensor) -> Tensor:
+        target = target.to(device=h.device, dtype=torch.long).reshape(-1)
+        inlier = target >= 0
+        h_in, y_in = h[inlier], target[inlier]
+        loss = nn.functional.cross_entropy(h_in, y_in) if h_in.shape[0] else h.sum() * 0
+        reg = h.new_zeros(())
+        if self.id_term and h_in.shape[0]:
+            reg = reg - h_in.gather(1, y_in[:, None]).mean()
+        h_out = h[~inlier]
+        if h_out.shape[0]:
+            nearest = h_out.max(dim=1).values.clamp_max(-self.ood_eps)
+            reg = reg - torch.log(-torch.expm1(nearest)).mean()
+        return loss + self.ood_weight * reg
