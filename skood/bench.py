@@ -752,10 +752,13 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    with open(path, "w", newline="") as f:
+def write_csv(rows: Sequence[dict], path: str | os.PathLike, *, append: bool = False) -> None:
+    """Write result rows (the ``FIELDS`` columns); ``append`` adds to an existing file."""
+    header = not (append and Path(path).exists())
+    with open(path, "a" if append else "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
+        if header:
+            writer.writeheader()
         for r in rows:
             writer.writerow({k: r.get(k, "") for k in FIELDS})
 

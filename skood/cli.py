@@ -147,14 +147,7 @@ def bench(args) -> int:
         partial.unlink()
 
     def record(row):  # so a long run that is cut off still leaves what it finished
-        import csv
-
-        new = not partial.exists()
-        with open(partial, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=harness.FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in harness.FIELDS})
+        harness.write_csv([row], partial, append=True)
 
     rows = harness.run_benchmark(
         detectors,
