@@ -9,6 +9,7 @@ from skood.features import ClassifierFeatures, TorchFeatures, TorchvisionFeature
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
 from skood.hsc import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
+from skood.ice import ICEClassifier
 from skood.open_set import OpenSetClassifier
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "DeepSVDDDetector",
     "GaussianMahalanobis",
     "HSCDetector",
+    "ICEClassifier",
     "OEClassifier",
     "OpenSetClassifier",
     "QuantileFlowDetector",

@@ -26,7 +26,10 @@ from skood.base import iter_slices
 __all__ = [
     "EpochProgressBar",
     "InputNoise",
+    "OutlierExposureBatches",
+    "OutlierExposureCollate",
     "build_net",
+    "check_training_finite",
     "draw_seed",
     "plan_epochs",
     "predict_batched",
@@ -114,6 +117,97 @@ class InputNoise(Callback):
             X.add_(torch.randn_like(X) * self.std)
 
 
+class OutlierExposureBatches(torch.utils.data.Dataset):
+    """Training items for outlier exposure: inlier row ``i``, its target, and its outlier rows.
+
+    An epoch is one pass over the inlier rows; item ``i`` carries ``floor(ratio * (i + 1)) -
+    floor(ratio * i)`` rows of the outlier pool, so a batch of ``b`` inliers carries about
+    ``ratio * b`` outliers (exactly, for an integer ratio), however small the pool: one outlier
+    row is then in every batch. With ``replace=False`` the pool is cycled in a fresh random order
+    each time it runs out (how the OE reference code iterates its auxiliary loader beside the
+    inlier one); with ``replace=True`` rows are drawn independently.
+
+    Draws use torch's global generator, which estimators seed (:func:`seeded`), so batches are
+    reproducible. The pool lives here, not in the collate function, so it is never pickled with
+    the fitted net.
+
+    Parameters
+    ----------
+    X_in : ndarray of float32, shape (n_inliers, n_features)
+    y_in : ndarray of int, shape (n_inliers,) or None
+        Class codes (>= 0) of the inlier rows; None gives every inlier target 0.
+    X_out : ndarray of float32, shape (n_outliers, n_features) or None
+        The outlier-exposure pool; None or empty gives inlier-only batches.
+    ratio : float >= 0, default=1.0
+        Outlier rows per inlier row.
+    replace : bool, default=True
+    """
+
+    def __init__(
+        self,
+        X_in: np.ndarray,
+        y_in: np.ndarray | None = None,
+        X_out: np.ndarray | None = None,
+        ratio: float = 1.0,
+        replace: bool = True,
+    ) -> None:
+        self.X_in = torch.from_numpy(X_in)
+        n = self.X_in.shape[0]
+        self.y_in = torch.zeros(n, dtype=torch.long) if y_in is None else torch.as_tensor(y_in)
+        self.y_in = self.y_in.to(torch.long)
+        use_pool = X_out is not None and len(X_out) > 0 and ratio > 0
+        self.X_out = torch.from_numpy(X_out) if use_pool else None
+        self.ratio, self.replace = float(ratio), replace
+        self._order: torch.Tensor | None = None
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.X_in.shape[0]
+
+    def _draw(self, k: int) -> torch.Tensor:
+        n = self.X_out.shape[0]
+        if self.replace:
+            return torch.randint(n, (k,))
+        parts = []
+        while k > 0:
+            if self._order is None or self._pos >= n:
+                self._order, self._pos = torch.randperm(n), 0
+            take = min(k, n - self._pos)
+            parts.append(self._order[self._pos : self._pos + take])
+            self._pos, k = self._pos + take, k - take
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+
+    def __getitem__(self, i: int):
+        if self.X_out is None:
+            return self.X_in[i], self.y_in[i], self.X_in[:0]
+        k = math.floor(self.ratio * (i + 1)) - math.floor(self.ratio * i)
+        return self.X_in[i], self.y_in[i], self.X_out[self._draw(k)]
+
+
+class OutlierExposureCollate:
+    """Stack :class:`OutlierExposureBatches` items into ``(X, target)`` for a skorch net.
+
+    The inlier rows come first with their targets, then all their outlier rows with target
+    ``-1`` (skood's outlier label), so a loss splits the batch with ``target < 0``. One forward
+    pass runs on the whole mixed batch (as the OE reference code does, which matters for
+    BatchNorm). ``augment``, when given, is applied to the stacked inputs.
+    """
+
+    def __init__(self, augment: Callable | None = None) -> None:
+        self.augment = augment
+
+    def __call__(self, items):
+        X_in = torch.stack([it[0] for it in items])
+        X_out = torch.cat([it[2] for it in items])
+        X = torch.cat([X_in, X_out])
+        target = torch.cat(
+            [torch.stack([it[1] for it in items]), torch.full((X_out.shape[0],), -1)]
+        )
+        if self.augment is not None:
+            X = self.augment(X)
+        return X, target
+
+
 def build_net(
     module: torch.nn.Module,
     *,
@@ -168,6 +262,21 @@ def build_net(
         **params,
         **net_params,
     )
+
+
+def check_training_finite(net: NeuralNet, owner: str, advice: str) -> None:
+    """Raise a clear error when the training loss became NaN or infinite (a diverged fit).
+
+    Without it a diverged network would score every row NaN, which ``finite_scores`` floors to
+    one constant: silent garbage.
+    """
+    losses = np.asarray(net.history[:, "train_loss"], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise RuntimeError(
+            f"{owner}: training diverged, the loss became {losses[bad[0]]} at epoch "
+            f"{bad[0] + 1} of {losses.size}. {advice}"
+        )
 
 
 def predict_batched(

@@ -33,6 +33,7 @@ __all__ = [
     "finite_scores",
     "is_outlier_label",
     "iter_slices",
+    "open_set_labels",
     "split_holdout",
     "split_labels",
 ]
@@ -101,6 +102,23 @@ def is_outlier_label(y) -> np.ndarray:
     if y.dtype.kind in "OUS":  # strings or objects: only the number -1 (or "-1") is an outlier
         return np.array([str(v).strip() == str(OUTLIER_LABEL) for v in y], dtype=bool)
     return y == OUTLIER_LABEL
+
+
+def open_set_labels(classes: np.ndarray, class_index: np.ndarray, rejected: np.ndarray):
+    """``classes[class_index]`` with rejected rows set to the outlier label ``-1``.
+
+    For string classes the rejected label is ``"-1"`` (numpy 2 does not mix strings and integers
+    in one array); unsigned or boolean classes are widened to int64 so that they can hold ``-1``.
+    """
+    labels = classes[class_index]
+    reject = OUTLIER_LABEL
+    if classes.dtype.kind in "US":
+        reject = str(OUTLIER_LABEL)
+        labels = labels.astype(np.result_type(labels.dtype, np.array(reject)))
+    elif classes.dtype.kind in "bu":
+        labels = labels.astype(np.int64)
+    labels[rejected] = reject
+    return labels
 
 
 def check_no_constant_columns(X: np.ndarray, estimator_name: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
@@ -36,6 +35,8 @@ from skorch.callbacks import LRScheduler
 from torch import nn
 
 from skood._training import (
+    OutlierExposureBatches,
+    OutlierExposureCollate,
     build_net,
     draw_seed,
     plan_epochs,
@@ -48,45 +49,6 @@ from skood.nn.losses import OutlierExposureLoss, radial
 from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
 
 __all__ = ["DeepSADDetector", "DeepSVDDDetector", "HSCDetector", "OEClassifier"]
-
-
-class _OEBatches(torch.utils.data.Dataset):
-    """Item ``i`` is normal row ``i`` and, when there is OE, one OE row drawn with replacement.
-
-    The draw uses torch's global generator, which the estimator seeds, so batches are
-    reproducible; with a pool of one, that one row is in every pair.
-    """
-
-    def __init__(self, X_normal: np.ndarray, X_oe: np.ndarray | None) -> None:
-        self.X_normal = torch.from_numpy(X_normal)
-        self.X_oe = None if X_oe is None or len(X_oe) == 0 else torch.from_numpy(X_oe)
-
-    def __len__(self) -> int:
-        return self.X_normal.shape[0]
-
-    def __getitem__(self, i):
-        if self.X_oe is None:
-            return (self.X_normal[i],)
-        j = int(torch.randint(self.X_oe.shape[0], ()))
-        return self.X_normal[i], self.X_oe[j]
-
-
-class _Collate:
-    """Stack a batch of pairs into ``(X, is_oe)``: the normal rows first, then their OE partners."""
-
-    def __init__(self, augment: Callable | None = None) -> None:
-        self.augment = augment
-
-    def __call__(self, items):
-        normal = torch.stack([it[0] for it in items])
-        if len(items[0]) == 1:
-            X, is_oe = normal, torch.zeros(len(items))
-        else:
-            X = torch.cat([normal, torch.stack([it[1] for it in items])])
-            is_oe = torch.cat([torch.zeros(len(items)), torch.ones(len(items))])
-        if self.augment is not None:
-            X = self.augment(X)
-        return X, is_oe
 
 
 def _shared_init(est, params: dict) -> None:
@@ -275,9 +237,11 @@ class _OutlierExposureDetector(BaseDetector):
                 # BatchNorm cannot train on a last batch of one normal row without OE.
                 drop_last=drop_last,
                 progress_desc=name,
-                iterator_train__collate_fn=_Collate(self.augment),
+                iterator_train__collate_fn=OutlierExposureCollate(self.augment),
             )
-            self.net_.fit(_OEBatches(X_train, X_oe), None)
+            self.net_.fit(
+                OutlierExposureBatches(X_train, None, X_oe, ratio=1.0, replace=True), None
+            )
         self._set_offset(self._scores(X_val if X_val.shape[0] else X_train))
         return self
 

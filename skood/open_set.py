@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from skood.base import OUTLIER_LABEL, finite_scores, split_holdout, split_labels
+from skood.base import finite_scores, open_set_labels, split_holdout, split_labels
 from skood.features import ClassifierFeatures
 
 __all__ = ["OpenSetClassifier"]
@@ -255,11 +255,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         return self.score_samples(X) - self.offset_
 
     # -- predictions ---------------------------------------------------------------------------
-    @property
-    def _reject_label(self):
-        # numpy 2 does not mix strings and integers in one array: string classes get "-1".
-        return str(OUTLIER_LABEL) if self.classes_.dtype.kind in "US" else OUTLIER_LABEL
-
     def predict(self, X) -> np.ndarray:
         """Open-set labels: the class for accepted inputs, ``-1`` for rejected ones.
 
@@ -273,13 +268,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
         scores, logits = self._gate(self._validate(X))
-        labels = self.classes_[np.argmax(logits, axis=1)]
-        if self.classes_.dtype.kind in "US":
-            labels = labels.astype(np.result_type(labels.dtype, np.array(self._reject_label)))
-        elif self.classes_.dtype.kind in "biu" and self.classes_.dtype.kind != "i":
-            labels = labels.astype(np.int64)  # unsigned / bool classes cannot hold -1
-        labels[scores < self.offset_] = self._reject_label
-        return labels
+        return open_set_labels(self.classes_, np.argmax(logits, axis=1), scores < self.offset_)
 
     def predict_open_set(self, X) -> np.ndarray:
         """Alias of :meth:`predict`: the class, or ``-1`` for rejected inputs."""

@@ -10,6 +10,7 @@ from skood import (
     DeepSVDDDetector,
     GaussianMahalanobis,
     HSCDetector,
+    ICEClassifier,
     OEClassifier,
     OpenSetClassifier,
     QuantileFlowDetector,
@@ -32,6 +33,11 @@ _OPEN_SET = (
     "OpenSetClassifier.predict is open-set by design: inputs the gate rejects get -1, which is "
     "not in classes_ and is not the argmax of decision_function; predict_closed_set is the "
     "plain classifier"
+)
+
+_MINUS_ONE_IS_OUTLIER = (
+    "check_classifiers_classes trains on labels {-1, 1}; in skood's convention -1 marks an "
+    "auxiliary outlier, so only one class is left and fit raises a clear error saying so"
 )
 
 _NEEDS_OE = (
@@ -67,6 +73,8 @@ _NEEDS_OE_CHECKS = [
     "check_readonly_memmap_input",
 ]
 _SMALL_OE = dict(hidden_sizes=(16,), rep_dim=4, max_epochs=3, min_steps=0, random_state=0)
+_SMALL_ICE = dict(hidden_sizes=(16,), feature_dim=4, max_epochs=20, random_state=0)
+_SMALL_ICE_50 = {**_SMALL_ICE, "max_epochs": 50}
 _SMALL_STAGE1 = ClassifierFeatures(hidden_sizes=(16,), max_epochs=5, random_state=0)
 
 
@@ -83,6 +91,7 @@ def _expected_failures(estimator):
         ClassifierFeatures,
         TorchFeatures,
         OpenSetClassifier,
+        ICEClassifier,
         HSCDetector,
         OEClassifier,
         DeepSADDetector,
@@ -92,6 +101,8 @@ def _expected_failures(estimator):
         failures["check_methods_subset_invariance"] = _FLOAT32
     if isinstance(estimator, OEClassifier):
         failures.update(dict.fromkeys(_NEEDS_OE_CHECKS, _NEEDS_OE))
+    if isinstance(estimator, ICEClassifier):
+        failures["check_classifiers_classes"] = _MINUS_ONE_IS_OUTLIER
     if isinstance(estimator, OpenSetClassifier):
         failures["check_classifiers_train"] = _OPEN_SET
         failures["check_classifiers_classes"] = _OPEN_SET
@@ -117,9 +128,13 @@ def _expected_failures(estimator):
         OpenSetClassifier(_SMALL_STAGE1, random_state=0),
         OpenSetClassifier(_SMALL_STAGE1, detector="energy", validation_fraction=0.0),
         OpenSetClassifier(_SMALL_STAGE1, detector=GaussianMahalanobis(offset_cv=None)),
+        ICEClassifier(**_SMALL_ICE),
+        ICEClassifier("linear", "oe", lr_schedule="cosine", **_SMALL_ICE_50),
+        ICEClassifier("gaussian", "ice_ood_only", validation_fraction=0.2, **_SMALL_ICE_50),
     ],
     expected_failed_checks=_expected_failures,
 )
 @pytest.mark.filterwarnings("ignore:.*got no outlier-exposure rows:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*got no auxiliary-outlier rows:UserWarning")
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -13,7 +13,7 @@ import torch
 
 from skood import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
 from skood.datasets import load_digits_ood
-from skood.hsc import _Collate, _OEBatches
+from skood._training import OutlierExposureBatches, OutlierExposureCollate
 from skood.metrics import auroc
 from skood.nn.losses import OutlierExposureLoss, radial
 
@@ -35,10 +35,10 @@ def test_radial_functions():
 
 def test_losses_match_hand_computations():
     z = torch.tensor([[0.5, -1.0], [2.0, 1.0], [0.1, 0.2], [-3.0, 0.5]], dtype=torch.float64)
-    oe = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    oe = torch.tensor([0, -1, 0, -1])  # skood's label: -1 marks an OE row
     sq = (z**2).sum(1).numpy()
     h = np.sqrt(sq + 1) - 1
-    is_oe = oe.numpy().astype(bool)
+    is_oe = oe.numpy() < 0
     hsc = np.where(is_oe, -np.log(1 - np.exp(-h)), h).mean()
     assert OutlierExposureLoss("hsc")(z, oe).item() == pytest.approx(hsc, rel=1e-12)
     hsc_sq = np.where(is_oe, -np.log(1 - np.exp(-sq)), sq).mean()
@@ -61,10 +61,10 @@ def test_losses_match_hand_computations():
 def test_oe_sample_on_the_centre_gives_a_finite_loss_and_gradient():
     for method in ["hsc", "sad"]:
         z = torch.zeros(2, 3, requires_grad=True)
-        loss = OutlierExposureLoss(method)(z, torch.tensor([1.0, 0.0]))
+        loss = OutlierExposureLoss(method)(z, torch.tensor([-1, 0]))
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(z.grad).all(), method
-    far = OutlierExposureLoss("focal")(torch.tensor([-200.0, 200.0]), torch.tensor([1.0, 0.0]))
+    far = OutlierExposureLoss("focal")(torch.tensor([-200.0, 200.0]), torch.tensor([-1, 0]))
     assert torch.isfinite(far)
 
 
@@ -119,14 +119,17 @@ def test_one_oe_row_fills_half_of_every_batch():
     X_normal = np.arange(20, dtype=np.float32).reshape(10, 2)
     X_oe = np.array([[-7.0, -7.0]], dtype=np.float32)
     loader = torch.utils.data.DataLoader(
-        _OEBatches(X_normal, X_oe), batch_size=4, shuffle=True, collate_fn=_Collate()
+        OutlierExposureBatches(X_normal, None, X_oe, ratio=1.0),
+        batch_size=4,
+        shuffle=True,
+        collate_fn=OutlierExposureCollate(),
     )
     batches = list(loader)
     assert len(batches) == 3  # one pass over the 10 normal rows
     seen = []
-    for X, is_oe in batches:
+    for X, target in batches:
         n = len(X) // 2
-        assert is_oe.tolist() == [0.0] * n + [1.0] * n
+        assert target.tolist() == [0] * n + [-1] * n
         assert torch.equal(X[n:], torch.tensor(X_oe).expand(n, 2))
         seen += X[:n, 0].tolist()
     assert sorted(seen) == X_normal[:, 0].tolist()

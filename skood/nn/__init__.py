@@ -13,8 +13,17 @@ from skood.nn.flows import (
     glow_flow,
 )
 from skood.nn.heads import GaussianHead
-from skood.nn.losses import ICELoss, OutlierExposureLoss, QuantileNLLLoss, batch_quantile, radial
+from skood.nn.losses import (
+    ClassifierOELoss,
+    ICELoss,
+    OutlierExposureLoss,
+    QuantileNLLLoss,
+    batch_quantile,
+    radial,
+)
 from skood.nn.networks import (
+    BackboneClassifier,
+    FeaturesOf,
     LeNetEncoder,
     MLPClassifierNet,
     MLPEncoder,
@@ -25,6 +34,9 @@ from skood.nn.networks import (
 __all__ = [
     "ActNorm",
     "AffineCoupling",
+    "BackboneClassifier",
+    "ClassifierOELoss",
+    "FeaturesOf",
     "GaussianHead",
     "ICELoss",
     "LUPermutation",

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "OE_EPS",
+    "ClassifierOELoss",
     "ICELoss",
     "OutlierExposureLoss",
     "QuantileNLLLoss",
@@ -110,9 +111,10 @@ def radial(z: Tensor, kind: str = "pseudo_huber") -> Tensor:
 class OutlierExposureLoss(nn.Module):
     r"""The losses of the hypersphere classifier and the methods it is compared with.
 
-    ``forward(output, is_oe)``: ``output`` is the network's representation (n, r) (or a logit (n,)
-    for ``"bce"`` / ``"focal"``), ``is_oe`` is 1 for outlier-exposure rows and 0 for normal ones.
-    The mean over the (mixed) batch is returned.
+    ``forward(output, target)``: ``output`` is the network's representation (n, r) (or a logit
+    (n,) for ``"bce"`` / ``"focal"``); ``target`` is negative (skood's ``-1``) for
+    outlier-exposure rows and non-negative for normal ones. The mean over the (mixed) batch is
+    returned.
 
     * ``"hsc"``: :math:`h(z)` for normal rows, :math:`-\log(1 - e^{-h(z)})` for OE rows, computed as
       ``-log(-expm1(-h))`` with h clamped at ``OE_EPS`` so that an OE row on the centre gives a
@@ -143,8 +145,8 @@ class OutlierExposureLoss(nn.Module):
         self.alpha = alpha
         self.eta = eta
 
-    def forward(self, output: Tensor, is_oe: Tensor) -> Tensor:
-        oe = is_oe.to(dtype=torch.bool, device=output.device).reshape(-1)
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        oe = (target < 0).to(device=output.device).reshape(-1)
         if self.method in {"bce", "focal"}:
             logit = output.reshape(-1)
             target = oe.to(logit.dtype)
@@ -196,4 +198,58 @@ class ICELoss(nn.Module):
         if h_out.shape[0]:
             nearest = h_out.max(dim=1).values.clamp_max(-self.ood_eps)
             reg = reg - torch.log(-torch.expm1(nearest)).mean()
+        return loss + self.ood_weight * reg
+
+
+class ClassifierOELoss(nn.Module):
+    r"""Cross-entropy on inliers plus an outlier-exposure term on linear logits f (ICE's baselines).
+
+    ``forward(logits, target)``: rows with ``target >= 0`` are inliers of that class, rows with
+    ``target < 0`` auxiliary outliers; each term is the mean over its own sub-batch.
+
+    * ``"ce"``: :math:`E_{in}[CE(f, y)]`, outliers ignored (the plain classifier).
+    * ``"oe"``: :math:`E_{in}[CE] + \lambda E_{out}[\mathrm{LSE}(f) - \tfrac1K\sum_k f_k]`, the
+      cross-entropy of the outliers' softmax to the uniform distribution (Hendrycks et al., 2019,
+      whose code drops the constant :math:`\log K`; λ = 0.5 there).
+    * ``"energy"``: :math:`E_{in}[CE] + \lambda (E_{in}[\max(0, E(x) - m_{in})^2] +
+      E_{out}[\max(0, m_{out} - E(\tilde x))^2])` with the energy :math:`E = -\mathrm{LSE}(f)`:
+      the squared-hinge form with margins of Liu et al. (2020), λ = 0.1, margins (-25, -7) on
+      CIFAR-10. ICE's paper writes the margin-free :math:`-E_{in}[\mathrm{LSE}] +
+      E_{out}[\mathrm{LSE}]`, which is unbounded below; the original is used here.
+    """
+
+    def __init__(
+        self,
+        method: str = "oe",
+        ood_weight: float = 0.5,
+        margins: tuple[float, float] = (-25.0, -7.0),
+    ) -> None:
+        super().__init__()
+        if method not in {"ce", "oe", "energy"}:
+            raise ValueError(f"Unknown classifier outlier-exposure loss {method!r}.")
+        self.method = method
+        self.ood_weight = ood_weight
+        self.margins = margins
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        target = target.to(device=logits.device, dtype=torch.long).reshape(-1)
+        inlier = target >= 0
+        f_in, f_out = logits[inlier], logits[~inlier]
+        loss = (
+            nn.functional.cross_entropy(f_in, target[inlier]) if f_in.shape[0] else logits.sum() * 0
+        )
+        if self.method == "ce":
+            return loss
+        reg = logits.new_zeros(())
+        if self.method == "oe":
+            if f_out.shape[0]:
+                reg = (torch.logsumexp(f_out, dim=1) - f_out.mean(dim=1)).mean()
+        else:
+            m_in, m_out = self.margins
+            if f_in.shape[0]:
+                energy_in = -torch.logsumexp(f_in, dim=1)
+                reg = reg + nn.functional.relu(energy_in - m_in).pow(2).mean()
+            if f_out.shape[0]:
+                energy_out = -torch.logsumexp(f_out, dim=1)
+                reg = reg + nn.functional.relu(m_out - energy_out).pow(2).mean()
         return loss + self.ood_weight * reg

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["LeNetEncoder", "MLPClassifierNet", "MLPEncoder", "OENetwork", "SmallCNN"]
+__all__ = [
+    "BackboneClassifier",
+    "FeaturesOf",
+    "LeNetEncoder",
+    "MLPClassifierNet",
+    "MLPEncoder",
+    "OENetwork",
+    "SmallCNN",
+]
 
 
 class MLPClassifierNet(nn.Module):
@@ -193,3 +201,52 @@ class OENetwork(nn.Module):
         if self.head is not None:
             return self.head(z.reshape(z.shape[0], -1)).reshape(-1)
         return z if self.center is None else z - self.center
+
+
+# -- a backbone and a classification head (ICE and its baselines) ------------------------------
+
+
+class BackboneClassifier(nn.Module):
+    """``head(backbone(x))``: ``features(x)`` is the backbone's output flattened to (n, d).
+
+    The head is any module from features to logits: ``nn.Linear`` or
+    :class:`skood.nn.GaussianHead`.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def features(self, x: Tensor) -> Tensor:
+        z = self.backbone(x)
+        return z.reshape(z.shape[0], -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class FeaturesOf(nn.Module):
+    """The feature map of a trained classifier, as a backbone to train further (fine-tuning).
+
+    ``forward(x)`` is ``network.features(x)``, or, with ``layer``, the output of that named
+    submodule during ``network(x)`` (read with a forward hook), flattened to (n, d).
+    """
+
+    def __init__(self, network: nn.Module, layer: str | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.layer is None:
+            z = self.network.features(x)
+            return z.reshape(z.shape[0], -1)
+        captured: list[Tensor] = []
+        module = dict(self.network.named_modules())[self.layer]
+        handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            self.network(x)
+        finally:
+            handle.remove()
+        return captured[0].reshape(x.shape[0], -1)

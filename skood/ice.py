@@ -1,0 +1,731 @@
+"""ICE: a classifier whose Gaussian head and loss let it detect OOD inputs without losing accuracy.
+
+Wu, Jiang, Liu, Chen, Wang, Chen. "Towards In-Distribution Compatible Out-of-Distribution
+Detection", AAAI 2023.
+
+:class:`ICEClassifier` trains a backbone and a classification head on labelled inliers plus
+auxiliary outliers (the rows with ``y == -1``), every batch holding ``batch_size`` inliers and
+``outlier_batch_ratio`` times as many outliers cycled from the auxiliary set. The paper's method
+is the tied-covariance Gaussian head with the ICE loss; its baselines (plain cross-entropy, OE,
+energy OE on a linear head) are the same estimator with other ``head`` / ``loss``, so comparisons
+share the data, batching, network and optimiser.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import logsumexp, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from skorch.callbacks import Callback, LRScheduler
+from torch import nn
+
+from skood._training import (
+    OutlierExposureBatches,
+    OutlierExposureCollate,
+    build_net,
+    check_training_finite,
+    draw_seed,
+    predict_batched,
+    resolve_device,
+    seeded,
+)
+from skood.base import (
+    OUTLIER_LABEL,
+    finite_scores,
+    is_outlier_label,
+    open_set_labels,
+    split_holdout,
+    split_labels,
+)
+from skood.nn.heads import GaussianHead
+from skood.nn.losses import ClassifierOELoss, ICELoss
+from skood.nn.networks import BackboneClassifier, FeaturesOf, LeNetEncoder, MLPEncoder
+
+__all__ = ["ICEClassifier"]
+
+_ICE_LOSSES = ("ice", "ice_ood_only")
+_OE_LOSSES = ("ice", "ice_ood_only", "oe", "energy")  # the losses that use the -1 rows
+
+
+class _LogDetCovariance(Callback):
+    """Record ``log det(LL^T)`` each epoch: the scale degeneracy of spec pitfall 5 shows here."""
+
+    def on_epoch_end(self, net, **kwargs):
+        head = net.module_.head
+        if isinstance(head, GaussianHead):
+            with torch.no_grad():
+                logdet = 2.0 * torch.log(head.cholesky.diagonal()).sum().item()
+            net.history.record("log_det_cov", logdet)
+
+
+class ICEClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier trained with in-distribution-compatible outlier exposure (ICE).
+
+    The network is ``head(backbone(x))``. With the default Gaussian head the logits are
+    ``h_i(z) = -(z - m_i)^T (LL^T)^{-1} (z - m_i) <= 0`` for trainable class centres ``m_i`` and a
+    lower-triangular ``L`` with positive diagonal (a tied-covariance Mahalanobis / LDA layer), and
+    the loss is
+
+        CE(h, y) + ood_weight * (E_in[-h_y] + E_out[-log(1 - exp(max_i h_i))])
+
+    on inliers (own centre pulled in) and auxiliary outliers (nearest centre pushed away). The
+    input is in-distribution to the degree ``exp(max_i h_i)`` in (0, 1].
+
+    Auxiliary outliers are the rows of ``X`` with ``y == -1``; every other label is a class. Each
+    training batch holds ``batch_size`` inliers and ``outlier_batch_ratio * batch_size`` outliers
+    (1:2 in the paper), the outlier set being cycled in a fresh random order each time it runs
+    out; an epoch is one pass over the inliers.
+
+    Parameters
+    ----------
+    head : {"gaussian", "linear"}, default="gaussian"
+        ICE's Gaussian head, or the ordinary linear layer of the baselines.
+    loss : {"ice", "ice_ood_only", "ce", "oe", "energy"}, default="ice"
+        ``"ice"``: the paper's objective (Gaussian head only). ``"ice_ood_only"``: without the
+        in-distribution term, the paper's ICE^- ablation. ``"ce"``: plain cross-entropy (auxiliary
+        outliers unused). ``"oe"``: cross-entropy of the outliers' softmax to uniform (Hendrycks
+        et al., 2019). ``"energy"``: energy OE with the squared-hinge margins of Liu et al. (2020),
+        not the margin-free form the ICE paper writes (see ``energy_margins``).
+    ood_weight : float >= 0, default=0.5
+        λ, the weight of the outlier-exposure terms. The paper does not report its value; 0.5 is
+        OE's, the spec's choice. Liu et al. use 0.1 for energy OE.
+    energy_margins : tuple (m_in, m_out), default=(-25.0, -7.0)
+        Energy OE's margins (Liu et al.'s CIFAR-10 values).
+    ood_score : {"auto", "max_logit", "msp", "energy"}, default="auto"
+        What :meth:`score_samples` returns: ``"max_logit"``, ``max_i h_i`` (ICE's score, the log
+        of ``exp(max h)``); ``"msp"``, the log of the maximum softmax probability; ``"energy"``,
+        ``logsumexp`` of the logits (minus the free energy). ``"auto"`` is ``"max_logit"`` for the
+        Gaussian head, ``"energy"`` for ``loss="energy"`` and ``"msp"`` otherwise: each method's
+        own score in the paper.
+    module : torch.nn.Module, callable or None, default=None
+        The backbone x -> z: an instance (deep-copied) or a factory called as
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or a
+        LeNet-style CNN when ``image_shape`` is given.
+    fine_tune : fitted ClassifierFeatures, torch.nn.Module or None, default=None
+        Start from a trained classifier instead of from scratch (the paper's fine-tuning
+        protocol, with e.g. ``max_epochs=10, lr=0.01``). A fitted :class:`skood.ClassifierFeatures`
+        (trained on the same classes) gives its feature map (its ``feature_layer`` or
+        ``features``); an ``nn.Module`` with a ``features`` method gives that, any other module
+        is taken as the backbone itself. A linear head starts from the network's ``head`` when it
+        is an ``nn.Linear`` of the right size; the Gaussian head from the data
+        (``center_init="auto"``). Overrides ``module``.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape; the default backbone is then a CNN.
+    hidden_sizes : tuple of int, default=(256, 128)
+        Hidden widths of the default MLP (the spec's digits network is 64 -> 256 -> 128 -> 32).
+    feature_dim : int, default=32
+        Width of the features z that the head sees.
+    outlier_batch_ratio : float >= 0, default=2.0
+        Outlier rows per inlier row in each batch.
+    batch_size : int, default=128
+        Inlier rows per batch.
+    max_epochs : int, default=100
+        Passes over the inliers.
+    optimizer : {"adam", "sgd"}, default="adam"
+        Adam (the spec's CPU protocol), or SGD with Nesterov momentum (OE's and the paper's
+        WRN protocol: ``optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_schedule="cosine"``).
+        Measured on digits with the default MLP, that protocol diverges to NaN for any lr >= 0.03
+        (the squared-distance logits give large gradients without the WRN's BatchNorm), so it is
+        not the default; lr 0.01 trains (a diverged fit raises a clear error, never NaN scores).
+    lr : float, default=1e-3
+    momentum : float, default=0.9
+        SGD only.
+    weight_decay : float, default=0.0
+        Applied to every parameter, the head's included.
+    lr_schedule : {"cosine", "step"} or None, default=None
+        Cosine annealing over all steps, or x0.1 at 50 % and 75 % of the epochs.
+    center_init : {"auto", "random", "data"}, default="auto"
+        Gaussian head initialisation: ``"random"``, standard-normal centres and ``L = I``;
+        ``"data"``, the class means of the initial features and the Cholesky factor of their
+        shrunk pooled covariance. ``"auto"`` is ``"data"`` when fine-tuning, else ``"random"``.
+    diag_eps : float, default=1e-4
+        Floor of L's diagonal.
+    ood_eps : float, default=1e-6
+        ``max h`` is capped at ``-ood_eps`` in the outlier term, so an outlier on a centre gives a
+        large, finite loss.
+    tpr : float in (0, 1], default=0.95
+        Sets ``offset_``: the ``(1 - tpr)``-quantile of the calibration inliers' scores, so that
+        :meth:`predict_outlier` accepts a fraction ``tpr`` of them (the TPR-95 operating point).
+    validation_fraction : float in [0, 1), default=0.0
+        Inliers held out (per class) from training to calibrate ``offset_``. With 0 (the spec)
+        the training inliers calibrate it, which accepts somewhat more new inliers than ``tpr``.
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The inlier classes (never ``-1``).
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is a :class:`skood.nn.BackboneClassifier`.
+    module_ : torch.nn.Module
+        ``net_.module_``.
+    history_ : skorch.History
+        ``net_.history``; with the Gaussian head it records ``log_det_cov``, ``log det(LL^T)``,
+        each epoch.
+    means_ : ndarray of shape (n_classes, feature_dim)
+        Class centres m_i (Gaussian head only).
+    cholesky_ : ndarray of shape (feature_dim, feature_dim)
+        L (Gaussian head only).
+    covariance_ : ndarray of shape (feature_dim, feature_dim)
+        ``LL^T`` (Gaussian head only).
+    offset_ : float
+        :meth:`predict_outlier` rejects rows whose score is below it.
+    n_outliers_seen_ : int
+        Auxiliary-outlier rows used in training.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
+    Notes
+    -----
+    ``predict`` is the closed-set class, as sklearn's classifier contract requires (it passes
+    sklearn's checks and scorers); :meth:`predict_open_set` returns ``-1`` for inputs whose score
+    is below ``offset_``. The method names are those of :class:`skood.OpenSetClassifier`, whose
+    ``predict`` is open-set instead.
+
+    Without ``-1`` rows a warning is raised and the outlier term drops out: the Gaussian head is
+    then trained by cross-entropy plus the in-distribution pull.
+
+    References
+    ----------
+    Wu et al. "Towards In-Distribution Compatible Out-of-Distribution Detection", AAAI 2023.
+    Hendrycks, Mazeika, Dietterich. "Deep Anomaly Detection with Outlier Exposure", ICLR 2019.
+    Liu, Wang, Owens, Li. "Energy-based Out-of-distribution Detection", NeurIPS 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import ICEClassifier
+    >>> from skood.datasets import load_digits_ood
+    >>> X, y = load_digits_ood(inlier_classes=range(5))  # y == -1 for digits 5-9
+    >>> X = X / 16.0
+    >>> aux = np.isin(y, -1) & (np.arange(len(y)) % 2 == 0)  # half the outliers as auxiliary
+    >>> clf = ICEClassifier(max_epochs=20, random_state=0).fit(X[(y != -1) | aux], y[(y != -1) | aux])
+    >>> sorted(set(clf.predict_open_set(X).tolist()))
+    [-1, 0, 1, 2, 3, 4]
+    """
+
+    _parameter_constraints: dict = {
+        "head": [StrOptions({"gaussian", "linear"})],
+        "loss": [StrOptions({"ice", "ice_ood_only", "ce", "oe", "energy"})],
+        "ood_weight": [Interval(Real, 0, None, closed="left")],
+        "energy_margins": [tuple, list],
+        "ood_score": [StrOptions({"auto", "max_logit", "msp", "energy"})],
+        "module": [nn.Module, callable, None],
+        "fine_tune": [HasMethods(["transform_with_logits"]), nn.Module, None],
+        "image_shape": [tuple, None],
+        "hidden_sizes": [tuple, list],
+        "feature_dim": [Interval(Integral, 1, None, closed="left")],
+        "outlier_batch_ratio": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"sgd", "adam"})],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "step"}), None],
+        "center_init": [StrOptions({"auto", "random", "data"})],
+        "diag_eps": [Interval(Real, 0, None, closed="neither")],
+        "ood_eps": [Interval(Real, 0, None, closed="neither")],
+        "tpr": [Interval(Real, 0, 1, closed="right")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        head="gaussian",
+        loss="ice",
+        *,
+        ood_weight=0.5,
+        energy_margins=(-25.0, -7.0),
+        ood_score="auto",
+        module=None,
+        fine_tune=None,
+        image_shape=None,
+        hidden_sizes=(256, 128),
+        feature_dim=32,
+        outlier_batch_ratio=2.0,
+        batch_size=128,
+        max_epochs=100,
+        optimizer="adam",
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=0.0,
+        lr_schedule=None,
+        center_init="auto",
+        diag_eps=1e-4,
+        ood_eps=1e-6,
+        tpr=0.95,
+        validation_fraction=0.0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.head = head
+        self.loss = loss
+        self.ood_weight = ood_weight
+        self.energy_margins = energy_margins
+        self.ood_score = ood_score
+        self.module = module
+        self.fine_tune = fine_tune
+        self.image_shape = image_shape
+        self.hidden_sizes = hidden_sizes
+        self.feature_dim = feature_dim
+        self.outlier_batch_ratio = outlier_batch_ratio
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.center_init = center_init
+        self.diag_eps = diag_eps
+        self.ood_eps = ood_eps
+        self.tpr = tpr
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.inference_batch_size = inference_batch_size
+
+    # -- building the network ------------------------------------------------------------------
+    def _backbone(self, n_features: int) -> tuple[nn.Module, nn.Module | None]:
+        """(backbone, pretrained linear head or None) from ``fine_tune``, ``module`` or defaults."""
+        name = type(self).__name__
+        if self.fine_tune is not None:
+            source, layer = self.fine_tune, None
+            if not isinstance(source, nn.Module):  # a fitted ClassifierFeatures
+                check_is_fitted(source)
+                if not np.array_equal(np.asarray(source.classes_), self.classes_):
+                    raise ValueError(
+                        f"{name}: fine_tune was trained on classes {list(source.classes_)}, but "
+                        f"y's inlier classes are {list(self.classes_)}; fine-tune on the same "
+                        "classes."
+                    )
+                layer = getattr(source, "feature_layer", None)
+                source = source.module_
+            network = copy.deepcopy(source).to("cpu")
+            head = getattr(network, "head", None)
+            if layer is not None or hasattr(network, "features"):
+                return FeaturesOf(network, layer), head if isinstance(head, nn.Linear) else None
+            return network, None
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module), None
+        if self.module is not None:
+            return self.module(n_features), None
+        if self.image_shape is not None:
+            if int(np.prod(self.image_shape)) != n_features:
+                raise ValueError(
+                    f"{name}: image_shape={tuple(self.image_shape)} holds "
+                    f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
+                    "features. Pass flattened images of that shape or fix image_shape."
+                )
+            return LeNetEncoder(self.image_shape, rep_dim=self.feature_dim), None
+        return MLPEncoder(n_features, tuple(self.hidden_sizes), self.feature_dim), None
+
+    def _build_module(self, X_train: np.ndarray, codes: np.ndarray) -> BackboneClassifier:
+        n_classes = self.classes_.size
+        backbone, pretrained_head = self._backbone(X_train.shape[1])
+        z = self._initial_features(backbone, X_train)
+        if self.head == "linear":
+            head = nn.Linear(z.shape[1], n_classes)
+            if pretrained_head is not None and pretrained_head.weight.shape == head.weight.shape:
+                head = pretrained_head
+        else:
+            head = GaussianHead(z.shape[1], n_classes, diag_eps=self.diag_eps)
+            init = self.center_init
+            if init == "data" or (init == "auto" and self.fine_tune is not None):
+                head.init_from_data(z, torch.as_tensor(codes))
+        return BackboneClassifier(backbone, head)
+
+    def _initial_features(self, backbone: nn.Module, X: np.ndarray) -> torch.Tensor:
+        """The untrained (or pretrained) backbone's features of ``X``; also sizes lazy layers."""
+
+        def features(x):
+            z = backbone(x)
+            return z.reshape(z.shape[0], -1)
+
+        if not any(True for _ in backbone.parameters()):
+            raise ValueError(f"{type(self).__name__}: the backbone module has no parameters.")
+        with torch.no_grad():  # materialise lazy layers before measuring the width
+            backbone.eval()(torch.from_numpy(X[:2]))
+        z = predict_batched(features, X, batch_size=self.inference_batch_size, module=backbone)
+        backbone.train()
+        return torch.as_tensor(z, dtype=torch.float32)
+
+    def _criterion(self) -> nn.Module:
+        if self.loss in _ICE_LOSSES:
+            return ICELoss(self.ood_weight, self.ood_eps, id_term=self.loss == "ice")
+        margins = tuple(float(m) for m in self.energy_margins)
+        return ClassifierOELoss(self.loss, self.ood_weight, margins)
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _check_labels(self, X, y):
+        name = type(self).__name__
+        if y is None:
+            raise ValueError(
+                f"{name} requires y to be passed, but the target y is None: it trains a "
+                "classifier on the inlier class labels (and uses rows labelled -1 as auxiliary "
+                "outliers)."
+            )
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        inliers, labels = split_labels(y, X.shape[0], name)
+        check_classification_targets(labels)
+        encoder = LabelEncoder().fit(labels)
+        if encoder.classes_.size < 2:
+            hint = ""
+            if (~inliers).any():
+                hint = (
+                    f" The {int((~inliers).sum())} rows labelled {OUTLIER_LABEL} are auxiliary "
+                    "outliers in skood's convention, not a class; if -1 is one of your classes, "
+                    "relabel it (e.g. LabelEncoder) and mark auxiliary outliers with -1."
+                )
+            raise ValueError(
+                f"{name} needs at least 2 inlier classes in y to train a classifier; got "
+                f"{encoder.classes_.size} class ({list(encoder.classes_)}).{hint}"
+            )
+        return inliers, encoder.transform(labels).astype(np.int64), encoder.classes_
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train on the inlier rows of ``X`` (with their classes) and the auxiliary outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels; ``-1`` marks an auxiliary-outlier row.
+
+        Returns
+        -------
+        self : ICEClassifier
+        """
+        name = type(self).__name__
+        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        inliers, codes, self.classes_ = self._check_labels(X, y)
+        if self.head == "linear" and self.loss in _ICE_LOSSES:
+            raise ValueError(
+                f"{name}: loss={self.loss!r} needs head='gaussian' (its outlier term is "
+                "-log(1 - exp(max h)), which requires logits h <= 0); the linear-head baselines "
+                "are loss='ce', 'oe' or 'energy'."
+            )
+        X_in, X_out = X[inliers], X[~inliers]
+        if self.loss not in _OE_LOSSES:
+            X_out = X_out[:0]  # plain cross-entropy: the -1 rows are not used
+        elif X_out.shape[0] == 0:
+            warnings.warn(
+                f"{name} got no auxiliary-outlier rows (y == -1), so loss={self.loss!r} trains "
+                "without its outlier-exposure term (for the Gaussian head: cross-entropy plus "
+                "the in-distribution pull). Mark auxiliary outliers with -1 in y.",
+                UserWarning,
+                stacklevel=2,
+            )
+        rng = check_random_state(self.random_state)
+        train_idx, calib_idx = split_holdout(
+            X_in.shape[0],
+            self.validation_fraction,
+            rng,
+            min_train=2,
+            estimator_name=name,
+            stratify=codes,
+        )
+        X_train, y_train = X_in[train_idx], codes[train_idx]
+        self.device_ = resolve_device(self.device)
+        self.n_outliers_seen_ = int(X_out.shape[0])
+        batch = max(1, min(self.batch_size, X_train.shape[0]))
+        steps_per_epoch = -(-X_train.shape[0] // batch)
+        # BatchNorm cannot train on a last batch of a single row (only possible without outliers).
+        drop_last = X_out.shape[0] == 0 and X_train.shape[0] % batch == 1
+        if drop_last:
+            steps_per_epoch -= 1
+        with seeded(draw_seed(rng), self.device_):
+            module = self._build_module(X_train, y_train)
+            self.net_ = build_net(
+                module.train(),
+                criterion=self._criterion(),
+                lr=self.lr,
+                batch_size=batch,
+                max_epochs=self.max_epochs,
+                device=self.device_,
+                optimizer=torch.optim.SGD if self.optimizer == "sgd" else torch.optim.Adam,
+                optimizer_params=self._optimizer_params(),
+                callbacks=[*self._schedule(steps_per_epoch), *(self.callbacks or [])],
+                verbose=self.verbose,
+                drop_last=drop_last,
+                progress_desc=name,
+                iterator_train__collate_fn=OutlierExposureCollate(),
+            )
+            self.net_.fit(
+                OutlierExposureBatches(
+                    X_train, y_train, X_out, ratio=self.outlier_batch_ratio, replace=False
+                ),
+                None,
+            )
+        check_training_finite(
+            self.net_,
+            name,
+            "Lower lr, or use optimizer='adam' (with SGD, lr >= 0.03 diverges on digits with the "
+            "Gaussian head).",
+        )
+        if isinstance(self.module_.head, GaussianHead):
+            head = self.module_.head
+            with torch.no_grad():
+                L = head.cholesky.detach().to("cpu", torch.float64)
+                self.means_ = head.means.detach().to("cpu", torch.float64).numpy()
+            self.cholesky_ = L.numpy()
+            self.covariance_ = (L @ L.T).numpy()
+        calib = X_in[calib_idx] if calib_idx.size else X_train
+        self.offset_ = float(np.quantile(self._scores(self._forward(calib)), 1.0 - self.tpr))
+        return self
+
+    def _optimizer_params(self) -> dict:
+        params = {"weight_decay": self.weight_decay}
+        if self.optimizer == "sgd":
+            params.update(momentum=self.momentum, nesterov=self.momentum > 0)
+        return params
+
+    def _schedule(self, steps_per_epoch: int) -> list:
+        callbacks: list = [("log_det_cov", _LogDetCovariance())]
+        if self.lr_schedule == "cosine":
+            total = max(1, steps_per_epoch * self.max_epochs)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+            callbacks.insert(0, LRScheduler(cosine, T_max=total, step_every="batch"))
+        elif self.lr_schedule == "step":
+            milestones = sorted({max(1, round(self.max_epochs * f)) for f in (0.5, 0.75)})
+            step = torch.optim.lr_scheduler.MultiStepLR
+            callbacks.insert(0, LRScheduler(step, milestones=milestones, gamma=0.1))
+        return callbacks
+
+    # -- fitted views --------------------------------------------------------------------------
+    @property
+    def module_(self) -> nn.Module:
+        """The trained network, ``net_.module_``."""
+        return self.net_.module_
+
+    @property
+    def history_(self):
+        """The training history, ``net_.history``."""
+        return self.net_.history
+
+    # -- inference -----------------------------------------------------------------------------
+    def _validate(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float32, reset=False)
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        """Logits of validated ``X`` as float64 (n, n_classes), batched, eval mode."""
+        module = self.module_
+        return predict_batched(
+            module, X, batch_size=self.inference_batch_size, module=module
+        ).reshape(X.shape[0], self.classes_.size)
+
+    def _logits(self, X) -> np.ndarray:
+        return self._forward(self._validate(X))
+
+    @property
+    def _score_kind(self) -> str:
+        if self.ood_score != "auto":
+            return self.ood_score
+        if self.head == "gaussian":
+            return "max_logit"
+        return "energy" if self.loss == "energy" else "msp"
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        kind = self._score_kind
+        if kind == "max_logit":
+            scores = logits.max(axis=1)
+        elif kind == "msp":  # log of the maximum softmax probability
+            scores = logits.max(axis=1) - logsumexp(logits, axis=1)
+        else:
+            scores = logsumexp(logits, axis=1)
+        return finite_scores(scores)
+
+    def score_samples(self, X) -> np.ndarray:
+        """In-distribution score, higher = more like the inlier classes (see ``ood_score``).
+
+        For ICE, ``max_i h_i`` (<= 0): the log of the paper's ``exp(max h)``, which ranks the
+        same without float32 underflow or ties.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self._scores(self._logits(X))
+
+    def in_distribution_proba(self, X) -> np.ndarray:
+        """``exp(score_samples(X))`` in (0, 1]: ICE's ``exp(max h)``, or the MSP.
+
+        Only defined where the score is a log-probability: ``ood_score`` ``"max_logit"`` with the
+        Gaussian head, or ``"msp"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        check_is_fitted(self)
+        kind = self._score_kind
+        if kind == "energy" or (kind == "max_logit" and self.head != "gaussian"):
+            raise ValueError(
+                f"in_distribution_proba needs a score that is a log-probability; "
+                f"ood_score={kind!r} with head={self.head!r} is not one. Use head='gaussian' or "
+                "ood_score='msp'."
+            )
+        return np.exp(self.score_samples(X))
+
+    def outlier_decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for inputs judged out-of-distribution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict_outlier(self, X) -> np.ndarray:
+        """+1 for in-distribution inputs, -1 for out-of-distribution ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_samples,)
+        """
+        return np.where(self.outlier_decision_function(X) >= 0, 1, -1)
+
+    def decision_function(self, X) -> np.ndarray:
+        """The logits (h for the Gaussian head), as sklearn's classifier contract defines it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, ``h_1 - h_0`` (positive means ``classes_[1]``).
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict(self, X) -> np.ndarray:
+        """The class with the largest logit (the nearest centre for the Gaussian head).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        logits = self._logits(X)  # validates (and checks fitted) first
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def predict_closed_set(self, X) -> np.ndarray:
+        """Alias of :meth:`predict`: the class for every input, never rejecting."""
+        return self.predict(X)
+
+    def predict_open_set(self, X) -> np.ndarray:
+        """The class for in-distribution inputs, ``-1`` for inputs with a score below ``offset_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
+        """
+        logits = self._logits(X)
+        rejected = self._scores(logits) < self.offset_
+        return open_set_labels(self.classes_, np.argmax(logits, axis=1), rejected)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``softmax`` of the logits (an equal-prior LDA posterior for the Gaussian head).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_classes)
+        """
+        return softmax(self._logits(X), axis=1)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log of :meth:`predict_proba`, computed stably from the logits."""
+        logits = self._logits(X)
+        return logits - logsumexp(logits, axis=1, keepdims=True)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Classification accuracy on the rows of ``y`` that are not ``-1``.
+
+        Auxiliary-outlier rows have no class to predict, so they are left out (detection is
+        measured by :mod:`skood.metrics` on :meth:`score_samples`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+
+        Returns
+        -------
+        float
+        """
+        y = np.asarray(y)
+        keep = ~is_outlier_label(y)
+        if not keep.any():
+            raise ValueError(
+                "score is the accuracy on inlier rows, but every row of y is -1; use "
+                "skood.metrics on score_samples to measure detection."
+            )
+        X = _safe_indexing(X, np.flatnonzero(keep))
+        weights = None if sample_weight is None else np.asarray(sample_weight)[keep]
+        return super().score(X, y[keep], sample_weight=weights)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = True
+        return tags
