@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from skood import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
-from skood.datasets import load_digits_ood
 from skood._training import OutlierExposureBatches, OutlierExposureCollate
+from skood.datasets import load_digits_ood
 from skood.metrics import auroc
 from skood.nn.losses import OutlierExposureLoss, radial
 

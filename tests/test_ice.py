@@ -337,9 +337,9 @@ def test_bad_inputs_and_parameters_give_clear_errors(ice, digits):
         ICEClassifier(**SMALL).fit(np.where(np.eye(200, 64) > 0, np.nan, X), y)
     with pytest.raises(ValueError, match="features"):
         ice.score_samples(digits["X_te"][:, :10])
-    with pytest.raises(ValueError, match="could not convert|dtype"):
+    with pytest.raises(ValueError, match=r"could not convert|dtype"):
         ICEClassifier(**SMALL).fit(np.full((200, 64), "a"), y)
-    with pytest.raises(TypeError, match="[Ss]parse"):
+    with pytest.raises(TypeError, match=r"[Ss]parse"):
         ICEClassifier(**SMALL).fit(sp.csr_matrix(X), y)
     with pytest.raises(ValueError, match="needs head='gaussian'"):
         ICEClassifier("linear", "ice").fit(X, y)
