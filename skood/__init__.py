@@ -5,6 +5,7 @@ normal) / ``decision_function`` / ``predict`` (+1 inlier, -1 outlier). In ``y``,
 marks an outlier row; every other value is an inlier label.
 """
 
+from skood.ama import AMADetector
 from skood.features import ClassifierFeatures, TorchFeatures, TorchvisionFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
@@ -15,6 +16,7 @@ from skood.open_set import OpenSetClassifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "AMADetector",
     "ClassifierFeatures",
     "DeepSADDetector",
     "DeepSVDDDetector",

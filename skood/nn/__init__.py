@@ -4,6 +4,7 @@ Nothing in this package imports scikit-learn or any estimator: flows, networks, 
 losses here are plain ``torch.nn.Module`` objects that can be used (and tested) on their own.
 """
 
+from skood.nn.ama import AMALoss, AMAModule, gradient_penalty, mirrored_pair
 from skood.nn.flows import (
     ActNorm,
     AffineCoupling,
@@ -32,6 +33,8 @@ from skood.nn.networks import (
 )
 
 __all__ = [
+    "AMALoss",
+    "AMAModule",
     "ActNorm",
     "AffineCoupling",
     "BackboneClassifier",
@@ -51,5 +54,7 @@ __all__ = [
     "SmallCNN",
     "batch_quantile",
     "glow_flow",
+    "gradient_penalty",
+    "mirrored_pair",
     "radial",
 ]

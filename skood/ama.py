@@ -1,0 +1,535 @@
+"""AMADetector: the adversarial mirrored autoencoder and its Gaussian-of-R anomaly score.
+
+Somepalli, Wu, Balaji, Feizi, Goldstein. "Unsupervised Anomaly Detection with Adversarial
+Mirrored AutoEncoders", UAI 2021.
+
+The GAN is trained through skorch: :class:`_AMANet` is a ``NeuralNet`` whose
+``initialize_optimizer`` creates the three Adams (critic, decoder, encoder, with the paper's
+betas) and whose ``train_step`` runs ``n_critic`` critic steps and one encoder + decoder step on
+the same minibatch; the losses are :class:`skood.nn.ama.AMALoss`. The estimator composes that net.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.dataset import unpack_data
+from torch import nn
+
+from skood._training import (
+    build_net,
+    check_training_finite,
+    draw_seed,
+    predict_batched,
+    resolve_device,
+    seeded,
+)
+from skood.base import BaseDetector, finite_scores, split_holdout
+from skood.nn.ama import (
+    AMALoss,
+    AMAModule,
+    ConvCritic,
+    ConvDecoder,
+    ConvEncoder,
+    MLPCritic,
+    MLPDecoder,
+    MLPEncoder,
+    atypical_negatives,
+)
+
+__all__ = ["AMADetector"]
+
+
+class _AMANet(NeuralNet):
+    """skorch net for the AMA game: three optimizers, ``n_critic`` critic steps per E+G step.
+
+    ``train_loss`` in the history is the encoder + decoder loss; ``critic_loss`` is recorded per
+    batch (its epoch mean as ``critic_loss`` too) and ``n_negatives`` per batch.
+    """
+
+    def __init__(
+        self,
+        module,
+        *args,
+        n_critic=5,
+        neg_direction="inward",
+        neg_delta=0.5,
+        neg_fraction=0.1,
+        neg_weight=5.0,
+        neg_warmup_epochs=10,
+        **kwargs,
+    ):
+        super().__init__(module, *args, **kwargs)
+        self.n_critic = n_critic
+        self.neg_direction = neg_direction
+        self.neg_delta = neg_delta
+        self.neg_fraction = neg_fraction
+        self.neg_weight = neg_weight
+        self.neg_warmup_epochs = neg_warmup_epochs
+
+    def initialize_optimizer(self, *args, **kwargs):
+        # The paper's Adams: betas (0, 0.9) for the critic and decoder, (0.5, 0.9) for E.
+        module = self.module_
+        self.optimizer_ = torch.optim.Adam(module.critic.parameters(), self.lr, betas=(0.0, 0.9))
+        self.decoder_optimizer_ = torch.optim.Adam(
+            module.decoder.parameters(), self.lr, betas=(0.0, 0.9)
+        )
+        self.encoder_optimizer_ = torch.optim.Adam(
+            module.encoder.parameters(), self.lr, betas=(0.5, 0.9)
+        )
+        return self
+
+    def _batch_with_negatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace ``neg_fraction`` of the batch by synthetic negatives once warm-up is over."""
+        weights = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+        epoch = len(self.history) - 1  # the current epoch's row is already in the history
+        n_neg = round(self.neg_fraction * x.shape[0])
+        if self.neg_direction is None or epoch < self.neg_warmup_epochs or n_neg == 0:
+            return x, weights
+        n_neg = min(n_neg, x.shape[0] - 2)  # keep at least two normal rows
+        if n_neg <= 0:
+            return x, weights
+        negatives = atypical_negatives(self.module_, x, n_neg, self.neg_direction, self.neg_delta)
+        x = torch.cat([x[: x.shape[0] - n_neg], negatives])
+        weights[-n_neg:] = -self.neg_weight
+        return x, weights
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, _ = unpack_data(batch)
+        x = Xi.to(self.device).reshape(Xi.shape[0], -1)
+        x, weights = self._batch_with_negatives(x)
+        module, loss_fn = self.module_, self.criterion_
+        for _ in range(self.n_critic):  # on the same minibatch, as the authors' code does
+            self.optimizer_.zero_grad()
+            critic_loss = loss_fn.critic_loss(module, x, weights)
+            critic_loss.backward()
+            self.optimizer_.step()
+        self.encoder_optimizer_.zero_grad()
+        self.decoder_optimizer_.zero_grad()
+        loss = loss_fn.generator_loss(module, x, weights)
+        loss.backward()
+        self.encoder_optimizer_.step()
+        self.decoder_optimizer_.step()
+        self.history.record_batch("critic_loss", critic_loss.item())
+        self.history.record_batch("n_negatives", int((weights < 0).sum()))
+        return {"loss": loss.detach(), "y_pred": None}
+
+
+class _EpochMeanCriticLoss(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        values = net.history[-1, "batches", :, "critic_loss"]
+        net.history.record("critic_loss", float(np.mean(values)) if values else float("nan"))
+
+
+class _MultiStepAll(Callback):
+    """Multiply every optimizer's learning rate by 0.1 at the given epochs."""
+
+    def __init__(self, milestones):
+        self.milestones = milestones
+
+    def on_train_begin(self, net, **kwargs):
+        self.schedulers_ = [
+            torch.optim.lr_scheduler.MultiStepLR(
+                getattr(net, name + "_"), milestones=list(self.milestones), gamma=0.1
+            )
+            for name in net._optimizers
+        ]
+
+    def on_epoch_end(self, net, **kwargs):
+        for scheduler in self.schedulers_:
+            scheduler.step()
+
+    def on_train_end(self, net, **kwargs):
+        del self.schedulers_  # they hold references to the optimizers; not needed after fit
+
+
+class AMADetector(BaseDetector):
+    """Adversarial mirrored autoencoder (AMA) with the Gaussian-of-R anomaly score.
+
+    An encoder E and decoder G are trained, with no pixel loss, against a Wasserstein critic D
+    (gradient penalty + spectral normalisation) that sees the mirrored pairs (x, x) as real and
+    (x, G(E(x))) as fake, so that each reconstruction must match its own input. Regularisers: the
+    latent norm ``lambda_reg ||E(x)||``, simplex interpolation of codes (decoded mixes are fake
+    pairs, ``lambda_inter``), and atypical negatives decoded from codes just inside or outside the
+    normal ones, weighted ``-lambda_neg`` after a warm-up.
+
+    The score R(x) is the L1 distance between the critic's penultimate features of (x, x) and
+    (x, G(E(x))); the paper's score A is the density of R under a Gaussian fitted to the training
+    R-scores. A is two-sided: it also flags inputs whose R is unusually *low* (inputs simpler than
+    the training data), which R alone ranks as most normal.
+
+    Rows with ``y == -1`` are left out of training (like every unsupervised skood detector).
+
+    Parameters
+    ----------
+    module : {"auto", "mlp", "conv"}, tuple (E, G, D) or callable, default="auto"
+        ``"auto"``: the convolutional networks when ``image_shape`` has sides >= 16 divisible by
+        8, else the MLPs. A tuple of three ``nn.Module`` (deep-copied) or a callable
+        ``(n_features, image_shape, latent_dim) -> (E, G, D)``; D needs a ``features`` method and
+        takes the pair (``2 * n_features`` wide, or ``2C`` channels; ``n_features`` when
+        ``mirrored=False``).
+    latent_dim : int or "auto", default="auto"
+        128 for the conv networks, ``max(2, min(64, n_features // 4))`` for the MLPs.
+    hidden_dims : tuple of int, default=(128, 64)
+        MLP widths: E ``n -> 128 -> 64 -> d``, G mirrored, D ``2n -> 128 -> 64 -> 1``.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape (pairs stack on the channel axis).
+    mirrored : bool, default=True
+        False is the "-mirrored" ablation: D sees x (real) or x_hat (fake) alone.
+    lambda_inter, lambda_neg, lambda_reg, lambda_gp : float, default=0.5, 5.0, 1.0, 10.0
+        Loss weights of eqs. 2-4 and the gradient penalty.
+    lambda_rec : float, default=0.0
+        Weight of an L1 reconstruction term for E and G. Not in the paper (0 is faithful); a
+        stabiliser for small data.
+    spectral_norm : bool, default=True
+        Spectral normalisation on every critic layer (with the gradient penalty, as the code).
+    n_critic : int, default=5
+        Critic steps per encoder + decoder step, on the same minibatch.
+    n_interp : int, default=3
+        Codes mixed per interpolation (k).
+    interp_update_generator : bool, default=True
+        The paper trains G on interpolations (min over G); False detaches them as the code does.
+    neg_direction : {"inward", "outward", "origin"} or None, default="inward"
+        Atypical negatives: codes scaled by ``U(1 - neg_delta, 1)`` (inward) or ``U(1, 1 +
+        neg_delta)`` (outward); ``"origin"`` is Sipple's ``U(0, min ||E||)^d``; None disables them.
+    neg_delta : float, default=0.5
+    neg_fraction : float, default=0.1
+        Share of each batch replaced by negatives.
+    neg_warmup : float, default=0.1
+        Fraction of ``max_epochs`` before negatives start (10 of 100 in the paper).
+    lr : float, default=3e-4
+    lr_milestones : tuple of float, default=(0.3, 0.6, 0.9)
+        Fractions of ``max_epochs`` at which every learning rate is multiplied by 0.1.
+    max_epochs : int, default=100
+    batch_size : int, default=256
+    score : {"A", "R", "recon"}, default="A"
+        ``"A"``: ``log A = -(R - mu)^2 / (2 sigma^2) - log(sigma sqrt(2 pi))`` (ranks like A and
+        cannot underflow); ``"R"``: ``-R``; ``"recon"``: ``-mean |x - x_hat|``.
+    holdout_fraction : float in [0, 1), default=0.0
+        Share of the rows held out from training to fit mu, sigma and ``offset_`` (0: the training
+        rows, as the paper; training R is biased low when the model overfits).
+    contamination : float in (0, 0.5], default=0.1
+        ``offset_`` is this quantile of the calibration rows' scores.
+    device : str, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is a :class:`skood.nn.AMAModule`. Its history records
+        ``train_loss`` (E + G), ``critic_loss`` and ``n_negatives``.
+    mu_, sigma_ : float
+        The Gaussian fitted to the calibration R-scores.
+    offset_ : float
+    latent_dim_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
+    Notes
+    -----
+    The negative term is implemented literally (spec pitfall 3): the critic is pushed to rate
+    (x_n, x_hat_n) above (x_n, x_n) while G lowers D(x_n, x_hat_n). With D' = -D that is an
+    ordinary WGAN game, so G still learns to reconstruct the negatives; the gain likely comes from
+    the critic's features separating normal inputs from negatives. The conv decoder ends in tanh:
+    scale images to [-1, 1] first (``MinMaxScaler((-1, 1))``).
+
+    References
+    ----------
+    Somepalli et al. "Unsupervised Anomaly Detection with Adversarial Mirrored AutoEncoders",
+    UAI 2021; Gulrajani et al. "Improved Training of Wasserstein GANs", NeurIPS 2017.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDetector._parameter_constraints,
+        "module": [StrOptions({"auto", "mlp", "conv"}), tuple, callable],
+        "latent_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "hidden_dims": [tuple, list],
+        "image_shape": [tuple, None],
+        "mirrored": ["boolean"],
+        "lambda_inter": [Interval(Real, 0, None, closed="left")],
+        "lambda_neg": [Interval(Real, 0, None, closed="left")],
+        "lambda_reg": [Interval(Real, 0, None, closed="left")],
+        "lambda_rec": [Interval(Real, 0, None, closed="left")],
+        "lambda_gp": [Interval(Real, 0, None, closed="left")],
+        "spectral_norm": ["boolean"],
+        "n_critic": [Interval(Integral, 1, None, closed="left")],
+        "n_interp": [Interval(Integral, 2, None, closed="left")],
+        "interp_update_generator": ["boolean"],
+        "neg_direction": [StrOptions({"inward", "outward", "origin"}), None],
+        "neg_delta": [Interval(Real, 0, 1, closed="neither")],
+        "neg_fraction": [Interval(Real, 0, 0.5, closed="left")],
+        "neg_warmup": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_milestones": [tuple, list, None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "score": [StrOptions({"A", "R", "recon"})],
+        "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        module="auto",
+        *,
+        latent_dim="auto",
+        hidden_dims=(128, 64),
+        image_shape=None,
+        mirrored=True,
+        lambda_inter=0.5,
+        lambda_neg=5.0,
+        lambda_reg=1.0,
+        lambda_rec=0.0,
+        lambda_gp=10.0,
+        spectral_norm=True,
+        n_critic=5,
+        n_interp=3,
+        interp_update_generator=True,
+        neg_direction="inward",
+        neg_delta=0.5,
+        neg_fraction=0.1,
+        neg_warmup=0.1,
+        lr=3e-4,
+        lr_milestones=(0.3, 0.6, 0.9),
+        max_epochs=100,
+        batch_size=256,
+        score="A",
+        holdout_fraction=0.0,
+        contamination=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+    ):
+        self.module = module
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.image_shape = image_shape
+        self.mirrored = mirrored
+        self.lambda_inter = lambda_inter
+        self.lambda_neg = lambda_neg
+        self.lambda_reg = lambda_reg
+        self.lambda_rec = lambda_rec
+        self.lambda_gp = lambda_gp
+        self.spectral_norm = spectral_norm
+        self.n_critic = n_critic
+        self.n_interp = n_interp
+        self.interp_update_generator = interp_update_generator
+        self.neg_direction = neg_direction
+        self.neg_delta = neg_delta
+        self.neg_fraction = neg_fraction
+        self.neg_warmup = neg_warmup
+        self.lr = lr
+        self.lr_milestones = lr_milestones
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.score = score
+        self.holdout_fraction = holdout_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.inference_batch_size = inference_batch_size
+
+    # -- networks --------------------------------------------------------------------------------
+    def _use_conv(self, n_features: int) -> bool:
+        name = type(self).__name__
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != n_features:
+            raise ValueError(
+                f"{name}: image_shape={tuple(self.image_shape)} holds "
+                f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
+                "features. Pass flattened images of that shape or fix image_shape."
+            )
+        conv_ok = self.image_shape is not None and all(
+            s >= 16 and s % 8 == 0 for s in self.image_shape[1:]
+        )
+        if self.module == "conv" and not conv_ok:
+            raise ValueError(
+                f"{name}: module='conv' needs image_shape=(C, H, W) with H and W >= 16 and "
+                f"divisible by 8; got image_shape={self.image_shape}. Use module='mlp'."
+            )
+        return self.module == "conv" or (self.module == "auto" and conv_ok)
+
+    def _networks(self, n_features: int) -> AMAModule:
+        conv = isinstance(self.module, str) and self._use_conv(n_features)
+        if self.latent_dim == "auto":
+            d = 128 if conv else max(2, min(64, n_features // 4))
+        else:
+            d = int(self.latent_dim)
+        self.latent_dim_ = d
+        shape = None if self.image_shape is None else tuple(self.image_shape)
+        pair_width = 2 * n_features if self.mirrored else n_features
+        if isinstance(self.module, tuple):
+            if len(self.module) != 3 or not all(isinstance(m, nn.Module) for m in self.module):
+                raise ValueError(
+                    f"{type(self).__name__}: module as a tuple must be three nn.Module "
+                    "instances (encoder, decoder, critic)."
+                )
+            E, G, D = copy.deepcopy(self.module)
+        elif callable(self.module) and not isinstance(self.module, str):
+            E, G, D = self.module(n_features, shape, d)
+        elif conv:
+            c, h, w = shape
+            E, G = ConvEncoder(shape, d), ConvDecoder(shape, d)
+            D = ConvCritic(2 * c if self.mirrored else c, (h, w), spectral=self.spectral_norm)
+        else:
+            hidden = tuple(self.hidden_dims)
+            E, G = MLPEncoder(n_features, hidden, d), MLPDecoder(n_features, hidden, d)
+            D = MLPCritic(pair_width, hidden, spectral=self.spectral_norm)
+        if not hasattr(D, "features"):
+            raise ValueError(
+                f"{type(self).__name__}: the critic {type(D).__name__} has no `features` method "
+                "(its penultimate activations, which the R-score compares)."
+            )
+        # Pairs stack on the channel axis for the conv critic and for a user's critic on images.
+        user = not isinstance(self.module, str)
+        channel_pairs = shape if conv or (user and shape is not None) else None
+        return AMAModule(E, G, D, image_shape=channel_pairs, mirrored=self.mirrored)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the encoder, decoder and critic on the normal rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None, default=None
+            Rows with ``-1`` are left out; other labels are ignored.
+
+        Returns
+        -------
+        self
+        """
+        name = type(self).__name__
+        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32)
+        X = X[inliers]
+        rng = check_random_state(self.random_state)
+        train_idx, calib_idx = split_holdout(
+            X.shape[0], self.holdout_fraction, rng, min_train=2, estimator_name=name
+        )
+        X_train = X[train_idx]
+        self.device_ = resolve_device(self.device)
+        batch = max(2, min(self.batch_size, X_train.shape[0]))
+        callbacks = [("critic_loss", _EpochMeanCriticLoss())]
+        if self.lr_milestones:
+            epochs = sorted({max(1, round(f * self.max_epochs)) for f in self.lr_milestones})
+            callbacks.append(("lr_schedule", _MultiStepAll(epochs)))
+        with seeded(draw_seed(rng), self.device_):
+            module = self._networks(X.shape[1])
+            self.net_ = build_net(
+                module,
+                criterion=AMALoss(
+                    lambda_inter=self.lambda_inter,
+                    lambda_reg=self.lambda_reg,
+                    lambda_gp=self.lambda_gp,
+                    lambda_rec=self.lambda_rec,
+                    n_interp=self.n_interp,
+                    interp_update_generator=self.interp_update_generator,
+                ),
+                lr=self.lr,
+                batch_size=batch,
+                max_epochs=self.max_epochs,
+                device=self.device_,
+                callbacks=[*callbacks, *(self.callbacks or [])],
+                verbose=self.verbose,
+                # A last batch of one row breaks BatchNorm and the interpolation.
+                drop_last=X_train.shape[0] % batch == 1,
+                progress_desc=name,
+                net_cls=_AMANet,
+                n_critic=self.n_critic,
+                neg_direction=self.neg_direction,
+                neg_delta=self.neg_delta,
+                neg_fraction=self.neg_fraction,
+                neg_weight=self.lambda_neg,
+                neg_warmup_epochs=round(self.neg_warmup * self.max_epochs),
+            )
+            self.net_.fit(X_train, None)
+        check_training_finite(
+            self.net_, name, "Lower lr, or set lambda_rec=1.0 to stabilise the adversarial game."
+        )
+        X_calib = X[calib_idx] if calib_idx.size else X_train
+        r = self._r(X_calib)
+        self.mu_ = float(np.mean(r))
+        self.sigma_ = float(max(np.std(r), 1e-12))  # scipy.stats.norm.fit's MLE
+        self.offset_ = float(np.quantile(self._scores(X_calib, r), self.contamination))
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _r(self, X: np.ndarray) -> np.ndarray:
+        module = self.net_.module_
+        return predict_batched(
+            module.r_score, X, batch_size=self.inference_batch_size, module=module
+        )
+
+    def _scores(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+        if self.score == "recon":
+            return finite_scores(-np.abs(self._reconstruct(X) - X).mean(axis=1))
+        r = self._r(X) if r is None else r
+        if self.score == "R":
+            return finite_scores(-r)
+        z = (r - self.mu_) / self.sigma_
+        return finite_scores(-0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi)))
+
+    def _reconstruct(self, X: np.ndarray) -> np.ndarray:
+        module = self.net_.module_
+        return predict_batched(module, X, batch_size=self.inference_batch_size, module=module)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``score``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self._scores(self._check_fitted_and_validate(X, dtype=np.float32))
+
+    def r_score(self, X) -> np.ndarray:
+        """The R-score (eq. 5), higher = more anomalous for R's one-sided use.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self._r(self._check_fitted_and_validate(X, dtype=np.float32))
+
+    def reconstruct(self, X) -> np.ndarray:
+        """``G(E(x))`` for each row, flattened like ``X`` (eval mode, batched).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_features)
+        """
+        return self._reconstruct(self._check_fitted_and_validate(X, dtype=np.float32))
