@@ -212,7 +212,7 @@ class AMADetector(BaseDetector):
         Fractions of ``max_epochs`` at which every learning rate is multiplied by 0.1.
     max_epochs : int, default=100
     batch_size : int, default=256
-    score : {"A", "R", "recon"}, default="A"
+    anomaly_score : {"A", "R", "recon"}, default="A"
         ``"A"``: ``log A = -(R - mu)^2 / (2 sigma^2) - log(sigma sqrt(2 pi))`` (ranks like A and
         cannot underflow); ``"R"``: ``-R``; ``"recon"``: ``-mean |x - x_hat|``.
     holdout_fraction : float in [0, 1), default=0.0
@@ -277,7 +277,7 @@ class AMADetector(BaseDetector):
         "lr_milestones": [tuple, list, None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "score": [StrOptions({"A", "R", "recon"})],
+        "anomaly_score": [StrOptions({"A", "R", "recon"})],
         "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -311,7 +311,7 @@ class AMADetector(BaseDetector):
         lr_milestones=(0.3, 0.6, 0.9),
         max_epochs=100,
         batch_size=256,
-        score="A",
+        anomaly_score="A",
         holdout_fraction=0.0,
         contamination=0.1,
         device="auto",
@@ -342,7 +342,7 @@ class AMADetector(BaseDetector):
         self.lr_milestones = lr_milestones
         self.max_epochs = max_epochs
         self.batch_size = batch_size
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.holdout_fraction = holdout_fraction
         self.contamination = contamination
         self.device = device
@@ -483,10 +483,10 @@ class AMADetector(BaseDetector):
         )
 
     def _scores(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
-        if self.score == "recon":
+        if self.anomaly_score == "recon":
             return finite_scores(-np.abs(self._reconstruct(X) - X).mean(axis=1))
         r = self._r(X) if r is None else r
-        if self.score == "R":
+        if self.anomaly_score == "R":
             return finite_scores(-r)
         z = (r - self.mu_) / self.sigma_
         return finite_scores(-0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi)))
@@ -496,7 +496,7 @@ class AMADetector(BaseDetector):
         return predict_batched(module, X, batch_size=self.inference_batch_size, module=module)
 
     def score_samples(self, X) -> np.ndarray:
-        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``score``).
+        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``anomaly_score``).
 
         Parameters
         ----------

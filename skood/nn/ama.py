@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.func import functional_call
+from torch.nn import functional as F
 
 __all__ = [
     "AMALoss",
@@ -29,6 +30,7 @@ __all__ = [
     "MLPCritic",
     "MLPDecoder",
     "MLPEncoder",
+    "SpectralNorm",
     "atypical_negatives",
     "gradient_penalty",
     "interpolate_codes",
@@ -36,8 +38,41 @@ __all__ = [
 ]
 
 
+class SpectralNorm(nn.Module):
+    """``layer`` with its weight divided by its largest singular value (Miyato et al., 2018).
+
+    sigma is estimated by one power iteration per training forward pass, kept in the buffer
+    ``u`` (the weight is flattened to ``(out, -1)`` for convolutions, as Miyato et al.). Written
+    here because torch's parametrised spectral norm cannot be pickled, and every skood estimator
+    must pickle.
+    """
+
+    def __init__(self, layer: nn.Module, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.layer = layer
+        self.eps = eps
+        out = layer.weight.shape[0]
+        self.register_buffer("u", F.normalize(torch.randn(out), dim=0, eps=eps))
+
+    def normalized_weight(self) -> Tensor:
+        weight = self.layer.weight
+        matrix = weight.reshape(weight.shape[0], -1)
+        with torch.no_grad():
+            u = self.u
+            if self.training:
+                v = F.normalize(matrix.T @ u, dim=0, eps=self.eps)
+                u = F.normalize(matrix @ v, dim=0, eps=self.eps)
+                self.u.copy_(u)
+            v = F.normalize(matrix.T @ u, dim=0, eps=self.eps)
+        sigma = u @ matrix @ v
+        return weight / sigma
+
+    def forward(self, x: Tensor) -> Tensor:
+        return functional_call(self.layer, {"weight": self.normalized_weight()}, (x,))
+
+
 def _sn(layer: nn.Module, use: bool) -> nn.Module:
-    return spectral_norm(layer) if use else layer
+    return SpectralNorm(layer) if use else layer
 
 
 def mirrored_pair(x: Tensor, other: Tensor, image_shape: Sequence[int] | None) -> Tensor:
