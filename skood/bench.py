@@ -172,6 +172,12 @@ _REGISTRY: dict[str, _Entry] = {
         "DeepSVDDDetector (one-class, bias-free MLP)",
         quick={"max_epochs": 5},
     ),
+    "ama": _Entry(
+        "skood",
+        _by_path("skood.AMADetector"),
+        "AMADetector (adversarial mirrored autoencoder, log Gaussian of the R-score)",
+        quick={"max_epochs": 3},
+    ),
     "iforest": _Entry("sklearn", _by_path("sklearn.ensemble.IsolationForest"), "IsolationForest"),
     "lof": _Entry(
         "sklearn",
