@@ -21,6 +21,7 @@ from skood.nn.ama import (
     ConvDecoder,
     ConvEncoder,
     MLPCritic,
+    SpectralNorm,
     atypical_negatives,
     gradient_penalty,
     mirrored_pair,
@@ -104,6 +105,27 @@ def test_gradient_penalty_matches_hand_computations():
     mixed = u * real + (1 - u) * fake
     hand = ((2 * mixed).reshape(4, -1).norm(dim=1) - 1).pow(2).mean()
     assert got.item() == pytest.approx(hand.item(), rel=1e-6)
+
+
+def test_spectral_norm_divides_by_the_largest_singular_value_and_pickles():
+    torch.manual_seed(0)
+    linear = SpectralNorm(torch.nn.Linear(10, 6))
+    for _ in range(100):  # one power iteration per training forward pass
+        linear(torch.randn(3, 10))
+    w = linear.normalized_weight().detach()
+    assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=1e-4)
+    assert torch.allclose(
+        w * torch.linalg.matrix_norm(linear.layer.weight, ord=2), linear.layer.weight, atol=1e-5
+    )
+    conv = SpectralNorm(torch.nn.Conv2d(2, 4, 3, padding=1))
+    for _ in range(100):
+        conv(torch.randn(1, 2, 5, 5))
+    flat = conv.normalized_weight().detach().reshape(4, -1)
+    assert torch.linalg.matrix_norm(flat, ord=2).item() == pytest.approx(1.0, abs=1e-4)
+    x = torch.randn(2, 10)
+    linear.eval()
+    assert torch.equal(pickle.loads(pickle.dumps(linear))(x), linear(x))
+    assert sum(p.numel() for p in linear.parameters()) == 66  # the layer's own, nothing added
 
 
 def test_atypical_negatives_scale_codes_inside_or_outside():
