@@ -33,7 +33,7 @@ from skood._training import (
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, finite_scores, split_holdout
+from skood.base import BaseDetector, check_image_shape, finite_scores, split_holdout
 from skood.nn.ama import (
     AMALoss,
     AMAModule,
@@ -354,12 +354,7 @@ class AMADetector(BaseDetector):
     # -- networks --------------------------------------------------------------------------------
     def _use_conv(self, n_features: int) -> bool:
         name = type(self).__name__
-        if self.image_shape is not None and int(np.prod(self.image_shape)) != n_features:
-            raise ValueError(
-                f"{name}: image_shape={tuple(self.image_shape)} holds "
-                f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
-                "features. Pass flattened images of that shape or fix image_shape."
-            )
+        check_image_shape(self.image_shape, n_features, name)
         conv_ok = self.image_shape is not None and all(
             s >= 16 and s % 8 == 0 for s in self.image_shape[1:]
         )

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from numbers import Real
 
 import numpy as np
+from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -29,6 +30,8 @@ __all__ = [
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
     "BaseDetector",
+    "LogitClassifierMixin",
+    "check_image_shape",
     "check_no_constant_columns",
     "finite_scores",
     "is_outlier_label",
@@ -119,6 +122,16 @@ def open_set_labels(classes: np.ndarray, class_index: np.ndarray, rejected: np.n
         labels = labels.astype(np.int64)
     labels[rejected] = reject
     return labels
+
+
+def check_image_shape(image_shape, n_features: int, owner: str) -> None:
+    """Raise a clear error when flattened images of ``image_shape`` do not have ``n_features``."""
+    if image_shape is not None and int(np.prod(image_shape)) != n_features:
+        raise ValueError(
+            f"{owner}: image_shape={tuple(image_shape)} holds {int(np.prod(image_shape))} values "
+            f"per image, but X has {n_features} features. Pass flattened images of that shape "
+            "(X.reshape(len(X), -1)) or fix image_shape."
+        )
 
 
 def check_no_constant_columns(X: np.ndarray, estimator_name: str) -> None:
@@ -284,4 +297,79 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         tags.requires_fit = True
+        return tags
+
+
+class LogitClassifierMixin:
+    """What a classifier with an out-of-distribution gate shares (``OpenSetClassifier``, ICE).
+
+    The class defines ``_logits(X)`` (validates ``X``, returns float64 logits of shape
+    ``(n_samples, n_classes)``, columns as ``classes_``), ``score_samples`` and ``offset_``; this
+    mixin derives sklearn's classifier outputs from the logits and the ±1 gate from the score.
+    """
+
+    def decision_function(self, X) -> np.ndarray:
+        """The logits, as sklearn's classifier contract defines ``decision_function``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
+            For two classes, the logit difference (positive means ``classes_[1]``).
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, the softmax of the logits; columns as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_classes)
+        """
+        return softmax(self._logits(X), axis=1)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log of :meth:`predict_proba`, computed stably from the logits."""
+        logits = self._logits(X)
+        return logits - logsumexp(logits, axis=1, keepdims=True)
+
+    def outlier_decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for inputs the gate rejects.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict_outlier(self, X) -> np.ndarray:
+        """The gate alone: +1 for accepted (in-distribution) inputs, -1 for rejected ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_samples,)
+        """
+        return np.where(self.outlier_decision_function(X) >= 0, 1, -1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = True
         return tags

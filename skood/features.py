@@ -35,7 +35,7 @@ from skorch.callbacks import LRScheduler
 from torch import nn
 
 from skood._training import build_net, draw_seed, predict_batched, resolve_device, seeded
-from skood.base import split_labels
+from skood.base import check_image_shape, split_labels
 from skood.nn.networks import MLPClassifierNet, SmallCNN
 
 __all__ = ["ClassifierFeatures", "TorchFeatures", "TorchvisionFeatures"]
@@ -74,15 +74,6 @@ def _layer_and_output(
 def _layer_output(layer: nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
     """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D."""
     return _layer_and_output(layer, forward, x)[0]
-
-
-def _check_image_shape(image_shape, n_features: int, owner: str) -> None:
-    if image_shape is not None and int(np.prod(image_shape)) != n_features:
-        raise ValueError(
-            f"{owner}: image_shape={tuple(image_shape)} holds {int(np.prod(image_shape))} values "
-            f"per image, but X has {n_features} features. Pass flattened images of that shape "
-            "(X.reshape(len(X), -1)) or fix image_shape."
-        )
 
 
 class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -206,7 +197,7 @@ class TorchFeatures(_TorchTransformer):
         """
         X = self._validate(X, reset=True)
         name = type(self).__name__
-        _check_image_shape(self.image_shape, X.shape[1], name)
+        check_image_shape(self.image_shape, X.shape[1], name)
         self.device_ = resolve_device(self.device)
         # Lazy modules initialise their weights on the first forward: keep it inside the seed.
         with seeded(draw_seed(self.random_state), self.device_):
@@ -388,7 +379,7 @@ class ClassifierFeatures(_TorchTransformer):
                 "classifier on the inlier class labels."
             )
         inliers, labels = split_labels(y, X.shape[0], name)
-        _check_image_shape(self.image_shape, X.shape[1], name)
+        check_image_shape(self.image_shape, X.shape[1], name)
         encoder = LabelEncoder().fit(labels)
         if encoder.classes_.size < 2:
             raise ValueError(
@@ -591,7 +582,7 @@ class TorchvisionFeatures(_TorchTransformer):
         """
         name = type(self).__name__
         X = self._validate(X, reset=True)
-        _check_image_shape(self.image_shape, X.shape[1], name)
+        check_image_shape(self.image_shape, X.shape[1], name)
         tv = _import_torchvision(name)
         available = tv.models.list_models()
         if self.arch not in available:

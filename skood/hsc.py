@@ -44,7 +44,13 @@ from skood._training import (
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, finite_scores, is_outlier_label, split_holdout
+from skood.base import (
+    BaseDetector,
+    check_image_shape,
+    finite_scores,
+    is_outlier_label,
+    split_holdout,
+)
 from skood.nn.losses import OutlierExposureLoss, radial
 from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
 
@@ -155,12 +161,7 @@ class _OutlierExposureDetector(BaseDetector):
         if self.module is not None:
             return self.module(n_features)
         if self.image_shape is not None:
-            if int(np.prod(self.image_shape)) != n_features:
-                raise ValueError(
-                    f"{type(self).__name__}: image_shape={tuple(self.image_shape)} holds "
-                    f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
-                    "features."
-                )
+            check_image_shape(self.image_shape, n_features, type(self).__name__)
             return LeNetEncoder(self.image_shape, rep_dim=self.rep_dim, bias=bias)
         return MLPEncoder(n_features, self.hidden_sizes, self.rep_dim or 32, bias=bias)
 

@@ -19,7 +19,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_random_state
@@ -41,6 +41,8 @@ from skood._training import (
 )
 from skood.base import (
     OUTLIER_LABEL,
+    LogitClassifierMixin,
+    check_image_shape,
     finite_scores,
     is_outlier_label,
     open_set_labels,
@@ -68,7 +70,7 @@ class _LogDetCovariance(Callback):
             net.history.record("log_det_cov", logdet)
 
 
-class ICEClassifier(ClassifierMixin, BaseEstimator):
+class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A classifier trained with in-distribution-compatible outlier exposure (ICE).
 
     The network is ``head(backbone(x))``. With the default Gaussian head the logits are
@@ -340,12 +342,7 @@ class ICEClassifier(ClassifierMixin, BaseEstimator):
         if self.module is not None:
             return self.module(n_features), None
         if self.image_shape is not None:
-            if int(np.prod(self.image_shape)) != n_features:
-                raise ValueError(
-                    f"{name}: image_shape={tuple(self.image_shape)} holds "
-                    f"{int(np.prod(self.image_shape))} values per image, but X has {n_features} "
-                    "features. Pass flattened images of that shape or fix image_shape."
-                )
+            check_image_shape(self.image_shape, n_features, name)
             return LeNetEncoder(self.image_shape, rep_dim=self.feature_dim), None
         return MLPEncoder(n_features, tuple(self.hidden_sizes), self.feature_dim), None
 
@@ -606,47 +603,6 @@ class ICEClassifier(ClassifierMixin, BaseEstimator):
             )
         return np.exp(self.score_samples(X))
 
-    def outlier_decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - offset_``: negative for inputs judged out-of-distribution.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict_outlier(self, X) -> np.ndarray:
-        """+1 for in-distribution inputs, -1 for out-of-distribution ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of int, shape (n_samples,)
-        """
-        return np.where(self.outlier_decision_function(X) >= 0, 1, -1)
-
-    def decision_function(self, X) -> np.ndarray:
-        """The logits (h for the Gaussian head), as sklearn's classifier contract defines it.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
-            For two classes, ``h_1 - h_0`` (positive means ``classes_[1]``).
-        """
-        logits = self._logits(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
     def predict(self, X) -> np.ndarray:
         """The class with the largest logit (the nearest centre for the Gaussian head).
 
@@ -681,24 +637,6 @@ class ICEClassifier(ClassifierMixin, BaseEstimator):
         rejected = self._scores(logits) < self.offset_
         return open_set_labels(self.classes_, np.argmax(logits, axis=1), rejected)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """``softmax`` of the logits (an equal-prior LDA posterior for the Gaussian head).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples, n_classes)
-        """
-        return softmax(self._logits(X), axis=1)
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Log of :meth:`predict_proba`, computed stably from the logits."""
-        logits = self._logits(X)
-        return logits - logsumexp(logits, axis=1, keepdims=True)
-
     def score(self, X, y, sample_weight=None) -> float:
         """Classification accuracy on the rows of ``y`` that are not ``-1``.
 
@@ -725,10 +663,3 @@ class ICEClassifier(ClassifierMixin, BaseEstimator):
         X = _safe_indexing(X, np.flatnonzero(keep))
         weights = None if sample_weight is None else np.asarray(sample_weight)[keep]
         return super().score(X, y[keep], sample_weight=weights)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.target_tags.required = True
-        return tags

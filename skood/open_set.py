@@ -18,7 +18,13 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from skood.base import finite_scores, open_set_labels, split_holdout, split_labels
+from skood.base import (
+    LogitClassifierMixin,
+    finite_scores,
+    open_set_labels,
+    split_holdout,
+    split_labels,
+)
 from skood.features import ClassifierFeatures
 
 __all__ = ["OpenSetClassifier"]
@@ -26,7 +32,7 @@ __all__ = ["OpenSetClassifier"]
 _LOGIT_GATES = ("msp", "energy")
 
 
-class OpenSetClassifier(ClassifierMixin, BaseEstimator):
+class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A classifier that rejects what it was not trained on (QuantOD's two-stage framework).
 
     ``fit(X, y)`` holds out a stratified ``validation_fraction`` of the inlier rows, trains the
@@ -224,36 +230,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """
         return self._gate(self._validate(X))[0]
 
-    def decision_function(self, X) -> np.ndarray:
-        """The classifier's logits, as sklearn's classifier contract defines ``decision_function``.
-
-        The gate's own thresholded score is :meth:`outlier_decision_function`; see the Notes.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
-            For two classes, the logit difference (positive means ``classes_[1]``).
-        """
-        logits = self._logits(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
-    def outlier_decision_function(self, X) -> np.ndarray:
-        """``score_samples(X) - threshold_``: negative for inputs the gate rejects.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
     # -- predictions ---------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
         """Open-set labels: the class for accepted inputs, ``-1`` for rejected ones.
@@ -287,44 +263,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """
         return self.classes_[np.argmax(self._logits(X), axis=1)]
 
-    def predict_outlier(self, X) -> np.ndarray:
-        """The gate alone: +1 for accepted inputs, -1 for rejected ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of int, shape (n_samples,)
-        """
-        return np.where(self.outlier_decision_function(X) >= 0, 1, -1)
-
-    def predict_proba(self, X) -> np.ndarray:
-        """The classifier's class probabilities (softmax of its logits), columns as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples, n_classes)
-        """
-        return softmax(self._logits(X), axis=1)
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Log of :meth:`predict_proba`, computed stably from the logits."""
-        logits = self._logits(X)
-        return logits - logsumexp(logits, axis=1, keepdims=True)
-
     def _logits(self, X) -> np.ndarray:
         X = self._validate(X)
         return self.features_.transform_with_logits(X)[1]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.target_tags.required = True
-        return tags
