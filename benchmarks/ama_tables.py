@@ -61,7 +61,7 @@ def one_class_split(c, seed):
     X, y = digits()
     rng = np.random.RandomState(seed)
     idx = rng.permutation(np.where(y == c)[0])
-    n = int(round(0.7 * len(idx)))
+    n = round(0.7 * len(idx))
     tr, te_in = idx[:n], idx[n:]
     te_out = np.where(y != c)[0]
     te = np.concatenate([te_in, te_out])
@@ -96,7 +96,7 @@ def breast_split(seed):
     X, y = d.data, d.target
     rng = np.random.RandomState(seed)
     idx = rng.permutation(np.where(y == 1)[0])
-    n = int(round(0.7 * len(idx)))
+    n = round(0.7 * len(idx))
     tr, te_in, te_out = idx[:n], idx[n:], np.where(y == 0)[0]
     sc = StandardScaler().fit(X[tr])
     te = np.concatenate([te_in, te_out])
@@ -355,7 +355,7 @@ def report():
             rows.append([f"{v} ({', '.join(f'{k}={x}' for k, x in ABLATIONS[v].items())})",
                          *vals, *deltas])
         S.append(_md_table(["variant", "A", "R", "recon", "ΔA", "ΔR", "Δrecon"], rows))
-        S.append(f"\nMedian fit seconds per variant: " + ", ".join(
+        S.append("\nMedian fit seconds per variant: " + ", ".join(
             f"{v} {d3[d3['detector'] == v]['fit_s'].median():.1f}" for v in ABLATIONS
             if (d3["detector"] == v).any())
             + f"; default {d1[d1['detector'] == 'ama']['fit_s'].median():.1f}.")
