@@ -349,15 +349,20 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     def _build_module(self, X_train: np.ndarray, codes: np.ndarray) -> BackboneClassifier:
         n_classes = self.classes_.size
         backbone, pretrained_head = self._backbone(X_train.shape[1])
-        z = self._initial_features(backbone, X_train)
+        init = self.center_init
+        from_data = self.head == "gaussian" and (
+            init == "data" or (init == "auto" and self.fine_tune is not None)
+        )
+        # Only a data-based initialisation needs every training row's features; otherwise two
+        # rows give the width (and materialise lazy layers).
+        z = self._initial_features(backbone, X_train if from_data else X_train[:2])
         if self.head == "linear":
             head = nn.Linear(z.shape[1], n_classes)
             if pretrained_head is not None and pretrained_head.weight.shape == head.weight.shape:
                 head = pretrained_head
         else:
             head = GaussianHead(z.shape[1], n_classes, diag_eps=self.diag_eps)
-            init = self.center_init
-            if init == "data" or (init == "auto" and self.fine_tune is not None):
+            if from_data:
                 head.init_from_data(z, torch.as_tensor(codes))
         return BackboneClassifier(backbone, head)
 
@@ -370,7 +375,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
 
         if not any(True for _ in backbone.parameters()):
             raise ValueError(f"{type(self).__name__}: the backbone module has no parameters.")
-        with torch.no_grad():  # materialise lazy layers before measuring the width
+        with torch.no_grad():  # materialise lazy layers outside inference mode, so they train
             backbone.eval()(torch.from_numpy(X[:2]))
         z = predict_batched(features, X, batch_size=self.inference_batch_size, module=backbone)
         backbone.train()
