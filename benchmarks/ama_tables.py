@@ -122,7 +122,7 @@ def job_list(items):
             for p in PEERS_2:
                 jobs.append((2, "alldigits", seed, p))
     if 3 in items:
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             for c in range(5):
                 for v in ABLATIONS:
                     jobs.append((3, f"digit{c}", seed, v))

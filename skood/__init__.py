@@ -12,6 +12,8 @@ from skood.gaussian import GaussianMahalanobis
 from skood.hsc import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
 from skood.ice import ICEClassifier
 from skood.open_set import OpenSetClassifier
+from skood.rose import ROSEScorer
+from skood.vae import VAEDetector
 
 __version__ = "0.1.0"
 
@@ -26,7 +28,9 @@ __all__ = [
     "OEClassifier",
     "OpenSetClassifier",
     "QuantileFlowDetector",
+    "ROSEScorer",
     "TorchFeatures",
     "TorchvisionFeatures",
+    "VAEDetector",
     "__version__",
 ]

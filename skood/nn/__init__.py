@@ -5,6 +5,7 @@ losses here are plain ``torch.nn.Module`` objects that can be used (and tested) 
 """
 
 from skood.nn.ama import AMALoss, AMAModule, gradient_penalty, mirrored_pair
+from skood.nn.fisher import DiagCurvature, EKFACCurvature, kronecker_factors, per_sample_grads
 from skood.nn.flows import (
     ActNorm,
     AffineCoupling,
@@ -31,14 +32,18 @@ from skood.nn.networks import (
     OENetwork,
     SmallCNN,
 )
+from skood.nn.vae import VAE, conv_vae_networks, mlp_vae_networks
 
 __all__ = [
+    "VAE",
     "AMALoss",
     "AMAModule",
     "ActNorm",
     "AffineCoupling",
     "BackboneClassifier",
     "ClassifierOELoss",
+    "DiagCurvature",
+    "EKFACCurvature",
     "FeaturesOf",
     "GaussianHead",
     "ICELoss",
@@ -53,8 +58,12 @@ __all__ = [
     "QuantileNLLLoss",
     "SmallCNN",
     "batch_quantile",
+    "conv_vae_networks",
     "glow_flow",
     "gradient_penalty",
+    "kronecker_factors",
     "mirrored_pair",
+    "mlp_vae_networks",
+    "per_sample_grads",
     "radial",
 ]
