@@ -189,7 +189,7 @@ class DiagCurvature:
         self.fisher_: Tensor | None = None
 
     def _flat(self, grads: dict[str, Tensor]) -> Tensor:
-        return torch.cat([grads[k].flatten(1) for k in self.param_names], dim=1)
+        return torch.cat([grads[k].reshape(grads[k].shape[0], -1) for k in self.param_names], 1)
 
     def accumulate(self, grads: dict[str, Tensor]) -> None:
         sq = self._flat(grads).double().pow(2).sum(0)
