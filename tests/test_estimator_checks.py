@@ -15,7 +15,9 @@ from skood import (
     OEClassifier,
     OpenSetClassifier,
     QuantileFlowDetector,
+    ROSEScorer,
     TorchFeatures,
+    VAEDetector,
 )
 from tests.conftest import TINY_FLOW
 
@@ -28,6 +30,12 @@ _FLOAT32 = (
     "torch networks run in float32 and BLAS kernels differ by batch size, so a row's output moves "
     "by ~1e-7 to 1e-6 relative when computed in another batch (above the check's 1e-7); whether a "
     "given configuration trips it depends on the layer widths"
+)
+
+_FISHER_SUBSET = (
+    "with n_fisher_samples set, ROSEScorer's layer statistics and offset_ come from the subset of "
+    "rows drawn for the Fisher (the paper's Alg. 1), so exactly contamination * n of all training "
+    "rows are not flagged; the instance using every row passes this check"
 )
 
 _OPEN_SET = (
@@ -79,6 +87,7 @@ _SMALL_AMA = dict(
 )
 _SMALL_ICE = dict(hidden_sizes=(16,), feature_dim=4, max_epochs=20, random_state=0)
 _SMALL_ICE_50 = {**_SMALL_ICE, "max_epochs": 50}
+_SMALL_VAE = dict(latent_dim=2, hidden_dims=(8,), max_epochs=2, min_steps=0, random_state=0)
 _SMALL_STAGE1 = ClassifierFeatures(hidden_sizes=(16,), max_epochs=5, random_state=0)
 
 
@@ -93,6 +102,9 @@ def _expected_failures(estimator):
     if held_out:
         failures["check_outliers_train"] = _HELD_OUT_OFFSET
         failures["check_outliers_fit_predict"] = _HELD_OUT_OFFSET
+    if getattr(estimator, "n_fisher_samples", None) is not None:
+        failures["check_outliers_train"] = _FISHER_SUBSET
+        failures["check_outliers_fit_predict"] = _FISHER_SUBSET
     torch_based = (
         QuantileFlowDetector,
         ClassifierFeatures,
@@ -104,6 +116,8 @@ def _expected_failures(estimator):
         OEClassifier,
         DeepSADDetector,
         DeepSVDDDetector,
+        VAEDetector,
+        ROSEScorer,
     )
     if isinstance(estimator, torch_based):
         failures["check_methods_subset_invariance"] = _FLOAT32
@@ -141,6 +155,11 @@ def _expected_failures(estimator):
         ICEClassifier(**_SMALL_ICE),
         ICEClassifier("linear", "oe", lr_schedule="cosine", **_SMALL_ICE_50),
         ICEClassifier("gaussian", "ice_ood_only", validation_fraction=0.2, **_SMALL_ICE_50),
+        VAEDetector(**_SMALL_VAE),
+        VAEDetector(validation_fraction=0.0, bound="iwae", n_mc_samples=3, **_SMALL_VAE),
+        ROSEScorer(VAEDetector(**_SMALL_VAE), random_state=0),
+        ROSEScorer(VAEDetector(**_SMALL_VAE), fisher="diag", p=2.0, holdout_fraction=0.3),
+        ROSEScorer(QuantileFlowDetector(**TINY_FLOW, random_state=0), n_fisher_samples=20),
     ],
     expected_failed_checks=_expected_failures,
 )
