@@ -125,6 +125,17 @@ def _by_path(path: str, *, seeded: bool = True, pyod: bool = False, **fixed):
     return build
 
 
+def _rose(params: dict, random_state):
+    """ROSEScorer around a VAEDetector; ``vae_<name>`` parameters go to the VAE."""
+    from skood import ROSEScorer, VAEDetector
+
+    params = dict(params)
+    vae = {k[4:]: params.pop(k) for k in list(params) if k.startswith("vae_")}
+    vae.setdefault("random_state", random_state)
+    params.setdefault("random_state", random_state)
+    return ROSEScorer(VAEDetector(**vae), **params)
+
+
 _REGISTRY: dict[str, _Entry] = {
     "flow": _Entry(
         "skood",
@@ -177,6 +188,18 @@ _REGISTRY: dict[str, _Entry] = {
         _by_path("skood.AMADetector"),
         "AMADetector (adversarial mirrored autoencoder, log Gaussian of the R-score)",
         quick={"max_epochs": 3},
+    ),
+    "vae": _Entry(
+        "skood",
+        _by_path("skood.VAEDetector"),
+        "VAEDetector (Gaussian VAE, per-row ELBO)",
+        quick={"max_epochs": 5, "min_steps": 100},
+    ),
+    "rose": _Entry(
+        "skood",
+        lambda params, random_state: _rose(params, random_state),
+        "ROSEScorer on a VAEDetector (EKFAC; vae_<param>=... sets the VAE's parameters)",
+        quick={"vae_max_epochs": 5, "vae_min_steps": 100, "n_fisher_samples": 500},
     ),
     "iforest": _Entry("sklearn", _by_path("sklearn.ensemble.IsolationForest"), "IsolationForest"),
     "lof": _Entry(

@@ -345,7 +345,7 @@ class ROSEScorer(BaseDetector):
             if self.clip:
                 z = np.maximum(z, 0.0)
             rose = np.linalg.norm(z, ord=self.p, axis=1)
-        return finite_scores(-rose)
+        return finite_scores(0.0 - rose)  # 0.0 - x: no negative zeros
 
     def layer_scores(self, X) -> np.ndarray:
         """The raw per-layer scores ``S^l(x) = g^T F_l^{-1} g``, columns as ``layer_names_``.

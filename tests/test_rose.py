@@ -359,3 +359,13 @@ def test_rose_bad_input_gives_clear_errors(digits01, vae):
         rose.score_samples(bad)
     with pytest.raises(ValueError, match="'fisher' parameter"):
         ROSEScorer(vae, fisher="kfac").fit(X_train)
+
+
+def test_bench_registry_builds_vae_and_rose():
+    from skood.bench import make_detector
+
+    rose = make_detector("rose:fisher=diag,vae_latent_dim=3", random_state=2)
+    assert isinstance(rose, ROSEScorer) and rose.fisher == "diag" and rose.random_state == 2
+    assert isinstance(rose.estimator, VAEDetector)
+    assert rose.estimator.latent_dim == 3 and rose.estimator.random_state == 2
+    assert make_detector("vae:bound=iwae", random_state=0).bound == "iwae"
