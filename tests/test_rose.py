@@ -369,3 +369,22 @@ def test_bench_registry_builds_vae_and_rose():
     assert isinstance(rose.estimator, VAEDetector)
     assert rose.estimator.latent_dim == 3 and rose.estimator.random_state == 2
     assert make_detector("vae:bound=iwae", random_state=0).bound == "iwae"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rose_on_a_gpu_model_matches_cpu_and_pickles_to_cpu_tensors(digits01):
+    X_train, X_test = digits01
+    kw = dict(SMALL_VAE, max_epochs=5)
+    gpu = ROSEScorer(VAEDetector(device="cuda", **kw), n_fisher_samples=200, random_state=0)
+    cpu = ROSEScorer(VAEDetector(device="cpu", **kw), n_fisher_samples=200, random_state=0)
+    gpu.fit(X_train)
+    assert next(gpu.estimator_.net_.module_.parameters()).is_cuda
+    assert all(
+        t.device.type == "cpu"
+        for c in gpu.curvatures_
+        for t in vars(c).values()
+        if isinstance(t, torch.Tensor)
+    )
+    s = gpu.score_samples(X_test)
+    assert np.corrcoef(s, cpu.fit(X_train).score_samples(X_test))[0, 1] > 0.9
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(gpu)).score_samples(X_test), s, rtol=1e-5)
