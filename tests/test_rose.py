@@ -372,12 +372,12 @@ def test_bench_registry_builds_vae_and_rose():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_rose_on_a_gpu_model_matches_cpu_and_pickles_to_cpu_tensors(digits01):
+def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(digits01, vae):
     X_train, X_test = digits01
-    kw = dict(SMALL_VAE, max_epochs=5)
-    gpu = ROSEScorer(VAEDetector(device="cuda", **kw), n_fisher_samples=200, random_state=0)
-    cpu = ROSEScorer(VAEDetector(device="cpu", **kw), n_fisher_samples=200, random_state=0)
-    gpu.fit(X_train)
+    cpu = ROSEScorer(vae, prefit=True, n_fisher_samples=200, random_state=0).fit(X_train)
+    on_gpu = copy.deepcopy(vae)
+    on_gpu.net_.module_.to("cuda")
+    gpu = ROSEScorer(on_gpu, prefit=True, n_fisher_samples=200, random_state=0).fit(X_train)
     assert next(gpu.estimator_.net_.module_.parameters()).is_cuda
     assert all(
         t.device.type == "cpu"
@@ -386,5 +386,5 @@ def test_rose_on_a_gpu_model_matches_cpu_and_pickles_to_cpu_tensors(digits01):
         if isinstance(t, torch.Tensor)
     )
     s = gpu.score_samples(X_test)
-    assert np.corrcoef(s, cpu.fit(X_train).score_samples(X_test))[0, 1] > 0.9
+    np.testing.assert_allclose(s, cpu.score_samples(X_test), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(pickle.loads(pickle.dumps(gpu)).score_samples(X_test), s, rtol=1e-5)
