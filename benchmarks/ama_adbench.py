@@ -42,12 +42,33 @@ from skood.metrics import auroc
 
 CSV = HERE / "ama_adbench.csv"
 MD = HERE / "ama_adbench.md"
-STEPS, BATCH = 1500, 64
+STEPS, BATCH = 600, 64
 SCORES = ("A", "R", "recon")
-FIELDS = ["group", "dataset", "seed", "score", "auroc", "n_train", "n_test", "n_features",
-          "max_epochs", "fit_s", "score_s", "error"]
-PEERS = ["GaussMaha-LW", "IForest", "LOF", "OCSVM", "PyOD-KNN", "PyOD-ECOD",
-         "PyOD-AutoEncoder", "PyOD-DeepSVDD", "QuantFlow-q0.05"]
+FIELDS = [
+    "group",
+    "dataset",
+    "seed",
+    "score",
+    "auroc",
+    "n_train",
+    "n_test",
+    "n_features",
+    "max_epochs",
+    "fit_s",
+    "score_s",
+    "error",
+]
+PEERS = [
+    "GaussMaha-LW",
+    "IForest",
+    "LOF",
+    "OCSVM",
+    "PyOD-KNN",
+    "PyOD-ECOD",
+    "PyOD-AutoEncoder",
+    "PyOD-DeepSVDD",
+    "QuantFlow-q0.05",
+]
 
 
 def max_epochs_for(n_train):
@@ -91,15 +112,22 @@ def run(budget):
                 t = time.perf_counter()
                 sc = scorer.score_samples(Xte)
                 score_s = time.perf_counter() - t
-                rows.append(base + [s, f"{auroc(yte, sc):.6f}"] + shape
-                            + [f"{fit_s:.2f}", f"{score_s:.3f}", ""])
+                rows.append(
+                    base
+                    + [s, f"{auroc(yte, sc):.6f}"]
+                    + shape
+                    + [f"{fit_s:.2f}", f"{score_s:.3f}", ""]
+                )
         except Exception as exc:  # recorded, never fatal
             rows = [base + ["", ""] + shape + ["", "", f"{type(exc).__name__}: {exc}"[:300]]]
         with open(CSV, "a", newline="") as f:
             csv.writer(f).writerows(rows)
-        print(f"[{time.time() - t0:6.0f}s] {name} n={len(Xtr)} d={Xtr.shape[1]} ep={epochs} "
-              + " ".join(f"{r[3]}={r[4][:5]}" for r in rows) + f" fit={rows[0][-3]}s",
-              flush=True)
+        print(
+            f"[{time.time() - t0:6.0f}s] {name} n={len(Xtr)} d={Xtr.shape[1]} ep={epochs} "
+            + " ".join(f"{r[3]}={r[4][:5]}" for r in rows)
+            + f" fit={rows[0][-3]}s",
+            flush=True,
+        )
 
 
 def _read(path):
@@ -109,17 +137,20 @@ def _read(path):
 
 def report():
     ama = [r for r in _read(CSV) if r["auroc"]]
-    peers = {(r["dataset"], r["seed"], r["detector"]): r for r in _read(PEER_CSV)
-             if r["status"] == "ok"}
-    keys = sorted({(r["group"], r["dataset"], r["seed"]) for r in ama},
-                  key=lambda k: (k[0] != "mvtec", k[1]))
+    peers = {
+        (r["dataset"], r["seed"], r["detector"]): r for r in _read(PEER_CSV) if r["status"] == "ok"
+    }
+    keys = sorted(
+        {(r["group"], r["dataset"], r["seed"]) for r in ama}, key=lambda k: (k[0] != "mvtec", k[1])
+    )
     got = {(r["dataset"], r["seed"], r["score"]): r for r in ama}
     cols = [f"AMA-{s}" for s in SCORES] + PEERS
     table, fits = [], {}
     for g, d, s in keys:
         vals = [float(got[(d, s, sc)]["auroc"]) for sc in SCORES]
-        vals += [float(peers[(d, s, p)]["auroc"]) if (d, s, p) in peers else float("nan")
-                 for p in PEERS]
+        vals += [
+            float(peers[(d, s, p)]["auroc"]) if (d, s, p) in peers else float("nan") for p in PEERS
+        ]
         table.append((g, d, vals))
         fits.setdefault(g, []).append(float(got[(d, s, "A")]["fit_s"]))
     lines = [
@@ -137,20 +168,34 @@ def report():
         best = np.nanmax(vals)
         cells = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in vals]
         lines.append(f"| {g} | {d} | " + " | ".join(cells) + " |")
-    lines += ["", "## Summary per group (mean AUROC; mean rank among the columns, 1 = best)", "",
-              "| group | n sets | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    lines += [
+        "",
+        "## Summary per group (mean AUROC; mean rank among the columns, 1 = best)",
+        "",
+        "| group | n sets | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for g in ("mvtec", "tabular"):
         rows = np.array([v for gg, _, v in table if gg == g])
         if not len(rows):
             continue
         ranks = np.array([(-np.nan_to_num(r, nan=-1)).argsort().argsort() + 1 for r in rows])
-        lines.append(f"| {g} mean | {len(rows)} | "
-                     + " | ".join(f"{m:.3f}" for m in np.nanmean(rows, 0)) + " |")
-        lines.append(f"| {g} rank | {len(rows)} | "
-                     + " | ".join(f"{m:.1f}" for m in ranks.mean(0)) + " |")
-    lines += ["", "AMA fit time (s, one core): "
-              + "; ".join(f"{g} median {np.median(v):.0f} (max {np.max(v):.0f})"
-                          for g, v in fits.items()), ""]
+        lines.append(
+            f"| {g} mean | {len(rows)} | "
+            + " | ".join(f"{m:.3f}" for m in np.nanmean(rows, 0))
+            + " |"
+        )
+        lines.append(
+            f"| {g} rank | {len(rows)} | " + " | ".join(f"{m:.1f}" for m in ranks.mean(0)) + " |"
+        )
+    lines += [
+        "",
+        "AMA fit time (s, one core): "
+        + "; ".join(
+            f"{g} median {np.median(v):.0f} (max {np.max(v):.0f})" for g, v in fits.items()
+        ),
+        "",
+    ]
     errors = [r for r in _read(CSV) if r["error"]]
     if errors:
         lines += ["Failed fits:", ""] + [f"- {r['dataset']}: {r['error']}" for r in errors] + [""]
