@@ -159,7 +159,11 @@ def _expected_failures(estimator):
         VAEDetector(validation_fraction=0.0, bound="iwae", n_mc_samples=3, **_SMALL_VAE),
         ROSEScorer(VAEDetector(**_SMALL_VAE), random_state=0),
         ROSEScorer(VAEDetector(**_SMALL_VAE), fisher="diag", p=2.0, holdout_fraction=0.3),
-        ROSEScorer(QuantileFlowDetector(**TINY_FLOW, random_state=0), n_fisher_samples=20),
+        ROSEScorer(
+            QuantileFlowDetector(**TINY_FLOW, random_state=0),
+            n_fisher_samples=20,
+            holdout_fraction=0.2,
+        ),
     ],
     expected_failed_checks=_expected_failures,
 )

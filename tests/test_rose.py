@@ -284,6 +284,8 @@ def test_rose_combination_layer_choice_and_layer_scores(digits01, vae):
         vae, prefit=True, layers=["encoder.*"], n_fisher_samples=200, random_state=0
     ).fit(X_train)
     assert rose.layer_names_ == ["encoder.0", "encoder.2"] and rose.n_fisher_samples_ == 200
+    with pytest.warns(UserWarning, match="in-sample estimate"):
+        ROSEScorer(vae, prefit=True, n_fisher_samples=20, random_state=0).fit(X_train)
     raw = rose.layer_scores(X_test)
     assert raw.shape == (len(X_test), 2) and np.all(raw >= 0)
     z = (raw - rose.mu_) / rose.sigma_
