@@ -6,7 +6,8 @@ marks an outlier row; every other value is an inlier label.
 """
 
 from skood.ama import AMADetector
-from skood.features import ClassifierFeatures, TorchFeatures, TorchvisionFeatures
+from skood.clip import CLIPZeroShot
+from skood.features import ClassifierFeatures, ImageFiles, TorchFeatures, TorchvisionFeatures
 from skood.flow import QuantileFlowDetector
 from skood.gaussian import GaussianMahalanobis
 from skood.hsc import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
@@ -19,12 +20,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AMADetector",
+    "CLIPZeroShot",
     "ClassifierFeatures",
     "DeepSADDetector",
     "DeepSVDDDetector",
     "GaussianMahalanobis",
     "HSCDetector",
     "ICEClassifier",
+    "ImageFiles",
     "OEClassifier",
     "OpenSetClassifier",
     "QuantileFlowDetector",

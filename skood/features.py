@@ -28,7 +28,7 @@ from sklearn.base import (
 )
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
@@ -38,7 +38,7 @@ from skood._training import build_net, draw_seed, predict_batched, resolve_devic
 from skood.base import check_image_shape, split_labels
 from skood.nn.networks import MLPClassifierNet, SmallCNN
 
-__all__ = ["ClassifierFeatures", "TorchFeatures", "TorchvisionFeatures"]
+__all__ = ["ClassifierFeatures", "ImageFiles", "TorchFeatures", "TorchvisionFeatures"]
 
 
 def _find_layer(module: nn.Module, name: str, owner: str) -> nn.Module:
@@ -671,3 +671,64 @@ def _load_state_dict(path, arch: str, owner: str) -> dict:
     if not isinstance(state, dict):
         raise ValueError(f"{owner}: {os.fspath(path)!r} holds no state_dict for {arch}.")
     return state
+
+
+class ImageFiles(TransformerMixin, BaseEstimator):
+    """Image files or PIL images -> flattened float32 rows in [0, 1], for image detectors.
+
+    The step that lets a ``Pipeline`` take a list of paths: ``Pipeline([("load",
+    ImageFiles(224)), ("clip", CLIPZeroShot(..., image_shape=(3, 224, 224)))])``. Each image
+    is converted to ``mode``, resized to ``size x size`` (bicubic) and flattened channel-first,
+    so ``image_shape_`` is ``(C, size, size)``. Stateless; Pillow is imported on use.
+
+    Parameters
+    ----------
+    size : int, default=224
+    mode : {"RGB", "L"}, default="RGB"
+    """
+
+    _parameter_constraints: dict = {
+        "size": [Interval(Integral, 1, None, closed="left")],
+        "mode": [StrOptions({"RGB", "L"})],
+    }
+
+    def __init__(self, size=224, mode="RGB"):
+        self.size = size
+        self.mode = mode
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Nothing to learn; sets ``image_shape_``."""
+        self.image_shape_ = (3 if self.mode == "RGB" else 1, self.size, self.size)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Load and flatten; ``X`` is a list of paths or PIL images."""
+        try:
+            from PIL import Image
+        except ImportError as exc:  # pragma: no cover - Pillow ships with matplotlib
+            raise ImportError("ImageFiles needs Pillow: pip install pillow") from exc
+        check_is_fitted(self)
+        rows = []
+        for item in X:
+            if isinstance(item, (str, os.PathLike)):
+                if not os.path.isfile(item):
+                    raise FileNotFoundError(f"ImageFiles: no image file at {item!r}.")
+                with Image.open(item) as img:
+                    img = img.convert(self.mode)
+            elif isinstance(item, Image.Image):
+                img = item.convert(self.mode)
+            else:
+                raise TypeError(
+                    f"ImageFiles takes file paths or PIL images, got {type(item).__name__}; "
+                    "flattened arrays go straight to the detector with image_shape=."
+                )
+            img = img.resize((self.size, self.size), Image.Resampling.BICUBIC)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+            rows.append((arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)).ravel())
+        return np.stack(rows) if rows else np.empty((0, int(np.prod(self.image_shape_))))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
