@@ -80,7 +80,7 @@ def _load_backend(encoder, tokenizer, checkpoint, device: str) -> _Backend:
             )
         try:
             import open_clip
-        except ImportError as exc:
+        except Exception as exc:  # not installed, or its torchvision import fails
             raise _missing("open_clip_torch", "clip") from exc
         model = open_clip.create_model(str(encoder), pretrained=str(checkpoint), device=device)
         tok = tokenizer or open_clip.get_tokenizer(str(encoder))
@@ -264,7 +264,7 @@ class CLIPZeroShot(BaseDetector):
         self : CLIPZeroShot
         """
         name = type(self).__name__
-        X = self._validate_X(X, reset=True, dtype=np.float32)
+        X = self._validate_X(X, reset=True)
         inliers, _ = split_labels(y, X.shape[0], name)
         if self.precomputed:
             self._fit_precomputed(X.shape[1])
@@ -384,7 +384,7 @@ class CLIPZeroShot(BaseDetector):
         can be stored and scored later with ``precomputed=True``.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False, dtype=np.float32)
+        X = self._validate_X(X, reset=False)
         return self._image_features(X)
 
     def _image_features(self, X: np.ndarray) -> np.ndarray:
@@ -393,7 +393,8 @@ class CLIPZeroShot(BaseDetector):
         out = []
         with torch.inference_mode():
             for sl in iter_slices(X.shape[0], self.batch_size):
-                images = torch.tensor(X[sl], device=self.device).view(-1, *self.image_shape)
+                images = torch.tensor(X[sl], dtype=torch.float32, device=self.device)
+                images = images.view(-1, *self.image_shape)
                 feats = self.backend_.encode_images(self._pixels(images))
                 out.append(feats.to(torch.float64).cpu().numpy())
         width = self.text_features_.shape[1]
@@ -414,7 +415,7 @@ class CLIPZeroShot(BaseDetector):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        X = self._check_fitted_and_validate(X, dtype=np.float32)
+        X = self._check_fitted_and_validate(X)
         return self._scores(X)
 
     def predict_proba_normal(self, X) -> np.ndarray:
