@@ -1,6 +1,7 @@
 """CLIPZeroShot: the paper's softmax by hand, back-ends with tiny offline models, bad input."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +254,34 @@ def test_bad_input_and_missing_back_ends_give_clear_errors(rng, text, tmp_path):
             CLIPZeroShot(
                 ["cat"], encoder="ViT-B-32", checkpoint=str(weights), image_shape=(1, 8, 8)
             ).fit(rng.uniform(size=(2, 64)))
+
+
+def test_cifar10_example_runs_offline_on_files_in_its_format(tmp_path, rng):
+    import subprocess
+    import sys
+
+    model, tok = _tiny_transformers_clip()
+    model.save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    data = (rng.uniform(size=(40, 3072)) * 255).astype(np.uint8)
+    with open(cifar / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": list(rng.randint(0, 2, 40))}, f)
+    with open(cifar / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"cat", b"dog"]}, f)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "examples" / "clip_zero_shot_cifar10.py"),
+            "--cifar",
+            str(cifar),
+            "--hf-dir",
+            str(tmp_path / "clip"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    assert "cat: AUROC" in out and "mean AUROC" in out
