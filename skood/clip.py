@@ -33,6 +33,8 @@ class _Backend:
     """Uniform ``encode_images`` / ``encode_texts`` over open_clip / OpenAI and transformers."""
 
     def __init__(self, model, tokenizer, kind: str, device: str) -> None:
+        if kind == "transformers" and hasattr(tokenizer, "tokenizer"):
+            tokenizer = tokenizer.tokenizer  # a CLIPProcessor: its text half
         self.model, self.tokenizer, self.kind, self.device = model, tokenizer, kind, device
 
     @property

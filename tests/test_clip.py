@@ -172,6 +172,11 @@ def test_transformers_back_end_from_an_object_and_from_a_local_directory(rng, tm
     np.testing.assert_allclose(det.text_features_, _unit(t), rtol=1e-5)
     assert s.shape == (5,) and np.all(np.isfinite(s)) and np.all(s <= 0)
     np.testing.assert_allclose(det.set_params(batch_size=1).score_samples(X), s, rtol=1e-5)
+    processor = type("Processor", (), {"tokenizer": tok, "__call__": lambda self, *a, **k: 1 / 0})()
+    det_p = CLIPZeroShot(
+        ["cat", "dog"], encoder=model, tokenizer=processor, image_shape=(3, 12, 12)
+    )
+    np.testing.assert_allclose(det_p.fit(X).score_samples(X), s, rtol=1e-6)  # its text half
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     local = CLIPZeroShot(["cat", "dog"], encoder=str(tmp_path), image_shape=(3, 12, 12)).fit(X)
