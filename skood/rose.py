@@ -306,6 +306,8 @@ class ROSEScorer(BaseDetector):
         self.curvatures_ = self._build_curvatures(module, log_prob, layers, X[fisher_idx])
         self.layer_kinds_ = [c.kind for c in self.curvatures_]
 
+        # A second gradient pass: a row's score needs the finished Fisher, and keeping every
+        # per-sample gradient from the first pass would cost n_rows x n_parameters of memory.
         stats = self._raw_layer_scores(X[stats_idx] if stats_idx.size else X[fisher_idx])
         self.mu_ = stats.mean(axis=0)
         sigma = stats.std(axis=0)
