@@ -12,7 +12,8 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import BaseDetector, check_image_shape, iter_slices, split_labels
+from skood._training import predict_batched
+from skood.base import BaseDetector, check_image_shape, split_labels
 
 __all__ = ["CLIPZeroShot"]
 
@@ -101,6 +102,11 @@ def _load_backend(encoder, tokenizer, checkpoint, device: str) -> _Backend:
     if tokenizer is None:
         raise ValueError("CLIPZeroShot: a model object needs its tokenizer= (or processor).")
     return _Backend(encoder.to(device).eval(), tokenizer, kind, device)
+
+
+def _as_list(prompts) -> list[str]:
+    """One prompt or a list of them (an ensemble), as a list."""
+    return [prompts] if isinstance(prompts, str) else list(prompts)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -307,11 +313,7 @@ class CLIPZeroShot(BaseDetector):
         self.backend_ = None
 
     def _templates(self) -> list[str]:
-        templates = (
-            [self.prompt_template]
-            if isinstance(self.prompt_template, str)
-            else list(self.prompt_template)
-        )
+        templates = _as_list(self.prompt_template)
         bad = [t for t in templates if "{}" not in t]
         if not templates or bad:
             raise ValueError(
@@ -348,11 +350,7 @@ class CLIPZeroShot(BaseDetector):
         check_image_shape(self.image_shape, n_features, name)
         self.backend_ = _load_backend(self.encoder, self.tokenizer, self.checkpoint, self.device)
         templates = self._templates()
-        anomaly = (
-            [self.anomaly_prompt]
-            if isinstance(self.anomaly_prompt, str)
-            else list(self.anomaly_prompt)
-        )
+        anomaly = _as_list(self.anomaly_prompt)
         groups = [[t.format(c) for t in templates] for c in self.class_names] + [anomaly]
         with torch.inference_mode():
             flat = [p for g in groups for p in g]
@@ -392,15 +390,12 @@ class CLIPZeroShot(BaseDetector):
     def _image_features(self, X: np.ndarray) -> np.ndarray:
         if self.backend_ is None:
             return _l2(X.astype(np.float64))
-        out = []
-        with torch.inference_mode():
-            for sl in iter_slices(X.shape[0], self.batch_size):
-                images = torch.tensor(X[sl], dtype=torch.float32, device=self.device)
-                images = images.view(-1, *self.image_shape)
-                feats = self.backend_.encode_images(self._pixels(images))
-                out.append(feats.to(torch.float64).cpu().numpy())
-        width = self.text_features_.shape[1]
-        return _l2(np.concatenate(out)) if out else np.empty((0, width))
+
+        def encode(xb: torch.Tensor) -> torch.Tensor:
+            return self.backend_.encode_images(self._pixels(xb.view(-1, *self.image_shape)))
+
+        feats = predict_batched(encode, X, batch_size=self.batch_size, module=self.backend_.model)
+        return _l2(feats)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         logits = self.logit_scale * self._image_features(X) @ self.text_features_.T
