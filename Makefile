@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= test,bench,clip
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-numerics lint bench clean
 
 $(VENV)/.installed-$(subst :,_,$(subst =,_,$(TORCH_SPEC))): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The float32 numerics tests (marked `numerics`) again under other CPU kernels and thread counts,
+# so that an assumption of bit-identical float32 results fails here, not on a user's machine.
+test-numerics: install
+	for cap in default avx2; do for threads in 1 2; do \
+		echo "numerics: ATEN_CPU_CAPABILITY=$$cap, $$threads thread(s)"; \
+		ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$threads SKOOD_TEST_THREADS=$$threads \
+			$(PY) -m pytest -q -p no:cacheprovider -m numerics tests || exit 1; \
+	done; done
 
 # The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
 bench: install

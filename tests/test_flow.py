@@ -16,7 +16,7 @@ from skorch.callbacks import Callback, EarlyStopping
 from skood import QuantileFlowDetector
 from skood._training import plan_epochs
 from skood.metrics import auroc
-from tests.conftest import TINY_FLOW
+from tests.conftest import TINY_FLOW, assert_float32_close
 
 
 class _InitialState(Callback):
@@ -281,7 +281,8 @@ def test_training_log_goes_nowhere_when_quiet(rng, capsys):
     assert captured.out == "" and captured.err == ""
 
 
+@pytest.mark.numerics
 def test_score_samples_is_batched_with_bounded_memory(fitted, rng):
     X = rng.normal(size=(1000, 3))
     small_batches = copy.deepcopy(fitted).set_params(inference_batch_size=7)
-    np.testing.assert_allclose(small_batches.score_samples(X), fitted.score_samples(X), rtol=1e-5)
+    assert_float32_close(small_batches.score_samples(X), fitted.score_samples(X))

@@ -95,6 +95,7 @@ def test_shrinkage_helps_when_features_outnumber_rows(rng):
     assert lw > emp
 
 
+@pytest.mark.numerics
 def test_batched_scoring_equals_one_shot(rng):
     X = rng.normal(size=(500, 5))
     y = np.arange(500) % 3

@@ -22,6 +22,7 @@ from skood import ClassifierFeatures, ICEClassifier
 from skood._training import OutlierExposureBatches, OutlierExposureCollate
 from skood.metrics import SCORERS, auroc
 from skood.nn import BackboneClassifier, ClassifierOELoss, GaussianHead
+from tests.conftest import assert_float32_close
 
 SMALL = dict(hidden_sizes=(64,), feature_dim=16, batch_size=64, max_epochs=30, random_state=0)
 
@@ -246,10 +247,11 @@ def test_determinism_and_pickling(ice, digits, tmp_path):
     )
 
 
+@pytest.mark.numerics
 def test_batched_scoring_equals_one_batch(ice, digits):
     X = np.vstack([digits["X_te"], digits["X_ood"]])
     small = pickle.loads(pickle.dumps(ice)).set_params(inference_batch_size=7)
-    np.testing.assert_allclose(small.score_samples(X), ice.score_samples(X), rtol=1e-5)
+    assert_float32_close(small.score_samples(X), ice.score_samples(X))
 
 
 def test_string_classes_and_open_set_labels(digits):
