@@ -55,7 +55,17 @@ MVTEC_DIR = HERE.parent.parent / "shared" / "data" / "adbench" / "mvtec_resnet18
 if not MVTEC_DIR.exists():
     MVTEC_DIR = Path("/work/shared/data/adbench/mvtec_resnet18")
 
-ALL_GATES = ["msp", "energy", "mahalanobis", "gem", "flow_q0.05", "flow_mean", "flow_spec"]
+ALL_GATES = [
+    "msp",
+    "energy",
+    "mahalanobis",
+    "gem",
+    "flow_q0.05",
+    "flow_mean",
+    "flow_spec",
+    "flow_q0.05_scaler",
+    "flow_q0.05_raw",
+]
 METRICS = [
     "auroc",
     "fpr95",
@@ -132,6 +142,13 @@ def make_gate(name, seed, flow_epochs):
         return flow("mean", **small)
     if name == "flow_spec":  # every QuantileFlowDetector default (the paper's settings)
         return flow(0.05, device="cpu")
+    # Constant (dead-unit) columns left to the flow's own rule instead of VarianceThreshold:
+    if name == "flow_q0.05_scaler":
+        return make_pipeline(
+            StandardScaler(), QuantileFlowDetector(0.05, random_state=seed, **small)
+        )
+    if name == "flow_q0.05_raw":  # no preprocessing at all
+        return QuantileFlowDetector(0.05, random_state=seed, **small)
     raise ValueError(name)
 
 
@@ -174,13 +191,22 @@ def run_one(setting, split, seed, data, gates, args, log):
     X_tr, y_tr, X_te, y_te = data
     rows, reference = [], None
     for gate in gates:
+        # --features pre: the penultimate Linear's output, before its ReLU (a forward hook)
         if setting == "digits":
+            layer = "fc.1" if args.features == "pre" else None
             feats = ClassifierFeatures(
-                image_shape=(1, 8, 8), max_epochs=args.cnn_epochs, random_state=seed, device="cpu"
+                image_shape=(1, 8, 8),
+                max_epochs=args.cnn_epochs,
+                random_state=seed,
+                device="cpu",
+                feature_layer=layer,
             )
             epochs = args.flow_epochs_digits
         else:
-            feats = ClassifierFeatures(max_epochs=args.mlp_epochs, random_state=seed, device="cpu")
+            layer = "body.0" if args.features == "pre" else None
+            feats = ClassifierFeatures(
+                max_epochs=args.mlp_epochs, random_state=seed, device="cpu", feature_layer=layer
+            )
             epochs = args.flow_epochs_mvtec
         clf = OpenSetClassifier(feats, make_gate(gate, seed, epochs), random_state=seed)
         t0 = time.perf_counter()
@@ -196,6 +222,7 @@ def run_one(setting, split, seed, data, gates, args, log):
             split=split,
             seed=seed,
             gate=gate,
+            features=args.features,
             fit_s=fit_s,
             same_classifier=bool(np.array_equal(closed, reference)),
             n_train=X_tr.shape[0],
@@ -280,6 +307,12 @@ def main():
     ap.add_argument("--flow-epochs-digits", type=int, default=200)
     ap.add_argument("--flow-epochs-mvtec", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=15, help="timing repeats (median)")
+    ap.add_argument(
+        "--features",
+        choices=["post", "pre"],
+        default="post",
+        help="stage-1 features after (post) or before (pre) the penultimate ReLU",
+    )
     ap.add_argument("--out", default=str(HERE / "open_set_table1.csv"))
     ap.add_argument("--log", default=None, help="also append progress lines to this file")
     ap.add_argument("--merge", nargs="+", default=None, help="CSVs to merge (--summarize-only)")

@@ -61,12 +61,24 @@ def draw_seed(random_state) -> int:
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
-    """Seed torch inside a forked RNG, so the caller's global RNG state is left as it was."""
+def seeded(seed: int, device: str = "cpu", *, threads: int | None = None) -> Iterator[None]:
+    """Seed torch inside a forked RNG and, with ``threads``, pin torch's CPU thread count.
+
+    The caller's global RNG state and thread count are restored on exit. Pinning the thread
+    count is what makes a fit reproducible under joblib: a worker of ``GridSearchCV(n_jobs=k)``
+    otherwise runs torch with fewer threads than the parent process, and float32 reductions split
+    over another number of threads round differently.
+    """
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    before = torch.get_num_threads()
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        yield
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def plan_epochs(

@@ -225,6 +225,10 @@ class AMADetector(BaseDetector):
     verbose : int, default=0
     callbacks : list of skorch callbacks or None, default=None
     inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -284,6 +288,7 @@ class AMADetector(BaseDetector):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -319,6 +324,7 @@ class AMADetector(BaseDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.module = module
         self.latent_dim = latent_dim
@@ -350,6 +356,7 @@ class AMADetector(BaseDetector):
         self.verbose = verbose
         self.callbacks = callbacks
         self.inference_batch_size = inference_batch_size
+        self.n_threads = n_threads
 
     # -- networks --------------------------------------------------------------------------------
     def _use_conv(self, n_features: int) -> bool:
@@ -430,7 +437,7 @@ class AMADetector(BaseDetector):
         if self.lr_milestones:
             epochs = sorted({max(1, round(f * self.max_epochs)) for f in self.lr_milestones})
             callbacks.append(("lr_schedule", _MultiStepAll(epochs)))
-        with seeded(draw_seed(rng), self.device_):
+        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
             module = self._networks(X.shape[1])
             self.net_ = build_net(
                 module,

@@ -27,12 +27,13 @@ from sklearn.utils.validation import (
 )
 
 __all__ = [
+    "CONSTANT_RTOL",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
     "BaseDetector",
     "LogitClassifierMixin",
     "check_image_shape",
-    "check_no_constant_columns",
+    "constant_columns",
     "finite_scores",
     "is_outlier_label",
     "iter_slices",
@@ -134,20 +135,22 @@ def check_image_shape(image_shape, n_features: int, owner: str) -> None:
         )
 
 
-def check_no_constant_columns(X: np.ndarray, estimator_name: str) -> None:
-    """Raise a clear error when a column of ``X`` is constant.
+#: A column whose standard deviation is at most this fraction of its mean's magnitude is constant
+#: up to float32 rounding (float32 resolves about 6e-8 of a value; arithmetic on the way, e.g. a
+#: feature extractor's, adds a few such steps): its variation carries no information.
+CONSTANT_RTOL = 1e-6
 
-    A density on R^d cannot be fitted to a degenerate direction: its likelihood grows without
-    bound as the scale in that direction shrinks.
+
+def constant_columns(X: np.ndarray) -> np.ndarray:
+    """Indices of the columns of ``X`` that are constant, up to float32 rounding.
+
+    A column is constant when its standard deviation is at most :data:`CONSTANT_RTOL` times the
+    magnitude of its mean (an exactly constant column, such as a dead ReLU unit, has zero
+    standard deviation). Statistics are computed in float64 whatever ``X``'s dtype.
     """
-    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
-    if constant.size:
-        shown = ", ".join(map(str, constant[:10])) + (", ..." if constant.size > 10 else "")
-        raise ValueError(
-            f"{estimator_name} cannot fit a density with constant column(s) [{shown}] "
-            f"({constant.size} of {X.shape[1]}): their likelihood is unbounded. Drop them first, "
-            "e.g. Pipeline([('var', sklearn.feature_selection.VarianceThreshold()), ...])."
-        )
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = X.std(axis=0, dtype=np.float64)
+    return np.flatnonzero(std <= CONSTANT_RTOL * np.abs(mean))
 
 
 def split_holdout(

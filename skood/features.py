@@ -237,6 +237,12 @@ class ClassifierFeatures(_TorchTransformer):
         from a ``features(x)`` method, or from the layer named by ``feature_layer``.
     feature_layer : str or None, default=None
         Submodule whose output is the feature (forward hook); None uses ``module.features``.
+    pre_activation : bool, default=True
+        For the built-in networks: return the penultimate Linear layer's output before its ReLU,
+        which the detectors that model these features (flows, Gaussians) rank better with, and
+        which has no dead units (measured in ``benchmarks/constant_columns.md``). ``False``
+        gives the post-ReLU activations that the QuantOD paper reads. A user ``module`` or
+        ``feature_layer`` decides its own features.
     hidden_sizes : tuple of int, default=(128,)
         Hidden widths of the default MLP (the last one is the feature dimension).
     hidden_size : int, default=128
@@ -254,6 +260,10 @@ class ClassifierFeatures(_TorchTransformer):
     verbose : int, default=0
         ``> 0`` shows a progress bar over epochs.
     callbacks : list of skorch callbacks or None, default=None
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -294,6 +304,7 @@ class ClassifierFeatures(_TorchTransformer):
         "image_shape": [tuple, None],
         "module": [nn.Module, callable, None],
         "feature_layer": [str, None],
+        "pre_activation": ["boolean"],
         "hidden_sizes": [tuple],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -307,6 +318,7 @@ class ClassifierFeatures(_TorchTransformer):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -315,6 +327,7 @@ class ClassifierFeatures(_TorchTransformer):
         *,
         module=None,
         feature_layer=None,
+        pre_activation=True,
         hidden_sizes=(128,),
         hidden_size=128,
         dropout=0.3,
@@ -328,10 +341,12 @@ class ClassifierFeatures(_TorchTransformer):
         random_state=None,
         verbose=0,
         callbacks=None,
+        n_threads=1,
     ):
         self.image_shape = image_shape
         self.module = module
         self.feature_layer = feature_layer
+        self.pre_activation = pre_activation
         self.hidden_sizes = hidden_sizes
         self.hidden_size = hidden_size
         self.dropout = dropout
@@ -345,6 +360,7 @@ class ClassifierFeatures(_TorchTransformer):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.n_threads = n_threads
 
     def _network(self, n_features: int, n_classes: int) -> nn.Module:
         if isinstance(self.module, nn.Module):
@@ -393,7 +409,7 @@ class ClassifierFeatures(_TorchTransformer):
         schedule = LRScheduler(
             policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs, eta_min=1e-6
         )
-        with seeded(draw_seed(rng), self.device_):
+        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
             network = self._network(X.shape[1], self.classes_.size)
             self.net_ = build_net(
                 network,
@@ -423,10 +439,12 @@ class ClassifierFeatures(_TorchTransformer):
         return self
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_layer is None:
-            return self.module_.features(x)
-        layer = dict(self.module_.named_modules())[self.feature_layer]
-        return _layer_output(layer, self.module_, x)
+        if self.feature_layer is not None:
+            layer = dict(self.module_.named_modules())[self.feature_layer]
+            return _layer_output(layer, self.module_, x)
+        if isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
+            return self.module_.features(x, pre_activation=self.pre_activation)
+        return self.module_.features(x)
 
     def _extract_with_logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[features | logits]`` side by side, from one forward pass where the network allows."""
@@ -434,8 +452,7 @@ class ClassifierFeatures(_TorchTransformer):
             layer = dict(self.module_.named_modules())[self.feature_layer]
             z, logits = _layer_and_output(layer, self.module_, x)
         elif isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
-            z = self.module_.features(x)
-            logits = self.module_.head(z)  # forward() is exactly head(features(x))
+            z, logits = self.module_.features_and_logits(x, pre_activation=self.pre_activation)
         else:  # a user module with a features() method: its forward may do anything else
             z, logits = self.module_.features(x), self.module_(x)
         return torch.cat([z.reshape(z.shape[0], -1), logits.reshape(z.shape[0], -1)], dim=1)

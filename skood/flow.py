@@ -20,7 +20,7 @@ from skood._training import (
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, check_no_constant_columns, finite_scores, split_holdout
+from skood.base import BaseDetector, constant_columns, finite_scores, split_holdout
 from skood.nn.flows import AffineCoupling, glow_flow
 from skood.nn.losses import QuantileNLLLoss
 
@@ -90,6 +90,14 @@ class QuantileFlowDetector(BaseDetector):
         Drop the ragged last batch: the effective quantile depends on the batch size.
     noise_std : float, default=0.0
         Standard deviation of Gaussian jitter added to training batches (regularises small data).
+    constant_scale : float, default=0.1
+        Columns that are constant on the training rows (dead ReLU units, border pixels, unused
+        one-hot levels; see :func:`skood.base.constant_columns`) are modelled outside the flow,
+        each as a Gaussian at its constant value with this standard deviation times the median
+        standard deviation of the other columns. A row that leaves the constant by ``d`` of
+        those median deviations loses ``d^2 / (2 * constant_scale^2)`` nats: 50 nats at
+        ``d = 1`` with the default, evidence of a unit lit up that never fired in training.
+        Smaller values penalise such rows more.
     contamination : float in (0, 0.5], default=0.05
         Fraction of held-out inliers below ``offset_`` (0.05 is the paper's TPR-95 threshold).
     validation_fraction : float in [0, 1), default=0.2
@@ -108,6 +116,10 @@ class QuantileFlowDetector(BaseDetector):
         anything they recorded) are in ``net_.callbacks_``.
     inference_batch_size : int, default=4096
         Rows per forward pass in ``score_samples``; bounds memory for any number of rows.
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -120,6 +132,9 @@ class QuantileFlowDetector(BaseDetector):
         Number of epochs trained (``max_epochs`` raised by ``min_steps``).
     batch_size_ : int
         Effective training batch size.
+    constant_columns_ : ndarray of int
+        Columns constant on the training rows, modelled outside the flow (see
+        ``constant_scale``); empty when every column varies.
     offset_ : float
         Threshold on ``score_samples``; ``decision_function = score_samples - offset_``.
     n_features_in_ : int
@@ -135,9 +150,9 @@ class QuantileFlowDetector(BaseDetector):
     Notes
     -----
     ``y`` is optional. Rows with ``y == -1`` (known outliers) are left out of training; other
-    labels are ignored. Constant columns are rejected (put ``VarianceThreshold`` first), and at
-    least 2 features are needed. Scores are finite float64: a far outlier whose float32
-    log-likelihood overflows gets :data:`skood.base.SCORE_FLOOR`.
+    labels are ignored. Columns constant on the training rows need no preprocessing (see
+    ``constant_scale``); at least 2 columns must vary. Scores are finite float64: a far outlier
+    whose float32 log-likelihood overflows gets :data:`skood.base.SCORE_FLOOR`.
 
     References
     ----------
@@ -178,12 +193,14 @@ class QuantileFlowDetector(BaseDetector):
         "shuffle": ["boolean"],
         "drop_last": ["boolean"],
         "noise_std": [Interval(Real, 0, None, closed="left")],
+        "constant_scale": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -209,6 +226,7 @@ class QuantileFlowDetector(BaseDetector):
         shuffle=True,
         drop_last=True,
         noise_std=0.0,
+        constant_scale=0.1,
         contamination=0.05,
         validation_fraction=0.2,
         device="auto",
@@ -216,6 +234,7 @@ class QuantileFlowDetector(BaseDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.q = q
         self.coupling = coupling
@@ -237,6 +256,7 @@ class QuantileFlowDetector(BaseDetector):
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.noise_std = noise_std
+        self.constant_scale = constant_scale
         self.contamination = contamination
         self.validation_fraction = validation_fraction
         self.device = device
@@ -244,6 +264,7 @@ class QuantileFlowDetector(BaseDetector):
         self.verbose = verbose
         self.callbacks = callbacks
         self.inference_batch_size = inference_batch_size
+        self.n_threads = n_threads
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -252,7 +273,7 @@ class QuantileFlowDetector(BaseDetector):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Feature vectors, at least 2 features and no constant column.
+            Feature vectors; at least 2 columns must vary over the training rows.
         y : array-like of shape (n_samples,), default=None
             Optional. Rows with ``y == -1`` are left out; other labels are ignored.
 
@@ -263,15 +284,14 @@ class QuantileFlowDetector(BaseDetector):
         name = type(self).__name__
         X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32, min_features=2)
         X = X[inliers]
-        # Checked on all inlier rows, what a VarianceThreshold() in the same Pipeline sees, so that
-        # it is always enough; a column constant only within the training split is left to
-        # ActNorm's eps (a held-out row that moves it then scores as strongly out of distribution).
-        check_no_constant_columns(X, name)
         rng = check_random_state(self.random_state)
         train_idx, val_idx = split_holdout(
             X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
         )
         X_train, X_val = X[train_idx], X[val_idx]
+        pinned, loc, scale = self._constant_columns(X_train)
+        self.constant_columns_ = pinned
+        n_flow = X.shape[1] - pinned.size
 
         seed = draw_seed(rng)
         self.device_ = resolve_device(self.device)
@@ -279,9 +299,9 @@ class QuantileFlowDetector(BaseDetector):
             X_train.shape[0], self.batch_size, self.max_epochs, self.min_steps, self.drop_last
         )
         extra: list[Callback] = [InputNoise(self.noise_std)] if self.noise_std > 0 else []
-        with seeded(seed, self.device_):
+        with seeded(seed, self.device_, threads=self.n_threads):
             flow = glow_flow(
-                X.shape[1],
+                n_flow,
                 n_blocks=self.n_blocks,
                 hidden_size=self.hidden_size,
                 n_hidden_layers=self.n_hidden_layers,
@@ -292,6 +312,8 @@ class QuantileFlowDetector(BaseDetector):
                 actnorm=self.actnorm,
                 generator=torch.Generator().manual_seed(seed),
             )
+            if pinned.size:
+                flow.pin_columns(X.shape[1], torch.from_numpy(pinned), loc, scale)
             init_rows = rng.permutation(X_train.shape[0])[:_MAX_INIT_ROWS]
             flow.initialize(torch.from_numpy(X_train[init_rows]))
             self.net_ = build_net(
@@ -318,6 +340,22 @@ class QuantileFlowDetector(BaseDetector):
             self.net_.fit(X_train, None)
         self._set_offset(self._log_likelihood(X_val if X_val.shape[0] else X_train))
         return self
+
+    def _constant_columns(self, X_train: np.ndarray):
+        """(pinned column indices, their Gaussians' means and scales) for ``constant_scale``."""
+        pinned = constant_columns(X_train)
+        n_flow = X_train.shape[1] - pinned.size
+        if n_flow < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 columns that vary over the training "
+                f"rows to fit a flow; {n_flow} of {X_train.shape[1]} do (the others are "
+                "constant). Give more features or more varied rows, or use GaussianMahalanobis."
+            )
+        std = X_train.std(axis=0, dtype=np.float64)
+        typical = np.median(np.delete(std, pinned))
+        loc = X_train[:, pinned].mean(axis=0, dtype=np.float64)
+        scale = np.maximum(std[pinned], self.constant_scale * typical)
+        return pinned, torch.from_numpy(loc), torch.from_numpy(scale)
 
     def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
         flow = self.net_.module_

@@ -95,6 +95,7 @@ class _OutlierExposureDetector(BaseDetector):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     _shared = (
@@ -116,6 +117,7 @@ class _OutlierExposureDetector(BaseDetector):
         "verbose",
         "callbacks",
         "inference_batch_size",
+        "n_threads",
     )
 
     # -- pieces subclasses change ----------------------------------------------------------------
@@ -216,7 +218,7 @@ class _OutlierExposureDetector(BaseDetector):
         if self.milestones:
             schedule = torch.optim.lr_scheduler.MultiStepLR
             callbacks.insert(0, LRScheduler(schedule, milestones=list(self.milestones), gamma=0.1))
-        with seeded(seed, self.device_):
+        with seeded(seed, self.device_, threads=self.n_threads):
             module = OENetwork(
                 self._network(X.shape[1], self._bias(X_oe.shape[0] > 0)),
                 logit_head=self._method in {"bce", "focal"},
@@ -326,6 +328,10 @@ _SHARED_PARAMETERS = """
     verbose : int, default=0
     callbacks : list of skorch callbacks or None, default=None
     inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -405,6 +411,7 @@ class HSCDetector(_OutlierExposureDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.radial = radial
         _shared_init(self, locals())
@@ -475,6 +482,7 @@ class OEClassifier(_OutlierExposureDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.loss = loss
         self.gamma = gamma
@@ -544,6 +552,7 @@ class DeepSADDetector(_OutlierExposureDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.eta = eta
         _shared_init(self, locals())
@@ -606,6 +615,7 @@ class DeepSVDDDetector(_OutlierExposureDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.center_eps = center_eps
         _shared_init(self, locals())

@@ -169,6 +169,10 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     verbose : int, default=0
     callbacks : list of skorch callbacks or None, default=None
     inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -253,6 +257,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -286,6 +291,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.head = head
         self.loss = loss
@@ -315,6 +321,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
         self.inference_batch_size = inference_batch_size
+        self.n_threads = n_threads
 
     # -- building the network ------------------------------------------------------------------
     def _backbone(self, n_features: int) -> tuple[nn.Module, nn.Module | None]:
@@ -466,7 +473,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         drop_last = X_out.shape[0] == 0 and X_train.shape[0] % batch == 1
         if drop_last:
             steps_per_epoch -= 1
-        with seeded(draw_seed(rng), self.device_):
+        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
             module = self._build_module(X_train, y_train)
             self.net_ = build_net(
                 module.train(),

@@ -83,6 +83,10 @@ class VAEDetector(BaseDetector):
     verbose : int, default=0
     callbacks : list of skorch callbacks or None, default=None
     inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
 
     Attributes
     ----------
@@ -140,6 +144,7 @@ class VAEDetector(BaseDetector):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -166,6 +171,7 @@ class VAEDetector(BaseDetector):
         verbose=0,
         callbacks=None,
         inference_batch_size=4096,
+        n_threads=1,
     ):
         self.module = module
         self.latent_dim = latent_dim
@@ -188,6 +194,7 @@ class VAEDetector(BaseDetector):
         self.verbose = verbose
         self.callbacks = callbacks
         self.inference_batch_size = inference_batch_size
+        self.n_threads = n_threads
 
     def _networks(self, n_features: int) -> tuple[nn.Module, nn.Module]:
         name = type(self).__name__
@@ -237,7 +244,7 @@ class VAEDetector(BaseDetector):
         self.batch_size_, self.n_epochs_ = plan_epochs(
             X_train.shape[0], self.batch_size, self.max_epochs, self.min_steps, drop_last=False
         )
-        with seeded(seed, self.device_):
+        with seeded(seed, self.device_, threads=self.n_threads):
             encoder, decoder = self._networks(X.shape[1])
             vae = VAE(
                 encoder,

@@ -16,6 +16,7 @@ from skood.datasets import load_digits_ood, novelty_split
 from skood.features import ClassifierFeatures, TorchFeatures
 from skood.metrics import SCORERS
 from skood.model_selection import OODStratifiedKFold
+from tests.conftest import assert_float32_close
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +148,19 @@ def test_pipeline_memory_reuses_the_fitted_extractor_in_a_grid_search(digits, tm
 def test_bad_input_names_the_problem(make, X, y, match):
     with pytest.raises(ValueError, match=match):
         make().fit(X, y)
+
+
+@pytest.mark.parametrize("image_shape", [None, (1, 8, 8)])
+def test_pre_activation_features_are_the_penultimate_linear_output(digits, image_shape):
+    X, y = digits[:2]
+    kw = dict(image_shape=image_shape, max_epochs=2, random_state=0)
+    pre = ClassifierFeatures(**kw).fit(X, y)
+    post = ClassifierFeatures(pre_activation=False, **kw).fit(X, y)
+    Z_pre, Z_post = pre.transform(X), post.transform(X)
+    assert (Z_pre < 0).any() and (Z_post >= 0).all()
+    np.testing.assert_allclose(np.maximum(Z_pre, 0), Z_post, rtol=1e-6, atol=1e-6)
+    feats, logits = pre.transform_with_logits(X)
+    np.testing.assert_array_equal(feats, Z_pre)
+    with torch.no_grad():
+        expected = pre.module_(torch.tensor(X[:20], dtype=torch.float32)).double().numpy()
+    assert_float32_close(logits[:20], expected)

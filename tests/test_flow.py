@@ -15,6 +15,7 @@ from skorch.callbacks import Callback, EarlyStopping
 
 from skood import QuantileFlowDetector
 from skood._training import plan_epochs
+from skood.base import split_holdout
 from skood.metrics import auroc
 from tests.conftest import TINY_FLOW, assert_float32_close
 
@@ -231,7 +232,7 @@ def fitted(rng):
         (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), "numeric|string"),
         (sp.csr_matrix(np.eye(5)), "[Ss]parse"),
         (np.array([[1.0, 2.0], [2.0, 3.0]]), "needs at least 3 inlier rows"),
-        (np.c_[np.arange(10.0), np.ones(10)], r"constant column\(s\) \[1\]"),
+        (np.c_[np.arange(10.0), np.ones(10)], r"at least 2 columns that vary.*1 of 2 do"),
     ],
 )
 def test_bad_fit_input_gives_a_clear_error(X, match):
@@ -239,12 +240,40 @@ def test_bad_fit_input_gives_a_clear_error(X, match):
         QuantileFlowDetector(**TINY_FLOW).fit(X)
 
 
-def test_variance_threshold_first_is_always_enough(rng):
-    """A column non-constant over all rows but constant on the 80 % training split must fit."""
+def test_constant_columns_need_no_preprocessing_and_only_shift_the_score(rng):
+    """A column constant on the training rows is a narrow Gaussian beside the flow (issue 16).
+
+    On rows that keep the constants the flow part is exactly the flow fitted without those
+    columns (same seed, same permutations and training), so the scores differ by one constant;
+    a row that leaves a constant loses ((x - c) / scale)^2 / 2 nats.
+    """
+    X_var = rng.normal(size=(120, 3))
+    X = np.c_[X_var, np.zeros(120), np.full(120, 5.0)]
+    with_constants = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    without = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X_var)
+    np.testing.assert_array_equal(with_constants.constant_columns_, [3, 4])
+    assert without.constant_columns_.size == 0
+    shift = with_constants.score_samples(X) - without.score_samples(X_var)
+    assert_float32_close(shift, np.full_like(shift, shift[0]))
+    lit = X.copy()
+    lit[:5, 3] = 1.0  # a dead unit fires
+    drop = with_constants.score_samples(X[:5]) - with_constants.score_samples(lit[:5])
+    scale = with_constants.net_.module_.pinned_scale[0].item()
+    assert_float32_close(drop, np.full(5, 0.5 * (1.0 / scale) ** 2))
+    assert (with_constants.predict(lit[:5]) == -1).all()
+
+
+def test_column_constant_on_the_training_split_only(rng):
+    """A column that varies only in the held-out rows: fitted, and those rows score low."""
     X = np.c_[rng.normal(size=(50, 3)), np.zeros(50)]
-    X[:, 3][np.random.RandomState(0).permutation(50)[:10]] = 1.0  # varies only in held-out rows
+    # the rows QuantileFlowDetector(validation_fraction=0.2, random_state=0) holds out
+    _, held = split_holdout(50, 0.2, np.random.RandomState(0), min_train=2, estimator_name="")
+    X[held, 3] = 1.0
     det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
-    assert np.isfinite(det.score_samples(X)).all()
+    scores = det.score_samples(X)
+    assert np.isfinite(scores).all() and det.constant_columns_.tolist() == [3]
+    moved = X[:, 3] == 1.0
+    assert scores[moved].max() < scores[~moved].min()
 
 
 def test_y_with_only_outliers_is_rejected(rng):

@@ -272,8 +272,45 @@ class NormalizingFlow(nn.Module):
     def __init__(self, transforms: Sequence[nn.Module]) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
+        # Set by pin_columns; None while every column goes through the transforms.
+        self.register_buffer("flow_columns", None)
+        self.register_buffer("pinned_columns", None)
+        self.register_buffer("pinned_loc", None)
+        self.register_buffer("pinned_scale", None)
+
+    def pin_columns(self, n_features: int, pinned: Tensor, loc: Tensor, scale: Tensor) -> None:
+        r"""Model the columns ``pinned`` apart, as independent narrow Gaussians.
+
+        The density becomes :math:`p(x) = p_{flow}(x_F) \prod_{j \in P} N(x_j; loc_j, scale_j^2)`
+        over ``n_features`` columns, where the transforms see only the other columns ``F`` (in
+        their original order). This is how a column that is constant on the training rows
+        (a dead ReLU unit, a border pixel) gets a bounded likelihood: a flow cannot fit a
+        degenerate direction, whose density grows without bound as its scale shrinks, and a row
+        that leaves the constant is penalised by ``((x_j - loc_j) / scale_j)^2 / 2`` nats.
+
+        Parameters
+        ----------
+        n_features : int
+            Width of the rows ``log_prob`` will see.
+        pinned : Tensor of int64, shape (n_pinned,)
+            Column indices modelled outside the flow.
+        loc, scale : Tensor of shape (n_pinned,)
+            Mean and (positive) standard deviation of each pinned column's Gaussian.
+        """
+        pinned = torch.as_tensor(pinned, dtype=torch.long)
+        keep = torch.ones(n_features, dtype=torch.bool)
+        keep[pinned] = False
+        self.flow_columns = torch.nonzero(keep).flatten()
+        self.pinned_columns = pinned.clone()
+        self.pinned_loc = torch.as_tensor(loc, dtype=torch.float32).clone()
+        self.pinned_scale = torch.as_tensor(scale, dtype=torch.float32).clone()
+
+    def _flow_part(self, x: Tensor) -> Tensor:
+        return x if self.flow_columns is None else x[:, self.flow_columns]
 
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log|det dz/dx|)`` of the columns the transforms model (all, unless pinned)."""
+        x = self._flow_part(x)
         logdet = x.new_zeros(x.shape[0])
         for t in self.transforms:
             x, ld = t(x)
@@ -281,13 +318,19 @@ class NormalizingFlow(nn.Module):
         return x, logdet
 
     def inverse(self, z: Tensor) -> Tensor:
+        """The columns the transforms model, from ``z``."""
         for t in reversed(self.transforms):
             z = t.inverse(z)
         return z
 
     def log_prob(self, x: Tensor) -> Tensor:
         z, logdet = self.transform(x)
-        return -0.5 * (z.pow(2).sum(dim=1) + z.shape[1] * _LOG_2PI) + logdet
+        log_p = -0.5 * (z.pow(2).sum(dim=1) + z.shape[1] * _LOG_2PI) + logdet
+        if self.pinned_columns is None or self.pinned_columns.numel() == 0:
+            return log_p
+        u = (x[:, self.pinned_columns] - self.pinned_loc) / self.pinned_scale
+        pinned = -0.5 * (u.pow(2) + _LOG_2PI) - torch.log(self.pinned_scale)
+        return log_p + pinned.sum(dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.log_prob(x)
@@ -297,6 +340,7 @@ class NormalizingFlow(nn.Module):
         """Data-dependent initialisation: each :class:`ActNorm` normalises what reaches it."""
         was_training = self.training
         self.eval()  # dropout off, so the statistics are those the flow sees at inference
+        x = self._flow_part(x)
         for t in self.transforms:
             if isinstance(t, ActNorm):
                 t.initialize(x)
@@ -307,7 +351,15 @@ class NormalizingFlow(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         param = next(self.parameters())
         z = torch.randn(n, self._features(), generator=generator, dtype=param.dtype)
-        return self.inverse(z.to(param.device))
+        x_flow = self.inverse(z.to(param.device))
+        if self.pinned_columns is None:
+            return x_flow
+        width = self.flow_columns.numel() + self.pinned_columns.numel()
+        x = x_flow.new_empty(n, width)
+        x[:, self.flow_columns] = x_flow
+        noise = torch.randn(n, self.pinned_columns.numel(), generator=generator, dtype=param.dtype)
+        x[:, self.pinned_columns] = self.pinned_loc + self.pinned_scale * noise.to(param.device)
+        return x
 
     def _features(self) -> int:
         for t in self.transforms:

@@ -26,7 +26,8 @@ __all__ = [
 class MLPClassifierNet(nn.Module):
     """``[Linear -> ReLU -> Dropout] * len(hidden_sizes) -> Linear(n_classes)``.
 
-    ``features(x)`` is the output of the last hidden block (after ReLU and dropout).
+    ``features(x)`` is the output of the last hidden block (after ReLU and dropout), or with
+    ``pre_activation=True`` that block's Linear output, before its ReLU.
     """
 
     def __init__(
@@ -45,11 +46,17 @@ class MLPClassifierNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_classes)
 
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(x)
+    def features(self, x: Tensor, pre_activation: bool = False) -> Tensor:
+        return self.features_and_logits(x, pre_activation)[0]
+
+    def features_and_logits(self, x: Tensor, pre_activation: bool = False) -> tuple[Tensor, Tensor]:
+        """Penultimate features and logits from one forward pass."""
+        pre = self.body[:-2](x)  # everything up to the last hidden Linear
+        post = self.body[-2:](pre)  # its ReLU and dropout
+        return (pre if pre_activation else post), self.head(post)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+        return self.head(self.body(x))
 
 
 class SmallCNN(nn.Module):
@@ -57,7 +64,8 @@ class SmallCNN(nn.Module):
 
     Two ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` stages (widths ``channels``), then
     ``Linear -> ReLU -> Dropout`` to ``hidden_size`` penultimate features and a linear head. Sized
-    for sklearn's 8x8 digits; any ``(C, H, W)`` with ``H, W >= 4`` works.
+    for sklearn's 8x8 digits; any ``(C, H, W)`` with ``H, W >= 4`` works. ``features(x,
+    pre_activation=True)`` is the penultimate Linear's output, before its ReLU.
     """
 
     def __init__(
@@ -91,11 +99,17 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(hidden_size, n_classes)
 
-    def features(self, x: Tensor) -> Tensor:
-        return self.fc(self.conv(x.reshape(-1, *self.image_shape)))
+    def features(self, x: Tensor, pre_activation: bool = False) -> Tensor:
+        return self.features_and_logits(x, pre_activation)[0]
+
+    def features_and_logits(self, x: Tensor, pre_activation: bool = False) -> tuple[Tensor, Tensor]:
+        """Penultimate features and logits from one forward pass."""
+        pre = self.fc[:2](self.conv(x.reshape(-1, *self.image_shape)))  # Flatten, Linear
+        post = self.fc[2:](pre)  # ReLU, Dropout
+        return (pre if pre_activation else post), self.head(post)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+        return self.head(self.fc(self.conv(x.reshape(-1, *self.image_shape))))
 
 
 # -- encoders for the outlier-exposure family (Liznerski et al., TMLR 2022) ---------------------
