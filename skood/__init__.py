@@ -6,6 +6,7 @@ marks an outlier row; every other value is an inlier label.
 """
 
 from skood.ama import AMADetector
+from skood.base import TrainingDiverged
 from skood.clip import CLIPZeroShot
 from skood.features import ClassifierFeatures, ImageFiles, TorchFeatures, TorchvisionFeatures
 from skood.flow import QuantileFlowDetector
@@ -34,6 +35,7 @@ __all__ = [
     "ROSEScorer",
     "TorchFeatures",
     "TorchvisionFeatures",
+    "TrainingDiverged",
     "VAEDetector",
     "__version__",
 ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -21,15 +23,16 @@ from skorch.callbacks import Callback, GradientNormClipping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from skood.base import iter_slices
+from skood.base import TrainingDiverged, iter_slices
 
 __all__ = [
+    "DIVERGENCE_ADVICE",
     "EpochProgressBar",
     "InputNoise",
     "OutlierExposureBatches",
     "OutlierExposureCollate",
+    "StopOnDivergence",
     "build_net",
-    "check_training_finite",
     "draw_seed",
     "plan_epochs",
     "predict_batched",
@@ -61,17 +64,52 @@ def draw_seed(random_state) -> int:
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: str = "cpu", *, threads: int | None = None) -> Iterator[None]:
-    """Seed torch inside a forked RNG and, with ``threads``, pin torch's CPU thread count.
+def _ctrl_c_propagates() -> Iterator[None]:
+    """Make Ctrl-C (SIGINT) end the fit even though skorch catches ``KeyboardInterrupt``.
 
-    The caller's global RNG state and thread count are restored on exit. Pinning the thread
-    count is what makes a fit reproducible under joblib: a worker of ``GridSearchCV(n_jobs=k)``
-    otherwise runs torch with fewer threads than the parent process, and float32 reductions split
-    over another number of threads round differently.
+    skorch's ``fit`` treats ``KeyboardInterrupt`` as "stop training and return" (its
+    ``EarlyStopping`` raises one for that). A real Ctrl-C is told apart by a SIGINT handler that
+    notes it, so it is raised again once skorch has returned: the user's program stops, and
+    :func:`skood.base.fit_context` leaves the estimator as before the call. Signal handlers can
+    only be set from the main thread; elsewhere (a worker thread) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # the program ignores Ctrl-C: so do we
+        yield
+        return
+    pressed = []
+
+    def on_sigint(signum, frame):
+        pressed.append(True)
+        if callable(previous):
+            previous(signum, frame)  # Python's default handler raises KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt("interrupted (Ctrl-C) during fit; the estimator is unchanged")
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: str = "cpu", *, threads: int | None = None) -> Iterator[None]:
+    """The context every torch fit runs in: seeded, with pinned threads, and interruptible.
+
+    Torch is seeded inside a forked RNG, so the caller's global RNG state is left as it was.
+    With ``threads``, torch's CPU thread count is pinned and restored on exit: that is what
+    makes a fit reproducible under joblib, whose workers otherwise run torch with fewer threads
+    than the parent process (float32 reductions split over another number of threads round
+    differently). Ctrl-C ends the fit with ``KeyboardInterrupt`` (see :func:`_ctrl_c_propagates`).
     """
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     before = torch.get_num_threads()
-    with torch.random.fork_rng(devices=devices):
+    with _ctrl_c_propagates(), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         if threads is not None:
             torch.set_num_threads(threads)
@@ -220,6 +258,52 @@ class OutlierExposureCollate:
         return X, target
 
 
+#: What :class:`StopOnDivergence` advises unless an estimator knows better.
+DIVERGENCE_ADVICE = (
+    "Lower lr, standardise the input (e.g. StandardScaler first), or clip the gradients."
+)
+
+
+class StopOnDivergence(Callback):
+    """Raise :class:`TrainingDiverged` at the first training batch whose loss is not finite.
+
+    Every net :func:`build_net` makes has it. Without it a diverged network would score every
+    row NaN, which ``finite_scores`` floors to one constant: silent garbage (a threshold at the
+    floor, every row an inlier). Stopping at the first bad batch also saves the remaining steps.
+    """
+
+    #: A loss this many times larger than the first batch's (and than 1) has exploded: the
+    #: weights ran off (lr far too high), and the scores are astronomically large but finite.
+    growth_limit = 1e8
+
+    def __init__(self, owner: str, advice: str = DIVERGENCE_ADVICE) -> None:
+        self.owner = owner
+        self.advice = advice
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.first_loss_ = None
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if not training:
+            return
+        loss = net.history[-1, "batches", -1].get("train_loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if self.first_loss_ is None:
+            self.first_loss_ = loss
+        if not math.isfinite(loss):
+            became = f"the loss became {loss}"
+        elif abs(loss) > self.growth_limit * max(1.0, abs(self.first_loss_)):
+            became = f"the loss grew from {self.first_loss_:.4g} to {loss:.4g}"
+        else:
+            return
+        raise TrainingDiverged(
+            f"{self.owner}: training diverged at epoch {len(net.history)} of {net.max_epochs}: "
+            f"{became}. {self.advice}"
+        )
+
+
 def build_net(
     module: torch.nn.Module,
     *,
@@ -237,6 +321,7 @@ def build_net(
     drop_last: bool = False,
     valid_data: np.ndarray | None = None,
     progress_desc: str = "training",
+    divergence_advice: str = DIVERGENCE_ADVICE,
     net_cls: type = NeuralNet,
     **net_params,
 ) -> NeuralNet:
@@ -246,9 +331,10 @@ def build_net(
     on it each epoch, for callbacks such as EarlyStopping). User callbacks are deep-copied so
     that fitting never mutates the estimator's parameters. ``net_cls`` is the skorch class
     (``NeuralNetClassifier`` for estimators that train a classifier) and ``net_params`` go to it
-    unchanged (e.g. ``iterator_train__collate_fn``).
+    unchanged (e.g. ``iterator_train__collate_fn``). A non-finite training loss raises
+    :class:`TrainingDiverged` naming ``progress_desc`` and ``divergence_advice``.
     """
-    cbs: list = []
+    cbs: list = [("stop_on_divergence", StopOnDivergence(progress_desc, divergence_advice))]
     if grad_clip is not None:
         cbs.append(("grad_clip", GradientNormClipping(gradient_clip_value=grad_clip)))
     if verbose > 0:
@@ -274,21 +360,6 @@ def build_net(
         **params,
         **net_params,
     )
-
-
-def check_training_finite(net: NeuralNet, owner: str, advice: str) -> None:
-    """Raise a clear error when the training loss became NaN or infinite (a diverged fit).
-
-    Without it a diverged network would score every row NaN, which ``finite_scores`` floors to
-    one constant: silent garbage.
-    """
-    losses = np.asarray(net.history[:, "train_loss"], dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise RuntimeError(
-            f"{owner}: training diverged, the loss became {losses[bad[0]]} at epoch "
-            f"{bad[0] + 1} of {losses.size}. {advice}"
-        )
 
 
 def predict_batched(

@@ -17,7 +17,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch import NeuralNet
@@ -27,13 +26,19 @@ from torch import nn
 
 from skood._training import (
     build_net,
-    check_training_finite,
     draw_seed,
     predict_batched,
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, check_image_shape, finite_scores, split_holdout
+from skood.base import (
+    BaseDetector,
+    check_calibration_scores,
+    check_image_shape,
+    finite_scores,
+    fit_context,
+    split_holdout,
+)
 from skood.nn.ama import (
     AMALoss,
     AMAModule,
@@ -409,7 +414,7 @@ class AMADetector(BaseDetector):
         return AMAModule(E, G, D, image_shape=channel_pairs, mirrored=self.mirrored)
 
     # -- fitting ---------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the encoder, decoder and critic on the normal rows of ``X``.
 
@@ -458,6 +463,7 @@ class AMADetector(BaseDetector):
                 # A last batch of one row breaks BatchNorm and the interpolation.
                 drop_last=X_train.shape[0] % batch == 1,
                 progress_desc=name,
+                divergence_advice="Lower lr, or set lambda_rec=1.0 to stabilise the adversarial game.",
                 net_cls=_AMANet,
                 n_critic=self.n_critic,
                 neg_direction=self.neg_direction,
@@ -467,14 +473,13 @@ class AMADetector(BaseDetector):
                 neg_warmup_epochs=round(self.neg_warmup * self.max_epochs),
             )
             self.net_.fit(X_train, None)
-        check_training_finite(
-            self.net_, name, "Lower lr, or set lambda_rec=1.0 to stabilise the adversarial game."
-        )
         X_calib = X[calib_idx] if calib_idx.size else X_train
         r = self._r(X_calib)
         self.mu_ = float(np.mean(r))
         self.sigma_ = float(max(np.std(r), 1e-12))  # scipy.stats.norm.fit's MLE
-        self.offset_ = float(np.quantile(self._scores(X_calib, r), self.contamination))
+        calibration = self._scores(X_calib, r)
+        check_calibration_scores(calibration, name)
+        self.offset_ = float(np.quantile(calibration, self.contamination))
         return self
 
     # -- scoring ---------------------------------------------------------------------------------

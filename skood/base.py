@@ -11,12 +11,13 @@ Nothing here knows about a particular method.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from numbers import Real
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
@@ -32,9 +33,12 @@ __all__ = [
     "SCORE_FLOOR",
     "BaseDetector",
     "LogitClassifierMixin",
+    "TrainingDiverged",
+    "check_calibration_scores",
     "check_image_shape",
     "constant_columns",
     "finite_scores",
+    "fit_context",
     "is_outlier_label",
     "iter_slices",
     "open_set_labels",
@@ -50,6 +54,54 @@ OUTLIER_LABEL = -1
 #: float32 log-likelihood). It ranks below every real score, and is small enough in magnitude that
 #: ``score - offset_`` and a mean over up to ~1e200 rows stay finite.
 SCORE_FLOOR = -1e100
+
+
+def fit_context(*, prefer_skip_nested_validation: bool) -> Callable:
+    """sklearn's ``_fit_context`` for ``fit``, and a fit that raises leaves no trace.
+
+    Parameters are validated as sklearn does. If ``fit`` raises anything (a diverged loss, bad
+    input found late, Ctrl-C), the estimator's attributes are put back as they were before the
+    call: an estimator fitted before stays fitted with its old model, an unfitted one stays
+    unfitted, never half-trained with a threshold that claims otherwise.
+    """
+
+    def decorator(fit: Callable) -> Callable:
+        validated_fit = _fit_context(prefer_skip_nested_validation=prefer_skip_nested_validation)(
+            fit
+        )
+
+        @functools.wraps(fit)
+        def wrapper(estimator, *args, **kwargs):
+            before = dict(vars(estimator))
+            try:
+                return validated_fit(estimator, *args, **kwargs)
+            except BaseException:
+                vars(estimator).clear()
+                vars(estimator).update(before)
+                raise
+
+        return wrapper
+
+    return decorator
+
+
+class TrainingDiverged(RuntimeError):
+    """A fit whose loss or fitted outputs became non-finite (or exploded): nothing usable."""
+
+
+def check_calibration_scores(scores: np.ndarray, estimator_name: str) -> None:
+    """Raise :class:`TrainingDiverged` when every calibration score sits at the score floor.
+
+    :func:`finite_scores` floors NaN and -inf at :data:`SCORE_FLOOR`; a fitted model that puts
+    *every* held-out inlier there computes nothing (a diverged or overflowing model), and a
+    threshold at the floor would call every row an inlier.
+    """
+    if scores.size and np.all(scores <= SCORE_FLOOR):
+        raise TrainingDiverged(
+            f"{estimator_name}: the fitted model scores every held-out inlier row as NaN or "
+            "-inf, so it learned nothing usable (training diverged, or the input overflows "
+            "float32). Lower lr, or standardise the input (e.g. StandardScaler first)."
+        )
 
 
 def finite_scores(scores) -> np.ndarray:
@@ -245,6 +297,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # -- thresholding --------------------------------------------------------------------------
     def _set_offset(self, calibration_scores: np.ndarray) -> None:
         """Set ``offset_`` from scores of inlier rows (held out where the method trains)."""
+        check_calibration_scores(calibration_scores, type(self).__name__)
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset())
         else:

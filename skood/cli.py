@@ -351,8 +351,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return bench(args) if args.command == "bench" else score(args)
+    except KeyboardInterrupt:  # Ctrl-C: stop, with the shell's code for SIGINT
+        kept = " (finished cells stay in results.partial.csv: --resume)" * (args.command == "bench")
+        print(f"skood {args.command}: interrupted; no result written{kept}", file=sys.stderr)
+        return 130
     except (ValueError, ImportError, OSError) as exc:  # a bad file or option: no traceback
         print(f"skood {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # anything else (a diverged fit, ...): one line, not a traceback
+        print(f"skood {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -8,12 +8,11 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from scipy.special import logsumexp
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from skood._training import predict_batched
-from skood.base import BaseDetector, check_image_shape, split_labels
+from skood.base import BaseDetector, check_image_shape, fit_context, split_labels
 
 __all__ = ["CLIPZeroShot"]
 
@@ -255,7 +254,7 @@ class CLIPZeroShot(BaseDetector):
         self.contamination = contamination
 
     # -- fitting ---------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Encode the prompts (nothing is trained) and set ``offset_``.
 

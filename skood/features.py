@@ -24,7 +24,6 @@ from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -34,8 +33,15 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
 from torch import nn
 
-from skood._training import build_net, draw_seed, predict_batched, resolve_device, seeded
-from skood.base import check_image_shape, split_labels
+from skood._training import (
+    DIVERGENCE_ADVICE,
+    build_net,
+    draw_seed,
+    predict_batched,
+    resolve_device,
+    seeded,
+)
+from skood.base import TrainingDiverged, check_image_shape, fit_context, split_labels
 from skood.nn.networks import MLPClassifierNet, SmallCNN
 
 __all__ = ["ClassifierFeatures", "ImageFiles", "TorchFeatures", "TorchvisionFeatures"]
@@ -182,7 +188,7 @@ class TorchFeatures(_TorchTransformer):
         self.device = device
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Build the module and check the layer; nothing is trained.
 
@@ -373,7 +379,7 @@ class ClassifierFeatures(_TorchTransformer):
             )
         return MLPClassifierNet(n_features, n_classes, self.hidden_sizes, self.dropout)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train the classifier on the inlier rows of ``X``.
 
@@ -435,7 +441,13 @@ class ClassifierFeatures(_TorchTransformer):
                 f"{name}: the network has no `features` method; name the penultimate layer with "
                 "feature_layer=..."
             )
-        self._n_features_out = self.transform(X[:1]).shape[1]
+        probe = self.transform(X[:256])  # the training loss can stay finite while features blow up
+        if not np.isfinite(probe).all():
+            raise TrainingDiverged(
+                f"{name}: the trained network's features are NaN or infinite on training rows "
+                f"(training diverged). {DIVERGENCE_ADVICE}"
+            )
+        self._n_features_out = probe.shape[1]
         return self
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
@@ -584,7 +596,7 @@ class TorchvisionFeatures(_TorchTransformer):
         self.inference_batch_size = inference_batch_size
         self.device = device
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Build the architecture, load the weights file and the preprocessing; nothing is trained.
 
@@ -713,7 +725,7 @@ class ImageFiles(TransformerMixin, BaseEstimator):
         self.size = size
         self.mode = mode
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Nothing to learn; sets ``image_shape_``."""
         self.image_shape_ = (3 if self.mode == "RGB" else 1, self.size, self.size)

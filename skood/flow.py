@@ -6,7 +6,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
@@ -20,7 +19,7 @@ from skood._training import (
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, constant_columns, finite_scores, split_holdout
+from skood.base import BaseDetector, constant_columns, finite_scores, fit_context, split_holdout
 from skood.nn.flows import AffineCoupling, glow_flow
 from skood.nn.losses import QuantileNLLLoss
 
@@ -266,7 +265,7 @@ class QuantileFlowDetector(BaseDetector):
         self.inference_batch_size = inference_batch_size
         self.n_threads = n_threads
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the flow on the inlier rows of ``X``.
 

@@ -8,12 +8,12 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from skood.base import BaseDetector, finite_scores, iter_slices
+from skood.base import BaseDetector, finite_scores, fit_context, iter_slices
 
 __all__ = ["GaussianMahalanobis"]
 
@@ -139,7 +139,7 @@ class GaussianMahalanobis(BaseDetector):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the Gaussian(s) on the inlier rows of ``X``.
 

@@ -27,7 +27,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, column_or_1d
@@ -46,8 +45,10 @@ from skood._training import (
 )
 from skood.base import (
     BaseDetector,
+    check_calibration_scores,
     check_image_shape,
     finite_scores,
+    fit_context,
     is_outlier_label,
     split_holdout,
 )
@@ -167,7 +168,7 @@ class _OutlierExposureDetector(BaseDetector):
             return LeNetEncoder(self.image_shape, rep_dim=self.rep_dim, bias=bias)
         return MLPEncoder(n_features, self.hidden_sizes, self.rep_dim or 32, bias=bias)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the network on the normal rows and the outlier-exposure rows of ``X``.
 
@@ -259,6 +260,7 @@ class _OutlierExposureDetector(BaseDetector):
             )
 
     def _set_offset(self, calibration_scores: np.ndarray) -> None:
+        check_calibration_scores(calibration_scores, type(self).__name__)
         if self.contamination == "auto" and self._natural_offset is not None:
             self.offset_ = float(self._natural_offset)
         else:  # a quantile of held-out normal scores; "auto" without a boundary means 10 %

@@ -20,7 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -33,7 +33,6 @@ from skood._training import (
     OutlierExposureBatches,
     OutlierExposureCollate,
     build_net,
-    check_training_finite,
     draw_seed,
     predict_batched,
     resolve_device,
@@ -44,6 +43,7 @@ from skood.base import (
     LogitClassifierMixin,
     check_image_shape,
     finite_scores,
+    fit_context,
     is_outlier_label,
     open_set_labels,
     split_holdout,
@@ -421,7 +421,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             )
         return inliers, encoder.transform(labels).astype(np.int64), encoder.classes_
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train on the inlier rows of ``X`` (with their classes) and the auxiliary outliers.
 
@@ -488,6 +488,8 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
                 verbose=self.verbose,
                 drop_last=drop_last,
                 progress_desc=name,
+                divergence_advice="Lower lr, or use optimizer='adam' (with SGD, lr >= 0.03 diverges on digits with the "
+                "Gaussian head).",
                 iterator_train__collate_fn=OutlierExposureCollate(),
             )
             self.net_.fit(
@@ -496,12 +498,6 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
                 ),
                 None,
             )
-        check_training_finite(
-            self.net_,
-            name,
-            "Lower lr, or use optimizer='adam' (with SGD, lr >= 0.03 diverges on digits with the "
-            "Gaussian head).",
-        )
         if isinstance(self.module_.head, GaussianHead):
             head = self.module_.head
             with torch.no_grad():

@@ -10,13 +10,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from skood.base import BaseDetector, finite_scores, iter_slices, split_holdout
+from skood.base import BaseDetector, finite_scores, fit_context, iter_slices, split_holdout
 from skood.nn.fisher import (
     DiagCurvature,
     EKFACCurvature,
@@ -248,7 +248,7 @@ class ROSEScorer(BaseDetector):
         return list(chosen.values())
 
     # -- fitting ---------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the model (unless ``prefit``), then the per-layer Fisher and score statistics.
 

@@ -7,21 +7,19 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from skood._training import (
     build_net,
-    check_training_finite,
     draw_seed,
     plan_epochs,
     predict_batched,
     resolve_device,
     seeded,
 )
-from skood.base import BaseDetector, check_image_shape, finite_scores, split_holdout
+from skood.base import BaseDetector, check_image_shape, finite_scores, fit_context, split_holdout
 from skood.nn.losses import QuantileNLLLoss
 from skood.nn.vae import VAE, conv_depth, conv_vae_networks, mlp_vae_networks
 
@@ -217,7 +215,7 @@ class VAEDetector(BaseDetector):
             return conv_vae_networks(self.image_shape, self.latent_dim, self.conv_width)
         return mlp_vae_networks(n_features, self.latent_dim, tuple(self.hidden_dims))
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the VAE on the inlier rows of ``X``.
 
@@ -269,11 +267,9 @@ class VAEDetector(BaseDetector):
                 verbose=self.verbose,
                 valid_data=X_val if self.callbacks and X_val.shape[0] else None,
                 progress_desc=name,
+                divergence_advice="Standardise the features, or lower lr, or set grad_clip.",
             )
             self.net_.fit(X_train, None)
-        check_training_finite(
-            self.net_, name, "Standardise the features, or lower lr, or set grad_clip."
-        )
         self._set_offset(self._log_likelihood(X_val if X_val.shape[0] else X_train))
         return self
 

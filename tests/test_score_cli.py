@@ -122,3 +122,30 @@ def test_other_columns_missing_file_and_bad_model(files, capsys):
     assert "no column(s) ['zzz']" in capsys.readouterr().err
     assert main(["score", str(train), "--detector", "ocsvm", "--contamination", "0.1"]) == 2
     assert "contamination" in capsys.readouterr().err
+
+
+def test_a_diverged_fit_exits_2_with_one_line_and_writes_nothing(files, capsys):
+    tmp, train, _ = files
+    out = tmp / "scores.csv"
+    spec = "flow:lr=1e6,n_blocks=2,hidden_size=8,max_epochs=3,min_steps=0"
+    assert main(["score", str(train), "--drop", "id", "--detector", spec, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "TrainingDiverged" in err[-1] and "training diverged" in err[-1]
+    assert not out.exists()  # on main: exit 0, "0 flagged", every score -1e100
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(files, capsys, monkeypatch):
+    import skood.cli
+
+    tmp, train, _ = files
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("skood.bench.make_pipeline_for", interrupted)
+    out, model = tmp / "scores.csv", tmp / "m.joblib"
+    code = skood.cli.main(
+        ["score", str(train), "--drop", "id", "--out", str(out), "--save", str(model)]
+    )
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert not out.exists() and not model.exists()
