@@ -12,9 +12,10 @@ the same flow is fitted behind three preprocessings, on the same semi-supervised
 * ``informative``: ``InformativeColumns -> StandardScaler -> flow``, ``skood bench``'s own
   preprocessing (drops columns with fewer than 5 rows off the mode).
 
-Usage (from the repo root):
-  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/constant_columns.py run --out benchmarks/constant_columns.csv
-  .venv/bin/python benchmarks/constant_columns.py report --out benchmarks/constant_columns.csv
+Usage (from the repo root; two processes, one per core):
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/constant_columns.py run --part 0/2 --out benchmarks/constant_columns.csv
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/constant_columns.py run --part 1/2 --out benchmarks/constant_columns_part1.csv
+  .venv/bin/python benchmarks/constant_columns.py report --merge benchmarks/constant_columns.csv benchmarks/constant_columns_part1.csv
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def pipeline(variant: str, seed: int):
 
 def run(args):
     datasets = load_datasets(bundled_datasets(), [DATA])
+    part, parts = map(int, args.part.split("/"))
+    datasets = datasets[part::parts]
     done = set()
     if Path(args.out).exists():
         with open(args.out) as f:
@@ -114,8 +117,10 @@ def run(args):
 
 
 def report(args):
-    with open(args.out) as f:
-        rows = list(csv.DictReader(f))
+    rows = []
+    for path in args.merge or [args.out]:
+        with open(path) as f:
+            rows += list(csv.DictReader(f))
     by = {}
     for r in rows:
         by.setdefault((r["dataset"], r["seed"]), {})[r["variant"]] = r
@@ -159,6 +164,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--max-train", type=int, default=2000)
     ap.add_argument("--out", default=str(HERE / "constant_columns.csv"))
+    ap.add_argument("--part", default="0/1", help="run datasets[i::n] of the list, as i/n")
+    ap.add_argument("--merge", nargs="+", help="report: the CSVs of several parts")
     args = ap.parse_args()
     run(args) if args.command == "run" else report(args)
 
