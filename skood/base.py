@@ -36,14 +36,17 @@ __all__ = [
     "TrainingDiverged",
     "check_calibration_scores",
     "check_image_shape",
+    "check_no_missing_labels",
     "constant_columns",
     "finite_scores",
     "fit_context",
     "is_outlier_label",
     "iter_slices",
+    "non_numeric_columns",
     "open_set_labels",
     "split_holdout",
     "split_labels",
+    "validate_numeric",
 ]
 
 #: The label that marks an outlier row in ``y`` (auxiliary / outlier-exposure data, or a known
@@ -142,6 +145,7 @@ def split_labels(y, n_samples: int, estimator_name: str = "this estimator"):
         return np.ones(n_samples, dtype=bool), None
     y = column_or_1d(y, warn=True)
     check_consistent_length(np.empty(n_samples), y)
+    check_no_missing_labels(y, estimator_name)
     is_outlier = is_outlier_label(y)
     if is_outlier.all():
         raise ValueError(
@@ -150,6 +154,23 @@ def split_labels(y, n_samples: int, estimator_name: str = "this estimator"):
             "row and any other value an inlier (a class label, or +1)."
         )
     return ~is_outlier, y[~is_outlier]
+
+
+def check_no_missing_labels(y: np.ndarray, estimator_name: str) -> None:
+    """Raise when ``y`` holds NaN or None: such a label would silently become a class."""
+    if y.dtype.kind == "f":
+        missing = np.isnan(y)
+    elif y.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in y])
+    else:
+        return
+    if missing.any():
+        raise ValueError(
+            f"y has {int(missing.sum())} missing label(s) (NaN or None; the first at row "
+            f"{int(np.flatnonzero(missing)[0])}), which {estimator_name} cannot read as a class "
+            f"or an outlier. Label every row: {OUTLIER_LABEL} for an outlier, a class or +1 for "
+            "an inlier."
+        )
 
 
 def is_outlier_label(y) -> np.ndarray:
@@ -175,6 +196,31 @@ def open_set_labels(classes: np.ndarray, class_index: np.ndarray, rejected: np.n
         labels = labels.astype(np.int64)
     labels[rejected] = reject
     return labels
+
+
+def non_numeric_columns(X) -> list:
+    """Names of the columns of a DataFrame ``X`` that are not numeric (empty for arrays)."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return []
+    return [
+        str(name) for name, dtype in dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"
+    ]
+
+
+def validate_numeric(estimator, X, **kwargs):
+    """sklearn's ``validate_data``, naming the DataFrame columns that are not numeric."""
+    try:
+        return validate_data(estimator, X, **kwargs)
+    except (ValueError, TypeError) as exc:
+        columns = non_numeric_columns(X)
+        if not columns:
+            raise
+        raise ValueError(
+            f"{type(estimator).__name__} takes numeric columns only; X has non-numeric "
+            f"column(s) {columns[:10]}. Encode them (e.g. OneHotEncoder in a ColumnTransformer) "
+            "or drop them first."
+        ) from exc
 
 
 def check_image_shape(image_shape, n_features: int, owner: str) -> None:
@@ -274,7 +320,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # -- validation ----------------------------------------------------------------------------
     def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
         """Validate ``X`` through sklearn: dense, numeric, finite, 2-D, right width."""
-        return validate_data(
+        return validate_numeric(
             self,
             X,
             reset=reset,

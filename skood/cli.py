@@ -174,18 +174,81 @@ def bench(args) -> int:
 # -- skood score ---------------------------------------------------------------------------------
 
 
-def _load_model(path):
+# A model file is a pickle (joblib), and loading a pickle can run any code. Until skood has a
+# pickle-free format, `--save` signs the file with a key private to this user (HMAC-SHA256) and
+# `--model` checks the signature *before* unpickling: a file skood did not write here, or one
+# changed since, is refused without being read as a pickle.
+_MODEL_MAGIC = b"skood-model-v1\n"
+
+
+def _signing_key() -> bytes:
+    """This user's key (``$SKOOD_MODEL_KEY``, else a random one kept in the user's config)."""
+    import os
+    import secrets
+
+    if os.environ.get("SKOOD_MODEL_KEY"):
+        return os.environ["SKOOD_MODEL_KEY"].encode()
+    home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "skood"
+    path = home / "model-signing-key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def _save_model(model: dict, path) -> None:
+    import hashlib
+    import hmac
+    import io
+
     import joblib
 
-    try:
-        saved = joblib.load(path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path} is not a model saved by `skood score --save`: {exc}") from exc
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    payload = buffer.getvalue()
+    tag = hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest().encode()
+    Path(path).write_bytes(_MODEL_MAGIC + tag + b"\n" + payload)
+
+
+def _load_model(path):
+    import hashlib
+    import hmac
+    import io
+
+    import joblib
+
+    data = Path(path).read_bytes()
+    head, _, rest = data.partition(b"\n")
+    tag, _, payload = rest.partition(b"\n")
+    if head + b"\n" != _MODEL_MAGIC:
+        raise ValueError(
+            f"{path} is not a model saved by `skood score --save`; skood does not unpickle "
+            "other files, since loading a pickle can run arbitrary code."
+        )
+    expected = hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(tag, expected):
+        raise ValueError(
+            f"{path} was not saved by `skood score --save` with this user's key, or was changed "
+            "since: refusing to unpickle it, since loading a pickle can run arbitrary code. "
+            "Refit the model here (the key is $SKOOD_MODEL_KEY or ~/.config/skood/"
+            "model-signing-key; share it only with people whose files you trust)."
+        )
+    saved = joblib.load(io.BytesIO(payload))
     if not isinstance(saved, dict) or {"pipeline", "columns"} - set(saved):
         raise ValueError(f"{path} is not a model saved by `skood score --save`.")
     return saved
+
+
+def _check_writable(path, inputs, force: bool, what: str) -> None:
+    """Refuse to write over an input file, or over any existing file without ``--force``."""
+    target = Path(path).resolve()
+    for given in inputs:
+        if given and Path(given).resolve() == target:
+            raise ValueError(f"{what} {path} is also an input file; refusing to overwrite it.")
+    if target.exists() and not force:
+        raise ValueError(f"{what} {path} exists; pass --force to overwrite it.")
 
 
 def _check_same_columns(columns, table) -> None:
@@ -201,12 +264,16 @@ def _check_same_columns(columns, table) -> None:
 
 
 def score(args) -> int:
-    import joblib
     import numpy as np
 
     from skood.bench import make_detector, make_pipeline_for, parse_detector
     from skood.tables import read_table
 
+    inputs = [args.train, args.test, args.model]
+    if args.out != "-":
+        _check_writable(args.out, inputs, args.force, "--out")
+    if args.save:
+        _check_writable(args.save, [*inputs, args.out], args.force, "--save")
     if args.model:
         if args.test:
             raise ValueError("with --model, give one file to score (the model is already fitted).")
@@ -234,7 +301,7 @@ def score(args) -> int:
             pipe.fit(train.X)
         columns = train.columns
         if args.save:
-            joblib.dump({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
+            _save_model({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
     _check_same_columns(columns, to_score)
     scores = pipe.score_samples(to_score.X)
@@ -325,9 +392,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_score.add_argument("--random-state", type=int, default=0)
     p_score.add_argument("--out", default="-", help="output CSV (default: standard output)")
-    p_score.add_argument("--save", metavar="MODEL", help="save the fitted model (joblib)")
     p_score.add_argument(
-        "--model", metavar="MODEL", help="score TRAIN with a saved model instead of fitting"
+        "--save",
+        metavar="MODEL",
+        help="save the fitted model (a signed pickle: only this user's skood loads it)",
+    )
+    p_score.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="score TRAIN with a model saved by --save (others are refused, never unpickled)",
+    )
+    p_score.add_argument(
+        "--force", action="store_true", help="overwrite an existing --out / --save file"
     )
     return parser
 

@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skood._training import predict_batched
+from skood._training import predict_batched, resolve_device
 from skood.base import BaseDetector, check_image_shape, fit_context, split_labels
 
 __all__ = ["CLIPZeroShot"]
@@ -108,8 +108,22 @@ def _as_list(prompts) -> list[str]:
     return [prompts] if isinstance(prompts, str) else list(prompts)
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+def _l2(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
+    """Rows of ``x`` scaled to unit norm; a row of zeros has no direction and is an error.
+
+    Each row is first divided by its largest magnitude, so rows of 1e-300 or 1e300 normalise
+    without their squares under- or overflowing.
+    """
+    peak = np.max(np.abs(x), axis=-1, keepdims=True)
+    zero = np.flatnonzero(~(peak > 0))
+    if zero.size:
+        raise ValueError(
+            f"CLIPZeroShot: {zero.size} of the {what} have zero norm (the first is row "
+            f"{zero[0]}): an all-zero embedding has no direction to compare with the prompts. "
+            "Check what produced them (a blank input, a broken encoder)."
+        )
+    x = x / peak
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 class CLIPZeroShot(BaseDetector):
@@ -183,6 +197,8 @@ class CLIPZeroShot(BaseDetector):
     prompts_ : list
         The prompt text (a list of templates for an ensemble) behind each row.
     offset_ : float
+    device_ : str
+        The device the encoder runs on (``device`` resolved).
     n_features_in_ : int
 
     References
@@ -271,6 +287,7 @@ class CLIPZeroShot(BaseDetector):
         self : CLIPZeroShot
         """
         name = type(self).__name__
+        self.device_ = resolve_device(self.device)  # a bad device fails here, before any work
         X = self._validate_X(X, reset=True)
         inliers, _ = split_labels(y, X.shape[0], name)
         if self.precomputed:
@@ -307,7 +324,7 @@ class CLIPZeroShot(BaseDetector):
                 f"{name}: {len(self.class_names)} class_names but {text.shape[0] - 1} normal "
                 "prompt embeddings (text_embeddings has the anomaly prompt as its last row)."
             )
-        self.text_features_ = _l2(text)
+        self.text_features_ = _l2(text, "text embeddings")
         self.prompts_ = [*(self.class_names or [None] * (text.shape[0] - 1)), self.anomaly_prompt]
         self.backend_ = None
 
@@ -347,7 +364,7 @@ class CLIPZeroShot(BaseDetector):
                 f"images; got {self.image_shape!r}."
             )
         check_image_shape(self.image_shape, n_features, name)
-        self.backend_ = _load_backend(self.encoder, self.tokenizer, self.checkpoint, self.device)
+        self.backend_ = _load_backend(self.encoder, self.tokenizer, self.checkpoint, self.device_)
         templates = self._templates()
         anomaly = _as_list(self.anomaly_prompt)
         groups = [[t.format(c) for t in templates] for c in self.class_names] + [anomaly]
@@ -388,13 +405,13 @@ class CLIPZeroShot(BaseDetector):
 
     def _image_features(self, X: np.ndarray) -> np.ndarray:
         if self.backend_ is None:
-            return _l2(X.astype(np.float64))
+            return _l2(X.astype(np.float64), "image embeddings")
 
         def encode(xb: torch.Tensor) -> torch.Tensor:
             return self.backend_.encode_images(self._pixels(xb.view(-1, *self.image_shape)))
 
         feats = predict_batched(encode, X, batch_size=self.batch_size, module=self.backend_.model)
-        return _l2(feats)
+        return _l2(feats, "image embeddings")
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         logits = self.logit_scale * self._image_features(X) @ self.text_features_.T

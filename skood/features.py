@@ -28,7 +28,7 @@ from sklearn.base import (
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
 from torch import nn
@@ -41,7 +41,13 @@ from skood._training import (
     resolve_device,
     seeded,
 )
-from skood.base import TrainingDiverged, check_image_shape, fit_context, split_labels
+from skood.base import (
+    TrainingDiverged,
+    check_image_shape,
+    fit_context,
+    split_labels,
+    validate_numeric,
+)
 from skood.nn.networks import MLPClassifierNet, SmallCNN
 
 __all__ = ["ClassifierFeatures", "ImageFiles", "TorchFeatures", "TorchvisionFeatures"]
@@ -86,7 +92,7 @@ class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     """What both extractors share: validation, batched eval-mode transform, tags."""
 
     def _validate(self, X, reset: bool):
-        return validate_data(
+        return validate_numeric(
             self,
             X,
             reset=reset,

@@ -156,6 +156,7 @@ class GaussianMahalanobis(BaseDetector):
         X, inliers, labels = self._validate_fit_data(X, y, dtype=np.float64)
         if not inliers.all():  # no full-size copy in the common all-inlier case
             X = X[inliers]
+        self._check_fit_size(X)
         if self.class_conditional is True and labels is None:
             raise ValueError(
                 "class_conditional=True needs inlier class labels in y; got y=None. Pass the "
@@ -170,6 +171,30 @@ class GaussianMahalanobis(BaseDetector):
         self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = stats
         self._set_offset(self._calibration_scores(X, labels))
         return self
+
+    #: Beyond this many features, a covariance from fewer rows than features is refused: its
+    #: d x d matrix and eigendecomposition cost minutes and gigabytes for a rank-n estimate.
+    _MAX_WIDE_FEATURES = 4096
+    #: |x| above this overflows the squares a covariance sums (float64 reaches 1.8e308).
+    _MAX_MAGNITUDE = 1e150
+
+    def _check_fit_size(self, X: np.ndarray) -> None:
+        name = type(self).__name__
+        n, d = X.shape
+        if d > self._MAX_WIDE_FEATURES and d > n:
+            raise ValueError(
+                f"{name}: X has {d} features but only {n} inlier rows; a {d} x {d} covariance "
+                f"({d * d * 8 / 1e9:.1f} GB) estimated from {n} rows has rank {n} at most and its "
+                "eigendecomposition takes minutes. Reduce the dimension first, e.g. "
+                "make_pipeline(PCA(n_components=min(n_rows - 1, 256)), GaussianMahalanobis())."
+            )
+        peak = float(np.max(np.abs(X))) if X.size else 0.0
+        if peak > self._MAX_MAGNITUDE:
+            raise ValueError(
+                f"{name}: X holds values up to {peak:.3g}, whose squares overflow float64 in "
+                "the covariance. Scale the features first (e.g. StandardScaler), as the "
+                "Mahalanobis distance does not depend on the unit."
+            )
 
     def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
         """Means, covariance and whitening from ``X[rows]`` (all rows when None).

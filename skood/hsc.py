@@ -47,6 +47,7 @@ from skood.base import (
     BaseDetector,
     check_calibration_scores,
     check_image_shape,
+    check_no_missing_labels,
     finite_scores,
     fit_context,
     is_outlier_label,
@@ -147,6 +148,7 @@ class _OutlierExposureDetector(BaseDetector):
             return np.zeros(n_samples, dtype=bool)
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n_samples), y)
+        check_no_missing_labels(y, type(self).__name__)
         is_oe = is_outlier_label(y)
         if not is_oe.any() and y.dtype.kind in "biuf" and set(np.unique(y).tolist()) == {0, 1}:
             warnings.warn(

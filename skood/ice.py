@@ -25,7 +25,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
@@ -48,6 +48,7 @@ from skood.base import (
     open_set_labels,
     split_holdout,
     split_labels,
+    validate_numeric,
 )
 from skood.nn.heads import GaussianHead
 from skood.nn.losses import ClassifierOELoss, ICELoss
@@ -436,7 +437,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self : ICEClassifier
         """
         name = type(self).__name__
-        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
         inliers, codes, self.classes_ = self._check_labels(X, y)
         if self.head == "linear" and self.loss in _ICE_LOSSES:
             raise ValueError(
@@ -541,7 +542,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     # -- inference -----------------------------------------------------------------------------
     def _validate(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float32, reset=False)
+        return validate_numeric(self, X, dtype=np.float32, reset=False)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         """Logits of validated ``X`` as float64 (n, n_classes), batched, eval mode."""

@@ -16,7 +16,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from skood.base import (
     LogitClassifierMixin,
@@ -25,6 +25,7 @@ from skood.base import (
     open_set_labels,
     split_holdout,
     split_labels,
+    validate_numeric,
 )
 from skood.features import ClassifierFeatures
 
@@ -163,7 +164,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self : OpenSetClassifier
         """
         name = type(self).__name__
-        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
         if y is None:
             raise ValueError(
                 f"{name} requires y to be passed, but the target y is None: it trains a "
@@ -216,7 +217,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _validate(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float32, reset=False)
+        return validate_numeric(self, X, dtype=np.float32, reset=False)
 
     def score_samples(self, X) -> np.ndarray:
         """The gate's score: higher = more like the inlier classes.

@@ -34,6 +34,12 @@ def assert_float32_close(actual, desired, rtol: float = FLOAT32_RTOL) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _model_signing_key(monkeypatch):
+    """`skood score --save` signs with this key, not with the developer's own."""
+    monkeypatch.setenv("SKOOD_MODEL_KEY", "skood-tests")
+
+
+@pytest.fixture(autouse=True)
 def _fast_torch():
     torch.set_num_threads(int(__import__("os").environ.get("SKOOD_TEST_THREADS", "2")))
     yield

@@ -1,6 +1,7 @@
 """Failures are loud and leave nothing half-done: diverged training, Ctrl-C during fit."""
 
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from skorch.callbacks import Callback, EarlyStopping
 from skood import (
     AMADetector,
     ClassifierFeatures,
+    CLIPZeroShot,
     DeepSADDetector,
     DeepSVDDDetector,
+    GaussianMahalanobis,
     HSCDetector,
     ICEClassifier,
     OpenSetClassifier,
@@ -133,3 +136,83 @@ def test_early_stopping_still_stops_quietly():
     ).fit(X)
     assert len(det.net_.history) < 50
     check_is_fitted(det)
+
+
+# -- inputs that crashed deep inside numpy / torch, or misled -------------------------------------
+
+
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf"])
+@pytest.mark.parametrize("scale", [1e160, 1e300])
+def test_gaussian_on_values_whose_squares_overflow_says_so(covariance, scale):
+    X, _ = _data()
+    with pytest.raises(ValueError, match=r"squares overflow float64.*StandardScaler"):
+        GaussianMahalanobis(covariance=covariance).fit(X * scale)
+
+
+def test_gaussian_on_far_more_columns_than_rows_answers_at_once():
+    X = np.random.RandomState(0).normal(size=(50, 20_000))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"20000 features but only 50 inlier rows.*PCA"):
+        GaussianMahalanobis().fit(X)
+    assert time.perf_counter() - start < 5  # on main: minutes building a 20000 x 20000 matrix
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: QuantileFlowDetector(**TINY_FLOW, device="nonsense"),
+        lambda: VAEDetector(device="gpu0"),
+        lambda: ClassifierFeatures(device="nonsense"),
+        lambda: CLIPZeroShot(precomputed=True, text_embeddings=np.eye(5)[:3], device="nonsense"),
+    ],
+)
+def test_a_bad_device_is_named_before_any_work(make):
+    X, y = _data()
+    with pytest.raises(ValueError, match="is not a torch device"):
+        make().fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        GaussianMahalanobis,
+        lambda: QuantileFlowDetector(**TINY_FLOW),
+        lambda: HSCDetector(**_OE),
+        lambda: ClassifierFeatures(hidden_sizes=(8,), max_epochs=1),
+    ],
+)
+def test_nan_labels_are_refused(make):
+    X, y = _data()
+    y = y.astype(float)
+    y[7] = np.nan  # on main: a class of its own, or an inlier
+    with pytest.raises(ValueError, match=r"y has 1 missing label\(s\).*row 7"):
+        make().fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        GaussianMahalanobis,
+        lambda: QuantileFlowDetector(**TINY_FLOW),
+        lambda: ClassifierFeatures(hidden_sizes=(8,), max_epochs=1),
+        lambda: ICEClassifier(hidden_sizes=(8,), max_epochs=1),
+    ],
+)
+def test_a_string_column_is_named(make):
+    pd = pytest.importorskip("pandas")
+    X, y = _data()
+    frame = pd.DataFrame(X, columns=list("abcde")).assign(city=["Oslo"] * len(X))
+    with pytest.raises(ValueError, match=r"non-numeric column\(s\) \['city'\]"):
+        make().fit(frame, y)
+
+
+def test_clip_refuses_zero_norm_embeddings_and_scale_does_not_matter():
+    text = np.random.RandomState(0).normal(size=(3, 4))
+    X = np.random.RandomState(1).normal(size=(6, 4))
+    det = CLIPZeroShot(precomputed=True, text_embeddings=text).fit(X)
+    for scale in (1e-300, 1e300):  # on main: every row log(2/3), an inlier
+        np.testing.assert_allclose(det.score_samples(X * scale), det.score_samples(X))
+    with pytest.raises(ValueError, match="zero norm"):
+        det.score_samples(np.vstack([X, np.zeros(4)]))
+    with pytest.raises(ValueError, match="zero norm"):
+        CLIPZeroShot(precomputed=True, text_embeddings=np.zeros((3, 4))).fit(X)

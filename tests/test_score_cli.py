@@ -149,3 +149,40 @@ def test_ctrl_c_exits_130_and_writes_nothing(files, capsys, monkeypatch):
     )
     assert code == 130 and "interrupted" in capsys.readouterr().err
     assert not out.exists() and not model.exists()
+
+
+def test_a_crafted_pickle_is_refused_without_being_unpickled(files, capsys):
+    import joblib
+
+    tmp, train, _ = files
+    marker = tmp / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # creating a file on load = code execution
+
+    joblib.dump(Payload(), tmp / "evil.joblib")
+    assert main(["score", str(train), "--model", str(tmp / "evil.joblib"), "--drop", "id"]) == 2
+    assert "does not unpickle" in capsys.readouterr().err and not marker.exists()
+    # a file skood saved, then changed (or one saved with someone else's key): refused too
+    assert main(["score", str(train), "--drop", "id", "--save", str(tmp / "m.skood")]) == 0
+    data = bytearray((tmp / "m.skood").read_bytes())
+    data[-10] ^= 1
+    (tmp / "m.skood").write_bytes(bytes(data))
+    assert main(["score", str(train), "--model", str(tmp / "m.skood"), "--drop", "id"]) == 2
+    assert "refusing to unpickle" in capsys.readouterr().err
+
+
+def test_outputs_never_overwrite_inputs_or_existing_files(files, capsys):
+    tmp, train, test = files
+    before = train.read_bytes()
+    for flag in ("--out", "--save"):
+        assert main(["score", str(train), str(test), "--drop", "id", flag, str(train)]) == 2
+        assert "is also an input file" in capsys.readouterr().err
+    assert train.read_bytes() == before
+    out = tmp / "scores.csv"
+    out.write_text("keep me")
+    assert main(["score", str(train), "--drop", "id", "--out", str(out)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(["score", str(train), "--drop", "id", "--out", str(out), "--force"]) == 0
+    assert out.read_text().startswith("row,score,label,threshold")
