@@ -18,6 +18,8 @@ import numpy as np
 __all__ = ["Table", "TableError", "read_table"]
 
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
+# Standardising squares every value: beyond this its square overflows float64 (1.8e308).
+_MAX_MAGNITUDE = 1e150
 
 
 class TableError(ValueError):
@@ -45,7 +47,19 @@ def _parse(cell: str) -> float | None:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as f:
+    try:
+        return _read_csv_rows(path)
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): "
+            "is it a CSV file? Save it as UTF-8 CSV, or as Parquet."
+        ) from None
+    except csv.Error as exc:
+        raise TableError(f"{path} is not a readable CSV file: {exc}.") from None
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
         sample = f.read(64_000)
         f.seek(0)
         try:
@@ -140,6 +154,14 @@ def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> 
             "numbers: encode categorical columns first."
         )
     bad = ~np.isfinite(X)
+    huge = ~bad & (np.abs(X) > _MAX_MAGNITUDE)
+    if huge.any() and not bad.any():
+        rows, cols = np.nonzero(huge)
+        raise TableError(
+            f"{path}: {huge.sum()} cell(s) too large to score (|value| > {_MAX_MAGNITUDE:.0e}, "
+            f"whose squares overflow float64); the first is {X[rows[0], cols[0]]:.6g}, in column "
+            f"{columns[cols[0]]!r} at {where} {rows[0] + first}. Rescale that column."
+        )
     if bad.any():
         rows, cols = np.nonzero(bad)
         col = columns[cols[0]]

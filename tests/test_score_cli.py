@@ -1,6 +1,7 @@
 """`skood score`: the fit / save / load / score round trip and every bad file, through the
 console entry point (a subprocess) and in-process."""
 
+import re
 import subprocess
 import sys
 
@@ -186,3 +187,21 @@ def test_outputs_never_overwrite_inputs_or_existing_files(files, capsys):
     assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "keep me"
     assert main(["score", str(train), "--drop", "id", "--out", str(out), "--force"]) == 0
     assert out.read_text().startswith("row,score,label,threshold")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"a,b\n" + b"1," + b"9" * 140_000 + b"\n2,3\n", "not a readable CSV file: field larger"),
+        (b"\xfe\xff\x00a\x00,\x00b\n1,2\n", r"is not UTF-8 text \(byte 0xfe at offset 0\)"),
+        (b"a,b\n1,2\n1e300,3\n4,5\n", r"too large to score .* column 'a' at line 3"),
+    ],
+    ids=["huge field", "not utf-8", "1e300"],
+)
+def test_unreadable_files_name_the_file_in_one_line(tmp_path, content, message, capsys):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    assert main(["score", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0]
+    assert re.search(message, err[0]), err[0]
