@@ -250,3 +250,20 @@ def test_transductive_pyod_models_score_each_row_against_the_training_data():
     one_by_one = np.concatenate([pipe.score_samples(X_te[i : i + 1]) for i in range(0, 300)])
     np.testing.assert_allclose(scores[:300], one_by_one, rtol=0.05)
     assert auroc(y_te, scores) > 0.95  # 0.50 when PyOD's ECDF absorbs ~1,600 test anomalies
+
+
+def test_ctrl_c_during_skood_bench_exits_130_and_writes_no_result(tmp_path, monkeypatch, capsys):
+    from skood import bench as harness
+    from skood.cli import main
+
+    def interrupted(*args, on_row=None, **kwargs):
+        on_row({"protocol": "semi", "dataset": "wine", "seed": 0, "detector": "gauss",
+                "status": "ok", "auroc": 0.9})  # fmt: skip
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "run_benchmark", interrupted)
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--detector", "gauss", "--out", str(out), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not (out / "results.csv").exists() and not (out / "results.md").exists()
+    assert (out / "results.partial.csv").exists()  # the finished cells, for --resume
