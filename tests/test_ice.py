@@ -280,7 +280,10 @@ def test_cnn_backbone_and_user_modules(digits):
 def test_fine_tune_starts_from_the_pretrained_classifier(digits):
     inl = digits["y_fit"] != -1
     X_in, y_in = digits["X_fit"][inl], digits["y_fit"][inl]
-    stage1 = ClassifierFeatures(hidden_sizes=(32,), max_epochs=20, random_state=0).fit(X_in, y_in)
+    # ICE's backbone reads the network's post-ReLU features(), so compare with those
+    stage1 = ClassifierFeatures(
+        hidden_sizes=(32,), max_epochs=20, pre_activation=False, random_state=0
+    ).fit(X_in, y_in)
     head_before = stage1.module_.head.weight.detach().clone()
     frozen = dict(hidden_sizes=(8,), max_epochs=1, lr=1e-12, random_state=0)  # no real update
     gauss = ICEClassifier(fine_tune=stage1, **frozen).fit(digits["X_fit"], digits["y_fit"])
