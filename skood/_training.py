@@ -34,6 +34,7 @@ __all__ = [
     "StopOnDivergence",
     "build_net",
     "draw_seed",
+    "pinned_threads",
     "plan_epochs",
     "predict_batched",
     "resolve_device",
@@ -104,25 +105,34 @@ def _ctrl_c_propagates() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Run with torch's CPU thread count set to ``threads`` (None: unchanged), then restore it.
+
+    That is what makes a fit reproducible under joblib, whose workers otherwise run torch with
+    fewer threads than the parent process: float32 reductions split over another number of
+    threads round differently (``benchmarks/threads.md``: a CNN's features changed).
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def seeded(seed: int, device: str = "cpu", *, threads: int | None = None) -> Iterator[None]:
     """The context every torch fit runs in: seeded, with pinned threads, and interruptible.
 
-    Torch is seeded inside a forked RNG, so the caller's global RNG state is left as it was.
-    With ``threads``, torch's CPU thread count is pinned and restored on exit: that is what
-    makes a fit reproducible under joblib, whose workers otherwise run torch with fewer threads
-    than the parent process (float32 reductions split over another number of threads round
-    differently). Ctrl-C ends the fit with ``KeyboardInterrupt`` (see :func:`_ctrl_c_propagates`).
+    Torch is seeded inside a forked RNG, so the caller's global RNG state is left as it was;
+    ``threads`` pins torch's CPU threads (:func:`pinned_threads`); Ctrl-C ends the fit with
+    ``KeyboardInterrupt`` (see :func:`_ctrl_c_propagates`).
     """
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    before = torch.get_num_threads()
-    with _ctrl_c_propagates(), torch.random.fork_rng(devices=devices):
+    with _ctrl_c_propagates(), torch.random.fork_rng(devices=devices), pinned_threads(threads):
         torch.manual_seed(seed)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        yield
 
 
 def plan_epochs(

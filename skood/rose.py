@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from skood._training import pinned_threads
 from skood.base import BaseDetector, finite_scores, fit_context, iter_slices, split_holdout
 from skood.nn.fisher import (
     DiagCurvature,
@@ -115,6 +116,10 @@ class ROSEScorer(BaseDetector):
     contamination : float in (0, 0.5], default=0.1
     random_state : int, RandomState instance or None, default=None
         Draws the Fisher rows and the holdout split.
+    n_threads : int or None, default=1
+        Torch CPU threads while the Fisher and the layer statistics are computed (restored
+        afterwards), so the fit is the same whatever ``n_jobs`` a search runs it under; None
+        keeps torch's current setting. The wrapped model has its own.
 
     Attributes
     ----------
@@ -171,6 +176,7 @@ class ROSEScorer(BaseDetector):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "gradients": [StrOptions({"vmap", "loop"})],
         "random_state": ["random_state"],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -191,6 +197,7 @@ class ROSEScorer(BaseDetector):
         gradients="vmap",
         contamination=0.1,
         random_state=None,
+        n_threads=1,
     ):
         self.estimator = estimator
         self.prefit = prefit
@@ -207,6 +214,7 @@ class ROSEScorer(BaseDetector):
         self.gradients = gradients
         self.contamination = contamination
         self.random_state = random_state
+        self.n_threads = n_threads
 
     # -- the wrapped model -----------------------------------------------------------------------
     def _log_prob_fn(self, module: nn.Module) -> Callable:
@@ -303,12 +311,12 @@ class ROSEScorer(BaseDetector):
 
         layers = self._select_layers(module)
         self.layer_names_ = [n for n, _, _ in layers]
-        self.curvatures_ = self._build_curvatures(module, log_prob, layers, X[fisher_idx])
+        with pinned_threads(self.n_threads):
+            self.curvatures_ = self._build_curvatures(module, log_prob, layers, X[fisher_idx])
+            # A second gradient pass: a row's score needs the finished Fisher, and keeping every
+            # per-sample gradient from the first pass would cost n_rows x n_parameters of memory.
+            stats = self._raw_layer_scores(X[stats_idx] if stats_idx.size else X[fisher_idx])
         self.layer_kinds_ = [c.kind for c in self.curvatures_]
-
-        # A second gradient pass: a row's score needs the finished Fisher, and keeping every
-        # per-sample gradient from the first pass would cost n_rows x n_parameters of memory.
-        stats = self._raw_layer_scores(X[stats_idx] if stats_idx.size else X[fisher_idx])
         self.mu_ = stats.mean(axis=0)
         sigma = stats.std(axis=0)
         # A layer whose score never varies (e.g. every gradient 0) must not divide by zero.

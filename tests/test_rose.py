@@ -392,3 +392,18 @@ def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(dig
     s = gpu.score_samples(X_test)
     np.testing.assert_allclose(s, cpu.score_samples(X_test), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(pickle.loads(pickle.dumps(gpu)).score_samples(X_test), s, rtol=1e-5)
+
+
+def test_fisher_is_computed_with_pinned_torch_threads(digits01, vae, monkeypatch):
+    X_train, _ = digits01
+    seen = []
+    original = ROSEScorer._build_curvatures
+
+    def spy(self, *args):
+        seen.append(torch.get_num_threads())
+        return original(self, *args)
+
+    monkeypatch.setattr(ROSEScorer, "_build_curvatures", spy)
+    before = torch.get_num_threads()
+    ROSEScorer(vae, prefit=True, n_fisher_samples=50, n_threads=1).fit(X_train[:200])
+    assert seen == [1] and torch.get_num_threads() == before
