@@ -112,9 +112,11 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
     fewer threads than the parent process: float32 reductions split over another number of
     threads round differently (``benchmarks/threads.md``: a CNN's features changed).
     """
+    if threads is None:
+        yield
+        return
     before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
