@@ -376,6 +376,11 @@ class ClassifierFeatures(_TorchTransformer):
         self.callbacks = callbacks
         self.n_threads = n_threads
 
+    def __setstate__(self, state: dict) -> None:
+        # Pickled before pre_activation existed: those features were the post-ReLU ones.
+        state.setdefault("pre_activation", False)
+        super().__setstate__(state)
+
     def _network(self, n_features: int, n_classes: int) -> nn.Module:
         if isinstance(self.module, nn.Module):
             return copy.deepcopy(self.module)

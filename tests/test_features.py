@@ -164,3 +164,14 @@ def test_pre_activation_features_are_the_penultimate_linear_output(digits, image
     with torch.no_grad():
         expected = pre.module_(torch.tensor(X[:20], dtype=torch.float32)).double().numpy()
     assert_float32_close(logits[:20], expected)
+
+
+def test_a_pickle_from_before_pre_activation_keeps_its_post_relu_features(digits):
+    X, y = digits[:2]
+    old = ClassifierFeatures(hidden_sizes=(8,), max_epochs=1, pre_activation=False, random_state=0)
+    old.fit(X, y)
+    state = old.__getstate__()
+    del state["pre_activation"]  # what a fitted model pickled by skood 0.1.0 holds
+    restored = ClassifierFeatures.__new__(ClassifierFeatures)
+    restored.__setstate__(state)
+    np.testing.assert_array_equal(restored.transform(X), old.transform(X))

@@ -156,3 +156,14 @@ def test_pinned_columns_add_independent_gaussians_to_the_flow_density():
     assert draws.shape == (4000, 5)
     torch.testing.assert_close(draws[:, pinned].mean(0), loc.double(), atol=0.03, rtol=0)
     torch.testing.assert_close(draws[:, pinned].std(0), scale.double(), atol=0.03, rtol=0)
+
+
+def test_a_flow_pickled_before_pinned_columns_existed_still_scores():
+    import pickle
+
+    flow = glow_flow(3, n_blocks=1, hidden_size=4, n_hidden_layers=0).eval()
+    x = torch.randn(5, 3)
+    expected = flow.log_prob(x)
+    for name in ("flow_columns", "pinned_columns", "pinned_loc", "pinned_scale"):
+        del flow._buffers[name]  # the buffers a 0.1.0 flow did not have
+    torch.testing.assert_close(pickle.loads(pickle.dumps(flow)).log_prob(x), expected)

@@ -278,6 +278,12 @@ class NormalizingFlow(nn.Module):
         self.register_buffer("pinned_loc", None)
         self.register_buffer("pinned_scale", None)
 
+    def __setstate__(self, state: dict) -> None:
+        # A flow pickled before pinned columns existed has no such buffers: none are pinned.
+        super().__setstate__(state)
+        for name in ("flow_columns", "pinned_columns", "pinned_loc", "pinned_scale"):
+            self._buffers.setdefault(name, None)
+
     def pin_columns(self, n_features: int, pinned: Tensor, loc: Tensor, scale: Tensor) -> None:
         r"""Model the columns ``pinned`` apart, as independent narrow Gaussians.
 
