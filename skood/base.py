@@ -239,16 +239,18 @@ def check_image_shape(image_shape, n_features: int, owner: str) -> None:
 CONSTANT_RTOL = 1e-6
 
 
-def constant_columns(X: np.ndarray) -> np.ndarray:
+def constant_columns(X: np.ndarray, *, return_stats: bool = False):
     """Indices of the columns of ``X`` that are constant, up to float32 rounding.
 
     A column is constant when its standard deviation is at most :data:`CONSTANT_RTOL` times the
     magnitude of its mean (an exactly constant column, such as a dead ReLU unit, has zero
-    standard deviation). Statistics are computed in float64 whatever ``X``'s dtype.
+    standard deviation). Statistics are computed in float64 whatever ``X``'s dtype; with
+    ``return_stats`` they are returned too, as ``(indices, column means, column stds)``.
     """
     mean = X.mean(axis=0, dtype=np.float64)
     std = X.std(axis=0, dtype=np.float64)
-    return np.flatnonzero(std <= CONSTANT_RTOL * np.abs(mean))
+    constant = np.flatnonzero(std <= CONSTANT_RTOL * np.abs(mean))
+    return (constant, mean, std) if return_stats else constant
 
 
 def split_holdout(

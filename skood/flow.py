@@ -342,7 +342,7 @@ class QuantileFlowDetector(BaseDetector):
 
     def _constant_columns(self, X_train: np.ndarray):
         """(pinned column indices, their Gaussians' means and scales) for ``constant_scale``."""
-        pinned = constant_columns(X_train)
+        pinned, mean, std = constant_columns(X_train, return_stats=True)
         n_flow = X_train.shape[1] - pinned.size
         if n_flow < 2:
             raise ValueError(
@@ -350,11 +350,9 @@ class QuantileFlowDetector(BaseDetector):
                 f"rows to fit a flow; {n_flow} of {X_train.shape[1]} do (the others are "
                 "constant). Give more features or more varied rows, or use GaussianMahalanobis."
             )
-        std = X_train.std(axis=0, dtype=np.float64)
         typical = np.median(np.delete(std, pinned))
-        loc = X_train[:, pinned].mean(axis=0, dtype=np.float64)
         scale = np.maximum(std[pinned], self.constant_scale * typical)
-        return pinned, torch.from_numpy(loc), torch.from_numpy(scale)
+        return pinned, torch.from_numpy(mean[pinned]), torch.from_numpy(scale)
 
     def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
         flow = self.net_.module_
