@@ -3,39 +3,48 @@
 Every detector is an sklearn estimator with ``fit`` / ``score_samples`` (float64, higher = more
 normal) / ``decision_function`` / ``predict`` (+1 inlier, -1 outlier). In ``y``, the value -1
 marks an outlier row; every other value is an inlier label.
+
+The estimators are imported on first use (PEP 562), so ``import skood.nn`` (plain torch modules)
+does not import scikit-learn or skorch.
 """
 
-from skood.ama import AMADetector
-from skood.base import TrainingDiverged
-from skood.clip import CLIPZeroShot
-from skood.features import ClassifierFeatures, ImageFiles, TorchFeatures, TorchvisionFeatures
-from skood.flow import QuantileFlowDetector
-from skood.gaussian import GaussianMahalanobis
-from skood.hsc import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
-from skood.ice import ICEClassifier
-from skood.open_set import OpenSetClassifier
-from skood.rose import ROSEScorer
-from skood.vae import VAEDetector
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AMADetector",
-    "CLIPZeroShot",
-    "ClassifierFeatures",
-    "DeepSADDetector",
-    "DeepSVDDDetector",
-    "GaussianMahalanobis",
-    "HSCDetector",
-    "ICEClassifier",
-    "ImageFiles",
-    "OEClassifier",
-    "OpenSetClassifier",
-    "QuantileFlowDetector",
-    "ROSEScorer",
-    "TorchFeatures",
-    "TorchvisionFeatures",
-    "TrainingDiverged",
-    "VAEDetector",
-    "__version__",
-]
+#: Public name -> the module that defines it.
+_LOCATIONS = {
+    "AMADetector": "skood.ama",
+    "CLIPZeroShot": "skood.clip",
+    "ClassifierFeatures": "skood.features",
+    "DeepSADDetector": "skood.hsc",
+    "DeepSVDDDetector": "skood.hsc",
+    "GaussianMahalanobis": "skood.gaussian",
+    "HSCDetector": "skood.hsc",
+    "ICEClassifier": "skood.ice",
+    "ImageFiles": "skood.vision",
+    "OEClassifier": "skood.hsc",
+    "OpenSetClassifier": "skood.open_set",
+    "QuantileFlowDetector": "skood.flow",
+    "ROSEScorer": "skood.rose",
+    "TorchFeatures": "skood.features",
+    "TorchvisionFeatures": "skood.vision",
+    "TrainingDiverged": "skood.base",
+    "VAEDetector": "skood.vae",
+}
+
+__all__ = [*sorted(_LOCATIONS), "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _LOCATIONS:
+        raise AttributeError(f"module 'skood' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LOCATIONS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

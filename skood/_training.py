@@ -14,12 +14,14 @@ import math
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from skorch import NeuralNet
-from skorch.callbacks import Callback, GradientNormClipping
+from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
@@ -27,13 +29,18 @@ from skood.base import TrainingDiverged, iter_slices
 
 __all__ = [
     "DIVERGENCE_ADVICE",
+    "TORCH_PARAMETER_CONSTRAINTS",
     "EpochProgressBar",
     "InputNoise",
     "OutlierExposureBatches",
     "OutlierExposureCollate",
     "StopOnDivergence",
+    "TorchEstimatorMixin",
     "build_net",
     "draw_seed",
+    "lr_milestones",
+    "lr_schedule_callbacks",
+    "make_module",
     "pinned_threads",
     "plan_epochs",
     "predict_batched",
@@ -138,19 +145,66 @@ def seeded(seed: int, device: str = "cpu", *, threads: int | None = None) -> Ite
 
 
 def plan_epochs(
-    n_rows: int, batch_size: int, max_epochs: int, min_steps: int, drop_last: bool
-) -> tuple[int, int]:
-    """Effective ``(batch_size, max_epochs)`` for a training set of ``n_rows``.
+    n_rows: int, batch_size: int, max_epochs: int, min_steps: int, drop_last: bool | str = "auto"
+) -> tuple[int, int, bool]:
+    """Effective ``(batch_size, max_epochs, drop_last)`` for a training set of ``n_rows``.
 
     The batch never exceeds the data (a batch larger than the data with ``drop_last`` would mean
     zero optimiser steps), and the number of epochs grows until at least ``min_steps`` optimiser
     steps are taken: defaults tuned for 50,000 rows would otherwise give a few hundred rows only
     a handful of steps.
+
+    ``drop_last="auto"`` drops the last batch of an epoch only when it would hold a single row:
+    BatchNorm cannot normalise one row in training mode, and every other batch carries signal.
+    ``True`` drops any incomplete last batch (every step then sees a full batch).
     """
     batch = max(1, min(batch_size, n_rows))
+    if drop_last == "auto":
+        drop_last = n_rows > batch and n_rows % batch == 1
     steps_per_epoch = n_rows // batch if drop_last else math.ceil(n_rows / batch)
     epochs = max(max_epochs, math.ceil(min_steps / steps_per_epoch)) if min_steps else max_epochs
-    return batch, epochs
+    return batch, epochs, bool(drop_last)
+
+
+def lr_milestones(lr_schedule, n_epochs: int) -> list[int]:
+    """Epochs at which a step schedule multiplies the learning rate by 0.1.
+
+    ``lr_schedule`` is a sequence of fractions of the training (``(0.5, 0.75)``: at half and at
+    three quarters of the epochs); the epochs are rounded, at least 1, without repeats.
+    """
+    return sorted({max(1, round(float(f) * n_epochs)) for f in lr_schedule})
+
+
+def lr_schedule_callbacks(lr_schedule, n_epochs: int, steps_per_epoch: int) -> list:
+    """The skorch callbacks of ``lr_schedule``: None, ``"cosine"`` or fractions (see above).
+
+    ``"cosine"`` anneals the learning rate to 0 over every optimiser step of the training.
+    """
+    if lr_schedule is None or (not isinstance(lr_schedule, str) and len(lr_schedule) == 0):
+        return []
+    if isinstance(lr_schedule, str):  # "cosine", the only named schedule
+        total = max(1, steps_per_epoch * n_epochs)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+        return [("lr_schedule", LRScheduler(cosine, T_max=total, step_every="batch"))]
+    step = torch.optim.lr_scheduler.MultiStepLR
+    milestones = lr_milestones(lr_schedule, n_epochs)
+    return [("lr_schedule", LRScheduler(step, milestones=milestones, gamma=0.1))]
+
+
+def make_module(
+    module, default: Callable[[], torch.nn.Module] | None, *factory_args, **factory_kwargs
+) -> torch.nn.Module:
+    """The network a ``module`` parameter asks for.
+
+    An ``nn.Module`` instance is deep-copied (fitting never trains the user's object); any other
+    callable (a class or a factory) is called with ``factory_args`` and ``factory_kwargs``; None
+    builds ``default()``, the estimator's own network.
+    """
+    if isinstance(module, torch.nn.Module):
+        return copy.deepcopy(module)
+    if module is not None or default is None:
+        return module(*factory_args, **factory_kwargs)
+    return default()
 
 
 class EpochProgressBar(Callback):
@@ -403,3 +457,74 @@ def predict_batched(
             xb = torch.tensor(X[sl], dtype=torch.float32, device=device)
             outputs.append(fn(xb).to(dtype=torch.float64, device="cpu").numpy())
     return np.concatenate(outputs) if outputs else np.empty(0)
+
+
+#: The parameters every torch estimator has, with sklearn's constraints. Each estimator lists them
+#: in its ``__init__`` (sklearn reads parameters from the signature) and merges these constraints
+#: into its own.
+TORCH_PARAMETER_CONSTRAINTS: dict = {
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "min_steps": [Interval(Integral, 0, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "callbacks": [list, None],
+    "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+    "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+}
+
+
+class TorchEstimatorMixin:
+    """The torch side of a skood estimator: device, seeding, epochs, the skorch net, inference.
+
+    An estimator with the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` fits as::
+
+        seed = self._start_fit(rng)                  # device_ resolved, a torch seed drawn
+        drop_last = self._plan_epochs(n_train_rows)  # batch_size_, n_epochs_ (min_steps)
+        with self._training(seed):                   # seeded, pinned threads, Ctrl-C ends it
+            self.net_ = self._build_net(module, criterion, drop_last=drop_last)
+            self.net_.fit(X_train, None)
+
+    and scores with :meth:`_predict`. What differs between methods (the module, the loss, the
+    score) stays in the estimator.
+    """
+
+    def _start_fit(self, rng) -> int:
+        """Resolve ``device_`` and draw the torch seed of this fit from ``rng``."""
+        self.device_ = resolve_device(self.device)
+        return draw_seed(rng)
+
+    def _plan_epochs(self, n_rows: int, drop_last: bool | str = "auto") -> bool:
+        """Set ``batch_size_`` and ``n_epochs_`` for ``n_rows`` training rows (see plan_epochs)."""
+        self.batch_size_, self.n_epochs_, drop_last = plan_epochs(
+            n_rows, self.batch_size, self.max_epochs, self.min_steps, drop_last
+        )
+        return drop_last
+
+    def _training(self, seed: int):
+        """The context a fit trains in: :func:`seeded` on ``device_`` with ``n_threads``."""
+        return seeded(seed, self.device_, threads=self.n_threads)
+
+    def _build_net(self, module, criterion, *, callbacks=(), **options) -> NeuralNet:
+        """:func:`build_net` with this estimator's lr, batch, epochs, device and callbacks.
+
+        ``callbacks`` are the method's own; the user's ``callbacks`` parameter follows them.
+        """
+        options.setdefault("progress_desc", type(self).__name__)
+        return build_net(
+            module,
+            criterion=criterion,
+            lr=self.lr,
+            batch_size=self.batch_size_,
+            max_epochs=self.n_epochs_,
+            device=self.device_,
+            callbacks=[*callbacks, *(self.callbacks or [])],
+            verbose=self.verbose,
+            **options,
+        )
+
+    def _predict(self, fn: Callable, X: np.ndarray, module: torch.nn.Module) -> np.ndarray:
+        """:func:`predict_batched` in batches of ``inference_batch_size``."""
+        return predict_batched(fn, X, batch_size=self.inference_batch_size, module=module)

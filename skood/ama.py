@@ -24,16 +24,9 @@ from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from torch import nn
 
-from skood._training import (
-    build_net,
-    draw_seed,
-    predict_batched,
-    resolve_device,
-    seeded,
-)
+from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin, lr_milestones
 from skood.base import (
     BaseDetector,
-    check_calibration_scores,
     check_image_shape,
     finite_scores,
     fit_context,
@@ -45,9 +38,9 @@ from skood.nn.ama import (
     ConvCritic,
     ConvDecoder,
     ConvEncoder,
+    LeakyMLPEncoder,
     MLPCritic,
     MLPDecoder,
-    MLPEncoder,
     atypical_negatives,
 )
 
@@ -158,7 +151,7 @@ class _MultiStepAll(Callback):
         del self.schedulers_  # they hold references to the optimizers; not needed after fit
 
 
-class AMADetector(BaseDetector):
+class AMADetector(TorchEstimatorMixin, BaseDetector):
     """Adversarial mirrored autoencoder (AMA) with the Gaussian-of-R anomaly score.
 
     An encoder E and decoder G are trained, with no pixel loss, against a Wasserstein critic D
@@ -185,7 +178,7 @@ class AMADetector(BaseDetector):
         ``mirrored=False``).
     latent_dim : int or "auto", default="auto"
         128 for the conv networks, ``max(2, min(64, n_features // 4))`` for the MLPs.
-    hidden_dims : tuple of int, default=(128, 64)
+    hidden_sizes : tuple of int, default=(128, 64)
         MLP widths: E ``n -> 128 -> 64 -> d``, G mirrored, D ``2n -> 128 -> 64 -> 1``.
     image_shape : tuple (C, H, W) or None, default=None
         Rows of ``X`` are flattened images of this shape (pairs stack on the channel axis).
@@ -211,16 +204,20 @@ class AMADetector(BaseDetector):
     neg_fraction : float, default=0.1
         Share of each batch replaced by negatives.
     neg_warmup : float, default=0.1
-        Fraction of ``max_epochs`` before negatives start (10 of 100 in the paper).
+        Fraction of the epochs before negatives start (10 of 100 in the paper).
     lr : float, default=3e-4
-    lr_milestones : tuple of float, default=(0.3, 0.6, 0.9)
-        Fractions of ``max_epochs`` at which every learning rate is multiplied by 0.1.
+    lr_schedule : tuple of float or None, default=(0.3, 0.6, 0.9)
+        Fractions of the epochs at which every learning rate is multiplied by 0.1.
     max_epochs : int, default=100
+    min_steps : int, default=0
+        Epochs are raised until at least this many encoder + decoder steps are taken (0: exactly
+        ``max_epochs``, the paper's schedule).
     batch_size : int, default=256
-    anomaly_score : {"A", "R", "recon"}, default="A"
+        At least 2 (interpolations mix the codes of a batch).
+    ood_score : {"A", "R", "recon"}, default="A"
         ``"A"``: ``log A = -(R - mu)^2 / (2 sigma^2) - log(sigma sqrt(2 pi))`` (ranks like A and
         cannot underflow); ``"R"``: ``-R``; ``"recon"``: ``-mean |x - x_hat|``.
-    holdout_fraction : float in [0, 1), default=0.0
+    validation_fraction : float in [0, 1), default=0.0
         Share of the rows held out from training to fit mu, sigma and ``offset_`` (0: the training
         rows, as the paper; training R is biased low when the model overfits).
     contamination : float in (0, 0.5], default=0.1
@@ -243,6 +240,11 @@ class AMADetector(BaseDetector):
     mu_, sigma_ : float
         The Gaussian fitted to the calibration R-scores.
     offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores of the calibration rows (held out, or the training rows when
+        ``validation_fraction=0``) that ``offset_`` was set from.
+    n_epochs_, batch_size_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``) and rows per batch.
     latent_dim_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray
@@ -250,8 +252,8 @@ class AMADetector(BaseDetector):
 
     Notes
     -----
-    The negative term is implemented literally (spec pitfall 3): the critic is pushed to rate
-    (x_n, x_hat_n) above (x_n, x_n) while G lowers D(x_n, x_hat_n). With D' = -D that is an
+    The negative term is implemented as the paper writes it, though it reads oddly: the critic
+    is pushed to rate (x_n, x_hat_n) above (x_n, x_n) while G lowers D(x_n, x_hat_n). With D' = -D that is an
     ordinary WGAN game, so G still learns to reconstruct the negatives; the gain likely comes from
     the critic's features separating normal inputs from negatives. The conv decoder ends in tanh:
     scale images to [-1, 1] first (``MinMaxScaler((-1, 1))``).
@@ -266,7 +268,7 @@ class AMADetector(BaseDetector):
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple, callable],
         "latent_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "hidden_dims": [tuple, list],
+        "hidden_sizes": [tuple, list],
         "image_shape": [tuple, None],
         "mirrored": ["boolean"],
         "lambda_inter": [Interval(Real, 0, None, closed="left")],
@@ -282,18 +284,11 @@ class AMADetector(BaseDetector):
         "neg_delta": [Interval(Real, 0, 1, closed="neither")],
         "neg_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "neg_warmup": [Interval(Real, 0, 1, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "lr_milestones": [tuple, list, None],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "anomaly_score": [StrOptions({"A", "R", "recon"})],
-        "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "lr_schedule": [tuple, list, None],
+        "ood_score": [StrOptions({"A", "R", "recon"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        **TORCH_PARAMETER_CONSTRAINTS,
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
     }
 
     def __init__(
@@ -301,7 +296,7 @@ class AMADetector(BaseDetector):
         module="auto",
         *,
         latent_dim="auto",
-        hidden_dims=(128, 64),
+        hidden_sizes=(128, 64),
         image_shape=None,
         mirrored=True,
         lambda_inter=0.5,
@@ -318,11 +313,12 @@ class AMADetector(BaseDetector):
         neg_fraction=0.1,
         neg_warmup=0.1,
         lr=3e-4,
-        lr_milestones=(0.3, 0.6, 0.9),
+        lr_schedule=(0.3, 0.6, 0.9),
         max_epochs=100,
+        min_steps=0,
         batch_size=256,
-        anomaly_score="A",
-        holdout_fraction=0.0,
+        ood_score="A",
+        validation_fraction=0.0,
         contamination=0.1,
         device="auto",
         random_state=None,
@@ -333,7 +329,7 @@ class AMADetector(BaseDetector):
     ):
         self.module = module
         self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
+        self.hidden_sizes = hidden_sizes
         self.image_shape = image_shape
         self.mirrored = mirrored
         self.lambda_inter = lambda_inter
@@ -350,11 +346,12 @@ class AMADetector(BaseDetector):
         self.neg_fraction = neg_fraction
         self.neg_warmup = neg_warmup
         self.lr = lr
-        self.lr_milestones = lr_milestones
+        self.lr_schedule = lr_schedule
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
-        self.anomaly_score = anomaly_score
-        self.holdout_fraction = holdout_fraction
+        self.ood_score = ood_score
+        self.validation_fraction = validation_fraction
         self.contamination = contamination
         self.device = device
         self.random_state = random_state
@@ -400,8 +397,8 @@ class AMADetector(BaseDetector):
             E, G = ConvEncoder(shape, d), ConvDecoder(shape, d)
             D = ConvCritic(2 * c if self.mirrored else c, (h, w), spectral=self.spectral_norm)
         else:
-            hidden = tuple(self.hidden_dims)
-            E, G = MLPEncoder(n_features, hidden, d), MLPDecoder(n_features, hidden, d)
+            hidden = tuple(self.hidden_sizes)
+            E, G = LeakyMLPEncoder(n_features, hidden, d), MLPDecoder(n_features, hidden, d)
             D = MLPCritic(pair_width, hidden, spectral=self.spectral_norm)
         if not hasattr(D, "features"):
             raise ValueError(
@@ -433,20 +430,20 @@ class AMADetector(BaseDetector):
         X = X[inliers]
         rng = check_random_state(self.random_state)
         train_idx, calib_idx = split_holdout(
-            X.shape[0], self.holdout_fraction, rng, min_train=2, estimator_name=name
+            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
         )
         X_train = X[train_idx]
-        self.device_ = resolve_device(self.device)
-        batch = max(2, min(self.batch_size, X_train.shape[0]))
+        seed = self._start_fit(rng)
+        # A last batch of one row breaks BatchNorm and the interpolation: "auto" drops it.
+        drop_last = self._plan_epochs(X_train.shape[0])
         callbacks = [("critic_loss", _EpochMeanCriticLoss())]
-        if self.lr_milestones:
-            epochs = sorted({max(1, round(f * self.max_epochs)) for f in self.lr_milestones})
-            callbacks.append(("lr_schedule", _MultiStepAll(epochs)))
-        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
-            module = self._networks(X.shape[1])
-            self.net_ = build_net(
-                module,
-                criterion=AMALoss(
+        if self.lr_schedule:
+            milestones = lr_milestones(self.lr_schedule, self.n_epochs_)
+            callbacks.append(("lr_schedule", _MultiStepAll(milestones)))
+        with self._training(seed):
+            self.net_ = self._build_net(
+                self._networks(X.shape[1]),
+                AMALoss(
                     lambda_inter=self.lambda_inter,
                     lambda_reg=self.lambda_reg,
                     lambda_gp=self.lambda_gp,
@@ -454,15 +451,8 @@ class AMADetector(BaseDetector):
                     n_interp=self.n_interp,
                     interp_update_generator=self.interp_update_generator,
                 ),
-                lr=self.lr,
-                batch_size=batch,
-                max_epochs=self.max_epochs,
-                device=self.device_,
-                callbacks=[*callbacks, *(self.callbacks or [])],
-                verbose=self.verbose,
-                # A last batch of one row breaks BatchNorm and the interpolation.
-                drop_last=X_train.shape[0] % batch == 1,
-                progress_desc=name,
+                callbacks=callbacks,
+                drop_last=drop_last,
                 divergence_advice="Lower lr, or set lambda_rec=1.0 to stabilise the adversarial game.",
                 net_cls=_AMANet,
                 n_critic=self.n_critic,
@@ -470,40 +460,36 @@ class AMADetector(BaseDetector):
                 neg_delta=self.neg_delta,
                 neg_fraction=self.neg_fraction,
                 neg_weight=self.lambda_neg,
-                neg_warmup_epochs=round(self.neg_warmup * self.max_epochs),
+                neg_warmup_epochs=round(self.neg_warmup * self.n_epochs_),
             )
             self.net_.fit(X_train, None)
         X_calib = X[calib_idx] if calib_idx.size else X_train
         r = self._r(X_calib)
         self.mu_ = float(np.mean(r))
         self.sigma_ = float(max(np.std(r), 1e-12))  # scipy.stats.norm.fit's MLE
-        calibration = self._scores(X_calib, r)
-        check_calibration_scores(calibration, name)
-        self.offset_ = float(np.quantile(calibration, self.contamination))
+        self._set_offset(self._scores(X_calib, r))
         return self
 
     # -- scoring ---------------------------------------------------------------------------------
     def _r(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_
-        return predict_batched(
-            module.r_score, X, batch_size=self.inference_batch_size, module=module
-        )
+        return self._predict(module.r_score, X, module)
 
     def _scores(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
-        if self.anomaly_score == "recon":
+        if self.ood_score == "recon":
             return finite_scores(-np.abs(self._reconstruct(X) - X).mean(axis=1))
         r = self._r(X) if r is None else r
-        if self.anomaly_score == "R":
+        if self.ood_score == "R":
             return finite_scores(-r)
         z = (r - self.mu_) / self.sigma_
         return finite_scores(-0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi)))
 
     def _reconstruct(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_
-        return predict_batched(module, X, batch_size=self.inference_batch_size, module=module)
+        return self._predict(module, X, module)
 
     def score_samples(self, X) -> np.ndarray:
-        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``anomaly_score``).
+        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``ood_score``).
 
         Parameters
         ----------

@@ -2,8 +2,16 @@
 
 * ``score_samples(X)``: float64, finite, **higher = more normal**.
 * ``decision_function(X) = score_samples(X) - offset_``; ``predict(X)`` is +1 / -1 (-1 = outlier).
-* ``offset_`` comes from ``contamination`` (a float in (0, 0.5], or ``"auto"`` where a method has a
-  natural boundary), set on held-out inliers where the method trains on the rows it would score.
+* ``offset_`` comes from ``contamination`` and the *calibration scores*, the scores of inlier rows
+  the model did not train on where it trains on the rows it would score
+  (:class:`CalibratedThresholdMixin`, the one place a threshold is set):
+
+  - a float ``c``: the ``c``-quantile of the calibration scores, so that about a fraction ``c``
+    of new inliers fall below it;
+  - ``"auto"``: the method's natural boundary where its score has one (a class declares it as
+    ``_natural_offset``, e.g. P(normal) = 0.5), else the :data:`AUTO_CONTAMINATION` quantile.
+
+  The calibration scores are kept, sorted, as ``calibration_scores_``.
 * Labels: ``y == -1`` marks an outlier row; every other value is an inlier label (a class, or +1).
 
 Nothing here knows about a particular method.
@@ -18,9 +26,12 @@ from numbers import Real
 import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -28,13 +39,16 @@ from sklearn.utils.validation import (
 )
 
 __all__ = [
+    "AUTO_CONTAMINATION",
     "CONSTANT_RTOL",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
     "BaseDetector",
+    "CalibratedThresholdMixin",
     "LogitClassifierMixin",
     "TrainingDiverged",
     "check_calibration_scores",
+    "check_class_labels",
     "check_image_shape",
     "check_no_missing_labels",
     "constant_columns",
@@ -306,18 +320,52 @@ def iter_slices(n_samples: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n_samples))
 
 
-class BaseDetector(OutlierMixin, BaseEstimator):
+#: The quantile ``contamination="auto"`` means for a method whose score has no natural boundary.
+AUTO_CONTAMINATION = 0.1
+
+#: The ``contamination`` constraint every estimator shares.
+CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})]
+
+
+class CalibratedThresholdMixin:
+    """How every skood estimator turns its scores into ``offset_`` (see the module docstring).
+
+    A class whose score has a natural boundary sets ``_natural_offset`` (the score value at that
+    boundary); ``contamination="auto"`` then uses it and the method needs no held-out rows
+    (:meth:`_calibration_fraction` is 0). ``fit`` ends with :meth:`_set_offset` on the
+    calibration scores.
+    """
+
+    #: The score at the method's natural decision boundary, or None where it has none.
+    _natural_offset: float | None = None
+
+    def _uses_natural_offset(self) -> bool:
+        return self.contamination == "auto" and self._natural_offset is not None
+
+    def _calibration_fraction(self, fraction: float) -> float:
+        """The share of inlier rows to hold out: ``fraction``, or 0 for a natural boundary."""
+        return 0.0 if self._uses_natural_offset() else fraction
+
+    def _set_offset(self, calibration_scores: np.ndarray) -> None:
+        """Keep the calibration scores (sorted) and set ``offset_`` from them."""
+        check_calibration_scores(calibration_scores, type(self).__name__)
+        self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+        if self._uses_natural_offset():
+            self.offset_ = float(self._natural_offset)
+        else:
+            q = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+            self.offset_ = float(np.quantile(self.calibration_scores_, q))
+
+
+class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
     """Base class of skood's outlier detectors.
 
     Subclasses implement ``fit`` (ending with :meth:`_set_offset`) and ``score_samples``; this
     class supplies ``decision_function``, ``predict`` (via ``OutlierMixin.fit_predict`` too) and
-    input validation. A subclass whose method has a natural boundary adds ``"auto"`` to the
-    ``contamination`` constraints and implements ``_auto_offset``.
+    input validation.
     """
 
-    _parameter_constraints: dict = {
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
-    }
+    _parameter_constraints: dict = {"contamination": CONTAMINATION_CONSTRAINT}
 
     # -- validation ----------------------------------------------------------------------------
     def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
@@ -341,18 +389,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         X = self._validate_X(X, reset=True, **kwargs)
         inlier_mask, labels = split_labels(y, X.shape[0], type(self).__name__)
         return X, inlier_mask, labels
-
-    # -- thresholding --------------------------------------------------------------------------
-    def _set_offset(self, calibration_scores: np.ndarray) -> None:
-        """Set ``offset_`` from scores of inlier rows (held out where the method trains)."""
-        check_calibration_scores(calibration_scores, type(self).__name__)
-        if self.contamination == "auto":
-            self.offset_ = float(self._auto_offset())
-        else:
-            self.offset_ = float(np.quantile(calibration_scores, self.contamination))
-
-    def _auto_offset(self) -> float:  # pragma: no cover - only reachable through "auto"
-        raise NotImplementedError(f"{type(self).__name__} has no natural 'auto' threshold.")
 
     def decision_function(self, X) -> np.ndarray:
         """Shifted score: negative for outliers, non-negative for inliers.
@@ -404,13 +440,65 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return tags
 
 
-class LogitClassifierMixin:
+def check_class_labels(y, n_samples: int, estimator_name: str):
+    """Class labels for an estimator that trains a classifier on the inlier rows.
+
+    ``y`` is required; ``-1`` rows are outliers (never a class), and the inlier rows must hold at
+    least 2 classes. Returns ``(inlier_mask, class codes of the inlier rows, classes)``, the
+    codes being ``0 .. n_classes - 1`` in the order of ``classes``.
+    """
+    if y is None:
+        raise ValueError(
+            f"{estimator_name} requires y to be passed, but the target y is None: it trains a "
+            f"classifier on the inlier class labels (rows labelled {OUTLIER_LABEL} are outliers)."
+        )
+    # NaN / inf labels are refused here, before any comparison with -1 casts them.
+    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    inliers, labels = split_labels(y, n_samples, estimator_name)
+    check_classification_targets(labels)
+    encoder = LabelEncoder().fit(labels)
+    if encoder.classes_.size < 2:
+        hint = ""
+        if (~inliers).any():
+            hint = (
+                f" The {int((~inliers).sum())} rows labelled {OUTLIER_LABEL} are outliers in "
+                f"skood's convention, not a class; if {OUTLIER_LABEL} is one of your classes, "
+                f"relabel it (e.g. LabelEncoder) and mark outliers with {OUTLIER_LABEL}."
+            )
+        raise ValueError(
+            f"{estimator_name} needs at least 2 inlier classes in y to train a classifier; got "
+            f"{encoder.classes_.size} class ({list(encoder.classes_)}).{hint}"
+        )
+    return inliers, encoder.transform(labels).astype(np.int64), encoder.classes_
+
+
+class LogitClassifierMixin(CalibratedThresholdMixin):
     """What a classifier with an out-of-distribution gate shares (``OpenSetClassifier``, ICE).
 
-    The class defines ``_logits(X)`` (validates ``X``, returns float64 logits of shape
-    ``(n_samples, n_classes)``, columns as ``classes_``), ``score_samples`` and ``offset_``; this
-    mixin derives sklearn's classifier outputs from the logits and the ±1 gate from the score.
+    The class defines ``_logits(X)`` and ``_scores_and_logits(X)`` on validated ``X`` (float64
+    logits of shape ``(n_samples, n_classes)``, columns as ``classes_``, and the gate's score,
+    higher = more in-distribution) and sets ``offset_`` with :meth:`_set_offset`; this mixin
+    derives sklearn's classifier outputs from the logits and the open-set outputs from the score.
+    ``contamination`` is the share of calibration inliers the gate rejects (0.05 is the usual
+    TPR-95 operating point: 95 % of inliers accepted).
     """
+
+    def _validate(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_numeric(self, X, dtype=np.float32, reset=False)
+
+    def score_samples(self, X) -> np.ndarray:
+        """The gate's score: higher = more like the inlier classes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        return self._scores_and_logits(self._validate(X))[0]
 
     def decision_function(self, X) -> np.ndarray:
         """The logits, as sklearn's classifier contract defines ``decision_function``.
@@ -424,7 +512,7 @@ class LogitClassifierMixin:
         ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
             For two classes, the logit difference (positive means ``classes_[1]``).
         """
-        logits = self._logits(X)
+        logits = self._logits(self._validate(X))
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X) -> np.ndarray:
@@ -438,12 +526,40 @@ class LogitClassifierMixin:
         -------
         ndarray of float64, shape (n_samples, n_classes)
         """
-        return softmax(self._logits(X), axis=1)
+        return softmax(self._logits(self._validate(X)), axis=1)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Log of :meth:`predict_proba`, computed stably from the logits."""
-        logits = self._logits(X)
+        logits = self._logits(self._validate(X))
         return logits - logsumexp(logits, axis=1, keepdims=True)
+
+    def predict_closed_set(self, X) -> np.ndarray:
+        """The class with the largest logit for every input, never rejecting.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self._logits(self._validate(X)), axis=1)]
+
+    def predict_open_set(self, X) -> np.ndarray:
+        """The class for accepted inputs, ``-1`` for inputs whose score is below ``offset_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
+        """
+        scores, logits = self._scores_and_logits(self._validate(X))
+        return open_set_labels(self.classes_, np.argmax(logits, axis=1), scores < self.offset_)
 
     def outlier_decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for inputs the gate rejects.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import logsumexp
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from skood._training import predict_batched, resolve_device
@@ -152,7 +153,7 @@ class CLIPZeroShot(BaseDetector):
 
     Images arrive as flattened rows with ``image_shape=(C, H, W)`` and values in [0, 1]; they
     are resized to the model's input size and normalised with CLIP's mean / std (or passed
-    through ``preprocess``). :class:`skood.features.ImageFiles` turns file paths or PIL images
+    through ``preprocess``). :class:`skood.vision.ImageFiles` turns file paths or PIL images
     into such rows inside a ``Pipeline``.
 
     Parameters
@@ -183,7 +184,7 @@ class CLIPZeroShot(BaseDetector):
     preprocess : callable or None, default=None
         ``preprocess(images) -> pixel batch`` on a float tensor ``(n, C, H, W)``; replaces the
         default resize + normalisation.
-    batch_size : int, default=64
+    inference_batch_size : int, default=64
         Images per forward pass.
     device : str, default="cpu"
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -197,6 +198,8 @@ class CLIPZeroShot(BaseDetector):
     prompts_ : list
         The prompt text (a list of templates for an ensemble) behind each row.
     offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores of the rows given to ``fit`` (``y == -1`` left out).
     device_ : str
         The device the encoder runs on (``device`` resolved).
     n_features_in_ : int
@@ -219,8 +222,11 @@ class CLIPZeroShot(BaseDetector):
     array([ 1, -1])
     """
 
+    #: P(normal) = 0.5: the normal prompts and the anomaly prompt are equally likely.
+    _natural_offset = math.log(0.5)
+
     _parameter_constraints: dict = {
-        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
+        **BaseDetector._parameter_constraints,
         "class_names": [list, tuple, None],
         "encoder": "no_validation",
         "tokenizer": [callable, None],
@@ -232,7 +238,7 @@ class CLIPZeroShot(BaseDetector):
         "text_embeddings": ["array-like", None],
         "image_shape": [tuple, None],
         "preprocess": [callable, None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
     }
 
@@ -250,7 +256,7 @@ class CLIPZeroShot(BaseDetector):
         text_embeddings=None,
         image_shape=None,
         preprocess=None,
-        batch_size=64,
+        inference_batch_size=64,
         device="cpu",
         contamination="auto",
     ):
@@ -265,7 +271,7 @@ class CLIPZeroShot(BaseDetector):
         self.text_embeddings = text_embeddings
         self.image_shape = image_shape
         self.preprocess = preprocess
-        self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.device = device
         self.contamination = contamination
 
@@ -277,8 +283,8 @@ class CLIPZeroShot(BaseDetector):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Image embeddings (``precomputed``) or flattened images; only their width is used,
-            and their scores when ``contamination`` is a float.
+            Image embeddings (``precomputed``) or flattened images of normal rows: their width is
+            checked and their scores calibrate ``offset_`` (kept as ``calibration_scores_``).
         y : array-like of shape (n_samples,), default=None
             Rows with ``y == -1`` are left out of the ``contamination`` quantile.
 
@@ -294,11 +300,7 @@ class CLIPZeroShot(BaseDetector):
             self._fit_precomputed(X.shape[1])
         else:
             self._fit_encoder(X.shape[1])
-        self.offset_ = (
-            float(np.log(0.5))
-            if self.contamination == "auto"
-            else float(np.quantile(self._scores(X[inliers]), self.contamination))
-        )
+        self._set_offset(self._scores(X[inliers]))
         return self
 
     def _fit_precomputed(self, n_features: int) -> None:
@@ -410,7 +412,9 @@ class CLIPZeroShot(BaseDetector):
         def encode(xb: torch.Tensor) -> torch.Tensor:
             return self.backend_.encode_images(self._pixels(xb.view(-1, *self.image_shape)))
 
-        feats = predict_batched(encode, X, batch_size=self.batch_size, module=self.backend_.model)
+        feats = predict_batched(
+            encode, X, batch_size=self.inference_batch_size, module=self.backend_.model
+        )
         return _l2(feats, "image embeddings")
 
     def _scores(self, X: np.ndarray) -> np.ndarray:

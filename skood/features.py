@@ -3,18 +3,14 @@
 * :class:`TorchFeatures` wraps any torch module and returns a named layer's activations.
 * :class:`ClassifierFeatures` trains a classifier on the inlier rows (QuantOD's stage 1) and
   returns its penultimate features.
-* :class:`TorchvisionFeatures` is a pretrained torchvision model with weights from a local file
-  (torchvision is optional and imported lazily; nothing is downloaded).
+(:mod:`skood.vision` has the pretrained torchvision extractor and the image-file reader.)
 
-All put ``X`` (2-D, as sklearn requires; images arrive flattened) through the network in batches,
+Both put ``X`` (2-D, as sklearn requires; images arrive flattened) through the network in batches,
 in eval mode and without autograd, so they sit in a ``Pipeline`` before any skood detector.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 
@@ -25,9 +21,8 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
@@ -35,22 +30,24 @@ from torch import nn
 
 from skood._training import (
     DIVERGENCE_ADVICE,
-    build_net,
+    TORCH_PARAMETER_CONSTRAINTS,
+    TorchEstimatorMixin,
     draw_seed,
+    make_module,
     predict_batched,
     resolve_device,
     seeded,
 )
 from skood.base import (
     TrainingDiverged,
+    check_class_labels,
     check_image_shape,
     fit_context,
-    split_labels,
     validate_numeric,
 )
 from skood.nn.networks import MLPClassifierNet, SmallCNN
 
-__all__ = ["ClassifierFeatures", "ImageFiles", "TorchFeatures", "TorchvisionFeatures"]
+__all__ = ["ClassifierFeatures", "TorchFeatures"]
 
 
 def _find_layer(module: nn.Module, name: str, owner: str) -> nn.Module:
@@ -213,10 +210,7 @@ class TorchFeatures(_TorchTransformer):
         self.device_ = resolve_device(self.device)
         # Lazy modules initialise their weights on the first forward: keep it inside the seed.
         with seeded(draw_seed(self.random_state), self.device_):
-            if isinstance(self.module, nn.Module):
-                module = copy.deepcopy(self.module)
-            else:
-                module = self.module(**(self.module_kwargs or {}))
+            module = make_module(self.module, None, **(self.module_kwargs or {}))
             self.module_ = module.to(self.device_).eval()
             if self.layer is not None:
                 _find_layer(self.module_, self.layer, name)
@@ -230,7 +224,7 @@ class TorchFeatures(_TorchTransformer):
         return _layer_output(layer, self.module_, x)
 
 
-class ClassifierFeatures(_TorchTransformer):
+class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
     """Train a classifier on the inlier rows; transform to its penultimate features.
 
     QuantOD's stage 1 (Taghikhah et al., AAAI 2024): a standard classifier trained with
@@ -246,8 +240,8 @@ class ClassifierFeatures(_TorchTransformer):
     module : torch.nn.Module, callable or None, default=None
         A user network: an instance (deep-copied), or a factory called as
         ``module(n_features, n_classes)``. It returns logits from ``forward``; its features come
-        from a ``features(x)`` method, or from the layer named by ``feature_layer``.
-    feature_layer : str or None, default=None
+        from a ``features(x)`` method, or from the layer named by ``layer``.
+    layer : str or None, default=None
         Submodule whose output is the feature (forward hook); None uses ``module.features``.
     pre_activation : bool, default=True
         For the built-in networks: return the penultimate Linear layer's output before its ReLU.
@@ -256,16 +250,18 @@ class ClassifierFeatures(_TorchTransformer):
         (9 runs) pre-activation features raise the class-conditional Gaussian's AUROC from 0.948
         to 0.971 and the flow's from 0.917 to 0.927 (FPR95 0.55 to 0.34), and have no dead
         units; on MVTec defects with a category classifier (3 runs) they lower both by 0.013 to
-        0.016. A user ``module`` or ``feature_layer`` decides its own features.
+        0.016. A user ``module`` or ``layer`` decides its own features.
     hidden_sizes : tuple of int, default=(128,)
-        Hidden widths of the default MLP (the last one is the feature dimension).
-    hidden_size : int, default=128
-        Penultimate width of the default CNN.
+        Hidden widths of the default MLP; the last one is the feature dimension, of the default
+        CNN too (its only hidden Linear layer).
     dropout : float, default=0.3
     max_epochs : int, default=30
+    min_steps : int, default=0
+        Epochs are raised until at least this many optimiser steps are taken (0: exactly
+        ``max_epochs``).
     batch_size : int, default=64
     lr : float, default=0.05
-        Initial SGD learning rate, annealed to 1e-6 by a cosine schedule over ``max_epochs``.
+        Initial SGD learning rate, annealed to 1e-6 by a cosine schedule over the epochs.
     momentum : float, default=0.9
     weight_decay : float, default=5e-4
     inference_batch_size : int, default=4096
@@ -317,22 +313,13 @@ class ClassifierFeatures(_TorchTransformer):
     _parameter_constraints: dict = {
         "image_shape": [tuple, None],
         "module": [nn.Module, callable, None],
-        "feature_layer": [str, None],
+        "layer": [str, None],
         "pre_activation": ["boolean"],
         "hidden_sizes": [tuple],
-        "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -340,12 +327,12 @@ class ClassifierFeatures(_TorchTransformer):
         image_shape=None,
         *,
         module=None,
-        feature_layer=None,
+        layer=None,
         pre_activation=True,
         hidden_sizes=(128,),
-        hidden_size=128,
         dropout=0.3,
         max_epochs=30,
+        min_steps=0,
         batch_size=64,
         lr=0.05,
         momentum=0.9,
@@ -359,12 +346,12 @@ class ClassifierFeatures(_TorchTransformer):
     ):
         self.image_shape = image_shape
         self.module = module
-        self.feature_layer = feature_layer
+        self.layer = layer
         self.pre_activation = pre_activation
         self.hidden_sizes = hidden_sizes
-        self.hidden_size = hidden_size
         self.dropout = dropout
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
         self.momentum = momentum
@@ -379,18 +366,25 @@ class ClassifierFeatures(_TorchTransformer):
     def __setstate__(self, state: dict) -> None:
         # Pickled before pre_activation existed: those features were the post-ReLU ones.
         state.setdefault("pre_activation", False)
+        # Pickled before the parameters were renamed (feature_layer, the CNN's hidden_size).
+        if "feature_layer" in state:
+            state["layer"] = state.pop("feature_layer")
+        cnn_width = state.pop("hidden_size", None)
+        if cnn_width is not None and state.get("image_shape") is not None:
+            state["hidden_sizes"] = (cnn_width,)
+        state.setdefault("min_steps", 0)
         super().__setstate__(state)
 
     def _network(self, n_features: int, n_classes: int) -> nn.Module:
-        if isinstance(self.module, nn.Module):
-            return copy.deepcopy(self.module)
-        if self.module is not None:
-            return self.module(n_features, n_classes)
-        if self.image_shape is not None:
-            return SmallCNN(
-                self.image_shape, n_classes, hidden_size=self.hidden_size, dropout=self.dropout
-            )
-        return MLPClassifierNet(n_features, n_classes, self.hidden_sizes, self.dropout)
+        def default() -> nn.Module:
+            if self.image_shape is not None:
+                width = self.hidden_sizes[-1]
+                return SmallCNN(
+                    self.image_shape, n_classes, feature_dim=width, dropout=self.dropout
+                )
+            return MLPClassifierNet(n_features, n_classes, self.hidden_sizes, self.dropout)
+
+        return make_module(self.module, default, n_features, n_classes)
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -408,51 +402,33 @@ class ClassifierFeatures(_TorchTransformer):
         """
         name = type(self).__name__
         X = self._validate(X, reset=True)
-        if y is None:
-            raise ValueError(
-                f"{name} requires y to be passed, but the target y is None: it trains a "
-                "classifier on the inlier class labels."
-            )
-        inliers, labels = split_labels(y, X.shape[0], name)
+        inliers, y_in, self.classes_ = check_class_labels(y, X.shape[0], name)
         check_image_shape(self.image_shape, X.shape[1], name)
-        encoder = LabelEncoder().fit(labels)
-        if encoder.classes_.size < 2:
-            raise ValueError(
-                f"{name} needs at least 2 inlier classes in y to train a classifier; got "
-                f"{encoder.classes_.size} class."
-            )
-        self.classes_ = encoder.classes_
-        X_in, y_in = X[inliers], encoder.transform(labels).astype(np.int64)
-        self.device_ = resolve_device(self.device)
-        rng = check_random_state(self.random_state)
-        schedule = LRScheduler(
-            policy=torch.optim.lr_scheduler.CosineAnnealingLR, T_max=self.max_epochs, eta_min=1e-6
-        )
-        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
-            network = self._network(X.shape[1], self.classes_.size)
-            self.net_ = build_net(
-                network,
-                criterion=nn.CrossEntropyLoss,
-                lr=self.lr,
-                batch_size=min(self.batch_size, X_in.shape[0]),
-                max_epochs=self.max_epochs,
-                device=self.device_,
+        X_in = X[inliers]
+        seed = self._start_fit(check_random_state(self.random_state))
+        drop_last = self._plan_epochs(X_in.shape[0])
+        # The paper's stage 1: SGD with a cosine schedule to 1e-6, stepped once per epoch.
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+        schedule = LRScheduler(policy=cosine, T_max=self.n_epochs_, eta_min=1e-6)
+        with self._training(seed):
+            self.net_ = self._build_net(
+                self._network(X.shape[1], self.classes_.size),
+                nn.CrossEntropyLoss,
+                callbacks=[schedule],
                 optimizer=torch.optim.SGD,
                 optimizer_params={"momentum": self.momentum, "weight_decay": self.weight_decay},
-                callbacks=[schedule, *(self.callbacks or [])],
-                verbose=self.verbose,
-                progress_desc=name,
+                drop_last=drop_last,
                 net_cls=NeuralNetClassifier,
                 classes=np.arange(self.classes_.size),
             )
             self.net_.fit(X_in, y_in)
         self.module_ = self.net_.module_
-        if self.feature_layer is not None:
-            _find_layer(self.module_, self.feature_layer, name)
+        if self.layer is not None:
+            _find_layer(self.module_, self.layer, name)
         elif not hasattr(self.module_, "features"):
             raise ValueError(
                 f"{name}: the network has no `features` method; name the penultimate layer with "
-                "feature_layer=..."
+                "layer=..."
             )
         probe = self.transform(X[:256])  # the training loss can stay finite while features blow up
         if not np.isfinite(probe).all():
@@ -464,8 +440,8 @@ class ClassifierFeatures(_TorchTransformer):
         return self
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_layer is not None:
-            layer = dict(self.module_.named_modules())[self.feature_layer]
+        if self.layer is not None:
+            layer = dict(self.module_.named_modules())[self.layer]
             return _layer_output(layer, self.module_, x)
         if isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
             return self.module_.features(x, pre_activation=self.pre_activation)
@@ -473,8 +449,8 @@ class ClassifierFeatures(_TorchTransformer):
 
     def _extract_with_logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[features | logits]`` side by side, from one forward pass where the network allows."""
-        if self.feature_layer is not None:
-            layer = dict(self.module_.named_modules())[self.feature_layer]
+        if self.layer is not None:
+            layer = dict(self.module_.named_modules())[self.layer]
             z, logits = _layer_and_output(layer, self.module_, x)
         elif isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
             z, logits = self.module_.features_and_logits(x, pre_activation=self.pre_activation)
@@ -511,266 +487,4 @@ class ClassifierFeatures(_TorchTransformer):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
-        return tags
-
-
-def _import_torchvision(owner: str):
-    """Import torchvision lazily, turning every way it can fail into one clear ImportError."""
-    try:
-        import torchvision
-        import torchvision.models
-    except Exception as exc:  # a wheel built for another torch raises RuntimeError, not ImportError
-        raise ImportError(
-            f"{owner} needs torchvision, which could not be imported ({type(exc).__name__}: "
-            f"{exc}). Install the torchvision build that matches your torch "
-            f"(torch {torch.__version__}): pip install 'skood[vision]', or pick the matching "
-            "version from https://pytorch.org/get-started/locally/."
-        ) from exc
-    return torchvision
-
-
-class TorchvisionFeatures(_TorchTransformer):
-    """A torchvision architecture with weights from a local file, as a feature extractor.
-
-    Nothing is ever downloaded: the architecture is built with random weights and then loaded
-    from ``weights_path``. The model's own preprocessing (resize, centre crop, normalisation)
-    comes from torchvision's weights enum named by ``weights``, which carries it as metadata.
-    torchvision is an optional dependency (``pip install 'skood[vision]'``), imported in ``fit``.
-
-    Parameters
-    ----------
-    arch : str, default="resnet18"
-        A name from ``torchvision.models.list_models()``.
-    weights_path : str, path-like or None, default=None
-        A file saved with ``torch.save(model.state_dict(), path)`` (a checkpoint dict with a
-        ``"state_dict"`` or ``"model"`` entry also works), loaded with ``weights_only=True``.
-        None keeps the random initialisation, with a warning: only useful for testing.
-    weights : str, default="DEFAULT"
-        Member of the architecture's weights enum (e.g. ``"IMAGENET1K_V1"``) whose preprocessing
-        matches the file; only its transforms are used, never its download URL.
-    layer : str or None, default="avgpool"
-        Submodule whose output is returned (forward hook), flattened to 2-D; None returns the
-        model's output (the logits).
-    image_shape : tuple (C, H, W), default=(3, 224, 224)
-        Shape of the images that arrive flattened in the rows of ``X``: channels first, float
-        pixel values in [0, 1] (as ``torchvision.transforms.functional.to_tensor`` makes them).
-    preprocess : bool, default=True
-        Apply the model's preprocessing to each batch; False when ``X`` is already preprocessed.
-    inference_batch_size : int, default=64
-    device : str or torch.device, default="auto"
-
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The model, in eval mode.
-    preprocess_ : callable or None
-        The model's preprocessing transform.
-    n_features_in_ : int
-    feature_names_in_ : ndarray
-    device_ : str
-
-    Examples
-    --------
-    >>> from skood.features import TorchvisionFeatures
-    >>> ext = TorchvisionFeatures("resnet18", weights_path="resnet18.pth")  # doctest: +SKIP
-    >>> ext.fit(X).transform(X).shape  # doctest: +SKIP
-    (n_images, 512)
-    """
-
-    _parameter_constraints: dict = {
-        "arch": [str],
-        "weights_path": [str, os.PathLike, None],
-        "weights": [str],
-        "layer": [str, None],
-        "image_shape": [tuple],
-        "preprocess": ["boolean"],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-    }
-
-    def __init__(
-        self,
-        arch="resnet18",
-        *,
-        weights_path=None,
-        weights="DEFAULT",
-        layer="avgpool",
-        image_shape=(3, 224, 224),
-        preprocess=True,
-        inference_batch_size=64,
-        device="auto",
-    ):
-        self.arch = arch
-        self.weights_path = weights_path
-        self.weights = weights
-        self.layer = layer
-        self.image_shape = image_shape
-        self.preprocess = preprocess
-        self.inference_batch_size = inference_batch_size
-        self.device = device
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Build the architecture, load the weights file and the preprocessing; nothing is trained.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, C * H * W)
-        y : ignored
-
-        Returns
-        -------
-        self : TorchvisionFeatures
-        """
-        name = type(self).__name__
-        X = self._validate(X, reset=True)
-        check_image_shape(self.image_shape, X.shape[1], name)
-        tv = _import_torchvision(name)
-        available = tv.models.list_models()
-        if self.arch not in available:
-            close = [a for a in available if a.startswith(self.arch[:4])][:8]
-            raise ValueError(
-                f"{name}: unknown torchvision architecture {self.arch!r}"
-                + (f"; did you mean one of {close}?" if close else ".")
-            )
-        model = tv.models.get_model(self.arch, weights=None)
-        if self.weights_path is None:
-            warnings.warn(
-                f"{name}: no weights_path, so {self.arch} keeps its random initialisation; "
-                "pass a local state_dict file for meaningful features.",
-                UserWarning,
-                stacklevel=2,
-            )
-        else:
-            state = _load_state_dict(self.weights_path, self.arch, name)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"{name}: the weights in {os.fspath(self.weights_path)!r} do not fit "
-                    f"{self.arch}: {exc}"
-                ) from exc
-        self.preprocess_ = None
-        if self.preprocess:
-            enum = tv.models.get_model_weights(self.arch)
-            try:
-                self.preprocess_ = enum[self.weights].transforms()
-            except KeyError:
-                raise ValueError(
-                    f"{name}: {self.arch} has no weights named {self.weights!r}; choose from "
-                    f"{list(enum.__members__)}."
-                ) from None
-        self.device_ = resolve_device(self.device)
-        self.module_ = model.to(self.device_).eval()
-        if self.layer is not None:
-            _find_layer(self.module_, self.layer, name)
-        self._n_features_out = self.transform(X[:1]).shape[1]
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        """The chosen layer's activations for each image, shape (n_samples, n_features_out).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, C * H * W)
-            Flattened channels-first images with pixel values in [0, 1].
-
-        Returns
-        -------
-        ndarray of float64
-        """
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        if self.preprocess and X.size and (X.min() < 0 or X.max() > 1):
-            raise ValueError(
-                f"{type(self).__name__}: pixel values must lie in [0, 1] for the model's "
-                f"preprocessing, got [{X.min():.3g}, {X.max():.3g}]. Divide 8-bit images by "
-                "255, or pass preprocess=False if X is already normalised."
-            )
-        return predict_batched(
-            self._extract, X, batch_size=self.inference_batch_size, module=self.module_
-        )
-
-    def _extract(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(-1, *self.image_shape)
-        if self.preprocess_ is not None:
-            x = self.preprocess_(x)
-        layer = None if self.layer is None else dict(self.module_.named_modules())[self.layer]
-        return _layer_output(layer, self.module_, x)
-
-
-def _load_state_dict(path, arch: str, owner: str) -> dict:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{owner}: weights_path {os.fspath(path)!r} is not a file. skood never downloads "
-            "weights: save them once with torch.save(model.state_dict(), path) where the "
-            "internet is reachable, and pass that path."
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{owner}: {os.fspath(path)!r} holds no state_dict for {arch}.")
-    return state
-
-
-class ImageFiles(TransformerMixin, BaseEstimator):
-    """Image files or PIL images -> flattened float32 rows in [0, 1], for image detectors.
-
-    The step that lets a ``Pipeline`` take a list of paths: ``Pipeline([("load",
-    ImageFiles(224)), ("clip", CLIPZeroShot(..., image_shape=(3, 224, 224)))])``. Each image
-    is converted to ``mode``, resized to ``size x size`` (bicubic) and flattened channel-first,
-    so ``image_shape_`` is ``(C, size, size)``. Stateless; Pillow is imported on use.
-
-    Parameters
-    ----------
-    size : int, default=224
-    mode : {"RGB", "L"}, default="RGB"
-    """
-
-    _parameter_constraints: dict = {
-        "size": [Interval(Integral, 1, None, closed="left")],
-        "mode": [StrOptions({"RGB", "L"})],
-    }
-
-    def __init__(self, size=224, mode="RGB"):
-        self.size = size
-        self.mode = mode
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
-        """Nothing to learn; sets ``image_shape_``."""
-        self.image_shape_ = (3 if self.mode == "RGB" else 1, self.size, self.size)
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        """Load and flatten; ``X`` is a list of paths or PIL images."""
-        try:
-            from PIL import Image
-        except ImportError as exc:  # pragma: no cover - Pillow ships with matplotlib
-            raise ImportError("ImageFiles needs Pillow: pip install pillow") from exc
-        check_is_fitted(self)
-        rows = []
-        for item in X:
-            if isinstance(item, (str, os.PathLike)):
-                if not os.path.isfile(item):
-                    raise FileNotFoundError(f"ImageFiles: no image file at {item!r}.")
-                with Image.open(item) as img:
-                    img = img.convert(self.mode)
-            elif isinstance(item, Image.Image):
-                img = item.convert(self.mode)
-            else:
-                raise TypeError(
-                    f"ImageFiles takes file paths or PIL images, got {type(item).__name__}; "
-                    "flattened arrays go straight to the detector with image_shape=."
-                )
-            img = img.resize((self.size, self.size), Image.Resampling.BICUBIC)
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-            rows.append((arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)).ravel())
-        return np.stack(rows) if rows else np.empty((0, int(np.prod(self.image_shape_))))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
         return tags

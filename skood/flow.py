@@ -11,13 +11,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 
 from skood._training import (
+    TORCH_PARAMETER_CONSTRAINTS,
     InputNoise,
-    build_net,
+    TorchEstimatorMixin,
     draw_seed,
-    plan_epochs,
-    predict_batched,
-    resolve_device,
-    seeded,
 )
 from skood.base import BaseDetector, constant_columns, finite_scores, fit_context, split_holdout
 from skood.nn.flows import AffineCoupling, glow_flow
@@ -29,7 +26,7 @@ __all__ = ["QuantileFlowDetector"]
 _MAX_INIT_ROWS = 100_000
 
 
-class QuantileFlowDetector(BaseDetector):
+class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
     """Normalizing-flow density on feature vectors, trained with the q-quantile NLL (QuantOD).
 
     A Glow-style flow (ActNorm -> fixed random permutation -> affine coupling, ``n_blocks``
@@ -51,10 +48,9 @@ class QuantileFlowDetector(BaseDetector):
         Coupling block (Table 3 of the paper).
     n_blocks : int, default=8
         Number of ActNorm + permutation + coupling blocks.
-    hidden_size : int, default=512
-        Width of the coupling subnets.
-    n_hidden_layers : int, default=2
-        Hidden ``Linear(H, H)`` layers per subnet (the paper's "2 FC layers" = 4 Linear layers).
+    hidden_sizes : tuple of int, default=(512, 512, 512)
+        Widths of the hidden activations of each coupling subnet: the default is the authors'
+        code, "2 FC layers" of width 512 between input and output (four Linear layers).
     dropout : float, default=0.3
         Dropout in the subnets (off at inference).
     clamp : float, default=3.0
@@ -164,8 +160,8 @@ class QuantileFlowDetector(BaseDetector):
     >>> from skood import QuantileFlowDetector
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(300, 4))
-    >>> det = QuantileFlowDetector(n_blocks=2, hidden_size=32, max_epochs=5, min_steps=50,
-    ...                            random_state=0).fit(X)
+    >>> det = QuantileFlowDetector(n_blocks=2, hidden_sizes=(32, 32, 32), max_epochs=5,
+    ...                            min_steps=50, random_state=0).fit(X)
     >>> det.predict([[0.0, 0.0, 0.0, 0.0], [8.0, 8.0, 8.0, 8.0]])
     array([ 1, -1])
     """
@@ -175,16 +171,11 @@ class QuantileFlowDetector(BaseDetector):
         "q": [Interval(Real, 0, 1, closed="left"), StrOptions({"mean"})],
         "coupling": [StrOptions(set(AffineCoupling.KINDS))],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
-        "hidden_size": [Interval(Integral, 1, None, closed="left")],
-        "n_hidden_layers": [Interval(Integral, 0, None, closed="left")],
+        "hidden_sizes": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "clamp": [Interval(Real, 0, None, closed="neither")],
         "actnorm": ["boolean"],
         "permutation": [StrOptions({"random", "reverse", "learned"})],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "min_steps": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "betas": [tuple],
         "adam_eps": [Interval(Real, 0, None, closed="neither")],
@@ -194,12 +185,7 @@ class QuantileFlowDetector(BaseDetector):
         "noise_std": [Interval(Real, 0, None, closed="left")],
         "constant_scale": [Interval(Real, 0, None, closed="neither")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -208,8 +194,7 @@ class QuantileFlowDetector(BaseDetector):
         *,
         coupling="glow",
         n_blocks=8,
-        hidden_size=512,
-        n_hidden_layers=2,
+        hidden_sizes=(512, 512, 512),
         dropout=0.3,
         clamp=3.0,
         actnorm=True,
@@ -238,8 +223,7 @@ class QuantileFlowDetector(BaseDetector):
         self.q = q
         self.coupling = coupling
         self.n_blocks = n_blocks
-        self.hidden_size = hidden_size
-        self.n_hidden_layers = n_hidden_layers
+        self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.clamp = clamp
         self.actnorm = actnorm
@@ -292,18 +276,14 @@ class QuantileFlowDetector(BaseDetector):
         self.constant_columns_ = pinned
         n_flow = X.shape[1] - pinned.size
 
-        seed = draw_seed(rng)
-        self.device_ = resolve_device(self.device)
-        self.batch_size_, self.n_epochs_ = plan_epochs(
-            X_train.shape[0], self.batch_size, self.max_epochs, self.min_steps, self.drop_last
-        )
-        extra: list[Callback] = [InputNoise(self.noise_std)] if self.noise_std > 0 else []
-        with seeded(seed, self.device_, threads=self.n_threads):
+        seed = self._start_fit(rng)
+        drop_last = self._plan_epochs(X_train.shape[0], self.drop_last)
+        noise: list[Callback] = [InputNoise(self.noise_std)] if self.noise_std > 0 else []
+        with self._training(seed):
             flow = glow_flow(
                 n_flow,
                 n_blocks=self.n_blocks,
-                hidden_size=self.hidden_size,
-                n_hidden_layers=self.n_hidden_layers,
+                hidden_sizes=tuple(self.hidden_sizes),
                 dropout=self.dropout,
                 clamp=self.clamp,
                 coupling=self.coupling,
@@ -315,13 +295,10 @@ class QuantileFlowDetector(BaseDetector):
                 flow.pin_columns(X.shape[1], torch.from_numpy(pinned), loc, scale)
             init_rows = rng.permutation(X_train.shape[0])[:_MAX_INIT_ROWS]
             flow.initialize(torch.from_numpy(X_train[init_rows]))
-            self.net_ = build_net(
+            self.net_ = self._build_net(
                 flow,
-                criterion=QuantileNLLLoss(self.q),
-                lr=self.lr,
-                batch_size=self.batch_size_,
-                max_epochs=self.n_epochs_,
-                device=self.device_,
+                QuantileNLLLoss(self.q),
+                callbacks=noise,
                 optimizer=torch.optim.Adam,
                 optimizer_params={
                     "weight_decay": self.weight_decay,
@@ -329,10 +306,8 @@ class QuantileFlowDetector(BaseDetector):
                     "eps": self.adam_eps,
                 },
                 grad_clip=self.grad_clip,
-                callbacks=extra + list(self.callbacks or []),
-                verbose=self.verbose,
                 shuffle=self.shuffle,
-                drop_last=self.drop_last,
+                drop_last=drop_last,
                 valid_data=X_val if self.callbacks and X_val.shape[0] else None,
                 progress_desc=f"{name}(q={self.q})",
             )
@@ -356,10 +331,7 @@ class QuantileFlowDetector(BaseDetector):
 
     def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
         flow = self.net_.module_
-        scores = predict_batched(
-            flow.log_prob, X, batch_size=self.inference_batch_size, module=flow
-        )
-        return finite_scores(scores)
+        return finite_scores(self._predict(flow.log_prob, X, flow))
 
     def score_samples(self, X) -> np.ndarray:
         """Log-likelihood log p(x) of each row under the flow, in nats (higher = more normal).

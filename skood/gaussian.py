@@ -58,7 +58,7 @@ class GaussianMahalanobis(BaseDetector):
         ``offset_`` is the ``contamination``-quantile of *out-of-fold* scores from this many
         folds, so it is not biased by scoring the rows the Gaussian was fitted on (a large bias
         when features are many and rows few). None uses the training scores (as EllipticEnvelope).
-    batch_size : int, default=65536
+    inference_batch_size : int, default=65536
         Rows scored at a time; bounds memory for any number of rows.
     random_state : int, RandomState instance or None, default=None
         Shuffles the ``offset_cv`` folds.
@@ -114,7 +114,7 @@ class GaussianMahalanobis(BaseDetector):
         "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit"])],
         "reg_covar": [Interval(Real, 0, None, closed="left")],
         "offset_cv": [Interval(Integral, 2, None, closed="left"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -127,7 +127,7 @@ class GaussianMahalanobis(BaseDetector):
         reg_covar=1e-6,
         contamination=0.05,
         offset_cv=5,
-        batch_size=65536,
+        inference_batch_size=65536,
         random_state=None,
     ):
         self.class_conditional = class_conditional
@@ -136,7 +136,7 @@ class GaussianMahalanobis(BaseDetector):
         self.reg_covar = reg_covar
         self.contamination = contamination
         self.offset_cv = offset_cv
-        self.batch_size = batch_size
+        self.inference_batch_size = inference_batch_size
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -220,7 +220,7 @@ class GaussianMahalanobis(BaseDetector):
 
         if isinstance(self.covariance, str) and self.covariance == "empirical":
             covariance = np.zeros((X.shape[1], X.shape[1]))
-            for sl in iter_slices(n_rows, self.batch_size):
+            for sl in iter_slices(n_rows, self.inference_batch_size):
                 block = centred(sl)
                 covariance += block.T @ block
             covariance /= n_rows
@@ -269,7 +269,7 @@ class GaussianMahalanobis(BaseDetector):
         if means is None:
             means, whitening, log_det = self.means_, self.whitening_, self.log_det_
         out = np.empty(X.shape[0])
-        for sl in iter_slices(X.shape[0], self.batch_size):
+        for sl in iter_slices(X.shape[0], self.inference_batch_size):
             dens = self._log_densities(X[sl], means, whitening, log_det)
             if self.aggregate == "max":
                 out[sl] = dens.max(axis=1)

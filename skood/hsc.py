@@ -12,15 +12,14 @@ loss (:class:`skood.nn.losses.OutlierExposureLoss`), the score and the decision 
 * :class:`DeepSVDDDetector`: Deep SVDD (no OE), ``score = -||phi(x) - c||^2``.
 
 Outlier exposure (OE) arrives in ``fit(X, y)`` as the rows with ``y == -1`` (any other label,
-+1 or a class, marks a normal row: skood's convention), so a ``Pipeline`` transforms them and a CV splitter splits them. Every training batch holds
-``batch_size`` normal rows plus as many OE rows drawn from the OE pool with replacement, so even a
-single OE sample fills half of every batch (what the paper measured); an epoch is one pass over the
-normal rows.
++1 or a class, marks a normal row: skood's convention), so a ``Pipeline`` transforms them and a
+CV splitter splits them. Every training batch holds ``batch_size`` normal rows plus as many OE
+rows drawn from the OE pool with replacement, so even a single OE sample fills half of every
+batch (what the paper measured); an epoch is one pass over the normal rows.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -29,29 +28,23 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length, column_or_1d
-from skorch.callbacks import LRScheduler
 from torch import nn
 
 from skood._training import (
+    TORCH_PARAMETER_CONSTRAINTS,
     OutlierExposureBatches,
     OutlierExposureCollate,
-    build_net,
-    draw_seed,
-    plan_epochs,
-    predict_batched,
-    resolve_device,
-    seeded,
+    TorchEstimatorMixin,
+    lr_schedule_callbacks,
+    make_module,
 )
 from skood.base import (
     BaseDetector,
-    check_calibration_scores,
     check_image_shape,
-    check_no_missing_labels,
     finite_scores,
     fit_context,
-    is_outlier_label,
     split_holdout,
+    split_labels,
 )
 from skood.nn.losses import OutlierExposureLoss, radial
 from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
@@ -59,72 +52,78 @@ from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
 __all__ = ["DeepSADDetector", "DeepSVDDDetector", "HSCDetector", "OEClassifier"]
 
 
-def _shared_init(est, params: dict) -> None:
-    """Store the shared constructor parameters (sklearn needs each listed in the signature)."""
-    for name in _OutlierExposureDetector._shared:
-        setattr(est, name, params[name])
-
-
-class _OutlierExposureDetector(BaseDetector):
+class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
     """What the four estimators share: label handling, the network, batching, training, scoring.
 
-    Subclasses set ``_method`` (the loss), ``_natural_offset`` (the score at P(normal) = 0.5, or
-    None where the method has no such boundary), ``_needs_oe`` / ``_uses_oe``, and may override
-    :meth:`_loss`, :meth:`_bias` and :meth:`_prepare`.
+    Subclasses set ``_loss_kind`` (the :class:`OutlierExposureLoss` kind), ``_natural_offset``
+    (the score at P(normal) = 0.5, or None where the method has no such boundary) and
+    ``_needs_oe`` / ``_uses_oe``, and may override :meth:`_loss`, :meth:`_bias`,
+    :meth:`_prepare` and :meth:`_score_output`.
     """
 
-    _method: str = "hsc"
-    _natural_offset: float | None = None
+    _loss_kind: str = "hsc"
     _needs_oe: bool = False
     _uses_oe: bool = True
 
     _parameter_constraints: dict = {
-        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
+        **BaseDetector._parameter_constraints,
+        **TORCH_PARAMETER_CONSTRAINTS,
         "module": [nn.Module, callable, None],
         "image_shape": [tuple, None],
         "hidden_sizes": [tuple],
-        "rep_dim": [Interval(Integral, 1, None, closed="left"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "min_steps": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "feature_dim": [Interval(Integral, 1, None, closed="left"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "milestones": [list, tuple, None],
+        "lr_schedule": [StrOptions({"cosine"}), tuple, list, None],
         "augment": [callable, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
-    _shared = (
-        "module",
-        "image_shape",
-        "hidden_sizes",
-        "rep_dim",
-        "batch_size",
-        "max_epochs",
-        "min_steps",
-        "lr",
-        "weight_decay",
-        "milestones",
-        "augment",
-        "contamination",
-        "validation_fraction",
-        "device",
-        "random_state",
-        "verbose",
-        "callbacks",
-        "inference_batch_size",
-        "n_threads",
-    )
+    def __init__(
+        self,
+        *,
+        module=None,
+        image_shape=None,
+        hidden_sizes=(128, 64),
+        feature_dim=None,
+        batch_size=128,
+        max_epochs=50,
+        min_steps=1000,
+        lr=1e-3,
+        weight_decay=0.0,
+        lr_schedule=None,
+        augment=None,
+        contamination="auto",
+        validation_fraction=0.1,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        inference_batch_size=4096,
+        n_threads=1,
+    ):
+        self.module = module
+        self.image_shape = image_shape
+        self.hidden_sizes = hidden_sizes
+        self.feature_dim = feature_dim
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.min_steps = min_steps
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.augment = augment
+        self.contamination = contamination
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.inference_batch_size = inference_batch_size
+        self.n_threads = n_threads
 
     # -- pieces subclasses change ----------------------------------------------------------------
     def _loss(self) -> OutlierExposureLoss:
-        return OutlierExposureLoss(self._method)
+        return OutlierExposureLoss(self._loss_kind)
 
     def _bias(self, has_oe: bool) -> bool:
         """Whether the default network has biases (without OE they allow a collapsed solution)."""
@@ -137,38 +136,42 @@ class _OutlierExposureDetector(BaseDetector):
         return -out.reshape(out.shape[0], -1).pow(2).sum(dim=1)
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _split_y(self, y, n_samples: int) -> np.ndarray:
-        """Boolean mask of the OE rows: skood's convention, ``y == -1``; other labels are normal.
+    def _split_oe(self, X: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
+        """(normal rows, outlier-exposure rows) of ``X``: skood's convention, ``y == -1`` is OE.
 
         Class labels are accepted as normal rows, so one ``y`` serves a Pipeline whose feature
         extractor trains a classifier. The one silent slip left is the 0 / 1 convention of the
         authors' code (1 = OE): that gets a warning.
         """
-        if y is None:
-            return np.zeros(n_samples, dtype=bool)
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(np.empty(n_samples), y)
-        check_no_missing_labels(y, type(self).__name__)
-        is_oe = is_outlier_label(y)
-        if not is_oe.any() and y.dtype.kind in "biuf" and set(np.unique(y).tolist()) == {0, 1}:
-            warnings.warn(
-                f"{type(self).__name__}: y holds 0 and 1 but no -1, so every row is taken as "
-                "normal. skood marks outlier-exposure rows with -1; if 1 means OE here (the "
-                "authors' code, ADBench), pass np.where(y == 1, -1, 1).",
-                UserWarning,
-                stacklevel=3,
+        name = type(self).__name__
+        normal, labels = split_labels(y, X.shape[0], name)
+        is_oe = ~normal
+        if labels is not None and not is_oe.any() and labels.dtype.kind in "biuf":
+            if set(np.unique(labels).tolist()) == {0, 1}:
+                warnings.warn(
+                    f"{name}: y holds 0 and 1 but no -1, so every row is taken as normal. "
+                    "skood marks outlier-exposure rows with -1; if 1 means OE here (the "
+                    "authors' code, ADBench), pass np.where(y == 1, -1, 1).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+        X_oe = X[is_oe]
+        if self._needs_oe and X_oe.shape[0] == 0:
+            raise ValueError(
+                f"{name} is a normal-vs-outlier classifier and needs outlier-exposure rows "
+                "(y == -1) to train; for a one-class fit use HSCDetector or DeepSVDDDetector."
             )
-        return is_oe
+        self._warn_about_oe(X_oe.shape[0])
+        return X[~is_oe], X_oe if self._uses_oe else X_oe[:0]
 
     def _network(self, n_features: int, bias: bool) -> nn.Module:
-        if isinstance(self.module, nn.Module):
-            return copy.deepcopy(self.module)
-        if self.module is not None:
-            return self.module(n_features)
-        if self.image_shape is not None:
-            check_image_shape(self.image_shape, n_features, type(self).__name__)
-            return LeNetEncoder(self.image_shape, rep_dim=self.rep_dim, bias=bias)
-        return MLPEncoder(n_features, self.hidden_sizes, self.rep_dim or 32, bias=bias)
+        def default() -> nn.Module:
+            if self.image_shape is not None:
+                check_image_shape(self.image_shape, n_features, type(self).__name__)
+                return LeNetEncoder(self.image_shape, feature_dim=self.feature_dim, bias=bias)
+            return MLPEncoder(n_features, self.hidden_sizes, self.feature_dim or 32, bias=bias)
+
+        return make_module(self.module, default, n_features)
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -185,64 +188,37 @@ class _OutlierExposureDetector(BaseDetector):
         -------
         self
         """
-        name = type(self).__name__
         X = self._validate_X(X, reset=True, dtype=np.float32)
-        is_oe = self._split_y(y, X.shape[0])
-        X_normal, X_oe = X[~is_oe], X[is_oe]
-        if X_normal.shape[0] == 0:
-            raise ValueError(
-                f"{name} needs normal rows (y == +1); every row of y is -1 (outlier exposure)."
-            )
-        if self._needs_oe and X_oe.shape[0] == 0:
-            raise ValueError(
-                f"{name} is a normal-vs-outlier classifier and needs outlier-exposure rows "
-                "(y == -1) to train; for a one-class fit use HSCDetector or DeepSVDDDetector."
-            )
-        self._warn_about_oe(X_oe.shape[0])
-        if not self._uses_oe:
-            X_oe = X_oe[:0]
+        X_normal, X_oe = self._split_oe(X, y)
         rng = check_random_state(self.random_state)
-        # A held-out share of the normal rows sets a quantile offset; the natural P = 0.5
-        # boundary needs none, so then every normal row trains.
-        calibrate = self.contamination != "auto" or self._natural_offset is None
-        fraction = self.validation_fraction if calibrate else 0.0
         train_idx, val_idx = split_holdout(
-            X_normal.shape[0], fraction, rng, min_train=1, estimator_name=name
+            X_normal.shape[0],
+            self._calibration_fraction(self.validation_fraction),
+            rng,
+            min_train=1,
+            estimator_name=type(self).__name__,
         )
         X_train, X_val = X_normal[train_idx], X_normal[val_idx]
-        seed = draw_seed(rng)
-        self.device_ = resolve_device(self.device)
+        seed = self._start_fit(rng)
         self.n_outlier_exposure_ = int(X_oe.shape[0])
-        drop_last = X_train.shape[0] > self.batch_size and X_oe.shape[0] == 0
-        batch, self.n_epochs_ = plan_epochs(
-            X_train.shape[0], self.batch_size, self.max_epochs, self.min_steps, drop_last
-        )
-        callbacks = list(self.callbacks or [])
-        if self.milestones:
-            schedule = torch.optim.lr_scheduler.MultiStepLR
-            callbacks.insert(0, LRScheduler(schedule, milestones=list(self.milestones), gamma=0.1))
-        with seeded(seed, self.device_, threads=self.n_threads):
+        # Batches that carry OE rows never hold a single row.
+        drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_oe.shape[0] == 0 else False)
+        steps = -(-X_train.shape[0] // self.batch_size_)
+        with self._training(seed):
             module = OENetwork(
                 self._network(X.shape[1], self._bias(X_oe.shape[0] > 0)),
-                logit_head=self._method in {"bce", "focal"},
+                logit_head=self._loss_kind in {"bce", "focal"},
             )
             with torch.no_grad():  # materialise lazy layers before the optimiser sees them
                 module.eval()(torch.from_numpy(X_train[:2]))
             self._prepare(module, X_train)
-            self.net_ = build_net(
+            self.net_ = self._build_net(
                 module.train(),
-                criterion=self._loss(),
-                lr=self.lr,
-                batch_size=batch,
-                max_epochs=self.n_epochs_,
-                device=self.device_,
+                self._loss(),
+                callbacks=lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps),
                 optimizer=torch.optim.Adam,
                 optimizer_params={"weight_decay": self.weight_decay},
-                callbacks=callbacks,
-                verbose=self.verbose,
-                # BatchNorm cannot train on a last batch of one normal row without OE.
                 drop_last=drop_last,
-                progress_desc=name,
                 iterator_train__collate_fn=OutlierExposureCollate(self.augment),
             )
             self.net_.fit(
@@ -258,27 +234,13 @@ class _OutlierExposureDetector(BaseDetector):
                 "Deep SVDD with centre 0, which can collapse to a constant map; the default "
                 "network is kept bias-free for that reason.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-
-    def _set_offset(self, calibration_scores: np.ndarray) -> None:
-        check_calibration_scores(calibration_scores, type(self).__name__)
-        if self.contamination == "auto" and self._natural_offset is not None:
-            self.offset_ = float(self._natural_offset)
-        else:  # a quantile of held-out normal scores; "auto" without a boundary means 10 %
-            q = 0.1 if self.contamination == "auto" else self.contamination
-            self.offset_ = float(np.quantile(calibration_scores, q))
 
     # -- scoring ---------------------------------------------------------------------------------
     def _scores(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_
-
-        def score(x):
-            return self._score_output(module(x))
-
-        return finite_scores(
-            predict_batched(score, X, batch_size=self.inference_batch_size, module=module)
-        )
+        return finite_scores(self._predict(lambda x: self._score_output(module(x)), X, module))
 
     def score_samples(self, X) -> np.ndarray:
         """Higher = more normal (see each estimator for what the score is).
@@ -295,16 +257,28 @@ class _OutlierExposureDetector(BaseDetector):
         return self._scores(X)
 
 
-_SHARED_PARAMETERS = """
+class HSCDetector(_OutlierExposureDetector):
+    """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
+
+    Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
+    outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
+    ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
+    at P(normal) = 0.5 (``offset_ = -ln 2``). Without OE rows it is Deep SVDD with centre 0: a
+    warning is raised and the default network is bias-free.
+
+    Parameters
+    ----------
+    radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
+        The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best.
     module : torch.nn.Module, callable or None, default=None
         The representation network phi: an instance (deep-copied) or a factory called as
-        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``rep_dim``), or the
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
         paper's LeNet-style CNN when ``image_shape`` is given.
     image_shape : tuple (C, H, W) or None, default=None
         Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
     hidden_sizes : tuple of int, default=(128, 64)
         Hidden widths of the default MLP.
-    rep_dim : int or None, default=None
+    feature_dim : int or None, default=None
         Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
     batch_size : int, default=128
         Normal rows per batch; as many outlier-exposure rows are added.
@@ -317,8 +291,9 @@ _SHARED_PARAMETERS = """
     lr : float, default=1e-3
         Adam's learning rate.
     weight_decay : float, default=0.0
-    milestones : list of int or None, default=None
-        Epochs at which the learning rate is multiplied by 0.1.
+    lr_schedule : tuple of float, "cosine" or None, default=None
+        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
+        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
     augment : callable or None, default=None
         Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
         it must be picklable for the fitted estimator to pickle.
@@ -342,32 +317,19 @@ _SHARED_PARAMETERS = """
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
     offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
+        when the offset is the natural boundary.
     n_outlier_exposure_ : int
         Number of outlier-exposure rows seen in ``fit``.
     n_epochs_ : int
         Epochs trained (``max_epochs``, or more to reach ``min_steps``).
+    batch_size_ : int
+        Normal rows per training batch (``batch_size``, at most the training rows).
     n_features_in_ : int
     feature_names_in_ : ndarray
     device_ : str
-"""
 
-
-class HSCDetector(_OutlierExposureDetector):
-    __doc__ = (
-        """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
-
-    Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
-    outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
-    ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
-    at P(normal) = 0.5 (``offset_ = -ln 2``). Without OE rows it is Deep SVDD with centre 0: a
-    warning is raised and the default network is bias-free.
-
-    Parameters
-    ----------
-    radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
-        The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best."""
-        + _SHARED_PARAMETERS
-        + """
     References
     ----------
     Liznerski et al. "Exposing Outlier Exposure: What Can Be Learned From Few, One, and Zero
@@ -384,9 +346,8 @@ class HSCDetector(_OutlierExposureDetector):
     >>> det.predict([[0.0, 0.0], [5.0, 5.0]])  # towards the OE sample: rejected
     array([ 1, -1])
     """
-    )
 
-    _method = "hsc"
+    _loss_kind = "hsc"
     _natural_offset = -math.log(2.0)
     _parameter_constraints: dict = {
         **_OutlierExposureDetector._parameter_constraints,
@@ -400,13 +361,13 @@ class HSCDetector(_OutlierExposureDetector):
         module=None,
         image_shape=None,
         hidden_sizes=(128, 64),
-        rep_dim=None,
+        feature_dim=None,
         batch_size=128,
         max_epochs=50,
         min_steps=1000,
         lr=1e-3,
         weight_decay=0.0,
-        milestones=None,
+        lr_schedule=None,
         augment=None,
         contamination="auto",
         validation_fraction=0.1,
@@ -417,8 +378,28 @@ class HSCDetector(_OutlierExposureDetector):
         inference_batch_size=4096,
         n_threads=1,
     ):
+        super().__init__(
+            module=module,
+            image_shape=image_shape,
+            hidden_sizes=hidden_sizes,
+            feature_dim=feature_dim,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            min_steps=min_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            augment=augment,
+            contamination=contamination,
+            validation_fraction=validation_fraction,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            inference_batch_size=inference_batch_size,
+            n_threads=n_threads,
+        )
         self.radial = radial
-        _shared_init(self, locals())
 
     def _loss(self):
         return OutlierExposureLoss("hsc", radial=self.radial)
@@ -428,10 +409,9 @@ class HSCDetector(_OutlierExposureDetector):
 
 
 class OEClassifier(_OutlierExposureDetector):
-    __doc__ = (
-        """Binary normal-vs-outlier-exposure classifier: the paper's "supervised OE" baseline.
+    """Binary normal-vs-outlier-exposure classifier: the paper's "supervised OE" baseline.
 
-    ``phi(x) -> Linear(rep_dim, 1)`` gives a logit for "anomalous"; trained with binary
+    ``phi(x) -> Linear(feature_dim, 1)`` gives a logit for "anomalous"; trained with binary
     cross-entropy (``loss="bce"``) or the focal loss (``loss="focal"``, Lin et al. 2017) on batches
     of normal rows and as many OE rows (``y == -1``), which it requires. ``score_samples`` is
     ``-logit`` (the log-odds of normal); ``contamination="auto"`` puts the boundary at
@@ -443,15 +423,72 @@ class OEClassifier(_OutlierExposureDetector):
     gamma : float, default=2.0
         Focal loss focusing parameter (``gamma=0`` is BCE).
     alpha : float, default=0.5
-        Focal loss weight; with balanced batches it only scales the loss."""
-        + _SHARED_PARAMETERS
-        + """
+        Focal loss weight; with balanced batches it only scales the loss.
+    module : torch.nn.Module, callable or None, default=None
+        The representation network phi: an instance (deep-copied) or a factory called as
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
+        paper's LeNet-style CNN when ``image_shape`` is given.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
+    hidden_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default MLP.
+    feature_dim : int or None, default=None
+        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
+    batch_size : int, default=128
+        Normal rows per batch; as many outlier-exposure rows are added.
+    max_epochs : int, default=50
+        Passes over the normal rows (raised to reach ``min_steps``).
+    min_steps : int, default=1000
+        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
+        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
+        (``benchmarks/oe_size.md``). The paper's runs take thousands of steps. 0 disables it.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    weight_decay : float, default=0.0
+    lr_schedule : tuple of float, "cosine" or None, default=None
+        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
+        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
+    augment : callable or None, default=None
+        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
+        it must be picklable for the fitted estimator to pickle.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the normal rows held out to calibrate a quantile offset (never used when the
+        offset is the method's natural boundary).
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
+    offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
+        when the offset is the natural boundary.
+    n_outlier_exposure_ : int
+        Number of outlier-exposure rows seen in ``fit``.
+    n_epochs_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
+    batch_size_ : int
+        Normal rows per training batch (``batch_size``, at most the training rows).
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
     References
     ----------
     Liznerski et al., TMLR 2022; Hendrycks et al. "Deep Anomaly Detection with Outlier
     Exposure", ICLR 2019; Lin et al. "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    )
 
     _natural_offset = 0.0
     _needs_oe = True
@@ -471,13 +508,13 @@ class OEClassifier(_OutlierExposureDetector):
         module=None,
         image_shape=None,
         hidden_sizes=(128, 64),
-        rep_dim=None,
+        feature_dim=None,
         batch_size=128,
         max_epochs=50,
         min_steps=1000,
         lr=1e-3,
         weight_decay=0.0,
-        milestones=None,
+        lr_schedule=None,
         augment=None,
         contamination="auto",
         validation_fraction=0.1,
@@ -488,13 +525,33 @@ class OEClassifier(_OutlierExposureDetector):
         inference_batch_size=4096,
         n_threads=1,
     ):
+        super().__init__(
+            module=module,
+            image_shape=image_shape,
+            hidden_sizes=hidden_sizes,
+            feature_dim=feature_dim,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            min_steps=min_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            augment=augment,
+            contamination=contamination,
+            validation_fraction=validation_fraction,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            inference_batch_size=inference_batch_size,
+            n_threads=n_threads,
+        )
         self.loss = loss
         self.gamma = gamma
         self.alpha = alpha
-        _shared_init(self, locals())
 
     @property
-    def _method(self):  # the loss decides; both have the logit head
+    def _loss_kind(self):  # the loss decides; both have the logit head
         return self.loss
 
     def _bias(self, has_oe):
@@ -508,8 +565,7 @@ class OEClassifier(_OutlierExposureDetector):
 
 
 class DeepSADDetector(_OutlierExposureDetector):
-    __doc__ = (
-        """Deep SAD (Ruff et al., 2020) with centre 0, the authors' setting in the OE paper.
+    """Deep SAD (Ruff et al., 2020) with centre 0, the authors' setting in the OE paper.
 
     Loss per row: ``||phi(x)||^2`` for normal rows and ``eta / (||phi(x)||^2 + 1e-9)`` for
     outlier-exposure rows (``y == -1``). ``score_samples`` is ``-||phi(x)||^2``. The method has no
@@ -519,16 +575,73 @@ class DeepSADDetector(_OutlierExposureDetector):
     Parameters
     ----------
     eta : float, default=1.0
-        Weight of the outlier-exposure term."""
-        + _SHARED_PARAMETERS
-        + """
+        Weight of the outlier-exposure term.
+    module : torch.nn.Module, callable or None, default=None
+        The representation network phi: an instance (deep-copied) or a factory called as
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
+        paper's LeNet-style CNN when ``image_shape`` is given.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
+    hidden_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default MLP.
+    feature_dim : int or None, default=None
+        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
+    batch_size : int, default=128
+        Normal rows per batch; as many outlier-exposure rows are added.
+    max_epochs : int, default=50
+        Passes over the normal rows (raised to reach ``min_steps``).
+    min_steps : int, default=1000
+        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
+        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
+        (``benchmarks/oe_size.md``). The paper's runs take thousands of steps. 0 disables it.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    weight_decay : float, default=0.0
+    lr_schedule : tuple of float, "cosine" or None, default=None
+        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
+        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
+    augment : callable or None, default=None
+        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
+        it must be picklable for the fitted estimator to pickle.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the normal rows held out to calibrate a quantile offset (never used when the
+        offset is the method's natural boundary).
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
+    offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
+        when the offset is the natural boundary.
+    n_outlier_exposure_ : int
+        Number of outlier-exposure rows seen in ``fit``.
+    n_epochs_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
+    batch_size_ : int
+        Normal rows per training batch (``batch_size``, at most the training rows).
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
     References
     ----------
     Ruff et al. "Deep Semi-Supervised Anomaly Detection", ICLR 2020; Liznerski et al., TMLR 2022.
     """
-    )
 
-    _method = "sad"
+    _loss_kind = "sad"
     _parameter_constraints: dict = {
         **_OutlierExposureDetector._parameter_constraints,
         "eta": [Interval(Real, 0, None, closed="neither")],
@@ -541,13 +654,13 @@ class DeepSADDetector(_OutlierExposureDetector):
         module=None,
         image_shape=None,
         hidden_sizes=(128, 64),
-        rep_dim=None,
+        feature_dim=None,
         batch_size=128,
         max_epochs=50,
         min_steps=1000,
         lr=1e-3,
         weight_decay=0.0,
-        milestones=None,
+        lr_schedule=None,
         augment=None,
         contamination="auto",
         validation_fraction=0.1,
@@ -558,16 +671,35 @@ class DeepSADDetector(_OutlierExposureDetector):
         inference_batch_size=4096,
         n_threads=1,
     ):
+        super().__init__(
+            module=module,
+            image_shape=image_shape,
+            hidden_sizes=hidden_sizes,
+            feature_dim=feature_dim,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            min_steps=min_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            augment=augment,
+            contamination=contamination,
+            validation_fraction=validation_fraction,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            inference_batch_size=inference_batch_size,
+            n_threads=n_threads,
+        )
         self.eta = eta
-        _shared_init(self, locals())
 
     def _loss(self):
         return OutlierExposureLoss("sad", eta=self.eta)
 
 
 class DeepSVDDDetector(_OutlierExposureDetector):
-    __doc__ = (
-        """Deep SVDD (Ruff et al., 2018): the one-class baseline, no outlier exposure.
+    """Deep SVDD (Ruff et al., 2018): the one-class baseline, no outlier exposure.
 
     The loss is ``||phi(x) - c||^2`` over normal rows, with the centre ``c`` the mean of the
     initial network's outputs on the training rows (coordinates with ``|c_j| < center_eps`` moved
@@ -578,19 +710,76 @@ class DeepSVDDDetector(_OutlierExposureDetector):
 
     Parameters
     ----------
-    center_eps : float, default=0.1"""
-        + _SHARED_PARAMETERS
-        + """
-    center_ : ndarray of shape (rep_dim,)
+    center_eps : float, default=0.1
+    module : torch.nn.Module, callable or None, default=None
+        The representation network phi: an instance (deep-copied) or a factory called as
+        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
+        paper's LeNet-style CNN when ``image_shape`` is given.
+    image_shape : tuple (C, H, W) or None, default=None
+        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
+    hidden_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default MLP.
+    feature_dim : int or None, default=None
+        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
+    batch_size : int, default=128
+        Normal rows per batch; as many outlier-exposure rows are added.
+    max_epochs : int, default=50
+        Passes over the normal rows (raised to reach ``min_steps``).
+    min_steps : int, default=1000
+        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
+        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
+        (``benchmarks/oe_size.md``). The paper's runs take thousands of steps. 0 disables it.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    weight_decay : float, default=0.0
+    lr_schedule : tuple of float, "cosine" or None, default=None
+        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
+        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
+    augment : callable or None, default=None
+        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
+        it must be picklable for the fitted estimator to pickle.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the normal rows held out to calibrate a quantile offset (never used when the
+        offset is the method's natural boundary).
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    callbacks : list of skorch callbacks or None, default=None
+    inference_batch_size : int, default=4096
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
+        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
+        another number of threads round differently; None keeps torch's current setting.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
+    offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
+        when the offset is the natural boundary.
+    n_outlier_exposure_ : int
+        Number of outlier-exposure rows seen in ``fit``.
+    n_epochs_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
+    batch_size_ : int
+        Normal rows per training batch (``batch_size``, at most the training rows).
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+    device_ : str
+
+    center_ : ndarray of shape (feature_dim,)
         The centre c.
 
     References
     ----------
     Ruff et al. "Deep One-Class Classification", ICML 2018.
     """
-    )
 
-    _method = "svdd"
+    _loss_kind = "svdd"
     _uses_oe = False
     _parameter_constraints: dict = {
         **_OutlierExposureDetector._parameter_constraints,
@@ -604,13 +793,13 @@ class DeepSVDDDetector(_OutlierExposureDetector):
         module=None,
         image_shape=None,
         hidden_sizes=(128, 64),
-        rep_dim=None,
+        feature_dim=None,
         batch_size=128,
         max_epochs=50,
         min_steps=1000,
         lr=1e-3,
         weight_decay=0.0,
-        milestones=None,
+        lr_schedule=None,
         augment=None,
         contamination="auto",
         validation_fraction=0.1,
@@ -621,8 +810,28 @@ class DeepSVDDDetector(_OutlierExposureDetector):
         inference_batch_size=4096,
         n_threads=1,
     ):
+        super().__init__(
+            module=module,
+            image_shape=image_shape,
+            hidden_sizes=hidden_sizes,
+            feature_dim=feature_dim,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            min_steps=min_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            augment=augment,
+            contamination=contamination,
+            validation_fraction=validation_fraction,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            inference_batch_size=inference_batch_size,
+            n_threads=n_threads,
+        )
         self.center_eps = center_eps
-        _shared_init(self, locals())
 
     def _warn_about_oe(self, n_oe):
         if n_oe:
@@ -630,7 +839,7 @@ class DeepSVDDDetector(_OutlierExposureDetector):
                 f"DeepSVDDDetector ignores the {n_oe} outlier-exposure rows (y == -1); "
                 "HSCDetector or DeepSADDetector use them.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _bias(self, has_oe):
@@ -638,10 +847,7 @@ class DeepSVDDDetector(_OutlierExposureDetector):
 
     def _prepare(self, module, X_train):
         encoder = module.encoder
-        out = predict_batched(
-            encoder, X_train, batch_size=self.inference_batch_size, module=encoder
-        )
-        center = out.mean(axis=0)
+        center = self._predict(encoder, X_train, encoder).mean(axis=0)
         small = np.abs(center) < self.center_eps
         center[small] = np.where(center[small] < 0, -self.center_eps, self.center_eps)
         module.set_center(torch.as_tensor(center, dtype=torch.float32))

@@ -21,33 +21,29 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
-from skorch.callbacks import Callback, LRScheduler
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
 from torch import nn
 
 from skood._training import (
+    TORCH_PARAMETER_CONSTRAINTS,
     OutlierExposureBatches,
     OutlierExposureCollate,
-    build_net,
-    draw_seed,
-    predict_batched,
-    resolve_device,
-    seeded,
+    TorchEstimatorMixin,
+    lr_schedule_callbacks,
+    make_module,
 )
 from skood.base import (
-    OUTLIER_LABEL,
+    CONTAMINATION_CONSTRAINT,
     LogitClassifierMixin,
+    check_class_labels,
     check_image_shape,
     finite_scores,
     fit_context,
     is_outlier_label,
-    open_set_labels,
     split_holdout,
-    split_labels,
     validate_numeric,
 )
 from skood.nn.heads import GaussianHead
@@ -61,7 +57,12 @@ _OE_LOSSES = ("ice", "ice_ood_only", "oe", "energy")  # the losses that use the 
 
 
 class _LogDetCovariance(Callback):
-    """Record ``log det(LL^T)`` each epoch: the scale degeneracy of spec pitfall 5 shows here."""
+    """Record ``log det(LL^T)`` each epoch.
+
+    The ICE loss is invariant to a joint rescaling of the features and of ``LL^T`` only up to its
+    outlier term; a covariance that grows without bound (the features spreading out to push
+    outliers away) shows here first.
+    """
 
     def on_epoch_end(self, net, **kwargs):
         head = net.module_.head
@@ -71,7 +72,7 @@ class _LogDetCovariance(Callback):
             net.history.record("log_det_cov", logdet)
 
 
-class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
+class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A classifier trained with in-distribution-compatible outlier exposure (ICE).
 
     The network is ``head(backbone(x))``. With the default Gaussian head the logits are
@@ -104,7 +105,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         or train longer).
     ood_weight : float >= 0, default=0.5
         λ, the weight of the outlier-exposure terms. The paper does not report its value; 0.5 is
-        OE's, the spec's choice. Liu et al. use 0.1 for energy OE.
+        the weight of OE (Hendrycks et al., 2019). Liu et al. use 0.1 for energy OE.
     energy_margins : tuple (m_in, m_out), default=(-25.0, -7.0)
         Energy OE's margins (Liu et al.'s CIFAR-10 values).
     ood_score : {"auto", "max_logit", "msp", "energy"}, default="auto"
@@ -120,7 +121,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     fine_tune : fitted ClassifierFeatures, torch.nn.Module or None, default=None
         Start from a trained classifier instead of from scratch (the paper's fine-tuning
         protocol, with e.g. ``max_epochs=10, lr=0.01``). A fitted :class:`skood.ClassifierFeatures`
-        (trained on the same classes) gives its feature map (its ``feature_layer`` or
+        (trained on the same classes) gives its feature map (its ``layer`` or
         ``features``); an ``nn.Module`` with a ``features`` method gives that, any other module
         is taken as the backbone itself. A linear head starts from the network's ``head`` when it
         is an ``nn.Linear`` of the right size; the Gaussian head from the data
@@ -128,7 +129,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     image_shape : tuple (C, H, W) or None, default=None
         Rows of ``X`` are flattened images of this shape; the default backbone is then a CNN.
     hidden_sizes : tuple of int, default=(256, 128)
-        Hidden widths of the default MLP (the spec's digits network is 64 -> 256 -> 128 -> 32).
+        Hidden widths of the default MLP (on digits: 64 -> 256 -> 128 -> 32).
     feature_dim : int, default=32
         Width of the features z that the head sees.
     outlier_batch_ratio : float >= 0, default=2.0
@@ -137,8 +138,11 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         Inlier rows per batch.
     max_epochs : int, default=100
         Passes over the inliers.
+    min_steps : int, default=0
+        Epochs are raised until at least this many optimiser steps are taken (0: exactly
+        ``max_epochs``).
     optimizer : {"adam", "sgd"}, default="adam"
-        Adam (the spec's CPU protocol), or SGD with Nesterov momentum (OE's and the paper's
+        Adam (skood's CPU protocol), or SGD with Nesterov momentum (OE's and the paper's
         WRN protocol: ``optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_schedule="cosine"``).
         Measured on digits with the default MLP, that protocol diverges to NaN for any lr >= 0.03
         (the squared-distance logits give large gradients without the WRN's BatchNorm), so it is
@@ -148,8 +152,9 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         SGD only.
     weight_decay : float, default=0.0
         Applied to every parameter, the head's included.
-    lr_schedule : {"cosine", "step"} or None, default=None
-        Cosine annealing over all steps, or x0.1 at 50 % and 75 % of the epochs.
+    lr_schedule : "cosine", tuple of float or None, default=None
+        Cosine annealing over all steps, or fractions of the epochs at which the learning rate
+        is multiplied by 0.1 (``(0.5, 0.75)``: at 50 % and 75 %).
     center_init : {"auto", "random", "data"}, default="auto"
         Gaussian head initialisation: ``"random"``, standard-normal centres and ``L = I``;
         ``"data"``, the class means of the initial features and the Cholesky factor of their
@@ -159,12 +164,14 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     ood_eps : float, default=1e-6
         ``max h`` is capped at ``-ood_eps`` in the outlier term, so an outlier on a centre gives a
         large, finite loss.
-    tpr : float in (0, 1], default=0.95
-        Sets ``offset_``: the ``(1 - tpr)``-quantile of the calibration inliers' scores, so that
-        :meth:`predict_outlier` accepts a fraction ``tpr`` of them (the TPR-95 operating point).
+    contamination : float in (0, 0.5] or "auto", default=0.05
+        Sets ``offset_``: the ``contamination``-quantile of the calibration inliers' scores, so
+        that :meth:`predict_outlier` rejects that fraction of them (0.05 is the TPR-95 operating
+        point); ``"auto"`` is 0.1.
     validation_fraction : float in [0, 1), default=0.0
-        Inliers held out (per class) from training to calibrate ``offset_``. With 0 (the spec)
-        the training inliers calibrate it, which accepts somewhat more new inliers than ``tpr``.
+        Inliers held out (per class) from training to calibrate ``offset_``. With 0 the
+        training inliers calibrate it, which accepts somewhat more new inliers than
+        ``1 - contamination``.
     device : str or torch.device, default="auto"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
@@ -194,6 +201,10 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         ``LL^T`` (Gaussian head only).
     offset_ : float
         :meth:`predict_outlier` rejects rows whose score is below it.
+    calibration_scores_ : ndarray of float64
+        The sorted scores of the calibration inliers ``offset_`` was set from.
+    n_epochs_, batch_size_ : int
+        Epochs trained and inlier rows per batch.
     n_outliers_seen_ : int
         Auxiliary-outlier rows used in training.
     n_features_in_ : int
@@ -241,24 +252,16 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         "hidden_sizes": [tuple, list],
         "feature_dim": [Interval(Integral, 1, None, closed="left")],
         "outlier_batch_ratio": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions({"sgd", "adam"})],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "lr_schedule": [StrOptions({"cosine", "step"}), None],
+        "lr_schedule": [StrOptions({"cosine"}), tuple, list, None],
         "center_init": [StrOptions({"auto", "random", "data"})],
         "diag_eps": [Interval(Real, 0, None, closed="neither")],
         "ood_eps": [Interval(Real, 0, None, closed="neither")],
-        "tpr": [Interval(Real, 0, 1, closed="right")],
+        "contamination": CONTAMINATION_CONSTRAINT,
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -277,6 +280,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         outlier_batch_ratio=2.0,
         batch_size=128,
         max_epochs=100,
+        min_steps=0,
         optimizer="adam",
         lr=1e-3,
         momentum=0.9,
@@ -285,7 +289,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         center_init="auto",
         diag_eps=1e-4,
         ood_eps=1e-6,
-        tpr=0.95,
+        contamination=0.05,
         validation_fraction=0.0,
         device="auto",
         random_state=None,
@@ -307,6 +311,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self.outlier_batch_ratio = outlier_batch_ratio
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -315,7 +320,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self.center_init = center_init
         self.diag_eps = diag_eps
         self.ood_eps = ood_eps
-        self.tpr = tpr
+        self.contamination = contamination
         self.validation_fraction = validation_fraction
         self.device = device
         self.random_state = random_state
@@ -338,21 +343,21 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
                         f"y's inlier classes are {list(self.classes_)}; fine-tune on the same "
                         "classes."
                     )
-                layer = getattr(source, "feature_layer", None)
+                layer = getattr(source, "layer", None)
                 source = source.module_
             network = copy.deepcopy(source).to("cpu")
             head = getattr(network, "head", None)
             if layer is not None or hasattr(network, "features"):
                 return FeaturesOf(network, layer), head if isinstance(head, nn.Linear) else None
             return network, None
-        if isinstance(self.module, nn.Module):
-            return copy.deepcopy(self.module), None
-        if self.module is not None:
-            return self.module(n_features), None
-        if self.image_shape is not None:
-            check_image_shape(self.image_shape, n_features, name)
-            return LeNetEncoder(self.image_shape, rep_dim=self.feature_dim), None
-        return MLPEncoder(n_features, tuple(self.hidden_sizes), self.feature_dim), None
+
+        def default() -> nn.Module:
+            if self.image_shape is not None:
+                check_image_shape(self.image_shape, n_features, name)
+                return LeNetEncoder(self.image_shape, feature_dim=self.feature_dim)
+            return MLPEncoder(n_features, tuple(self.hidden_sizes), self.feature_dim)
+
+        return make_module(self.module, default, n_features), None
 
     def _build_module(self, X_train: np.ndarray, codes: np.ndarray) -> BackboneClassifier:
         n_classes = self.classes_.size
@@ -385,7 +390,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__}: the backbone module has no parameters.")
         with torch.no_grad():  # materialise lazy layers outside inference mode, so they train
             backbone.eval()(torch.from_numpy(X[:2]))
-        z = predict_batched(features, X, batch_size=self.inference_batch_size, module=backbone)
+        z = self._predict(features, X, backbone)
         backbone.train()
         return torch.as_tensor(z, dtype=torch.float32)
 
@@ -396,32 +401,6 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         return ClassifierOELoss(self.loss, self.ood_weight, margins)
 
     # -- fitting -------------------------------------------------------------------------------
-    def _check_labels(self, X, y):
-        name = type(self).__name__
-        if y is None:
-            raise ValueError(
-                f"{name} requires y to be passed, but the target y is None: it trains a "
-                "classifier on the inlier class labels (and uses rows labelled -1 as auxiliary "
-                "outliers)."
-            )
-        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
-        inliers, labels = split_labels(y, X.shape[0], name)
-        check_classification_targets(labels)
-        encoder = LabelEncoder().fit(labels)
-        if encoder.classes_.size < 2:
-            hint = ""
-            if (~inliers).any():
-                hint = (
-                    f" The {int((~inliers).sum())} rows labelled {OUTLIER_LABEL} are auxiliary "
-                    "outliers in skood's convention, not a class; if -1 is one of your classes, "
-                    "relabel it (e.g. LabelEncoder) and mark auxiliary outliers with -1."
-                )
-            raise ValueError(
-                f"{name} needs at least 2 inlier classes in y to train a classifier; got "
-                f"{encoder.classes_.size} class ({list(encoder.classes_)}).{hint}"
-            )
-        return inliers, encoder.transform(labels).astype(np.int64), encoder.classes_
-
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train on the inlier rows of ``X`` (with their classes) and the auxiliary outliers.
@@ -438,7 +417,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         """
         name = type(self).__name__
         X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
-        inliers, codes, self.classes_ = self._check_labels(X, y)
+        inliers, codes, self.classes_ = check_class_labels(y, X.shape[0], name)
         if self.head == "linear" and self.loss in _ICE_LOSSES:
             raise ValueError(
                 f"{name}: loss={self.loss!r} needs head='gaussian' (its outlier term is "
@@ -466,31 +445,27 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             stratify=codes,
         )
         X_train, y_train = X_in[train_idx], codes[train_idx]
-        self.device_ = resolve_device(self.device)
+        seed = self._start_fit(rng)
         self.n_outliers_seen_ = int(X_out.shape[0])
-        batch = max(1, min(self.batch_size, X_train.shape[0]))
-        steps_per_epoch = -(-X_train.shape[0] // batch)
-        # BatchNorm cannot train on a last batch of a single row (only possible without outliers).
-        drop_last = X_out.shape[0] == 0 and X_train.shape[0] % batch == 1
-        if drop_last:
-            steps_per_epoch -= 1
-        with seeded(draw_seed(rng), self.device_, threads=self.n_threads):
+        # Batches that carry outlier rows never hold a single row.
+        drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_out.shape[0] == 0 else False)
+        steps_per_epoch = X_train.shape[0] // self.batch_size_
+        if not drop_last and X_train.shape[0] % self.batch_size_:
+            steps_per_epoch += 1
+        with self._training(seed):
             module = self._build_module(X_train, y_train)
-            self.net_ = build_net(
+            self.net_ = self._build_net(
                 module.train(),
-                criterion=self._criterion(),
-                lr=self.lr,
-                batch_size=batch,
-                max_epochs=self.max_epochs,
-                device=self.device_,
+                self._criterion(),
+                callbacks=[
+                    *lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps_per_epoch),
+                    ("log_det_cov", _LogDetCovariance()),
+                ],
                 optimizer=torch.optim.SGD if self.optimizer == "sgd" else torch.optim.Adam,
                 optimizer_params=self._optimizer_params(),
-                callbacks=[*self._schedule(steps_per_epoch), *(self.callbacks or [])],
-                verbose=self.verbose,
                 drop_last=drop_last,
-                progress_desc=name,
-                divergence_advice="Lower lr, or use optimizer='adam' (with SGD, lr >= 0.03 diverges on digits with the "
-                "Gaussian head).",
+                divergence_advice="Lower lr, or use optimizer='adam' (with SGD, lr >= 0.03 "
+                "diverges on digits with the Gaussian head).",
                 iterator_train__collate_fn=OutlierExposureCollate(),
             )
             self.net_.fit(
@@ -507,7 +482,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             self.cholesky_ = L.numpy()
             self.covariance_ = (L @ L.T).numpy()
         calib = X_in[calib_idx] if calib_idx.size else X_train
-        self.offset_ = float(np.quantile(self._scores(self._forward(calib)), 1.0 - self.tpr))
+        self._set_offset(self._scores_and_logits(calib)[0])
         return self
 
     def _optimizer_params(self) -> dict:
@@ -515,18 +490,6 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         if self.optimizer == "sgd":
             params.update(momentum=self.momentum, nesterov=self.momentum > 0)
         return params
-
-    def _schedule(self, steps_per_epoch: int) -> list:
-        callbacks: list = [("log_det_cov", _LogDetCovariance())]
-        if self.lr_schedule == "cosine":
-            total = max(1, steps_per_epoch * self.max_epochs)
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-            callbacks.insert(0, LRScheduler(cosine, T_max=total, step_every="batch"))
-        elif self.lr_schedule == "step":
-            milestones = sorted({max(1, round(self.max_epochs * f)) for f in (0.5, 0.75)})
-            step = torch.optim.lr_scheduler.MultiStepLR
-            callbacks.insert(0, LRScheduler(step, milestones=milestones, gamma=0.1))
-        return callbacks
 
     # -- fitted views --------------------------------------------------------------------------
     @property
@@ -540,19 +503,14 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         return self.net_.history
 
     # -- inference -----------------------------------------------------------------------------
-    def _validate(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_numeric(self, X, dtype=np.float32, reset=False)
-
-    def _forward(self, X: np.ndarray) -> np.ndarray:
+    def _logits(self, X: np.ndarray) -> np.ndarray:
         """Logits of validated ``X`` as float64 (n, n_classes), batched, eval mode."""
         module = self.module_
-        return predict_batched(
-            module, X, batch_size=self.inference_batch_size, module=module
-        ).reshape(X.shape[0], self.classes_.size)
+        return self._predict(module, X, module).reshape(X.shape[0], self.classes_.size)
 
-    def _logits(self, X) -> np.ndarray:
-        return self._forward(self._validate(X))
+    def _scores_and_logits(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits = self._logits(X)
+        return self._scores(logits), logits
 
     @property
     def _score_kind(self) -> str:
@@ -586,7 +544,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        return self._scores(self._logits(X))
+        return super().score_samples(X)
 
     def in_distribution_proba(self, X) -> np.ndarray:
         """``exp(score_samples(X))`` in (0, 1]: ICE's ``exp(max h)``, or the MSP.
@@ -615,23 +573,7 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """The class with the largest logit (the nearest centre for the Gaussian head).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        logits = self._logits(X)  # validates (and checks fitted) first
-        return self.classes_[np.argmax(logits, axis=1)]
-
-    def predict_closed_set(self, X) -> np.ndarray:
-        """Alias of :meth:`predict`: the class for every input, never rejecting."""
-        return self.predict(X)
-
-    def predict_open_set(self, X) -> np.ndarray:
-        """The class for in-distribution inputs, ``-1`` for inputs with a score below ``offset_``.
+        sklearn's classifier contract: never rejects (:meth:`predict_open_set` does).
 
         Parameters
         ----------
@@ -640,11 +582,8 @@ class ICEClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
-            Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
-        logits = self._logits(X)
-        rejected = self._scores(logits) < self.offset_
-        return open_set_labels(self.classes_, np.argmax(logits, axis=1), rejected)
+        return self.predict_closed_set(X)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Classification accuracy on the rows of ``y`` that are not ``-1``.

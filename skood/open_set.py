@@ -15,16 +15,14 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
 
 from skood.base import (
+    CONTAMINATION_CONSTRAINT,
     LogitClassifierMixin,
+    check_class_labels,
     finite_scores,
     fit_context,
-    open_set_labels,
     split_holdout,
-    split_labels,
     validate_numeric,
 )
 from skood.features import ClassifierFeatures
@@ -39,10 +37,10 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
 
     ``fit(X, y)`` holds out a stratified ``validation_fraction`` of the inlier rows, trains the
     feature extractor's classifier on the rest (stage 1), fits the detector on their penultimate
-    features, and sets the gate's threshold ``threshold_`` so that a fraction ``tpr`` of the
-    held-out inliers passes it (the paper's TPR-95 operating point). At inference an input whose
-    gate score falls below ``threshold_`` is rejected (label ``-1``); the others get the
-    classifier's class.
+    features, and sets the gate's threshold ``offset_`` so that a fraction ``1 - contamination``
+    of the held-out inliers passes it (the paper's TPR-95 operating point by default). At
+    inference an input whose gate score falls below ``offset_`` is rejected (label ``-1``); the
+    others get the classifier's class.
 
     Parameters
     ----------
@@ -57,13 +55,13 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         class-conditional :class:`skood.GaussianMahalanobis` for the Mahalanobis / GEM baselines)
         is cloned and fitted on the features of the training rows with their labels; its
         ``score_samples`` is the gate score and its own ``offset_`` is not used.
-    tpr : float in (0, 1], default=0.95
-        Fraction of held-out inliers that the gate accepts; ``threshold_`` is their
-        ``(1 - tpr)``-quantile score.
+    contamination : float in (0, 0.5] or "auto", default=0.05
+        Fraction of held-out inliers that the gate rejects; ``offset_`` is their
+        ``contamination``-quantile score (0.05: the TPR-95 operating point; ``"auto"`` is 0.1).
     validation_fraction : float in [0, 1), default=0.2
-        Inlier rows held out (per class) from both stages to set ``threshold_``. With 0 the
+        Inlier rows held out (per class) from both stages to set ``offset_``. With 0 the
         threshold is set on the training rows, which the stages have seen, so it accepts more
-        new inliers than ``tpr`` and more outliers too.
+        new inliers than ``1 - contamination`` and more outliers too.
     temperature : float > 0, default=1.0
         Softmax / energy temperature for the ``"msp"`` and ``"energy"`` gates.
     random_state : int, RandomState instance or None, default=None
@@ -77,10 +75,11 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         The fitted gate, or ``"msp"`` / ``"energy"``.
     classes_ : ndarray
         The inlier classes (never ``-1``).
-    threshold_ : float
-        Gate score at which inputs are rejected (below it).
     offset_ : float
-        Same as ``threshold_``: ``outlier_decision_function = score_samples - offset_``.
+        Gate score below which inputs are rejected:
+        ``outlier_decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of float64
+        The sorted gate scores of the held-out inliers ``offset_`` was set from.
     n_features_in_ : int
     feature_names_in_ : ndarray
 
@@ -124,7 +123,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "transform_with_logits"]), None],
         "detector": [StrOptions(set(_LOGIT_GATES)), HasMethods(["fit", "score_samples"])],
-        "tpr": [Interval(Real, 0, 1, closed="right")],
+        "contamination": CONTAMINATION_CONSTRAINT,
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
@@ -135,14 +134,14 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         features=None,
         detector="msp",
         *,
-        tpr=0.95,
+        contamination=0.05,
         validation_fraction=0.2,
         temperature=1.0,
         random_state=None,
     ):
         self.features = features
         self.detector = detector
-        self.tpr = tpr
+        self.contamination = contamination
         self.validation_fraction = validation_fraction
         self.temperature = temperature
         self.random_state = random_state
@@ -150,7 +149,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
     @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Train stage 1 and the gate, then set ``threshold_`` on held-out inliers.
+        """Train stage 1 and the gate, then set ``offset_`` on held-out inliers.
 
         Parameters
         ----------
@@ -165,15 +164,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         """
         name = type(self).__name__
         X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
-        if y is None:
-            raise ValueError(
-                f"{name} requires y to be passed, but the target y is None: it trains a "
-                "classifier on the inlier class labels."
-            )
-        # NaN / inf labels are refused here, before any comparison with -1 casts them.
-        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
-        inliers, labels = split_labels(y, X.shape[0], name)
-        check_classification_targets(labels)
+        inliers, codes, _ = check_class_labels(y, X.shape[0], name)
         y = np.asarray(y)
         inlier_rows = np.flatnonzero(inliers)
         fit_in, held_in = split_holdout(
@@ -182,7 +173,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             self.random_state,
             min_train=2,
             estimator_name=name,
-            stratify=labels,
+            stratify=codes,
         )
         # Outlier rows (y == -1) go with the training part: they are no inliers to calibrate on.
         train = np.sort(np.concatenate([inlier_rows[fit_in], np.flatnonzero(~inliers)]))
@@ -198,13 +189,12 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         else:
             Z_train, _ = self.features_.transform_with_logits(X[train])
             self.detector_ = clone(self.detector).fit(Z_train, y[train])
-        self.threshold_ = float(np.quantile(self._gate(X[calib])[0], 1.0 - self.tpr))
-        self.offset_ = self.threshold_
+        self._set_offset(self._scores_and_logits(X[calib])[0])
         return self
 
     # -- the gate ------------------------------------------------------------------------------
-    def _gate(self, X):
-        """(gate scores, logits) of already validated ``X``, from one pass through stage 1."""
+    def _scores_and_logits(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gate scores, logits) of validated ``X``, from one pass through stage 1."""
         Z, logits = self.features_.transform_with_logits(X)
         t = self.temperature
         if self.detector_ == "msp":
@@ -215,24 +205,9 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             scores = self.detector_.score_samples(Z)
         return finite_scores(scores), logits
 
-    def _validate(self, X):
-        check_is_fitted(self)
-        return validate_numeric(self, X, dtype=np.float32, reset=False)
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        return self.features_.transform_with_logits(X)[1]
 
-    def score_samples(self, X) -> np.ndarray:
-        """The gate's score: higher = more like the inlier classes.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return self._gate(self._validate(X))[0]
-
-    # -- predictions ---------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
         """Open-set labels: the class for accepted inputs, ``-1`` for rejected ones.
 
@@ -245,26 +220,4 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
-        scores, logits = self._gate(self._validate(X))
-        return open_set_labels(self.classes_, np.argmax(logits, axis=1), scores < self.offset_)
-
-    def predict_open_set(self, X) -> np.ndarray:
-        """Alias of :meth:`predict`: the class, or ``-1`` for rejected inputs."""
-        return self.predict(X)
-
-    def predict_closed_set(self, X) -> np.ndarray:
-        """The classifier's class for every input, never rejecting.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
-
-    def _logits(self, X) -> np.ndarray:
-        X = self._validate(X)
-        return self.features_.transform_with_logits(X)[1]
+        return self.predict_open_set(X)

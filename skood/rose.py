@@ -82,19 +82,20 @@ class ROSEScorer(BaseDetector):
         and the layer statistics on ``X``.
     log_prob : callable ``(module, x) -> Tensor (n,)`` or None, default=None
         The per-row log-likelihood; None calls ``module.log_prob(x)``. For a VAE it is the ELBO
-        with fixed noise (the paper does not state its objective; spec pitfall 2).
+        with fixed noise (the paper does not state which objective it differentiates).
     layers : "auto" or list of str, default="auto"
         ``"auto"``: every module that holds parameters directly, one layer each. A list entry
         is a module name (``"encoder.0"``; a non-leaf module is one DIAG layer over all its
         parameters; ``"(root)"`` is the parameters of the top module itself) or an ``fnmatch``
         pattern over the leaf names (``"encoder.*"``). The paper scores a VAE's encoder
-        convolutions and a Glow's 1x1 convolutions only; the choice matters (spec pitfall 7).
+        convolutions and a Glow's 1x1 convolutions only; the choice changes the score markedly
+        (``benchmarks/rose_claim``).
     fisher : {"ekfac", "diag"}, default="ekfac"
     n_fisher_samples : int or None, default=None
         Rows drawn (without replacement) to estimate the Fisher; None uses every inlier row.
-        With ``holdout_fraction=0`` the layer statistics come from the same rows, which is
+        With ``validation_fraction=0`` the layer statistics come from the same rows, which is
         unreliable for a few hundred rows or fewer (a warning says so below 100): measured on
-        digits, 10 rows inverted EKFAC ROSE (AUROC 0.19) while ``holdout_fraction=0.5`` gave
+        digits, 10 rows inverted EKFAC ROSE (AUROC 0.19) while ``validation_fraction=0.5`` gave
         0.68-0.80 (``benchmarks/rose_claim.md``).
     beta : float, default=0.0
         Shift of the z-scores before the ReLU.
@@ -104,11 +105,11 @@ class ROSEScorer(BaseDetector):
         Apply the ReLU; ``False`` takes the norm of ``|s_hat + beta|`` (two-sided).
     damping : float, default=1e-8
         Added to every curvature entry, relative to their mean (the paper has none).
-    holdout_fraction : float in [0, 1), default=0.0
+    validation_fraction : float in [0, 1), default=0.0
         Inlier rows kept out of the Fisher for the layer statistics and ``offset_``; 0 uses the
         Fisher rows themselves, as the paper's Alg. 1 does (an in-sample bias: with DIAG the mean
-        of ``S^l`` over those rows is the layer's parameter count, spec pitfall 4).
-    batch_size : int, default=64
+        of ``S^l`` over those rows is exactly the layer's parameter count).
+    inference_batch_size : int, default=64
         Rows per per-sample-gradient pass; memory grows with it times the parameters scored.
     gradients : {"vmap", "loop"}, default="vmap"
         ``"vmap"`` vectorises per-sample gradients with ``torch.func``; ``"loop"`` runs one
@@ -139,7 +140,7 @@ class ROSEScorer(BaseDetector):
     -----
     The score is one-sided with the ReLU: only larger-than-usual gradients count, and with
     ``p=inf`` many inliers tie at 0. Inputs that give *smaller* gradients than the inliers
-    (low-intensity images for a flow, spec section 9) are not flagged.
+    (low-intensity images for a flow, whose likelihood is high for dim inputs) are not flagged.
 
     References
     ----------
@@ -153,7 +154,7 @@ class ROSEScorer(BaseDetector):
     >>> import numpy as np
     >>> from skood import ROSEScorer, VAEDetector
     >>> X = np.random.RandomState(0).normal(size=(300, 4))
-    >>> vae = VAEDetector(latent_dim=2, hidden_dims=(16,), max_epochs=5, min_steps=100,
+    >>> vae = VAEDetector(latent_dim=2, hidden_sizes=(16,), max_epochs=5, min_steps=100,
     ...                   random_state=0)
     >>> rose = ROSEScorer(vae, random_state=0).fit(X)
     >>> rose.layer_scores(X[:3]).shape
@@ -172,8 +173,8 @@ class ROSEScorer(BaseDetector):
         "p": [Interval(Real, 1, np.inf, closed="both")],
         "clip": ["boolean"],
         "damping": [Interval(Real, 0, None, closed="left")],
-        "holdout_fraction": [Interval(Real, 0, 1, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "gradients": [StrOptions({"vmap", "loop"})],
         "random_state": ["random_state"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -192,8 +193,8 @@ class ROSEScorer(BaseDetector):
         p=np.inf,
         clip=True,
         damping=1e-8,
-        holdout_fraction=0.0,
-        batch_size=64,
+        validation_fraction=0.0,
+        inference_batch_size=64,
         gradients="vmap",
         contamination=0.1,
         random_state=None,
@@ -209,8 +210,8 @@ class ROSEScorer(BaseDetector):
         self.p = p
         self.clip = clip
         self.damping = damping
-        self.holdout_fraction = holdout_fraction
-        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.inference_batch_size = inference_batch_size
         self.gradients = gradients
         self.contamination = contamination
         self.random_state = random_state
@@ -290,7 +291,7 @@ class ROSEScorer(BaseDetector):
         X = X[inliers]
         rng = check_random_state(self.random_state)
         fisher_idx, stats_idx = split_holdout(
-            X.shape[0], self.holdout_fraction, rng, min_train=2, estimator_name=name
+            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
         )
         if self.n_fisher_samples is not None and self.n_fisher_samples < fisher_idx.size:
             fisher_idx = np.sort(rng.choice(fisher_idx, self.n_fisher_samples, replace=False))
@@ -304,7 +305,7 @@ class ROSEScorer(BaseDetector):
                 f"{name}: the layer statistics (mu_, sigma_) come from the same "
                 f"{fisher_idx.size} rows as the Fisher, an in-sample estimate that can invert the "
                 "score for small n_fisher_samples (benchmarks/rose_claim.md: AUROC 0.19 with 10 "
-                "rows). Set holdout_fraction (e.g. 0.5) to take them from other inlier rows.",
+                "rows). Set validation_fraction (e.g. 0.5) to take them from other inlier rows.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -325,7 +326,7 @@ class ROSEScorer(BaseDetector):
         return self
 
     def _batches(self, X: np.ndarray, device: torch.device):
-        for sl in iter_slices(X.shape[0], self.batch_size):
+        for sl in iter_slices(X.shape[0], self.inference_batch_size):
             yield torch.tensor(X[sl], dtype=torch.float32, device=device)
 
     def _build_curvatures(self, module, log_prob, layers, X_fisher):

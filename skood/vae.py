@@ -11,14 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from skood._training import (
-    build_net,
-    draw_seed,
-    plan_epochs,
-    predict_batched,
-    resolve_device,
-    seeded,
-)
+from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin
 from skood.base import BaseDetector, check_image_shape, finite_scores, fit_context, split_holdout
 from skood.nn.losses import QuantileNLLLoss
 from skood.nn.vae import VAE, conv_depth, conv_vae_networks, mlp_vae_networks
@@ -26,7 +19,7 @@ from skood.nn.vae import VAE, conv_depth, conv_vae_networks, mlp_vae_networks
 __all__ = ["VAEDetector"]
 
 
-class VAEDetector(BaseDetector):
+class VAEDetector(TorchEstimatorMixin, BaseDetector):
     """Variational autoencoder whose score is the per-sample evidence lower bound (ELBO).
 
     An encoder maps each row to a Gaussian posterior ``q(z | x)``, a decoder maps codes back to
@@ -50,7 +43,7 @@ class VAEDetector(BaseDetector):
         latent_dim)`` to ``(n, n_features)``.
     latent_dim : int, default=8
         Size of the code ``z``.
-    hidden_dims : tuple of int, default=(128,)
+    hidden_sizes : tuple of int, default=(128,)
         Hidden widths of the MLP encoder (the decoder mirrors them).
     image_shape : tuple (C, H, W) or None, default=None
         Shape of one image when rows are flattened images.
@@ -93,7 +86,10 @@ class VAEDetector(BaseDetector):
         ``log_prob(x)`` is the scoring bound (what ``ROSEScorer`` differentiates).
     device_ : str
     n_epochs_ : int
+    batch_size_ : int
     offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores of the held-out inlier rows ``offset_`` was set from.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
@@ -114,7 +110,7 @@ class VAEDetector(BaseDetector):
     >>> import numpy as np
     >>> from skood import VAEDetector
     >>> X = np.random.RandomState(0).normal(size=(300, 4))
-    >>> det = VAEDetector(latent_dim=2, hidden_dims=(16,), max_epochs=5, min_steps=200,
+    >>> det = VAEDetector(latent_dim=2, hidden_sizes=(16,), max_epochs=5, min_steps=200,
     ...                   random_state=0).fit(X)
     >>> det.predict([[0.0, 0.0, 0.0, 0.0], [8.0, 8.0, 8.0, 8.0]])
     array([ 1, -1])
@@ -124,25 +120,16 @@ class VAEDetector(BaseDetector):
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
-        "hidden_dims": [tuple, list],
+        "hidden_sizes": [tuple, list],
         "image_shape": [tuple, None],
         "conv_width": [Interval(Integral, 1, None, closed="left")],
         "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
         "bound": [StrOptions({"elbo", "iwae"})],
         "min_scale": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "min_steps": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        **TORCH_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -150,7 +137,7 @@ class VAEDetector(BaseDetector):
         module="auto",
         *,
         latent_dim=8,
-        hidden_dims=(128,),
+        hidden_sizes=(128,),
         image_shape=None,
         conv_width=32,
         n_mc_samples=8,
@@ -173,7 +160,7 @@ class VAEDetector(BaseDetector):
     ):
         self.module = module
         self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
+        self.hidden_sizes = hidden_sizes
         self.image_shape = image_shape
         self.conv_width = conv_width
         self.n_mc_samples = n_mc_samples
@@ -201,7 +188,7 @@ class VAEDetector(BaseDetector):
                 raise ValueError(
                     f"{name}: module as a tuple must be two nn.Module instances (encoder, decoder)."
                 )
-            return copy.deepcopy(self.module)
+            return copy.deepcopy(self.module)  # jointly: shared submodules stay shared
         check_image_shape(self.image_shape, n_features, name)
         if self.image_shape is not None and len(self.image_shape) != 3:
             raise ValueError(f"{name}: image_shape must be (C, H, W); got {self.image_shape}.")
@@ -213,7 +200,7 @@ class VAEDetector(BaseDetector):
             )
         if self.module == "conv" or (self.module == "auto" and conv_ok):
             return conv_vae_networks(self.image_shape, self.latent_dim, self.conv_width)
-        return mlp_vae_networks(n_features, self.latent_dim, tuple(self.hidden_dims))
+        return mlp_vae_networks(n_features, self.latent_dim, tuple(self.hidden_sizes))
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -237,12 +224,9 @@ class VAEDetector(BaseDetector):
             X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
         )
         X_train, X_val = X[train_idx], X[val_idx]
-        seed = draw_seed(rng)
-        self.device_ = resolve_device(self.device)
-        self.batch_size_, self.n_epochs_ = plan_epochs(
-            X_train.shape[0], self.batch_size, self.max_epochs, self.min_steps, drop_last=False
-        )
-        with seeded(seed, self.device_, threads=self.n_threads):
+        seed = self._start_fit(rng)
+        drop_last = self._plan_epochs(X_train.shape[0])
+        with self._training(seed):
             encoder, decoder = self._networks(X.shape[1])
             vae = VAE(
                 encoder,
@@ -254,19 +238,13 @@ class VAEDetector(BaseDetector):
                 min_scale=self.min_scale,
                 generator=torch.Generator().manual_seed(seed),
             )
-            self.net_ = build_net(
+            self.net_ = self._build_net(
                 vae,
-                criterion=QuantileNLLLoss("mean"),
-                lr=self.lr,
-                batch_size=self.batch_size_,
-                max_epochs=self.n_epochs_,
-                device=self.device_,
+                QuantileNLLLoss("mean"),
                 optimizer_params={"weight_decay": self.weight_decay},
                 grad_clip=self.grad_clip,
-                callbacks=self.callbacks,
-                verbose=self.verbose,
+                drop_last=drop_last,
                 valid_data=X_val if self.callbacks and X_val.shape[0] else None,
-                progress_desc=name,
                 divergence_advice="Standardise the features, or lower lr, or set grad_clip.",
             )
             self.net_.fit(X_train, None)
@@ -275,8 +253,7 @@ class VAEDetector(BaseDetector):
 
     def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
         vae = self.net_.module_
-        scores = predict_batched(vae.log_prob, X, batch_size=self.inference_batch_size, module=vae)
-        return finite_scores(scores)
+        return finite_scores(self._predict(vae.log_prob, X, vae))
 
     def score_samples(self, X) -> np.ndarray:
         """The scoring bound (ELBO or IWAE) on ``log p(x)``, in nats; higher = more normal.
@@ -296,9 +273,4 @@ class VAEDetector(BaseDetector):
         """Decoded posterior means ``dec(mu(x))``, shape ``(n_samples, n_features)``."""
         X = self._check_fitted_and_validate(X, dtype=np.float32)
         vae = self.net_.module_
-        return predict_batched(
-            lambda xb: vae.decoder(vae.encode(xb)[0]),
-            X,
-            batch_size=self.inference_batch_size,
-            module=vae,
-        )
+        return self._predict(lambda xb: vae.decoder(vae.encode(xb)[0]), X, vae)

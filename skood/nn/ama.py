@@ -27,9 +27,9 @@ __all__ = [
     "ConvCritic",
     "ConvDecoder",
     "ConvEncoder",
+    "LeakyMLPEncoder",
     "MLPCritic",
     "MLPDecoder",
-    "MLPEncoder",
     "SpectralNorm",
     "atypical_negatives",
     "gradient_penalty",
@@ -90,14 +90,14 @@ def mirrored_pair(x: Tensor, other: Tensor, image_shape: Sequence[int] | None) -
 # -- MLPs (flat input) ---------------------------------------------------------------------------
 
 
-class MLPEncoder(nn.Module):
-    """``n_features -> hidden_dims... -> latent_dim``, LeakyReLU(0.2), linear output."""
+class LeakyMLPEncoder(nn.Module):
+    """``n_features -> hidden_sizes... -> latent_dim``, LeakyReLU(0.2), linear output."""
 
-    def __init__(self, n_features: int, hidden_dims: Sequence[int], latent_dim: int) -> None:
+    def __init__(self, n_features: int, hidden_sizes: Sequence[int], latent_dim: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = n_features
-        for h in hidden_dims:
+        for h in hidden_sizes:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
             width = h
         layers.append(nn.Linear(width, latent_dim))
@@ -108,13 +108,13 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """``latent_dim -> reversed(hidden_dims)... -> n_features``, ReLU, linear output."""
+    """``latent_dim -> reversed(hidden_sizes)... -> n_features``, ReLU, linear output."""
 
-    def __init__(self, n_features: int, hidden_dims: Sequence[int], latent_dim: int) -> None:
+    def __init__(self, n_features: int, hidden_sizes: Sequence[int], latent_dim: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = latent_dim
-        for h in reversed(tuple(hidden_dims)):
+        for h in reversed(tuple(hidden_sizes)):
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, n_features))
@@ -125,17 +125,19 @@ class MLPDecoder(nn.Module):
 
 
 class MLPCritic(nn.Module):
-    """``in_features -> hidden_dims... -> 1`` with LeakyReLU(0.2) and spectral normalisation.
+    """``in_features -> hidden_sizes... -> 1`` with LeakyReLU(0.2) and spectral normalisation.
 
     ``features`` is the last hidden activation (the critic's penultimate layer), the output a
     bias-free linear map of it.
     """
 
-    def __init__(self, in_features: int, hidden_dims: Sequence[int], spectral: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_sizes: Sequence[int], spectral: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
-        for h in hidden_dims:
+        for h in hidden_sizes:
             layers += [_sn(nn.Linear(width, h), spectral), nn.LeakyReLU(0.2)]
             width = h
         self.body = nn.Sequential(*layers)
@@ -318,7 +320,7 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     """WGAN-GP: ``mean((||grad D(u real + (1 - u) fake)||_2 - 1)^2)``, one u ~ U(0, 1) per row.
 
     The gradient norm is taken over each row's whole (flattened) input, as in Gulrajani et al.;
-    the AMA code takes it over the channel axis only (spec pitfall 1).
+    the AMA authors' code takes it over the channel axis only, which penalises a different norm.
     """
     u = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
     mixed = (u * real + (1 - u) * fake).detach().requires_grad_(True)
@@ -351,8 +353,8 @@ def atypical_negatives(
     """Synthetic negatives ``G(z_neg)``, made in eval mode without gradient.
 
     ``"inward"``: ``z_neg = s E(x_j)`` with ``s ~ U(1 - delta, 1)``; ``"outward"``: ``s ~ U(1,
-    1 + delta)`` (the paper's shell just inside / outside the normal codes, with the bounded
-    scale of spec pitfall 5); ``"origin"``: Sipple's negatives, each coordinate ``~ U(0, m)`` with
+    1 + delta)`` (the paper's shell just inside / outside the normal codes; the scale is bounded
+    because the paper's unbounded form can put negatives arbitrarily far); ``"origin"``: Sipple's negatives, each coordinate ``~ U(0, m)`` with
     ``m`` the smallest code norm in the batch. ``x_j`` are ``n_neg`` random rows of ``x``.
     """
     was_training = module.training

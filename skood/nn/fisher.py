@@ -18,8 +18,8 @@ Fisher :math:`E_X[g g^\top]` of in-distribution rows (Eqs. 5-9 of the paper):
 Only the eigenvectors of ``A`` and ``B`` are used, so their scale (per position, per noise draw
 or per row) does not matter. Damping, absent in the paper, adds ``damping * mean`` of the
 curvature entries so that a parameter whose gradient was always 0 on the data (weights on an
-always-black pixel) does not divide by zero (the spec's pitfall 5; a Gaussian prior, the paper's
-footnote 6).
+always-black pixel) does not divide by zero (it acts as a Gaussian prior, the paper's footnote
+6).
 
 Per-sample gradients come from :func:`torch.func.vmap` over :func:`torch.func.grad` of a
 *summed* per-row log-likelihood; the module must be in eval mode and treat rows independently.

@@ -45,19 +45,21 @@ _ATAN_SCALE = 0.636
 def mlp(
     in_features: int,
     out_features: int,
-    hidden_size: int,
-    n_hidden_layers: int,
+    hidden_sizes: Sequence[int],
     dropout: float = 0.0,
 ) -> nn.Sequential:
     """Coupling subnet of the QuantOD code.
 
-    ``Linear(in, H) -> Dropout -> ReLU -> [Linear(H, H) -> Dropout -> ReLU] * L -> Linear(H, out)``.
-    With the paper's "2 FC layers" (``n_hidden_layers=2``) this is four Linear layers.
+    ``[Linear -> Dropout -> ReLU]`` to each width of ``hidden_sizes``, then ``Linear(out)``. The
+    authors' subnet, "2 FC layers" of width 512 between the input and output layers, is
+    ``hidden_sizes=(512, 512, 512)``: four Linear layers.
     """
-    layers: list[nn.Module] = [nn.Linear(in_features, hidden_size), nn.Dropout(dropout), nn.ReLU()]
-    for _ in range(n_hidden_layers):
-        layers += [nn.Linear(hidden_size, hidden_size), nn.Dropout(dropout), nn.ReLU()]
-    layers.append(nn.Linear(hidden_size, out_features))
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden_sizes:
+        layers += [nn.Linear(width, h), nn.Dropout(dropout), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
 
 
@@ -172,14 +174,14 @@ class AffineCoupling(nn.Module):
 
     with the soft clamp :math:`s = c \cdot 0.636 \arctan(\hat s)` and
     :math:`\log|\det| = \sum s_1 + \sum s_2`. The second half is conditioned on the already
-    transformed :math:`v_1`; the paper's Eq. 2 writes :math:`u_1` there, which would not be
-    invertible (see the spec), so this follows the authors' code.
+    transformed :math:`v_1`; the paper's Eq. 2 writes :math:`u_1` there, but :math:`u_1` is not
+    known when inverting (only :math:`v_1` is), so this follows the authors' code.
 
     Parameters
     ----------
     features : int
         Input dimension (at least 2).
-    hidden_size, n_hidden_layers, dropout :
+    hidden_sizes, dropout :
         Subnet shape, see :func:`mlp`.
     clamp : float
         Soft-clamp bound ``c`` on the log-scales.
@@ -193,8 +195,7 @@ class AffineCoupling(nn.Module):
     def __init__(
         self,
         features: int,
-        hidden_size: int = 512,
-        n_hidden_layers: int = 2,
+        hidden_sizes: Sequence[int] = (512, 512, 512),
         dropout: float = 0.0,
         clamp: float = 3.0,
         kind: str = "glow",
@@ -209,7 +210,7 @@ class AffineCoupling(nn.Module):
         self.d2 = features - self.d1
 
         def subnet(n_in: int, n_out: int) -> nn.Module:
-            return mlp(n_in, n_out, hidden_size, n_hidden_layers, dropout)
+            return mlp(n_in, n_out, hidden_sizes, dropout)
 
         # net2 conditions the first half on u2; net1 conditions the second half on v1.
         if kind == "nice":
@@ -261,7 +262,7 @@ class NormalizingFlow(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> flow = glow_flow(4, n_blocks=2, hidden_size=16, n_hidden_layers=1).eval()
+    >>> flow = glow_flow(4, n_blocks=2, hidden_sizes=(16, 16)).eval()
     >>> x = torch.randn(8, 4)
     >>> flow(x).shape
     torch.Size([8])
@@ -379,8 +380,7 @@ class NormalizingFlow(nn.Module):
 def glow_flow(
     features: int,
     n_blocks: int = 8,
-    hidden_size: int = 512,
-    n_hidden_layers: int = 2,
+    hidden_sizes: Sequence[int] = (512, 512, 512),
     dropout: float = 0.3,
     clamp: float = 3.0,
     coupling: str = "glow",
@@ -394,9 +394,10 @@ def glow_flow(
     ----------
     features : int
         Dimension of the feature vectors (at least 2).
-    n_blocks, hidden_size, n_hidden_layers, dropout, clamp :
-        Defaults of the authors' code: 8 blocks, subnets of width 512 with 2 hidden layers,
-        dropout 0.3, soft clamp 3.0 (about 10 M parameters for 128-d features).
+    n_blocks, hidden_sizes, dropout, clamp :
+        Defaults of the authors' code: 8 blocks, subnets with three hidden activations of width
+        512 (four Linear layers), dropout 0.3, soft clamp 3.0 (about 10 M parameters for 128-d
+        features).
     coupling : {"glow", "realnvp", "nice", "gin"}
         The coupling block, see :class:`AffineCoupling` (Table 3 of the paper compares them).
     permutation : {"random", "reverse", "learned"}
@@ -419,7 +420,5 @@ def glow_flow(
             transforms.append(LUPermutation(features, generator=generator))
         else:
             raise ValueError(f"Unknown permutation {permutation!r}.")
-        transforms.append(
-            AffineCoupling(features, hidden_size, n_hidden_layers, dropout, clamp, coupling)
-        )
+        transforms.append(AffineCoupling(features, hidden_sizes, dropout, clamp, coupling))
     return NormalizingFlow(transforms)

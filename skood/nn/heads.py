@@ -52,7 +52,8 @@ class GaussianHead(nn.Module):
     def init_from_data(self, z: Tensor, labels: Tensor, shrinkage: float = 0.1) -> None:
         """Centres at the class means and L at the Cholesky factor of the shrunk pooled covariance.
 
-        For fine-tuning from a trained feature extractor (spec pitfall 3).
+        For fine-tuning from a trained feature extractor: random centres far from the trained
+        features would give huge first-step losses and wreck the pretrained backbone.
         """
         with torch.no_grad():
             k, d = self.means.shape

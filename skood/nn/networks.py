@@ -63,7 +63,7 @@ class SmallCNN(nn.Module):
     """A small CNN for images that arrive flattened: ``x.view(-1, C, H, W)`` first.
 
     Two ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` stages (widths ``channels``), then
-    ``Linear -> ReLU -> Dropout`` to ``hidden_size`` penultimate features and a linear head. Sized
+    ``Linear -> ReLU -> Dropout`` to ``feature_dim`` penultimate features and a linear head. Sized
     for sklearn's 8x8 digits; any ``(C, H, W)`` with ``H, W >= 4`` works. ``features(x,
     pre_activation=True)`` is the penultimate Linear's output, before its ReLU.
     """
@@ -73,7 +73,7 @@ class SmallCNN(nn.Module):
         image_shape: Sequence[int],
         n_classes: int,
         channels: Sequence[int] = (32, 64),
-        hidden_size: int = 128,
+        feature_dim: int = 128,
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
@@ -95,9 +95,9 @@ class SmallCNN(nn.Module):
             )
         self.conv = nn.Sequential(*blocks)
         self.fc = nn.Sequential(
-            nn.Flatten(), nn.Linear(c * h * w, hidden_size), nn.ReLU(), nn.Dropout(dropout)
+            nn.Flatten(), nn.Linear(c * h * w, feature_dim), nn.ReLU(), nn.Dropout(dropout)
         )
-        self.head = nn.Linear(hidden_size, n_classes)
+        self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: Tensor, pre_activation: bool = False) -> Tensor:
         return self.features_and_logits(x, pre_activation)[0]
@@ -116,7 +116,7 @@ class SmallCNN(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """``[Linear -> LeakyReLU] * len(hidden_sizes) -> Linear(rep_dim)``: a representation phi(x).
+    """``[Linear -> LeakyReLU] * len(hidden_sizes) -> Linear(feature_dim)``: a representation phi(x).
 
     ``bias=False`` removes every bias, which keeps Deep SVDD from the trivial constant solution
     (Ruff et al., 2018).
@@ -126,7 +126,7 @@ class MLPEncoder(nn.Module):
         self,
         in_features: int,
         hidden_sizes: Sequence[int] = (128, 64),
-        rep_dim: int = 32,
+        feature_dim: int = 32,
         bias: bool = True,
     ) -> None:
         super().__init__()
@@ -135,7 +135,7 @@ class MLPEncoder(nn.Module):
         for h in hidden_sizes:
             layers += [nn.Linear(width, h, bias=bias), nn.LeakyReLU(0.1)]
             width = h
-        layers.append(nn.Linear(width, rep_dim, bias=bias))
+        layers.append(nn.Linear(width, feature_dim, bias=bias))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -146,8 +146,8 @@ class LeNetEncoder(nn.Module):
     """The paper's LeNet-style network for images that arrive flattened.
 
     Per stage ``Conv5x5(pad 2) -> BatchNorm -> LeakyReLU -> MaxPool2``, then ``Linear(fc) ->
-    BatchNorm -> LeakyReLU -> Linear(rep_dim)``. The authors' code uses channels (16, 32), fc 64,
-    rep_dim 32 for 28x28 grey images and (32, 64, 128), fc 512, rep_dim 256 for 32x32 colour
+    BatchNorm -> LeakyReLU -> Linear(feature_dim)``. The authors' code uses channels (16, 32), fc 64,
+    feature_dim 32 for 28x28 grey images and (32, 64, 128), fc 512, feature_dim 256 for 32x32 colour
     ones; ``channels=None`` picks by the number of input channels. ``bias=False`` removes biases
     and BatchNorm's affine parameters (Deep SVDD).
     """
@@ -155,7 +155,7 @@ class LeNetEncoder(nn.Module):
     def __init__(
         self,
         image_shape: Sequence[int],
-        rep_dim: int | None = None,
+        feature_dim: int | None = None,
         channels: Sequence[int] | None = None,
         fc: int | None = None,
         bias: bool = True,
@@ -165,7 +165,7 @@ class LeNetEncoder(nn.Module):
         colour = c == 3
         channels = tuple(channels or ((32, 64, 128) if colour else (16, 32)))
         fc = fc or (512 if colour else 64)
-        rep_dim = rep_dim or (256 if colour else 32)
+        feature_dim = feature_dim or (256 if colour else 32)
         self.image_shape = tuple(image_shape)
         blocks: list[nn.Module] = []
         for out in channels:
@@ -187,7 +187,7 @@ class LeNetEncoder(nn.Module):
             nn.Linear(c * h * w, fc, bias=bias),
             nn.BatchNorm1d(fc, affine=bias),
             nn.LeakyReLU(0.1),
-            nn.Linear(fc, rep_dim, bias=bias),
+            nn.Linear(fc, feature_dim, bias=bias),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def mlp_vae_networks(
-    n_features: int, latent_dim: int, hidden_dims: Sequence[int] = (128,)
+    n_features: int, latent_dim: int, hidden_sizes: Sequence[int] = (128,)
 ) -> tuple[nn.Module, nn.Module]:
     """MLP encoder ``x -> [mu, log_var]`` (width ``2 * latent_dim``) and decoder ``z -> mean``."""
 
@@ -43,7 +43,7 @@ def mlp_vae_networks(
             layers += [nn.Linear(n_in, n_out), nn.ReLU()]
         return [*layers, nn.Linear(sizes[-2], sizes[-1])]
 
-    hidden = list(hidden_dims)
+    hidden = list(hidden_sizes)
     encoder = nn.Sequential(*stack([n_features, *hidden, 2 * latent_dim]))
     decoder = nn.Sequential(*stack([latent_dim, *reversed(hidden), n_features]))
     return encoder, decoder
