@@ -28,10 +28,9 @@ def _demo_detectors(random_state: int, verbose: int):
     from sklearn.preprocessing import StandardScaler
 
     from skood import GaussianMahalanobis, QuantileFlowDetector
+    from skood.registry import CPU_FLOW
 
-    # A CPU-sized flow (the spec's "H=128, L=1, 4 blocks" setting); the paper's default
-    # (8 blocks, H=512, L=2, ~10 M parameters) is meant for 50,000 feature vectors.
-    small_flow = dict(n_blocks=4, hidden_size=128, n_hidden_layers=1, min_steps=500)
+    small_flow = {**CPU_FLOW, "min_steps": 500}
 
     def flow(q):
         return QuantileFlowDetector(q, random_state=random_state, verbose=verbose, **small_flow)
@@ -65,7 +64,7 @@ def _demo_detectors(random_state: int, verbose: int):
 def _pyod_peers(prep) -> dict:
     from sklearn.pipeline import make_pipeline
 
-    from skood.bench import available_detectors, make_detector
+    from skood.registry import available_detectors, make_detector
 
     if "pyod-knn" not in available_detectors():  # PyOD is the optional `bench` extra
         return {}
@@ -266,7 +265,7 @@ def _check_same_columns(columns, table) -> None:
 def score(args) -> int:
     import numpy as np
 
-    from skood.bench import make_detector, make_pipeline_for, parse_detector
+    from skood.registry import make_detector, make_pipeline_for, parse_detector
     from skood.tables import read_table
 
     inputs = [args.train, args.test, args.model]

@@ -1,4 +1,5 @@
-"""The benchmark harness (skood.bench) and `skood bench`: metrics, ranks, failures, the report."""
+"""The detector registry (skood.registry), the benchmark harness (skood.bench) and `skood bench`:
+detector specs, metrics, ranks, failures, the report."""
 
 import csv
 
@@ -7,17 +8,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from skood import bench
-from skood.bench import (
-    BenchData,
-    InformativeColumns,
-    make_detector,
-    make_pipeline_for,
-    parse_detector,
-    run_benchmark,
-    summarize,
-)
+from skood.bench import BenchData, run_benchmark, summarize
 from skood.cli import main
 from skood.metrics import auroc
+from skood.registry import InformativeColumns, make_detector, make_pipeline_for, parse_detector
 
 
 def _blobs(n_in=120, n_out=30, d=3, seed=0, classes=False):

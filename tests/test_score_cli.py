@@ -56,7 +56,7 @@ def test_fit_save_load_score_round_trip(files):
 
 
 def test_scores_match_the_library(files, capsys):
-    from skood.bench import make_detector, make_pipeline_for
+    from skood.registry import make_detector, make_pipeline_for
 
     _, train, _ = files
     assert main(["score", str(train), "--detector", "iforest:n_estimators=20"]) == 0
@@ -66,6 +66,18 @@ def test_scores_match_the_library(files, capsys):
     X = read_table(train).X
     det = make_detector("iforest:n_estimators=20", random_state=0)
     np.testing.assert_allclose(scores, make_pipeline_for(det).fit(X).score_samples(X))
+
+
+def test_score_resolves_the_detector_without_the_benchmark_harness(files):
+    _, train, _ = files
+    code = (
+        "import sys; from skood.cli import main; "
+        f"assert main(['score', {str(train)!r}, '--drop', 'id', '--detector', 'iforest']) == 0; "
+        "print(sorted(m for m in sys.modules if m.startswith('skood.bench')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "[]"
 
 
 def test_parquet_round_trip(files):
@@ -143,7 +155,7 @@ def test_ctrl_c_exits_130_and_writes_nothing(files, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("skood.bench.make_pipeline_for", interrupted)
+    monkeypatch.setattr("skood.registry.make_pipeline_for", interrupted)
     out, model = tmp / "scores.csv", tmp / "m.joblib"
     code = skood.cli.main(
         ["score", str(train), "--drop", "id", "--out", str(out), "--save", str(model)]
