@@ -106,7 +106,7 @@ class _Entry:
 #: A CPU-sized flow: 4 coupling blocks whose subnets have one hidden layer of 128 units. The
 #: paper's default network (8 blocks, H=512, L=2) is meant for ~50,000 feature vectors on a GPU.
 #: The ``flow`` detectors and ``skood demo`` use it.
-CPU_FLOW = {"n_blocks": 4, "hidden_size": 128, "n_hidden_layers": 1}
+CPU_FLOW = {"n_blocks": 4, "hidden_sizes": (128, 128)}
 
 
 def _by_path(path: str, *, seeded: bool = True, pyod: bool = False, **fixed):

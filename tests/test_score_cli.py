@@ -140,7 +140,7 @@ def test_other_columns_missing_file_and_bad_model(files, capsys):
 def test_a_diverged_fit_exits_2_with_one_line_and_writes_nothing(files, capsys):
     tmp, train, _ = files
     out = tmp / "scores.csv"
-    spec = "flow:lr=1e6,n_blocks=2,hidden_size=8,max_epochs=3,min_steps=0"
+    spec = "flow:lr=1e6,n_blocks=2,hidden_sizes=(8, 8, 8),max_epochs=3,min_steps=0"
     assert main(["score", str(train), "--drop", "id", "--detector", spec, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "TrainingDiverged" in err[-1] and "training diverged" in err[-1]

@@ -68,7 +68,7 @@ def make_detectors(seed, n_features, n_train):
     from pyod.models.ecod import ECOD
     from pyod.models.knn import KNN
 
-    flow = dict(n_blocks=4, hidden_size=128, n_hidden_layers=1, random_state=seed)
+    flow = dict(n_blocks=4, hidden_sizes=(128, 128), random_state=seed)
     return {
         "GaussMaha-LW": lambda: GaussianMahalanobis(covariance="ledoit_wolf"),
         "GaussMaha-emp": lambda: GaussianMahalanobis(),
@@ -192,7 +192,7 @@ if __name__ == "__main__":
             "`StandardScaler`. Scores oriented higher = more normal (sklearn `score_samples`, skood "
             "`score_samples`, minus PyOD `decision_function`); AUROC, AUPR-out and FPR at 95% TPR from "
             "`skood.metrics`.",
-            "- Detectors: skood `QuantileFlowDetector(n_blocks=4, hidden_size=128, n_hidden_layers=1, "
+            "- Detectors: skood `QuantileFlowDetector(n_blocks=4, hidden_sizes=(128, 128), "
             "random_state=seed)` (q=0.05, max_epochs=50, min_steps=1000, all else default; CPU-sized: the "
             'default 8x512x2 flow costs ~0.25 s per step on this CPU) and the same with `q="mean"`; '
             '`GaussianMahalanobis(covariance="ledoit_wolf")` (GaussMaha-LW) and `GaussianMahalanobis()` '

@@ -107,7 +107,7 @@ def run(budget):
             model.fit(Xtr)
             fit_s = time.perf_counter() - t
             for s in SCORES:
-                scorer = copy.deepcopy(model).set_params(anomaly_score=s)
+                scorer = copy.deepcopy(model).set_params(ood_score=s)
                 t = time.perf_counter()
                 sc = scorer.score_samples(Xte)
                 score_s = time.perf_counter() - t

@@ -49,7 +49,7 @@ FIELDS = [
     "error",
 ]
 
-AMA_BASE = dict(hidden_dims=(128, 64), latent_dim=16, batch_size=64, max_epochs=150, n_critic=5)
+AMA_BASE = dict(hidden_sizes=(128, 64), latent_dim=16, batch_size=64, max_epochs=150, n_critic=5)
 ABLATIONS = {
     "ama-mirrored_off": dict(mirrored=False),
     "ama-interp_off": dict(lambda_inter=0.0),
@@ -184,7 +184,7 @@ def run_job(job):
             model.fit(Xtr)
             fit_s = time.perf_counter() - t0
             scorers = (
-                {s: copy.deepcopy(model).set_params(anomaly_score=s) for s in SCORES}
+                {s: copy.deepcopy(model).set_params(ood_score=s) for s in SCORES}
                 if is_ama
                 else {"-": model}
             )
@@ -551,10 +551,10 @@ OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ama_tables/ama_tables.py --items 1
   Fit times are therefore noisy (contention) and only comparable within this run.
 - Data: `sklearn.datasets.load_digits` scaled `X / 8 - 1` to [-1, 1], float32. Peers get the same
   arrays (no extra scaling; PyOD's AE/VAE standardise internally by default).
-- AMA: `AMADetector(hidden_dims=(128, 64), latent_dim=16, batch_size=64, max_epochs=150,
+- AMA: `AMADetector(hidden_sizes=(128, 64), latent_dim=16, batch_size=64, max_epochs=150,
   n_critic=5, random_state=seed)`, everything else default (faithful: `lambda_rec=0`,
-  `neg_direction="inward"`, `holdout_fraction=0`). The three scores come from ONE fit:
-  `copy.deepcopy(model).set_params(anomaly_score=s).score_samples(X_test)` for s in A, R, recon.
+  `neg_direction="inward"`, `validation_fraction=0`). The three scores come from ONE fit:
+  `copy.deepcopy(model).set_params(ood_score=s).score_samples(X_test)` for s in A, R, recon.
 - Peers: `skood.bench.make_detector(name, random_state=seed)`, fitted on the same training rows.
 - AUROC: `skood.metrics.auroc(y, scores)`, y = +1 normal / -1 anomalous, higher score = more normal.
 - Item 1 (one-class): for digit c and seed s, `RandomState(s)` permutes digit c's rows; 70 % train,

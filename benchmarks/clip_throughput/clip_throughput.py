@@ -94,8 +94,8 @@ def main():
 
     def raw():
         with torch.inference_mode():
-            for i in range(0, args.n, det.batch_size):
-                model.get_image_features(pixel_values=pixels[i : i + det.batch_size])
+            for i in range(0, args.n, det.inference_batch_size):
+                model.get_image_features(pixel_values=pixels[i : i + det.inference_batch_size])
 
     t = time.perf_counter()
     ens = CLIPZeroShot(

@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE.parents[1]))  # the repository root
 from benchmarks._common import ADBENCH_DIR as DATA
 
 # A CPU-sized flow (the paper's 8 x 512 x 2 takes minutes per fit on these sets).
-FLOW = dict(n_blocks=2, hidden_size=64, n_hidden_layers=1, lr=1e-3, min_steps=500)
+FLOW = dict(n_blocks=2, hidden_sizes=(64, 64), lr=1e-3, min_steps=500)
 VARIANTS = ("rule", "variance_threshold", "informative")
 
 

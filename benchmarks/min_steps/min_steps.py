@@ -140,8 +140,7 @@ def run(budget):
         Xtr, Xte = Xtr.astype(np.float32), Xte.astype(np.float32)
         det = QuantileFlowDetector(
             n_blocks=4,
-            hidden_size=128,
-            n_hidden_layers=1,
+            hidden_sizes=(128, 128),
             random_state=seed,
             min_steps=max(SETTINGS),
             lr=LR,
@@ -218,7 +217,7 @@ def report(wall):
         f"{wall}."
     )
     P(
-        "- Flow: `QuantileFlowDetector(n_blocks=4, hidden_size=128, n_hidden_layers=1, random_state=seed, "
+        "- Flow: `QuantileFlowDetector(n_blocks=4, hidden_sizes=(128, 128), random_state=seed, "
         "min_steps=m)`, everything else default (q=0.05, max_epochs=50, batch 128 capped at the rows, "
         "drop_last, validation_fraction=0.2 so the flow trains on 80% of the train split). The default "
         "8x512x2 flow costs ~0.25 s per optimiser step on this CPU (2000 steps = ~8 min per fit), too "

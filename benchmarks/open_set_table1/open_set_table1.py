@@ -123,8 +123,7 @@ def make_gate(name, seed, flow_epochs):
 
     small = dict(
         n_blocks=4,
-        hidden_size=128,
-        n_hidden_layers=1,
+        hidden_sizes=(128, 128),
         lr=1e-3,
         max_epochs=flow_epochs,
         min_steps=0,
@@ -193,7 +192,8 @@ def run_one(setting, split, seed, data, gates, args, log):
     X_tr, y_tr, X_te, y_te = data
     rows, reference = [], None
     for gate in gates:
-        # --features pre: the penultimate Linear's output, before its ReLU (a forward hook)
+        # --features pre: the penultimate Linear's output, before its ReLU (a forward hook);
+        # post: after it (pre_activation=False, the QuantOD paper's features)
         if setting == "digits":
             layer = "fc.1" if args.features == "pre" else None
             feats = ClassifierFeatures(
@@ -201,13 +201,18 @@ def run_one(setting, split, seed, data, gates, args, log):
                 max_epochs=args.cnn_epochs,
                 random_state=seed,
                 device="cpu",
-                feature_layer=layer,
+                layer=layer,
+                pre_activation=False,
             )
             epochs = args.flow_epochs_digits
         else:
             layer = "body.0" if args.features == "pre" else None
             feats = ClassifierFeatures(
-                max_epochs=args.mlp_epochs, random_state=seed, device="cpu", feature_layer=layer
+                max_epochs=args.mlp_epochs,
+                random_state=seed,
+                device="cpu",
+                layer=layer,
+                pre_activation=False,
             )
             epochs = args.flow_epochs_mvtec
         clf = OpenSetClassifier(feats, make_gate(gate, seed, epochs), random_state=seed)

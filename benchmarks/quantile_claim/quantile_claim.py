@@ -140,8 +140,7 @@ def run_flow(q, F_tr, F_te, y_te, seed, epochs, batch_size, lr=9e-5):
     det = QuantileFlowDetector(
         q,
         n_blocks=4,
-        hidden_size=128,
-        n_hidden_layers=1,
+        hidden_sizes=(128, 128),
         batch_size=batch_size,
         max_epochs=epochs,
         min_steps=0,

@@ -103,7 +103,7 @@ def make_model(name, seed):
     if name == "conv-vae":
         return skood.VAEDetector(image_shape=(1, 8, 8), random_state=seed)
     return skood.QuantileFlowDetector(
-        q="mean", n_blocks=4, hidden_size=128, n_hidden_layers=1, random_state=seed
+        q="mean", n_blocks=4, hidden_sizes=(128, 128), random_state=seed
     )
 
 
@@ -388,7 +388,7 @@ def report(wall_note=""):
         "AUROC with inliers positive and scores higher = more normal: < 0.5 means the OOD rows "
         "score *more* normal than the inliers. Models: `VAEDetector(module='mlp')` defaults, "
         "`VAEDetector(image_shape=(1,8,8))` defaults, `QuantileFlowDetector(q='mean', n_blocks=4, "
-        "hidden_size=128, n_hidden_layers=1)`. ROSE: `ROSEScorer(model, prefit=True, ...)` "
+        "hidden_sizes=(128, 128))`. ROSE: `ROSEScorer(model, prefit=True, ...)` "
         "fitted on the 1200 train rows (Fisher on all of them unless n_fisher is set), "
         "beta=0, p=inf, clip=True. Layer subsets: VAEs `['encoder.*']`, flow "
         "`['transforms.*.net*']` (the coupling subnets; leaves out transforms.0/3/6/9).",
@@ -627,10 +627,10 @@ def holdout_report():
         rows = list(csv.DictReader(f))
     seeds = sorted({r["seed"] for r in rows})
     out = [
-        "Layer statistics on held-out rows (`rose_claim_holdout.py`): `holdout_fraction=0.5` (600 "
+        "Layer statistics on held-out rows (`rose_claim_holdout.py`): `validation_fraction=0.5` (600 "
         "rows for the layer mean/std, Fisher drawn from the other 600; n=600 means all of them), "
         f"all layers; AUROC mean over the six OOD sets, mean ± std over seeds {', '.join(seeds)}. "
-        "Compare with table B (holdout_fraction=0, statistics on the Fisher rows themselves).",
+        "Compare with table B (validation_fraction=0, statistics on the Fisher rows themselves).",
         "",
         "| model | fisher | n=10 | n=100 | n=600 (all) |",
         "|---|---|---|---|---|",

@@ -1,7 +1,7 @@
 """Does a held-out statistics set rescue ROSE with few Fisher rows? (digits; rose_claim_holdout.csv)
 
-With holdout_fraction=0 (the paper's Alg. 1) the layer mean/std are computed on the Fisher rows
-themselves, i.e. on only n_fisher_samples rows when that is small. holdout_fraction=0.5 keeps
+With validation_fraction=0 (the paper's Alg. 1) the layer mean/std are computed on the Fisher rows
+themselves, i.e. on only n_fisher_samples rows when that is small. validation_fraction=0.5 keeps
 600 rows out of the Fisher for the statistics; the Fisher is then drawn from the other 600.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rose_claim/rose_claim_holdout.py 0 1 2
@@ -28,7 +28,7 @@ from rose_claim import OOD, digits_split, make_model
 
 warnings.filterwarnings("ignore")
 OUT = Path(__file__).resolve().parent / "rose_claim_holdout.csv"
-FIELDS = ["model", "seed", "fisher", "n_fisher", "holdout_fraction", "ood_set", "auroc"]
+FIELDS = ["model", "seed", "fisher", "n_fisher", "validation_fraction", "ood_set", "auroc"]
 
 
 def main():
@@ -53,7 +53,7 @@ def main():
                             prefit=True,
                             fisher=fisher,
                             n_fisher_samples=nf,
-                            holdout_fraction=0.5,
+                            validation_fraction=0.5,
                             random_state=seed,
                         ).fit(Xtr)
                         s = rose.score_samples(X_all)
@@ -68,7 +68,7 @@ def main():
                                     seed=seed,
                                     fisher=fisher,
                                     n_fisher=rose.n_fisher_samples_,
-                                    holdout_fraction=0.5,
+                                    validation_fraction=0.5,
                                     ood_set=k,
                                     auroc=f"{a:.4f}",
                                 )

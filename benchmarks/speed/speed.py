@@ -94,11 +94,11 @@ def part_fit(both_qfd=True):
         "torch_threads": torch.get_num_threads(),
     }
     # QuantileFlowDetector trains on 1 - validation_fraction of the rows; also time it on all rows.
-    small = {"n_blocks": 4, "hidden_size": 64, "n_hidden_layers": 1, "validation_fraction": 0.0}
+    small = {"n_blocks": 4, "hidden_sizes": (64, 64), "validation_fraction": 0.0}
     for name, kw in [
         ("QuantileFlowDetector(validation_fraction=0)", {"validation_fraction": 0.0}),
         (
-            "QuantileFlowDetector(n_blocks=4, hidden_size=64, n_hidden_layers=1, validation_fraction=0)",
+            "QuantileFlowDetector(n_blocks=4, hidden_sizes=(64, 64), validation_fraction=0)",
             small,
         ),
         ("QuantileFlowDetector(validation_fraction=0.2)", {}),

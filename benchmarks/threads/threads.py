@@ -27,8 +27,7 @@ REPEATS = 3
 CONFIGS = {
     "flow 4 x 128 x 1, 300 steps": lambda n: QuantileFlowDetector(
         n_blocks=4,
-        hidden_size=128,
-        n_hidden_layers=1,
+        hidden_sizes=(128, 128),
         lr=1e-3,
         max_epochs=1,
         min_steps=300,
