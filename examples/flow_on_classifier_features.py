@@ -29,7 +29,7 @@ live = F_train.std(axis=0) > 0  # dead units are constant: a density cannot be f
 detectors = {
     # The paper's lr (9e-5) is tuned for ~20,000 steps on 50,000 vectors; with 360 training rows
     # lr=1e-3 reaches in 1,000 steps what 9e-5 does not (AUROC 0.935 vs 0.736 here). Not a rule:
-    # on small ADBench sets the default lr does better (benchmarks/min_steps.md).
+    # on small ADBench sets the default lr does better (benchmarks/min_steps/min_steps.md).
     "flow q=0.05": QuantileFlowDetector(
         hidden_size=128,
         n_hidden_layers=1,

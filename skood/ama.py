@@ -253,8 +253,8 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     Notes
     -----
     The negative term is implemented as the paper writes it, though it reads oddly: the critic
-    is pushed to rate (x_n, x_hat_n) above (x_n, x_n) while G lowers D(x_n, x_hat_n). With D' = -D that is an
-    ordinary WGAN game, so G still learns to reconstruct the negatives; the gain likely comes from
+    is pushed to rate (x_n, x_hat_n) above (x_n, x_n) while G lowers D(x_n, x_hat_n). With
+    D' = -D that is an ordinary WGAN game, so G still learns to reconstruct the negatives; the gain likely comes from
     the critic's features separating normal inputs from negatives. The conv decoder ends in tanh:
     scale images to [-1, 1] first (``MinMaxScaler((-1, 1))``).
 
@@ -453,7 +453,8 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
                 ),
                 callbacks=callbacks,
                 drop_last=drop_last,
-                divergence_advice="Lower lr, or set lambda_rec=1.0 to stabilise the adversarial game.",
+                divergence_advice="Lower lr, or set lambda_rec=1.0 to stabilise the adversarial "
+                "game.",
                 net_cls=_AMANet,
                 n_critic=self.n_critic,
                 neg_direction=self.neg_direction,

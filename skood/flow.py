@@ -66,7 +66,8 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         Lower bound on the number of optimiser steps: the number of epochs is raised to
         ``ceil(min_steps / steps_per_epoch)`` when ``max_epochs`` would give fewer. The paper's
         defaults assume ~50,000 rows (~20,000 steps); on a few hundred rows they would give ~100.
-        ``0`` trains exactly ``max_epochs``. See ``benchmarks/min_steps.md`` for the measurement.
+        ``0`` trains exactly ``max_epochs``. See ``benchmarks/min_steps/min_steps.md`` for the
+        measurement.
     batch_size : int, default=128
         Training batch size, capped at the number of training rows.
     lr : float, default=9e-5

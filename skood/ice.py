@@ -235,7 +235,8 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     >>> X, y = load_digits_ood(inlier_classes=range(5))  # y == -1 for digits 5-9
     >>> X = X / 16.0
     >>> aux = np.isin(y, -1) & (np.arange(len(y)) % 2 == 0)  # half the outliers as auxiliary
-    >>> clf = ICEClassifier(max_epochs=20, random_state=0).fit(X[(y != -1) | aux], y[(y != -1) | aux])
+    >>> keep = (y != -1) | aux
+    >>> clf = ICEClassifier(max_epochs=20, random_state=0).fit(X[keep], y[keep])
     >>> sorted(set(clf.predict_open_set(X).tolist()))
     [-1, 0, 1, 2, 3, 4]
     """

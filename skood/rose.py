@@ -96,7 +96,7 @@ class ROSEScorer(BaseDetector):
         With ``validation_fraction=0`` the layer statistics come from the same rows, which is
         unreliable for a few hundred rows or fewer (a warning says so below 100): measured on
         digits, 10 rows inverted EKFAC ROSE (AUROC 0.19) while ``validation_fraction=0.5`` gave
-        0.68-0.80 (``benchmarks/rose_claim.md``).
+        0.68-0.80 (``benchmarks/rose_claim/rose_claim.md``).
     beta : float, default=0.0
         Shift of the z-scores before the ReLU.
     p : float >= 1, default=inf
@@ -304,7 +304,8 @@ class ROSEScorer(BaseDetector):
             warnings.warn(
                 f"{name}: the layer statistics (mu_, sigma_) come from the same "
                 f"{fisher_idx.size} rows as the Fisher, an in-sample estimate that can invert the "
-                "score for small n_fisher_samples (benchmarks/rose_claim.md: AUROC 0.19 with 10 "
+                "score for small n_fisher_samples (benchmarks/rose_claim/rose_claim.md: AUROC "
+                "0.19 with 10 "
                 "rows). Set validation_fraction (e.g. 0.5) to take them from other inlier rows.",
                 UserWarning,
                 stacklevel=2,

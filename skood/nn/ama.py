@@ -354,8 +354,9 @@ def atypical_negatives(
 
     ``"inward"``: ``z_neg = s E(x_j)`` with ``s ~ U(1 - delta, 1)``; ``"outward"``: ``s ~ U(1,
     1 + delta)`` (the paper's shell just inside / outside the normal codes; the scale is bounded
-    because the paper's unbounded form can put negatives arbitrarily far); ``"origin"``: Sipple's negatives, each coordinate ``~ U(0, m)`` with
-    ``m`` the smallest code norm in the batch. ``x_j`` are ``n_neg`` random rows of ``x``.
+    because the paper's unbounded form can put negatives arbitrarily far); ``"origin"``:
+    Sipple's negatives, each coordinate ``~ U(0, m)`` with ``m`` the smallest code norm in the
+    batch. ``x_j`` are ``n_neg`` random rows of ``x``.
     """
     was_training = module.training
     module.eval()

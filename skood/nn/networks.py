@@ -116,7 +116,9 @@ class SmallCNN(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """``[Linear -> LeakyReLU] * len(hidden_sizes) -> Linear(feature_dim)``: a representation phi(x).
+    """``[Linear -> LeakyReLU] * len(hidden_sizes) -> Linear(feature_dim)``: a representation.
+
+    The representation phi(x) of the outlier-exposure methods.
 
     ``bias=False`` removes every bias, which keeps Deep SVDD from the trivial constant solution
     (Ruff et al., 2018).
@@ -146,9 +148,9 @@ class LeNetEncoder(nn.Module):
     """The paper's LeNet-style network for images that arrive flattened.
 
     Per stage ``Conv5x5(pad 2) -> BatchNorm -> LeakyReLU -> MaxPool2``, then ``Linear(fc) ->
-    BatchNorm -> LeakyReLU -> Linear(feature_dim)``. The authors' code uses channels (16, 32), fc 64,
-    feature_dim 32 for 28x28 grey images and (32, 64, 128), fc 512, feature_dim 256 for 32x32 colour
-    ones; ``channels=None`` picks by the number of input channels. ``bias=False`` removes biases
+    BatchNorm -> LeakyReLU -> Linear(feature_dim)``. The authors' code uses channels (16, 32),
+    fc 64, feature_dim 32 for 28x28 grey images and (32, 64, 128), fc 512, feature_dim 256 for
+    32x32 colour ones; ``channels=None`` picks by the number of input channels. ``bias=False`` removes biases
     and BatchNorm's affine parameters (Deep SVDD).
     """
 
