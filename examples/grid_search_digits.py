@@ -25,9 +25,7 @@ pipe = Pipeline(
         ("scale", StandardScaler()),  # the constant border pixels need no VarianceThreshold
         (
             "det",
-            QuantileFlowDetector(
-                hidden_size=128, n_hidden_layers=1, min_steps=300, lr=1e-3, random_state=0
-            ),
+            QuantileFlowDetector(hidden_sizes=(128, 128), min_steps=300, lr=1e-3, random_state=0),
         ),
     ]
 )
