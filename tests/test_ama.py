@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm, spearmanr
-from sklearn.datasets import load_digits
 
 from skood import AMADetector
 from skood.metrics import auroc
@@ -27,26 +26,10 @@ from skood.nn.ama import (
     mirrored_pair,
 )
 
-SMALL = dict(
-    hidden_dims=(64, 32), latent_dim=8, batch_size=64, max_epochs=30, n_critic=2, random_state=0
-)
-
 
 @pytest.fixture(scope="module")
-def one_class():
-    """Digit 0 normal (70 % to train); test: the other 30 % of 0s against digits 1-9."""
-    X, d = load_digits(return_X_y=True)
-    X = (X / 8.0 - 1.0).astype(np.float32)  # [-1, 1]
-    rng = np.random.RandomState(0)
-    zeros = rng.permutation(np.flatnonzero(d == 0))
-    n_train = int(0.7 * zeros.size)
-    test = np.r_[zeros[n_train:], rng.permutation(np.flatnonzero(d != 0))[:300]]
-    return X[zeros[:n_train]], X[test], np.where(d[test] == 0, 1, -1)
-
-
-@pytest.fixture(scope="module")
-def ama(one_class):
-    return AMADetector(**SMALL).fit(one_class[0])
+def ama(digits_one_class, ama_small):
+    return AMADetector(**ama_small).fit(digits_one_class[0])
 
 
 # -- pairs, penalty, negatives -------------------------------------------------------------------
@@ -180,9 +163,11 @@ def _with_score(det, score):
     return copy.deepcopy(det).set_params(anomaly_score=score)
 
 
-def test_training_changes_every_network_and_beats_the_untrained_model(ama, one_class):
-    X_train, X_test, y_test = one_class
-    untrained = AMADetector(**{**SMALL, "max_epochs": 1, "lr": 1e-12}).fit(X_train)
+def test_training_changes_every_network_and_beats_the_untrained_model(
+    ama, digits_one_class, ama_small
+):
+    X_train, X_test, y_test = digits_one_class
+    untrained = AMADetector(**{**ama_small, "max_epochs": 1, "lr": 1e-12}).fit(X_train)
     before = dict(untrained.net_.module_.named_parameters())
     for name, p in ama.net_.module_.named_parameters():
         assert not torch.allclose(p, before[name]), f"{name} did not change"
@@ -198,14 +183,14 @@ def test_training_changes_every_network_and_beats_the_untrained_model(ama, one_c
     assert sum(negatives[:warmup]) == 0 and all(n > 0 for n in negatives[warmup:])
 
 
-def test_a_score_is_the_log_gaussian_density_of_r(ama, one_class):
-    X_test = one_class[1]
+def test_a_score_is_the_log_gaussian_density_of_r(ama, digits_one_class):
+    X_test = digits_one_class[1]
     r = ama.r_score(X_test)
     log_a = ama.score_samples(X_test)
     np.testing.assert_allclose(log_a, norm.logpdf(r, ama.mu_, ama.sigma_), rtol=1e-9)
     a = norm.pdf(r, ama.mu_, ama.sigma_)
     assert spearmanr(a, log_a).statistic == pytest.approx(1.0)
-    r_train = ama.r_score(one_class[0])
+    r_train = ama.r_score(digits_one_class[0])
     assert ama.mu_ == pytest.approx(r_train.mean(), rel=1e-6)
     assert ama.sigma_ == pytest.approx(r_train.std(), rel=1e-6)
     assert _with_score(ama, "R").score_samples(X_test) == pytest.approx(-r)
@@ -214,14 +199,14 @@ def test_a_score_is_the_log_gaussian_density_of_r(ama, one_class):
     np.testing.assert_allclose(
         _with_score(ama, "recon").score_samples(X_test), -np.abs(recon - X_test).mean(1), rtol=1e-6
     )
-    assert (ama.predict(one_class[0]) == 1).mean() == pytest.approx(0.9, abs=0.02)
+    assert (ama.predict(digits_one_class[0]) == 1).mean() == pytest.approx(0.9, abs=0.02)
 
 
-def test_outlier_rows_are_left_out_and_holdout_calibrates(one_class):
-    X_train = one_class[0]
+def test_outlier_rows_are_left_out_and_holdout_calibrates(digits_one_class, ama_small):
+    X_train = digits_one_class[0]
     X = np.vstack([X_train, np.full((20, 64), 5.0, dtype=np.float32)])
     y = np.r_[np.ones(len(X_train)), -np.ones(20)]
-    fast = {**SMALL, "max_epochs": 2}
+    fast = {**ama_small, "max_epochs": 2}
     a = AMADetector(**fast).fit(X, y)
     b = AMADetector(**fast).fit(X_train)
     np.testing.assert_array_equal(a.score_samples(X_train), b.score_samples(X_train))
@@ -229,19 +214,19 @@ def test_outlier_rows_are_left_out_and_holdout_calibrates(one_class):
     assert held.mu_ != b.mu_
 
 
-def test_determinism_and_pickling(ama, one_class):
-    X = one_class[1]
-    fast = {**SMALL, "max_epochs": 4}
-    first, again = (AMADetector(**fast).fit(one_class[0]) for _ in range(2))
+def test_determinism_and_pickling(ama, digits_one_class, ama_small):
+    X = digits_one_class[1]
+    fast = {**ama_small, "max_epochs": 4}
+    first, again = (AMADetector(**fast).fit(digits_one_class[0]) for _ in range(2))
     np.testing.assert_array_equal(again.score_samples(X), first.score_samples(X))
     restored = pickle.loads(pickle.dumps(ama))
     np.testing.assert_array_equal(restored.score_samples(X), ama.score_samples(X))
     np.testing.assert_array_equal(restored.reconstruct(X), ama.reconstruct(X))
 
 
-def test_ablations_and_user_networks_fit(one_class):
-    X = one_class[0]
-    fast = {**SMALL, "max_epochs": 2}
+def test_ablations_and_user_networks_fit(digits_one_class, ama_small):
+    X = digits_one_class[0]
+    fast = {**ama_small, "max_epochs": 2}
     for params in [
         dict(mirrored=False),
         dict(lambda_inter=0.0, neg_direction=None),
@@ -296,14 +281,14 @@ def test_conv_networks_are_picked_for_images_and_pairs_stack_on_channels():
     assert np.isfinite(pickle.loads(pickle.dumps(det)).score_samples(X)).all()
 
 
-def test_bad_input_gives_clear_errors(ama, one_class):
-    X = one_class[0]
+def test_bad_input_gives_clear_errors(ama, digits_one_class, ama_small):
+    X = digits_one_class[0]
     with pytest.raises(ValueError, match="NaN"):
-        AMADetector(**SMALL).fit(np.where(np.eye(len(X), 64) > 0, np.nan, X))
+        AMADetector(**ama_small).fit(np.where(np.eye(len(X), 64) > 0, np.nan, X))
     with pytest.raises(ValueError, match="features"):
         ama.score_samples(X[:, :10])
     with pytest.raises(ValueError, match="every row as an outlier"):
-        AMADetector(**SMALL).fit(X, -np.ones(len(X)))
+        AMADetector(**ama_small).fit(X, -np.ones(len(X)))
     with pytest.raises(ValueError, match="image_shape"):
         AMADetector(image_shape=(1, 7, 7)).fit(X)
     with pytest.raises(ValueError, match="module='conv' needs"):

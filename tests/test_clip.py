@@ -12,7 +12,7 @@ from torch import nn
 
 from skood import CLIPZeroShot, ImageFiles
 from skood.clip import _Backend
-from tests.conftest import assert_float32_close
+from tests._helpers import assert_float32_close
 
 
 def _unit(x):

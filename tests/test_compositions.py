@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
@@ -26,35 +25,21 @@ from skood import (
     ROSEScorer,
     VAEDetector,
 )
-from skood.datasets import load_digits_ood
 from skood.metrics import SCORERS, auroc
 from skood.model_selection import OODStratifiedKFold
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-# A flow trained long enough to rank digits (the q-quantile loss needs its steps); the paper's
-# GPU-sized default takes minutes per fit on a CPU.
-FLOW = dict(n_blocks=2, hidden_size=64, n_hidden_layers=1, lr=1e-3, min_steps=500)
 
-
-@pytest.fixture(scope="module")
-def digits():
-    """Digits 0-5 with their labels, 6-9 as y == -1; a stratified 70/30 split of the inliers."""
-    X, y = load_digits_ood(inlier_classes=range(6))
-    X = X / 16.0
-    inliers = np.flatnonzero(y != -1)
-    train, test = train_test_split(inliers, test_size=0.3, stratify=y[inliers], random_state=0)
-    test = np.concatenate([test, np.flatnonzero(y == -1)])
-    return X, y, train, test
-
-
-def test_classifier_features_then_flow_in_a_grid_search_with_outliers_in_the_folds(digits):
+def test_classifier_features_then_flow_in_a_grid_search_with_outliers_in_the_folds(
+    digits6_stratified, flow_small
+):
     """Every fit failed on the stage-1 network's dead ReLU units (post-ReLU features)."""
-    X, y, _, _ = digits
+    X, y, _, _ = digits6_stratified
     pipe = Pipeline(
         [
             ("feat", ClassifierFeatures(max_epochs=10, pre_activation=False, random_state=0)),
-            ("det", QuantileFlowDetector(**FLOW, random_state=0)),
+            ("det", QuantileFlowDetector(**flow_small, random_state=0)),
         ]
     )
     search = GridSearchCV(
@@ -71,22 +56,22 @@ def test_classifier_features_then_flow_in_a_grid_search_with_outliers_in_the_fol
     assert search.best_estimator_["det"].constant_columns_.size > 0
 
 
-def test_pipeline_fitted_with_known_outliers_in_y(digits):
+def test_pipeline_fitted_with_known_outliers_in_y(digits6_stratified, flow_small):
     """VarianceThreshold could not help here: it keeps a column alive only on the -1 rows."""
-    X, y, train, test = digits
+    X, y, train, test = digits6_stratified
     rows = np.concatenate([train, np.flatnonzero(y == -1)[::4]])  # some known outliers too
     pipe = make_pipeline(
         ClassifierFeatures(max_epochs=10, pre_activation=False, random_state=0),
-        QuantileFlowDetector(**FLOW, random_state=0),
+        QuantileFlowDetector(**flow_small, random_state=0),
     ).fit(X[rows], y[rows])
     assert auroc(y[test], pipe.score_samples(X[test])) > 0.8
 
 
-def test_open_set_classifier_with_a_flow_gate(digits):
-    X, y, train, test = digits
+def test_open_set_classifier_with_a_flow_gate(digits6_stratified, flow_small):
+    X, y, train, test = digits6_stratified
     clf = OpenSetClassifier(
         ClassifierFeatures(max_epochs=10, random_state=0),
-        QuantileFlowDetector(**FLOW, random_state=0),
+        QuantileFlowDetector(**flow_small, random_state=0),
         random_state=0,
     ).fit(X[train], y[train])
     assert auroc(y[test], clf.score_samples(X[test])) > 0.8
@@ -98,16 +83,16 @@ def test_open_set_classifier_with_a_flow_gate(digits):
     assert (labels[accepted] == y[test][accepted]).mean() > 0.95
 
 
-def test_flow_on_raw_digits_with_constant_border_pixels(digits):
+def test_flow_on_raw_digits_with_constant_border_pixels(digits6_stratified, flow_small):
     """One-class on raw pixels: the border pixels never vary, and need no preprocessing."""
-    X, y, train, test = digits
-    det = QuantileFlowDetector(**FLOW, random_state=0).fit(X[train])
+    X, y, train, test = digits6_stratified
+    det = QuantileFlowDetector(**flow_small, random_state=0).fit(X[train])
     assert det.constant_columns_.size > 0
     assert auroc(y[test], det.score_samples(X[test])) > 0.75
 
 
-def test_ice_classifier_in_a_grid_search_over_lambda(digits):
-    X, y, train, _ = digits
+def test_ice_classifier_in_a_grid_search_over_lambda(digits6_stratified):
+    X, y, train, _ = digits6_stratified
     rows = np.concatenate([train, np.flatnonzero(y == -1)])
     search = GridSearchCV(
         make_pipeline(StandardScaler(), ICEClassifier(max_epochs=10, random_state=0)),
@@ -119,8 +104,8 @@ def test_ice_classifier_in_a_grid_search_over_lambda(digits):
     assert search.cv_results_["mean_test_score"].min() > 0.8
 
 
-def test_rose_around_a_vae_in_a_pipeline(digits):
-    X, y, train, test = digits
+def test_rose_around_a_vae_in_a_pipeline(digits6_stratified):
+    X, y, train, test = digits6_stratified
     pipe = make_pipeline(StandardScaler(), ROSEScorer(VAEDetector(random_state=0), random_state=0))
     pipe.fit(X[train])
     scores = pipe.score_samples(X[test])
@@ -144,9 +129,9 @@ def test_fit_pins_torch_threads_and_restores_them(rng):
     assert torch.get_num_threads() == before
 
 
-def test_grid_search_results_do_not_depend_on_n_jobs(digits):
+def test_grid_search_results_do_not_depend_on_n_jobs(digits6_stratified):
     """Workers run torch with fewer threads than the parent; the fit pins them (n_threads)."""
-    X, y, _, _ = digits
+    X, y, _, _ = digits6_stratified
     tiny = dict(n_blocks=1, hidden_size=16, n_hidden_layers=1, lr=1e-3, min_steps=100)
     results = []
     for n_jobs in (1, 2):

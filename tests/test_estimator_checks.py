@@ -25,7 +25,18 @@ from skood import (
     TorchFeatures,
     VAEDetector,
 )
-from tests.conftest import TINY_FLOW, assert_float32_close
+from tests._helpers import assert_float32_close
+
+# constants, not fixtures: ESTIMATORS is built when pytest collects this module
+from tests._settings import (
+    AMA_CHECKS,
+    HSC_CHECKS,
+    ICE_CHECKS,
+    ICE_CHECKS_50,
+    STAGE1_CHECKS,
+    TINY_FLOW,
+    VAE_CHECKS,
+)
 
 _HELD_OUT_OFFSET = (
     "offset_ is calibrated on held-out inliers (QuantOD spec, pitfall 5), so exactly "
@@ -88,14 +99,7 @@ _NEEDS_OE_CHECKS = [
     "check_positive_only_tag_during_fit",
     "check_readonly_memmap_input",
 ]
-_SMALL_OE = dict(hidden_sizes=(16,), rep_dim=4, max_epochs=3, min_steps=0, random_state=0)
-_SMALL_AMA = dict(
-    hidden_dims=(8,), latent_dim=2, max_epochs=2, n_critic=1, batch_size=32, random_state=0
-)
-_SMALL_ICE = dict(hidden_sizes=(16,), feature_dim=4, max_epochs=20, random_state=0)
-_SMALL_ICE_50 = {**_SMALL_ICE, "max_epochs": 50}
-_SMALL_VAE = dict(latent_dim=2, hidden_dims=(8,), max_epochs=2, min_steps=0, random_state=0)
-_SMALL_STAGE1 = ClassifierFeatures(hidden_sizes=(16,), max_epochs=5, random_state=0)
+_STAGE1 = ClassifierFeatures(**STAGE1_CHECKS)
 
 
 # CLIPZeroShot's precomputed back-end fixes the embedding width with its text embeddings, and
@@ -210,23 +214,23 @@ ESTIMATORS = [
     TorchFeatures(torch.nn.LazyLinear, module_kwargs={"out_features": 3}, random_state=0),
     ClassifierFeatures(hidden_sizes=(8,), max_epochs=2, random_state=0),
     ClassifierFeatures(max_epochs=2, batch_size=32, random_state=0),  # default 128 wide
-    HSCDetector(**_SMALL_OE),
-    HSCDetector("squared", contamination=0.1, validation_fraction=0.0, **_SMALL_OE),
-    OEClassifier(**_SMALL_OE),
-    DeepSADDetector(**_SMALL_OE),
-    DeepSVDDDetector(**_SMALL_OE),
-    OpenSetClassifier(_SMALL_STAGE1, random_state=0),
-    OpenSetClassifier(_SMALL_STAGE1, detector="energy", validation_fraction=0.0),
-    OpenSetClassifier(_SMALL_STAGE1, detector=GaussianMahalanobis(offset_cv=None)),
-    AMADetector(**_SMALL_AMA),
-    AMADetector(mirrored=False, anomaly_score="R", holdout_fraction=0.2, **_SMALL_AMA),
-    ICEClassifier(**_SMALL_ICE),
-    ICEClassifier("linear", "oe", lr_schedule="cosine", **_SMALL_ICE_50),
-    ICEClassifier("gaussian", "ice_ood_only", validation_fraction=0.2, **_SMALL_ICE_50),
-    VAEDetector(**_SMALL_VAE),
-    VAEDetector(validation_fraction=0.0, bound="iwae", n_mc_samples=3, **_SMALL_VAE),
-    ROSEScorer(VAEDetector(**_SMALL_VAE), random_state=0),
-    ROSEScorer(VAEDetector(**_SMALL_VAE), fisher="diag", p=2.0, holdout_fraction=0.3),
+    HSCDetector(**HSC_CHECKS),
+    HSCDetector("squared", contamination=0.1, validation_fraction=0.0, **HSC_CHECKS),
+    OEClassifier(**HSC_CHECKS),
+    DeepSADDetector(**HSC_CHECKS),
+    DeepSVDDDetector(**HSC_CHECKS),
+    OpenSetClassifier(_STAGE1, random_state=0),
+    OpenSetClassifier(_STAGE1, detector="energy", validation_fraction=0.0),
+    OpenSetClassifier(_STAGE1, detector=GaussianMahalanobis(offset_cv=None)),
+    AMADetector(**AMA_CHECKS),
+    AMADetector(mirrored=False, anomaly_score="R", holdout_fraction=0.2, **AMA_CHECKS),
+    ICEClassifier(**ICE_CHECKS),
+    ICEClassifier("linear", "oe", lr_schedule="cosine", **ICE_CHECKS_50),
+    ICEClassifier("gaussian", "ice_ood_only", validation_fraction=0.2, **ICE_CHECKS_50),
+    VAEDetector(**VAE_CHECKS),
+    VAEDetector(validation_fraction=0.0, bound="iwae", n_mc_samples=3, **VAE_CHECKS),
+    ROSEScorer(VAEDetector(**VAE_CHECKS), random_state=0),
+    ROSEScorer(VAEDetector(**VAE_CHECKS), fisher="diag", p=2.0, holdout_fraction=0.3),
     ROSEScorer(
         QuantileFlowDetector(**TINY_FLOW, random_state=0),
         n_fisher_samples=20,

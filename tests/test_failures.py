@@ -23,9 +23,7 @@ from skood import (
     TrainingDiverged,
     VAEDetector,
 )
-from tests.conftest import TINY_FLOW
-
-_OE = dict(hidden_sizes=(16,), max_epochs=3, min_steps=0, random_state=0)
+from tests._settings import HSC_TINY, TINY_FLOW  # constants: DIVERGING and parametrize need them
 
 
 def _data():
@@ -39,10 +37,10 @@ def _data():
 # NaN features, or scores of -1e13 and beyond.
 DIVERGING = {
     "flow, lr=1e6": (lambda: QuantileFlowDetector(**{**TINY_FLOW, "lr": 1e6}), 1, False),
-    "Deep SVDD, x * 1e35": (lambda: DeepSVDDDetector(**_OE), 1e35, False),
-    "Deep SAD, x * 1e35": (lambda: DeepSADDetector(**_OE), 1e35, False),
-    "HSC, x * 1e35": (lambda: HSCDetector(**_OE), 1e35, False),
-    "HSC, lr=1e6": (lambda: HSCDetector(**_OE, lr=1e6), 1, False),
+    "Deep SVDD, x * 1e35": (lambda: DeepSVDDDetector(**HSC_TINY), 1e35, False),
+    "Deep SAD, x * 1e35": (lambda: DeepSADDetector(**HSC_TINY), 1e35, False),
+    "HSC, x * 1e35": (lambda: HSCDetector(**HSC_TINY), 1e35, False),
+    "HSC, lr=1e6": (lambda: HSCDetector(**HSC_TINY, lr=1e6), 1, False),
     "ClassifierFeatures, lr=1e6": (
         lambda: ClassifierFeatures(hidden_sizes=(16,), max_epochs=3, lr=1e6, random_state=0),
         1,
@@ -100,7 +98,7 @@ class _CtrlC(Callback):
     [
         lambda cb: QuantileFlowDetector(**{**TINY_FLOW, "max_epochs": 20}, callbacks=[cb]),
         lambda cb: VAEDetector(hidden_dims=(8,), max_epochs=20, min_steps=0, callbacks=[cb]),
-        lambda cb: HSCDetector(**{**_OE, "max_epochs": 20}, callbacks=[cb]),
+        lambda cb: HSCDetector(**{**HSC_TINY, "max_epochs": 20}, callbacks=[cb]),
     ],
     ids=["flow", "vae", "hsc"],
 )
@@ -177,7 +175,7 @@ def test_a_bad_device_is_named_before_any_work(make):
     [
         GaussianMahalanobis,
         lambda: QuantileFlowDetector(**TINY_FLOW),
-        lambda: HSCDetector(**_OE),
+        lambda: HSCDetector(**HSC_TINY),
         lambda: ClassifierFeatures(hidden_sizes=(8,), max_epochs=1),
     ],
 )

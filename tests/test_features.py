@@ -12,17 +12,10 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from skood import GaussianMahalanobis
-from skood.datasets import load_digits_ood, novelty_split
 from skood.features import ClassifierFeatures, TorchFeatures
 from skood.metrics import SCORERS
 from skood.model_selection import OODStratifiedKFold
-from tests.conftest import assert_float32_close
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_ood(range(6))
-    return novelty_split(X / 16.0, y, random_state=0)
+from tests._helpers import assert_float32_close
 
 
 def test_torch_features_returns_the_named_layer():
@@ -45,8 +38,8 @@ def test_torch_features_reshapes_images_and_flattens_outputs():
     assert out.get_feature_names_out()[0] == "torchfeatures0"
 
 
-def test_classifier_features_cnn_beats_chance_and_round_trips(digits):
-    X_train, y_train, X_test, y_test = digits
+def test_classifier_features_cnn_beats_chance_and_round_trips(digits6_split):
+    X_train, y_train, X_test, y_test = digits6_split
     ext = ClassifierFeatures(image_shape=(1, 8, 8), max_epochs=15, random_state=0).fit(
         X_train, y_train
     )
@@ -58,8 +51,8 @@ def test_classifier_features_cnn_beats_chance_and_round_trips(digits):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(ext)).transform(X_test), F)
 
 
-def test_classifier_features_ignore_outlier_rows(digits):
-    X_train, y_train, X_test, y_test = digits
+def test_classifier_features_ignore_outlier_rows(digits6_split):
+    X_train, y_train, X_test, y_test = digits6_split
     X = np.r_[X_train, X_test[y_test == -1][:50]]
     y = np.r_[y_train, -np.ones(50, dtype=int)]
     a = ClassifierFeatures(hidden_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
@@ -68,8 +61,8 @@ def test_classifier_features_ignore_outlier_rows(digits):
     np.testing.assert_array_equal(a.classes_, np.arange(6))
 
 
-def test_user_module_with_feature_layer(digits):
-    X_train, y_train, X_test, _ = digits
+def test_user_module_with_feature_layer(digits6_split):
+    X_train, y_train, X_test, _ = digits6_split
 
     def factory(n_features, n_classes):
         return torch.nn.Sequential(
@@ -91,8 +84,8 @@ class _CountingFeatures(ClassifierFeatures):
         return super().fit(X, y)
 
 
-def test_pipeline_memory_reuses_the_fitted_extractor_in_a_grid_search(digits, tmp_path):
-    X_train, y_train, X_test, y_test = digits
+def test_pipeline_memory_reuses_the_fitted_extractor_in_a_grid_search(digits6_split, tmp_path):
+    X_train, y_train, X_test, y_test = digits6_split
     X, y = np.r_[X_train, X_test], np.r_[y_train, y_test]
     grid = {"det__aggregate": ["max", "logsumexp"], "det__covariance": ["empirical", "oas"]}
 
@@ -151,8 +144,8 @@ def test_bad_input_names_the_problem(make, X, y, match):
 
 
 @pytest.mark.parametrize("image_shape", [None, (1, 8, 8)])
-def test_pre_activation_features_are_the_penultimate_linear_output(digits, image_shape):
-    X, y = digits[:2]
+def test_pre_activation_features_are_the_penultimate_linear_output(digits6_split, image_shape):
+    X, y = digits6_split[:2]
     kw = dict(image_shape=image_shape, max_epochs=2, random_state=0)
     pre = ClassifierFeatures(**kw).fit(X, y)
     post = ClassifierFeatures(pre_activation=False, **kw).fit(X, y)
@@ -166,8 +159,8 @@ def test_pre_activation_features_are_the_penultimate_linear_output(digits, image
     assert_float32_close(logits[:20], expected)
 
 
-def test_a_pickle_from_before_pre_activation_keeps_its_post_relu_features(digits):
-    X, y = digits[:2]
+def test_a_pickle_from_before_pre_activation_keeps_its_post_relu_features(digits6_split):
+    X, y = digits6_split[:2]
     old = ClassifierFeatures(hidden_sizes=(8,), max_epochs=1, pre_activation=False, random_state=0)
     old.fit(X, y)
     state = old.__getstate__()

@@ -17,7 +17,7 @@ from skood import QuantileFlowDetector
 from skood._training import plan_epochs
 from skood.base import split_holdout
 from skood.metrics import auroc
-from tests.conftest import TINY_FLOW, assert_float32_close
+from tests._helpers import assert_float32_close
 
 
 class _InitialState(Callback):
@@ -60,27 +60,27 @@ def test_training_changes_every_parameter_and_beats_the_untrained_flow(digits_sp
     assert auroc(y_test, trained) > auroc(y_test, untrained) + 0.05
 
 
-def test_same_random_state_gives_identical_scores_and_another_differs(rng):
+def test_same_random_state_gives_identical_scores_and_another_differs(rng, flow_tiny):
     X = rng.normal(size=(200, 5))
-    a = QuantileFlowDetector(**TINY_FLOW, random_state=3).fit(X).score_samples(X)
-    b = QuantileFlowDetector(**TINY_FLOW, random_state=3).fit(X).score_samples(X)
-    c = QuantileFlowDetector(**TINY_FLOW, random_state=4).fit(X).score_samples(X)
+    a = QuantileFlowDetector(**flow_tiny, random_state=3).fit(X).score_samples(X)
+    b = QuantileFlowDetector(**flow_tiny, random_state=3).fit(X).score_samples(X)
+    c = QuantileFlowDetector(**flow_tiny, random_state=4).fit(X).score_samples(X)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
 
 
-def test_fit_leaves_global_torch_rng_untouched(rng):
+def test_fit_leaves_global_torch_rng_untouched(rng, flow_tiny):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(50, 3)))
+    QuantileFlowDetector(**flow_tiny, random_state=0).fit(rng.normal(size=(50, 3)))
     torch.testing.assert_close(torch.rand(3), expected)
 
 
 @pytest.mark.parametrize("dump", ["pickle", "joblib"])
-def test_persistence_round_trip_gives_identical_scores(rng, tmp_path, dump):
+def test_persistence_round_trip_gives_identical_scores(rng, tmp_path, dump, flow_tiny):
     X = rng.normal(size=(100, 4))
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
     if dump == "pickle":
         det2 = pickle.loads(pickle.dumps(det))
     else:
@@ -91,9 +91,9 @@ def test_persistence_round_trip_gives_identical_scores(rng, tmp_path, dump):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path):
+def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path, flow_tiny):
     X = rng.normal(size=(200, 4))
-    det = QuantileFlowDetector(**TINY_FLOW, device="cuda", random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, device="cuda", random_state=0).fit(X)
     assert next(det.net_.module_.parameters()).is_cuda
     joblib.dump(det, tmp_path / "gpu.joblib")
     np.save(tmp_path / "X.npy", X)
@@ -110,14 +110,14 @@ def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
-def test_net_recorded_on_cuda_unpickles_and_scores_on_a_cpu_only_machine(rng):
+def test_net_recorded_on_cuda_unpickles_and_scores_on_a_cpu_only_machine(rng, flow_tiny):
     """skorch maps a CUDA net to the CPU on load; scoring follows the parameters' device.
 
     This exercises the load path without a GPU (the tensors were CPU all along); the real
     GPU -> CPU round trip is the test above, which runs where CUDA exists.
     """
     X = rng.normal(size=(100, 4))
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
     expected = det.score_samples(X)
     det.net_.device = "cuda"
     with pytest.warns(UserWarning, match="(?i)cuda"):  # skorch warns twice; both expected
@@ -126,19 +126,19 @@ def test_net_recorded_on_cuda_unpickles_and_scores_on_a_cpu_only_machine(rng):
     np.testing.assert_array_equal(loaded.score_samples(X), expected)
 
 
-def test_outlier_rows_are_left_out_of_training(rng):
+def test_outlier_rows_are_left_out_of_training(rng, flow_tiny):
     X = rng.normal(size=(120, 3))
     outliers = rng.normal(10, 1, size=(30, 3))
-    ref = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(
+    ref = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(
         np.r_[X, outliers], np.r_[np.ones(120), -np.ones(30)]
     )
     np.testing.assert_array_equal(det.score_samples(X), ref.score_samples(X))
 
 
-def test_offset_is_the_contamination_quantile_of_held_out_inliers(rng):
+def test_offset_is_the_contamination_quantile_of_held_out_inliers(rng, flow_tiny):
     X = rng.normal(size=(500, 3))
-    det = QuantileFlowDetector(**TINY_FLOW, contamination=0.1, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, contamination=0.1, random_state=0).fit(X)
     rng_split = np.random.RandomState(0)
     held_out = np.sort(rng_split.permutation(500)[:100])
     assert det.offset_ == pytest.approx(np.quantile(det.score_samples(X[held_out]), 0.1))
@@ -147,8 +147,8 @@ def test_offset_is_the_contamination_quantile_of_held_out_inliers(rng):
     np.testing.assert_array_equal(det.predict(X), np.where(decision >= 0, 1, -1))
 
 
-def test_far_outliers_get_finite_floored_scores(rng):
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(100, 3)))
+def test_far_outliers_get_finite_floored_scores(rng, flow_tiny):
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(rng.normal(size=(100, 3)))
     scores = det.score_samples(np.array([[1e30, -1e30, 1e30], [0.0, 0.0, 0.0]]))
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
     assert scores[0] < scores[1]
@@ -169,8 +169,8 @@ def test_plan_epochs(n_rows, batch, max_epochs, min_steps, drop_last, expected):
     assert plan_epochs(n_rows, batch, max_epochs, min_steps, drop_last) == expected
 
 
-def test_small_data_still_takes_min_steps_optimiser_steps(rng):
-    det = QuantileFlowDetector(**{**TINY_FLOW, "batch_size": 128, "min_steps": 40}).fit(
+def test_small_data_still_takes_min_steps_optimiser_steps(rng, flow_tiny):
+    det = QuantileFlowDetector(**{**flow_tiny, "batch_size": 128, "min_steps": 40}).fit(
         rng.normal(size=(30, 3))
     )
     # 24 training rows -> one batch of 24 per epoch -> 40 epochs of 1 step.
@@ -179,10 +179,10 @@ def test_small_data_still_takes_min_steps_optimiser_steps(rng):
     assert all(len(epoch["batches"]) == 1 for epoch in det.net_.history)
 
 
-def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng):
+def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng, flow_tiny):
     stopper = EarlyStopping(monitor="valid_loss", patience=2)
     det = QuantileFlowDetector(
-        **{**TINY_FLOW, "max_epochs": 200}, callbacks=[stopper], random_state=0
+        **{**flow_tiny, "max_epochs": 200}, callbacks=[stopper], random_state=0
     ).fit(rng.normal(size=(200, 3)))
     assert "valid_loss" in det.net_.history[-1]
     assert len(det.net_.history) < 200
@@ -191,26 +191,26 @@ def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng):
 
 @pytest.mark.parametrize("coupling", ["glow", "realnvp", "nice", "gin"])
 @pytest.mark.parametrize("permutation", ["random", "learned"])
-def test_every_architecture_option_fits(rng, coupling, permutation):
+def test_every_architecture_option_fits(rng, coupling, permutation, flow_tiny):
     X = rng.normal(size=(80, 4))
     det = QuantileFlowDetector(
-        **TINY_FLOW, coupling=coupling, permutation=permutation, random_state=0
+        **flow_tiny, coupling=coupling, permutation=permutation, random_state=0
     ).fit(X)
     assert np.isfinite(det.score_samples(X)).all()
 
 
-def test_noise_and_progress_bar(rng, capsys):
+def test_noise_and_progress_bar(rng, capsys, flow_tiny):
     X = rng.normal(size=(80, 4))
-    plain = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X).score_samples(X)
-    det = QuantileFlowDetector(**TINY_FLOW, noise_std=0.5, verbose=1, random_state=0).fit(X)
+    plain = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X).score_samples(X)
+    det = QuantileFlowDetector(**flow_tiny, noise_std=0.5, verbose=1, random_state=0).fit(X)
     assert not np.allclose(det.score_samples(X), plain)
     assert "epoch" in capsys.readouterr().err
     pickle.loads(pickle.dumps(det))  # the progress bar does not stay on the fitted model
 
 
-def test_sample_draws_from_the_fitted_density(rng):
+def test_sample_draws_from_the_fitted_density(rng, flow_tiny):
     X = rng.normal(5.0, 1.0, size=(300, 3))
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
     s = det.sample(500, random_state=0)
     assert s.shape == (500, 3)
     assert np.abs(s.mean(0) - 5.0).max() < 1.0
@@ -218,8 +218,8 @@ def test_sample_draws_from_the_fitted_density(rng):
 
 # -- bad input: a clear error, never a crash deep in torch --------------------------------
 @pytest.fixture
-def fitted(rng):
-    return QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(60, 3)))
+def fitted(rng, flow_tiny):
+    return QuantileFlowDetector(**flow_tiny, random_state=0).fit(rng.normal(size=(60, 3)))
 
 
 @pytest.mark.parametrize(
@@ -235,12 +235,12 @@ def fitted(rng):
         (np.c_[np.arange(10.0), np.ones(10)], r"at least 2 columns that vary.*1 of 2 do"),
     ],
 )
-def test_bad_fit_input_gives_a_clear_error(X, match):
+def test_bad_fit_input_gives_a_clear_error(X, match, flow_tiny):
     with pytest.raises((ValueError, TypeError), match=match):
-        QuantileFlowDetector(**TINY_FLOW).fit(X)
+        QuantileFlowDetector(**flow_tiny).fit(X)
 
 
-def test_constant_columns_need_no_preprocessing_and_only_shift_the_score(rng):
+def test_constant_columns_need_no_preprocessing_and_only_shift_the_score(rng, flow_tiny):
     """A column constant on the training rows is a narrow Gaussian beside the flow (issue 16).
 
     On rows that keep the constants the flow part is exactly the flow fitted without those
@@ -249,8 +249,8 @@ def test_constant_columns_need_no_preprocessing_and_only_shift_the_score(rng):
     """
     X_var = rng.normal(size=(120, 3))
     X = np.c_[X_var, np.zeros(120), np.full(120, 5.0)]
-    with_constants = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
-    without = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X_var)
+    with_constants = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
+    without = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X_var)
     np.testing.assert_array_equal(with_constants.constant_columns_, [3, 4])
     assert without.constant_columns_.size == 0
     shift = with_constants.score_samples(X) - without.score_samples(X_var)
@@ -263,22 +263,22 @@ def test_constant_columns_need_no_preprocessing_and_only_shift_the_score(rng):
     assert (with_constants.predict(lit[:5]) == -1).all()
 
 
-def test_column_constant_on_the_training_split_only(rng):
+def test_column_constant_on_the_training_split_only(rng, flow_tiny):
     """A column that varies only in the held-out rows: fitted, and those rows score low."""
     X = np.c_[rng.normal(size=(50, 3)), np.zeros(50)]
     # the rows QuantileFlowDetector(validation_fraction=0.2, random_state=0) holds out
     _, held = split_holdout(50, 0.2, np.random.RandomState(0), min_train=2, estimator_name="")
     X[held, 3] = 1.0
-    det = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X)
+    det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
     scores = det.score_samples(X)
     assert np.isfinite(scores).all() and det.constant_columns_.tolist() == [3]
     moved = X[:, 3] == 1.0
     assert scores[moved].max() < scores[~moved].min()
 
 
-def test_y_with_only_outliers_is_rejected(rng):
+def test_y_with_only_outliers_is_rejected(rng, flow_tiny):
     with pytest.raises(ValueError, match="every row as an outlier"):
-        QuantileFlowDetector(**TINY_FLOW).fit(rng.normal(size=(10, 3)), -np.ones(10))
+        QuantileFlowDetector(**flow_tiny).fit(rng.normal(size=(10, 3)), -np.ones(10))
 
 
 def test_wrong_width_and_nan_at_predict_time(fitted):
@@ -297,15 +297,15 @@ def test_invalid_parameters_are_reported_by_name(rng):
         QuantileFlowDetector(contamination=0.7).fit(rng.normal(size=(10, 3)))
 
 
-def test_cuda_request_without_cuda_is_a_clear_error(rng):
+def test_cuda_request_without_cuda_is_a_clear_error(rng, flow_tiny):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="no CUDA device"):
-        QuantileFlowDetector(**TINY_FLOW, device="cuda").fit(rng.normal(size=(10, 3)))
+        QuantileFlowDetector(**flow_tiny, device="cuda").fit(rng.normal(size=(10, 3)))
 
 
-def test_training_log_goes_nowhere_when_quiet(rng, capsys):
-    QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(rng.normal(size=(40, 3)))
+def test_training_log_goes_nowhere_when_quiet(rng, capsys, flow_tiny):
+    QuantileFlowDetector(**flow_tiny, random_state=0).fit(rng.normal(size=(40, 3)))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 

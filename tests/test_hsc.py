@@ -13,12 +13,9 @@ import torch
 
 from skood import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
 from skood._training import OutlierExposureBatches, OutlierExposureCollate
-from skood.datasets import load_digits_ood
 from skood.metrics import auroc
 from skood.nn.losses import OutlierExposureLoss, radial
-
-SMALL = dict(hidden_sizes=(32,), rep_dim=8, max_epochs=20, min_steps=0, random_state=0)
-
+from tests._settings import HSC_SMALL  # a constant: the parametrize list below needs it
 
 # -- losses against hand computations ---------------------------------------------------------
 
@@ -84,12 +81,12 @@ def toy():
 @pytest.mark.parametrize(
     "est",
     [
-        HSCDetector(**SMALL),
-        HSCDetector("l1", **SMALL),
-        OEClassifier(**SMALL),
-        OEClassifier("focal", **SMALL),
-        DeepSADDetector(**SMALL),
-        DeepSVDDDetector(**SMALL),
+        HSCDetector(**HSC_SMALL),
+        HSCDetector("l1", **HSC_SMALL),
+        OEClassifier(**HSC_SMALL),
+        OEClassifier("focal", **HSC_SMALL),
+        DeepSADDetector(**HSC_SMALL),
+        DeepSVDDDetector(**HSC_SMALL),
     ],
     ids=lambda e: f"{type(e).__name__}({getattr(e, 'radial', getattr(e, 'loss', ''))})",
 )
@@ -106,9 +103,9 @@ def test_every_method_scores_normal_rows_higher(toy, est):
 
 def test_natural_offsets():
     X, y = np.random.RandomState(0).normal(size=(40, 2)), np.r_[np.ones(35), -np.ones(5)]
-    assert HSCDetector(**SMALL).fit(X, y).offset_ == pytest.approx(-math.log(2))
-    assert OEClassifier(**SMALL).fit(X, y).offset_ == 0.0
-    sad = DeepSADDetector(**SMALL).fit(X, y)  # no natural boundary: 10 % of held-out scores
+    assert HSCDetector(**HSC_SMALL).fit(X, y).offset_ == pytest.approx(-math.log(2))
+    assert OEClassifier(**HSC_SMALL).fit(X, y).offset_ == 0.0
+    sad = DeepSADDetector(**HSC_SMALL).fit(X, y)  # no natural boundary: 10 % of held-out scores
     assert sad.offset_ < 0
 
 
@@ -134,7 +131,7 @@ def test_one_oe_row_fills_half_of_every_batch():
         seen += X[:n, 0].tolist()
     assert sorted(seen) == X_normal[:, 0].tolist()
     X = np.vstack([np.random.RandomState(0).normal(size=(50, 2)), [[6.0, 6.0]]])
-    det = HSCDetector(**SMALL).fit(X, np.r_[np.ones(50), -1])
+    det = HSCDetector(**HSC_SMALL).fit(X, np.r_[np.ones(50), -1])
     assert det.n_outlier_exposure_ == 1
     assert det.score_samples([[0.0, 0.0]])[0] > det.score_samples([[6.0, 6.0]])[0]
 
@@ -149,27 +146,11 @@ def test_augment_is_applied_to_every_training_batch():
 
     X = np.random.RandomState(0).normal(size=(64, 3))
     y = np.r_[np.ones(60), -np.ones(4)]
-    HSCDetector(**{**SMALL, "max_epochs": 3, "batch_size": 20}, augment=Count()).fit(X, y)
+    HSCDetector(**{**HSC_SMALL, "max_epochs": 3, "batch_size": 20}, augment=Count()).fit(X, y)
     assert Count.calls == 3 * 3  # 60 normal rows / 20 per batch, 3 epochs
 
 
 # -- training on real data ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def digits_ovr():
-    """Digit 0 normal; OE from digits 1-4; test anomalies digits 5-9 (disjoint, as in the paper)."""
-    X, digit = load_digits_ood(range(10))
-    X = X / 16.0
-    rng = np.random.RandomState(0)
-    normal = rng.permutation(np.flatnonzero(digit == 0))
-    oe = rng.permutation(np.flatnonzero(np.isin(digit, [1, 2, 3, 4])))[:64]
-    test_anom = np.flatnonzero(digit >= 5)
-    X_train = np.vstack([X[normal[:90]], X[oe]])
-    y_train = np.r_[np.ones(90), -np.ones(len(oe))]
-    X_test = np.vstack([X[normal[90:]], X[test_anom]])
-    y_test = np.r_[np.ones(len(normal) - 90), -np.ones(len(test_anom))]
-    return X_train, y_train, X_test, y_test
 
 
 def test_training_changes_the_network_and_beats_the_untrained_one(digits_ovr):
@@ -197,16 +178,16 @@ def test_cnn_on_images(digits_ovr):
 def test_without_oe_hsc_warns_and_is_bias_free(digits_ovr):
     X_train, y_train, _, _ = digits_ovr
     with pytest.warns(UserWarning, match="collapse"):
-        det = HSCDetector(**SMALL).fit(X_train[y_train == 1])
+        det = HSCDetector(**HSC_SMALL).fit(X_train[y_train == 1])
     assert not any("bias" in n for n, _ in det.net_.module_.named_parameters())
-    svdd = DeepSVDDDetector(**SMALL).fit(X_train[y_train == 1])
+    svdd = DeepSVDDDetector(**HSC_SMALL).fit(X_train[y_train == 1])
     assert not any("bias" in n for n, _ in svdd.net_.module_.named_parameters())
     assert np.all(np.abs(svdd.center_) >= 0.1)
 
 
 def test_milestones_decay_the_learning_rate():
     X = np.random.RandomState(0).normal(size=(40, 2))
-    det = HSCDetector(**{**SMALL, "max_epochs": 6}, milestones=[2, 4]).fit(
+    det = HSCDetector(**{**HSC_SMALL, "max_epochs": 6}, milestones=[2, 4]).fit(
         X, np.r_[np.ones(36), -np.ones(4)]
     )
     assert det.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.01)
@@ -217,8 +198,8 @@ def test_determinism_and_pickle(toy):
     for cls in [HSCDetector, OEClassifier, DeepSVDDDetector]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            a = cls(**SMALL).fit(X, y)
-            b = cls(**SMALL).fit(X, y)
+            a = cls(**HSC_SMALL).fit(X, y)
+            b = cls(**HSC_SMALL).fit(X, y)
         np.testing.assert_array_equal(a.score_samples(X_test), b.score_samples(X_test))
         restored = pickle.loads(pickle.dumps(a))
         np.testing.assert_array_equal(restored.score_samples(X_test), a.score_samples(X_test))
@@ -232,21 +213,21 @@ def test_bad_input_is_named():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(20, 3))
     with pytest.raises(ValueError, match="needs normal rows"):
-        HSCDetector(**SMALL).fit(X, -np.ones(20))
+        HSCDetector(**HSC_SMALL).fit(X, -np.ones(20))
     with pytest.raises(ValueError, match="needs outlier-exposure rows"):
-        OEClassifier(**SMALL).fit(X, np.ones(20))
+        OEClassifier(**HSC_SMALL).fit(X, np.ones(20))
     with pytest.warns(UserWarning, match=r"0 and 1 but no -1.*np.where\(y == 1, -1, 1\)"):
-        HSCDetector(**SMALL).fit(X, np.r_[np.zeros(15), np.ones(5)])
+        HSCDetector(**HSC_SMALL).fit(X, np.r_[np.zeros(15), np.ones(5)])
     with pytest.warns(UserWarning, match="ignores the 5 outlier-exposure rows"):
-        DeepSVDDDetector(**SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
+        DeepSVDDDetector(**HSC_SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
     with pytest.raises(ValueError, match="image_shape"):
         HSCDetector(image_shape=(1, 4, 4)).fit(X, np.r_[np.ones(15), -np.ones(5)])
     X_nan = X.copy()
     X_nan[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        HSCDetector(**SMALL).fit(X_nan)
-    det = OEClassifier(**SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
+        HSCDetector(**HSC_SMALL).fit(X_nan)
+    det = OEClassifier(**HSC_SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])
     with pytest.raises(ValueError, match="3 features"):
         det.score_samples(rng.normal(size=(2, 4)))
     with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[20, 3\]"):
-        HSCDetector(**SMALL).fit(X, [1, 1, -1])
+        HSCDetector(**HSC_SMALL).fit(X, [1, 1, -1])

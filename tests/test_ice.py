@@ -13,8 +13,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from scipy.special import logsumexp, softmax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -22,34 +21,16 @@ from skood import ClassifierFeatures, ICEClassifier
 from skood._training import OutlierExposureBatches, OutlierExposureCollate
 from skood.metrics import SCORERS, auroc
 from skood.nn import BackboneClassifier, ClassifierOELoss, GaussianHead
-from tests.conftest import assert_float32_close
-
-SMALL = dict(hidden_sizes=(64,), feature_dim=16, batch_size=64, max_epochs=30, random_state=0)
+from tests._helpers import assert_float32_close
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """ID digits 0-4 (70/30 split), auxiliary outliers 5-7, held-out OOD digits 8-9."""
-    X, d = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    in_rows = d < 5
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X[in_rows], d[in_rows], test_size=0.3, stratify=d[in_rows], random_state=0
-    )
-    X_aux = X[(d >= 5) & (d <= 7)]
-    X_ood = X[d >= 8]
-    X_fit = np.vstack([X_tr, X_aux])
-    y_fit = np.r_[y_tr, -np.ones(len(X_aux), dtype=int)]
-    return dict(X_fit=X_fit, y_fit=y_fit, X_te=X_te, y_te=y_te, X_ood=X_ood)
+def ice(digits_aux, ice_small):
+    return ICEClassifier(**ice_small).fit(digits_aux["X_fit"], digits_aux["y_fit"])
 
 
-@pytest.fixture(scope="module")
-def ice(digits):
-    return ICEClassifier(**SMALL).fit(digits["X_fit"], digits["y_fit"])
-
-
-def _ood_auroc(est, digits):
-    s_in, s_out = est.score_samples(digits["X_te"]), est.score_samples(digits["X_ood"])
+def _ood_auroc(est, digits_aux):
+    s_in, s_out = est.score_samples(digits_aux["X_te"]), est.score_samples(digits_aux["X_ood"])
     return auroc(np.r_[np.ones(len(s_in)), -np.ones(len(s_out))], np.r_[s_in, s_out])
 
 
@@ -113,8 +94,8 @@ def test_batches_carry_ratio_times_the_inliers_and_cycle_the_outliers():
 # -- the fitted estimator ---------------------------------------------------------------------------
 
 
-def test_fitted_head_is_the_numpy_mahalanobis_of_the_features(ice, digits):
-    X = digits["X_te"][:20]
+def test_fitted_head_is_the_numpy_mahalanobis_of_the_features(ice, digits_aux):
+    X = digits_aux["X_te"][:20]
     module = ice.module_
     assert isinstance(module, BackboneClassifier) and isinstance(module.head, GaussianHead)
     with torch.no_grad():
@@ -136,38 +117,40 @@ def test_fitted_head_is_the_numpy_mahalanobis_of_the_features(ice, digits):
     assert ice.means_.shape == (5, 16) and ice.score_samples(X).dtype == np.float64
 
 
-def test_training_changes_every_parameter_and_beats_the_untrained_model(ice, digits):
-    untrained = ICEClassifier(**{**SMALL, "max_epochs": 1, "lr": 1e-12}).fit(
-        digits["X_fit"], digits["y_fit"]
+def test_training_changes_every_parameter_and_beats_the_untrained_model(ice, digits_aux, ice_small):
+    untrained = ICEClassifier(**{**ice_small, "max_epochs": 1, "lr": 1e-12}).fit(
+        digits_aux["X_fit"], digits_aux["y_fit"]
     )
     before = dict(untrained.module_.named_parameters())
     for name, p in ice.module_.named_parameters():
         assert not torch.allclose(p, before[name]), f"{name} did not change"
-    assert ice.score(digits["X_te"], digits["y_te"]) > 0.95
-    assert untrained.score(digits["X_te"], digits["y_te"]) < 0.6
-    assert _ood_auroc(ice, digits) > 0.85
-    assert _ood_auroc(ice, digits) > _ood_auroc(untrained, digits) + 0.1
-    assert ice.n_outliers_seen_ == int((digits["y_fit"] == -1).sum())
+    assert ice.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.95
+    assert untrained.score(digits_aux["X_te"], digits_aux["y_te"]) < 0.6
+    assert _ood_auroc(ice, digits_aux) > 0.85
+    assert _ood_auroc(ice, digits_aux) > _ood_auroc(untrained, digits_aux) + 0.1
+    assert ice.n_outliers_seen_ == int((digits_aux["y_fit"] == -1).sum())
     logdet = ice.history_[:, "log_det_cov"]
     assert len(logdet) == 30 and np.all(np.isfinite(logdet))
 
 
-def test_outlier_exposure_pushes_the_auxiliary_classes_out(ice, digits):
+def test_outlier_exposure_pushes_the_auxiliary_classes_out(ice, digits_aux, ice_small):
     """The auxiliary rows end up with lower scores than with the Gaussian head and CE alone."""
-    plain = ICEClassifier(**{**SMALL, "ood_weight": 0.0}).fit(digits["X_fit"], digits["y_fit"])
-    X_aux = digits["X_fit"][digits["y_fit"] == -1]
+    plain = ICEClassifier(**{**ice_small, "ood_weight": 0.0}).fit(
+        digits_aux["X_fit"], digits_aux["y_fit"]
+    )
+    X_aux = digits_aux["X_fit"][digits_aux["y_fit"] == -1]
     rank = [
         auroc(
-            np.r_[np.ones(len(digits["X_te"])), -np.ones(len(X_aux))],
-            np.r_[est.score_samples(digits["X_te"]), est.score_samples(X_aux)],
+            np.r_[np.ones(len(digits_aux["X_te"])), -np.ones(len(X_aux))],
+            np.r_[est.score_samples(digits_aux["X_te"]), est.score_samples(X_aux)],
         )
         for est in (plain, ice)
     ]
     assert rank[1] > rank[0] + 0.05 and rank[1] > 0.95
 
 
-def test_open_set_predictions_and_offset(ice, digits):
-    X = np.vstack([digits["X_te"], digits["X_ood"]])
+def test_open_set_predictions_and_offset(ice, digits_aux):
+    X = np.vstack([digits_aux["X_te"], digits_aux["X_ood"]])
     scores = ice.score_samples(X)
     open_set = ice.predict_open_set(X)
     rejected = scores < ice.offset_
@@ -176,67 +159,72 @@ def test_open_set_predictions_and_offset(ice, digits):
     np.testing.assert_array_equal(ice.predict_outlier(X), np.where(rejected, -1, 1))
     np.testing.assert_allclose(ice.outlier_decision_function(X), scores - ice.offset_)
     # offset_ is the 5 % quantile of the training inliers' scores (validation_fraction=0).
-    X_train = digits["X_fit"][digits["y_fit"] != -1]
+    X_train = digits_aux["X_fit"][digits_aux["y_fit"] != -1]
     assert (ice.predict_outlier(X_train) == 1).mean() == pytest.approx(0.95, abs=0.01)
-    assert rejected[len(digits["X_te"]) :].mean() > rejected[: len(digits["X_te"])].mean() + 0.3
+    assert (
+        rejected[len(digits_aux["X_te"]) :].mean()
+        > rejected[: len(digits_aux["X_te"])].mean() + 0.3
+    )
 
 
-def test_held_out_calibration(digits):
-    est = ICEClassifier(**{**SMALL, "max_epochs": 10, "validation_fraction": 0.3, "tpr": 0.9})
-    est.fit(digits["X_fit"], digits["y_fit"])
-    accepted = (est.predict_outlier(digits["X_te"]) == 1).mean()
+def test_held_out_calibration(digits_aux, ice_small):
+    est = ICEClassifier(**{**ice_small, "max_epochs": 10, "validation_fraction": 0.3, "tpr": 0.9})
+    est.fit(digits_aux["X_fit"], digits_aux["y_fit"])
+    accepted = (est.predict_outlier(digits_aux["X_te"]) == 1).mean()
     assert 0.75 < accepted < 0.99
 
 
-def test_score_ignores_outlier_rows(ice, digits):
-    X = np.vstack([digits["X_te"], digits["X_ood"]])
-    y = np.r_[digits["y_te"], -np.ones(len(digits["X_ood"]), dtype=int)]
-    assert ice.score(X, y) == pytest.approx(ice.score(digits["X_te"], digits["y_te"]))
+def test_score_ignores_outlier_rows(ice, digits_aux):
+    X = np.vstack([digits_aux["X_te"], digits_aux["X_ood"]])
+    y = np.r_[digits_aux["y_te"], -np.ones(len(digits_aux["X_ood"]), dtype=int)]
+    assert ice.score(X, y) == pytest.approx(ice.score(digits_aux["X_te"], digits_aux["y_te"]))
     with pytest.raises(ValueError, match="every row of y is -1"):
-        ice.score(digits["X_ood"], -np.ones(len(digits["X_ood"])))
+        ice.score(digits_aux["X_ood"], -np.ones(len(digits_aux["X_ood"])))
 
 
 @pytest.mark.parametrize(
     "head, loss, kind",
     [("linear", "ce", "msp"), ("linear", "oe", "msp"), ("linear", "energy", "energy")],
 )
-def test_baselines_train_and_score_with_their_own_score(digits, head, loss, kind):
+def test_baselines_train_and_score_with_their_own_score(digits_aux, head, loss, kind, ice_small):
     # Energy OE's inlier hinge (LSE >= 25) dominates early training from scratch (Liu et al.
     # fine-tune with it): on digits 15 epochs leave 0.38 accuracy, 60 epochs 0.93.
     epochs, weight = (60, 0.1) if loss == "energy" else (15, 0.5)
-    est = ICEClassifier(head, loss, ood_weight=weight, **{**SMALL, "max_epochs": epochs})
-    est.fit(digits["X_fit"], digits["y_fit"])
+    est = ICEClassifier(head, loss, ood_weight=weight, **{**ice_small, "max_epochs": epochs})
+    est.fit(digits_aux["X_fit"], digits_aux["y_fit"])
     assert isinstance(est.module_.head, torch.nn.Linear) and not hasattr(est, "means_")
-    f = est.decision_function(digits["X_te"])
+    f = est.decision_function(digits_aux["X_te"])
     expected = f.max(1) - logsumexp(f, axis=1) if kind == "msp" else logsumexp(f, axis=1)
-    np.testing.assert_allclose(est.score_samples(digits["X_te"]), expected, rtol=1e-12)
-    assert est.score(digits["X_te"], digits["y_te"]) > 0.9
+    np.testing.assert_allclose(est.score_samples(digits_aux["X_te"]), expected, rtol=1e-12)
+    assert est.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.9
     if loss == "ce":
         assert est.n_outliers_seen_ == 0  # plain cross-entropy never draws the -1 rows
     if kind == "energy":
         with pytest.raises(ValueError, match="log-probability"):
-            est.in_distribution_proba(digits["X_te"])
+            est.in_distribution_proba(digits_aux["X_te"])
 
 
-def test_no_outlier_rows_warns_and_trains_a_gaussian_head_classifier(digits):
-    inl = digits["y_fit"] != -1
+def test_no_outlier_rows_warns_and_trains_a_gaussian_head_classifier(digits_aux, ice_small):
+    inl = digits_aux["y_fit"] != -1
     with pytest.warns(UserWarning, match="no auxiliary-outlier rows"):
-        est = ICEClassifier(**SMALL).fit(digits["X_fit"][inl], digits["y_fit"][inl])
+        est = ICEClassifier(**ice_small).fit(digits_aux["X_fit"][inl], digits_aux["y_fit"][inl])
     assert est.n_outliers_seen_ == 0
     assert isinstance(est.module_.head, GaussianHead)
-    assert est.score(digits["X_te"], digits["y_te"]) > 0.95
+    assert est.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.95
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # plain CE needs no outliers: no warning
-        ICEClassifier("linear", "ce", **{**SMALL, "max_epochs": 2}).fit(
-            digits["X_fit"][inl], digits["y_fit"][inl]
+        ICEClassifier("linear", "ce", **{**ice_small, "max_epochs": 2}).fit(
+            digits_aux["X_fit"][inl], digits_aux["y_fit"][inl]
         )
 
 
-def test_determinism_and_pickling(ice, digits, tmp_path):
-    X = digits["X_te"]
-    again = ICEClassifier(**SMALL).fit(digits["X_fit"], digits["y_fit"])
+def test_determinism_and_pickling(ice, digits_aux, tmp_path, ice_small):
+    X = digits_aux["X_te"]
+    again = ICEClassifier(**ice_small).fit(digits_aux["X_fit"], digits_aux["y_fit"])
     np.testing.assert_array_equal(again.score_samples(X), ice.score_samples(X))
-    other = ICEClassifier(**{**SMALL, "random_state": 1}).fit(digits["X_fit"], digits["y_fit"])
+    other = ICEClassifier(**{**ice_small, "random_state": 1}).fit(
+        digits_aux["X_fit"], digits_aux["y_fit"]
+    )
     assert not np.allclose(other.score_samples(X), ice.score_samples(X))
     restored = pickle.loads(pickle.dumps(ice))
     np.testing.assert_array_equal(restored.score_samples(X), ice.score_samples(X))
@@ -248,45 +236,47 @@ def test_determinism_and_pickling(ice, digits, tmp_path):
 
 
 @pytest.mark.numerics
-def test_batched_scoring_equals_one_batch(ice, digits):
-    X = np.vstack([digits["X_te"], digits["X_ood"]])
+def test_batched_scoring_equals_one_batch(ice, digits_aux):
+    X = np.vstack([digits_aux["X_te"], digits_aux["X_ood"]])
     small = pickle.loads(pickle.dumps(ice)).set_params(inference_batch_size=7)
     assert_float32_close(small.score_samples(X), ice.score_samples(X))
 
 
-def test_string_classes_and_open_set_labels(digits):
+def test_string_classes_and_open_set_labels(digits_aux, ice_small):
     names = np.array(["zero", "one", "two", "three", "four"])
-    y = np.where(digits["y_fit"] == -1, "-1", names[np.maximum(digits["y_fit"], 0)])
-    est = ICEClassifier(**{**SMALL, "max_epochs": 10}).fit(digits["X_fit"], y)
+    y = np.where(digits_aux["y_fit"] == -1, "-1", names[np.maximum(digits_aux["y_fit"], 0)])
+    est = ICEClassifier(**{**ice_small, "max_epochs": 10}).fit(digits_aux["X_fit"], y)
     assert set(est.classes_) == set(names)
-    labels = est.predict_open_set(np.vstack([digits["X_te"], digits["X_ood"]]))
+    labels = est.predict_open_set(np.vstack([digits_aux["X_te"], digits_aux["X_ood"]]))
     assert set(labels) <= set(names) | {"-1"} and "-1" in set(labels)
 
 
-def test_cnn_backbone_and_user_modules(digits):
-    cnn = ICEClassifier(image_shape=(1, 8, 8), **{**SMALL, "max_epochs": 8})
-    cnn.fit(digits["X_fit"], digits["y_fit"])
-    assert cnn.score(digits["X_te"], digits["y_te"]) > 0.9
+def test_cnn_backbone_and_user_modules(digits_aux, ice_small):
+    cnn = ICEClassifier(image_shape=(1, 8, 8), **{**ice_small, "max_epochs": 8})
+    cnn.fit(digits_aux["X_fit"], digits_aux["y_fit"])
+    assert cnn.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.9
     assert any(isinstance(m, torch.nn.Conv2d) for m in cnn.module_.modules())
     module = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
-    user = ICEClassifier(module=module, **{**SMALL, "max_epochs": 10})
-    user.fit(digits["X_fit"], digits["y_fit"])
+    user = ICEClassifier(module=module, **{**ice_small, "max_epochs": 10})
+    user.fit(digits_aux["X_fit"], digits_aux["y_fit"])
     assert user.means_.shape == (5, 8)
     assert torch.equal(module[0].weight, torch.nn.Sequential(*module)[0].weight)  # not mutated
-    factory = ICEClassifier(module=lambda n: torch.nn.Linear(n, 6), **{**SMALL, "max_epochs": 2})
-    assert factory.fit(digits["X_fit"], digits["y_fit"]).means_.shape == (5, 6)
+    factory = ICEClassifier(
+        module=lambda n: torch.nn.Linear(n, 6), **{**ice_small, "max_epochs": 2}
+    )
+    assert factory.fit(digits_aux["X_fit"], digits_aux["y_fit"]).means_.shape == (5, 6)
 
 
-def test_fine_tune_starts_from_the_pretrained_classifier(digits):
-    inl = digits["y_fit"] != -1
-    X_in, y_in = digits["X_fit"][inl], digits["y_fit"][inl]
+def test_fine_tune_starts_from_the_pretrained_classifier(digits_aux):
+    inl = digits_aux["y_fit"] != -1
+    X_in, y_in = digits_aux["X_fit"][inl], digits_aux["y_fit"][inl]
     # ICE's backbone reads the network's post-ReLU features(), so compare with those
     stage1 = ClassifierFeatures(
         hidden_sizes=(32,), max_epochs=20, pre_activation=False, random_state=0
     ).fit(X_in, y_in)
     head_before = stage1.module_.head.weight.detach().clone()
     frozen = dict(hidden_sizes=(8,), max_epochs=1, lr=1e-12, random_state=0)  # no real update
-    gauss = ICEClassifier(fine_tune=stage1, **frozen).fit(digits["X_fit"], digits["y_fit"])
+    gauss = ICEClassifier(fine_tune=stage1, **frozen).fit(digits_aux["X_fit"], digits_aux["y_fit"])
     Z = stage1.transform(X_in)
     with torch.no_grad():
         z_ice = gauss.module_.eval().features(torch.from_numpy(X_in)).numpy()
@@ -294,24 +284,29 @@ def test_fine_tune_starts_from_the_pretrained_classifier(digits):
     # center_init="auto" is "data" when fine-tuning: the centres are the class means.
     means = np.stack([Z[y_in == c].mean(0) for c in range(5)])
     np.testing.assert_allclose(gauss.means_, means, rtol=1e-4, atol=1e-4)
-    assert gauss.score(digits["X_te"], digits["y_te"]) > 0.9  # accurate before any training
+    assert gauss.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.9  # accurate before any training
     linear = ICEClassifier("linear", "oe", fine_tune=stage1, **frozen)
-    linear.fit(digits["X_fit"], digits["y_fit"])
-    _, logits = stage1.transform_with_logits(digits["X_te"])
-    np.testing.assert_allclose(linear.decision_function(digits["X_te"]), logits, atol=1e-4)
+    linear.fit(digits_aux["X_fit"], digits_aux["y_fit"])
+    _, logits = stage1.transform_with_logits(digits_aux["X_te"])
+    np.testing.assert_allclose(linear.decision_function(digits_aux["X_te"]), logits, atol=1e-4)
     # A fitted ICEClassifier's own network fine-tunes too (the paper's pretrain -> OE protocol).
     ft = ICEClassifier(fine_tune=linear.module_, **{**frozen, "max_epochs": 3, "lr": 1e-3})
-    assert ft.fit(digits["X_fit"], digits["y_fit"]).score(digits["X_te"], digits["y_te"]) > 0.9
+    assert (
+        ft.fit(digits_aux["X_fit"], digits_aux["y_fit"]).score(
+            digits_aux["X_te"], digits_aux["y_te"]
+        )
+        > 0.9
+    )
     # The source network was copied, not trained further.
     assert torch.equal(stage1.module_.head.weight, head_before)
 
 
-def test_grid_search_over_ood_weight_in_a_pipeline(digits):
-    pipe = make_pipeline(StandardScaler(), ICEClassifier(**{**SMALL, "max_epochs": 3}))
+def test_grid_search_over_ood_weight_in_a_pipeline(digits_aux, ice_small):
+    pipe = make_pipeline(StandardScaler(), ICEClassifier(**{**ice_small, "max_epochs": 3}))
     search = GridSearchCV(
         pipe, {"iceclassifier__ood_weight": [0.1, 1.0]}, scoring=SCORERS["auroc"], cv=2
     )
-    search.fit(digits["X_fit"], digits["y_fit"])
+    search.fit(digits_aux["X_fit"], digits_aux["y_fit"])
     assert search.best_params_["iceclassifier__ood_weight"] in (0.1, 1.0)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
@@ -319,9 +314,9 @@ def test_grid_search_over_ood_weight_in_a_pipeline(digits):
 # -- bad input ------------------------------------------------------------------------------------
 
 
-def test_bad_labels_give_clear_errors(digits):
-    X = digits["X_fit"][:200]
-    est = ICEClassifier(**{**SMALL, "max_epochs": 1})
+def test_bad_labels_give_clear_errors(digits_aux, ice_small):
+    X = digits_aux["X_fit"][:200]
+    est = ICEClassifier(**{**ice_small, "max_epochs": 1})
     with pytest.raises(ValueError, match="-1 is one of your classes, relabel it"):
         est.fit(X, np.where(np.arange(200) % 2 == 0, 1, -1))  # {-1, +1} binary labels
     with pytest.raises(ValueError, match="every row as an outlier"):
@@ -336,16 +331,16 @@ def test_bad_labels_give_clear_errors(digits):
         est.fit(X, np.arange(199) % 2)
 
 
-def test_bad_inputs_and_parameters_give_clear_errors(ice, digits):
-    X, y = digits["X_fit"][:200], digits["y_fit"][:200]
+def test_bad_inputs_and_parameters_give_clear_errors(ice, digits_aux, ice_small):
+    X, y = digits_aux["X_fit"][:200], digits_aux["y_fit"][:200]
     with pytest.raises(ValueError, match="NaN"):
-        ICEClassifier(**SMALL).fit(np.where(np.eye(200, 64) > 0, np.nan, X), y)
+        ICEClassifier(**ice_small).fit(np.where(np.eye(200, 64) > 0, np.nan, X), y)
     with pytest.raises(ValueError, match="features"):
-        ice.score_samples(digits["X_te"][:, :10])
+        ice.score_samples(digits_aux["X_te"][:, :10])
     with pytest.raises(ValueError, match=r"could not convert|dtype"):
-        ICEClassifier(**SMALL).fit(np.full((200, 64), "a"), y)
+        ICEClassifier(**ice_small).fit(np.full((200, 64), "a"), y)
     with pytest.raises(TypeError, match=r"[Ss]parse"):
-        ICEClassifier(**SMALL).fit(sp.csr_matrix(X), y)
+        ICEClassifier(**ice_small).fit(sp.csr_matrix(X), y)
     with pytest.raises(ValueError, match="needs head='gaussian'"):
         ICEClassifier("linear", "ice").fit(X, y)
     with pytest.raises(ValueError, match="image_shape"):

@@ -13,7 +13,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skood import ClassifierFeatures, GaussianMahalanobis, OpenSetClassifier
-from skood.datasets import load_digits_ood, novelty_split
 from skood.metrics import auroc
 
 
@@ -24,15 +23,8 @@ def _cnn(**kw):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """Digits 0-5 are the inlier classes, 6-9 the outliers (test half only)."""
-    X, y = load_digits_ood(range(6))
-    return novelty_split(X / 16.0, y, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def fitted(digits):
-    X_train, y_train, _, _ = digits
+def fitted(digits6_split):
+    X_train, y_train, _, _ = digits6_split
     return {
         gate: OpenSetClassifier(_cnn(), detector=det, random_state=0).fit(X_train, y_train)
         for gate, det in [
@@ -43,8 +35,8 @@ def fitted(digits):
     }
 
 
-def test_logit_gates_match_their_closed_forms(fitted, digits):
-    X_test = digits[2][:50]
+def test_logit_gates_match_their_closed_forms(fitted, digits6_split):
+    X_test = digits6_split[2][:50]
     for gate, reference in [
         ("msp", lambda z: softmax(z, axis=1).max(axis=1)),
         ("energy", lambda z: logsumexp(z, axis=1)),
@@ -58,8 +50,8 @@ def test_logit_gates_match_their_closed_forms(fitted, digits):
         )
 
 
-def test_temperature_scales_energy(digits):
-    X_train, y_train, X_test, _ = digits
+def test_temperature_scales_energy(digits6_split):
+    X_train, y_train, X_test, _ = digits6_split
     clf = OpenSetClassifier(_cnn(max_epochs=1), detector="energy", temperature=2.0).fit(
         X_train, y_train
     )
@@ -69,8 +61,8 @@ def test_temperature_scales_energy(digits):
     )
 
 
-def test_logits_are_the_trained_networks(fitted, digits):
-    X_test = digits[2][:30]
+def test_logits_are_the_trained_networks(fitted, digits6_split):
+    X_test = digits6_split[2][:30]
     clf = fitted["msp"]
     net = clf.features_.module_.eval()
     with torch.no_grad():
@@ -81,16 +73,16 @@ def test_logits_are_the_trained_networks(fitted, digits):
     np.testing.assert_array_equal(logits, clf.decision_function(X_test))
 
 
-def test_density_gate_scores_the_features(fitted, digits):
-    X_test = digits[2][:30]
+def test_density_gate_scores_the_features(fitted, digits6_split):
+    X_test = digits6_split[2][:30]
     clf = fitted["mahalanobis"]
     Z = clf.features_.transform(X_test)
     np.testing.assert_array_equal(clf.score_samples(X_test), clf.detector_.score_samples(Z))
     assert clf.detector_.classes_.tolist() == [0, 1, 2, 3, 4, 5]
 
 
-def test_threshold_passes_tpr_of_new_inliers_and_keeps_accuracy(fitted, digits):
-    _, _, X_test, y_test = digits
+def test_threshold_passes_tpr_of_new_inliers_and_keeps_accuracy(fitted, digits6_split):
+    _, _, X_test, y_test = digits6_split
     inl = y_test != -1
     for gate, clf in fitted.items():
         accepted = clf.predict_outlier(X_test[inl]) == 1
@@ -104,8 +96,8 @@ def test_threshold_passes_tpr_of_new_inliers_and_keeps_accuracy(fitted, digits):
         assert auroc(inl, clf.score_samples(X_test)) > 0.8, gate
 
 
-def test_predict_is_the_class_or_minus_one(fitted, digits):
-    _, _, X_test, y_test = digits
+def test_predict_is_the_class_or_minus_one(fitted, digits6_split):
+    _, _, X_test, y_test = digits6_split
     clf = fitted["energy"]
     labels = clf.predict(X_test)
     rejected = clf.outlier_decision_function(X_test) < 0
@@ -119,14 +111,14 @@ def test_predict_is_the_class_or_minus_one(fitted, digits):
     assert (labels[y_test == -1] == -1).mean() > 0.3
 
 
-def test_outlier_rows_do_not_train_the_classifier():
-    X, y = load_digits_ood(range(6))
-    clf = OpenSetClassifier(_cnn(max_epochs=1), random_state=0).fit(X / 16.0, y)
+def test_outlier_rows_do_not_train_the_classifier(digits6):
+    X, y = digits6
+    clf = OpenSetClassifier(_cnn(max_epochs=1), random_state=0).fit(X, y)
     assert clf.classes_.tolist() == [0, 1, 2, 3, 4, 5]
 
 
-def test_string_classes_reject_as_the_string_minus_one(digits):
-    X_train, y_train, X_test, _ = digits
+def test_string_classes_reject_as_the_string_minus_one(digits6_split):
+    X_train, y_train, X_test, _ = digits6_split
     names = np.array(["zero", "one", "two", "three", "four", "five"])
     clf = OpenSetClassifier(_cnn(max_epochs=2), random_state=0).fit(X_train, names[y_train])
     labels = clf.predict(X_test)
@@ -134,8 +126,8 @@ def test_string_classes_reject_as_the_string_minus_one(digits):
     assert set(np.unique(labels)) <= {*names, "-1"} and "-1" in labels
 
 
-def test_determinism_and_pickle(fitted, digits):
-    X_train, y_train, X_test, _ = digits
+def test_determinism_and_pickle(fitted, digits6_split):
+    X_train, y_train, X_test, _ = digits6_split
     clf = fitted["msp"]
     again = OpenSetClassifier(_cnn(), random_state=0).fit(X_train, y_train)
     np.testing.assert_array_equal(again.score_samples(X_test), clf.score_samples(X_test))
@@ -146,8 +138,8 @@ def test_determinism_and_pickle(fitted, digits):
         np.testing.assert_array_equal(restored.score_samples(X_test), model.score_samples(X_test))
 
 
-def test_validation_fraction_zero_calibrates_on_training_rows(digits):
-    X_train, y_train, _, _ = digits
+def test_validation_fraction_zero_calibrates_on_training_rows(digits6_split):
+    X_train, y_train, _, _ = digits6_split
     clf = OpenSetClassifier(_cnn(max_epochs=1), validation_fraction=0.0, tpr=0.9).fit(
         X_train, y_train
     )

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.datasets import load_digits
 from sklearn.ensemble import IsolationForest
 from torch import nn
 from torch.distributions import Normal, kl_divergence
@@ -21,9 +20,7 @@ from skood.nn.fisher import (
     per_sample_grads,
 )
 from skood.nn.vae import VAE, conv_vae_networks, mlp_vae_networks
-from tests.conftest import TINY_FLOW, assert_float32_close
-
-SMALL_VAE = dict(latent_dim=2, hidden_dims=(16,), max_epochs=3, min_steps=0, random_state=0)
+from tests._helpers import assert_float32_close
 
 
 class _Fitted(BaseEstimator):
@@ -183,16 +180,8 @@ def test_isotropic_gaussian_toy_likelihood_fails_and_rose_succeeds():
 
 # -- the estimators -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def digits01():
-    X, _ = load_digits(return_X_y=True)
-    rng = np.random.RandomState(0)
-    X = ((X + rng.uniform(size=X.shape)) / 17.0).astype(np.float32)  # dequantised to (0, 1)
-    return X[:1000], X[1000:1300]
-
-
-@pytest.fixture(scope="module")
-def vae(digits01):
-    X_train, _ = digits01
+def vae(digits_dequantised):
+    X_train, _ = digits_dequantised
     return VAEDetector(latent_dim=4, hidden_dims=(32,), max_epochs=10, random_state=0).fit(X_train)
 
 
@@ -225,9 +214,11 @@ def test_conv_vae_networks_follow_the_paper_and_fit_small_images(shape, depth):
     assert dec(torch.randn(2, 3)).shape == x.shape
 
 
-def test_vae_training_changes_parameters_and_beats_the_untrained_model(digits01, vae):
-    X_train, X_test = digits01
-    untrained = VAEDetector(**{**SMALL_VAE, "latent_dim": 4, "hidden_dims": (32,), "max_epochs": 1})
+def test_vae_training_changes_parameters_and_beats_the_untrained_model(
+    digits_dequantised, vae, vae_small
+):
+    X_train, X_test = digits_dequantised
+    untrained = VAEDetector(**{**vae_small, "latent_dim": 4, "hidden_dims": (32,), "max_epochs": 1})
     untrained.set_params(lr=1e-12).fit(X_train)  # same init, no real step
     before = dict(untrained.net_.module_.named_parameters())
     for name, p in vae.net_.module_.named_parameters():
@@ -240,8 +231,10 @@ def test_vae_training_changes_parameters_and_beats_the_untrained_model(digits01,
 
 
 @pytest.mark.numerics
-def test_vae_scores_are_deterministic_batch_independent_and_pickle(digits01, vae):
-    X_train, X_test = digits01
+def test_vae_scores_are_deterministic_batch_independent_and_pickle(
+    digits_dequantised, vae, vae_small
+):
+    X_train, X_test = digits_dequantised
     s = vae.score_samples(X_test)
     assert s.dtype == np.float64 and np.all(np.isfinite(s))
     # a copy at another batch size: the module-scoped fixture is shared and stays as it is
@@ -249,12 +242,12 @@ def test_vae_scores_are_deterministic_batch_independent_and_pickle(digits01, vae
     assert_float32_close(batched.score_samples(X_test), s)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(vae)).score_samples(X_test), s)
     assert vae.reconstruct(X_test[:5]).shape == (5, 64)
-    small = VAEDetector(**SMALL_VAE).fit(X_train).score_samples(X_test)
+    small = VAEDetector(**vae_small).fit(X_train).score_samples(X_test)
     np.testing.assert_array_equal(
-        VAEDetector(**SMALL_VAE).fit(X_train).score_samples(X_test), small
+        VAEDetector(**vae_small).fit(X_train).score_samples(X_test), small
     )
     assert not np.array_equal(
-        VAEDetector(**{**SMALL_VAE, "random_state": 1}).fit(X_train).score_samples(X_test), small
+        VAEDetector(**{**vae_small, "random_state": 1}).fit(X_train).score_samples(X_test), small
     )
     # the same model and noise under the importance-weighted bound: close, ranking rows alike
     iwae = copy.deepcopy(vae)
@@ -263,10 +256,12 @@ def test_vae_scores_are_deterministic_batch_independent_and_pickle(digits01, vae
 
 
 @pytest.mark.parametrize("fisher", ["diag", "ekfac"])
-def test_rose_on_a_vae_detects_dimmed_digits_the_likelihood_prefers(digits01, vae, fisher):
+def test_rose_on_a_vae_detects_dimmed_digits_the_likelihood_prefers(
+    digits_dequantised, vae, fisher
+):
     """The failure ROSE fixes, on real data: dimmed digits (x 0.5) have a *higher* VAE bound
     than held-out digits, while ROSE ranks them as outliers."""
-    X_train, X_test = digits01
+    X_train, X_test = digits_dequantised
     dimmed = 0.5 * X_test
     y = np.r_[np.ones(len(X_test)), -np.ones(len(X_test))]
     likelihood = auroc(y, vae.score_samples(np.r_[X_test, dimmed]))
@@ -279,8 +274,8 @@ def test_rose_on_a_vae_detects_dimmed_digits_the_likelihood_prefers(digits01, va
     assert kinds["(root)"] == "diag"  # the decoder scale is not a Linear / Conv layer
 
 
-def test_rose_combination_layer_choice_and_layer_scores(digits01, vae):
-    X_train, X_test = digits01
+def test_rose_combination_layer_choice_and_layer_scores(digits_dequantised, vae):
+    X_train, X_test = digits_dequantised
     rose = ROSEScorer(
         vae, prefit=True, layers=["encoder.*"], n_fisher_samples=200, random_state=0
     ).fit(X_train)
@@ -297,11 +292,13 @@ def test_rose_combination_layer_choice_and_layer_scores(digits01, vae):
     assert whole.layer_names_ == ["encoder"] and whole.layer_kinds_ == ["diag"]
 
 
-def test_rose_fits_the_model_unless_prefit_and_holds_out_for_statistics(digits01):
-    X_train, X_test = digits01
+def test_rose_fits_the_model_unless_prefit_and_holds_out_for_statistics(
+    digits_dequantised, vae_small
+):
+    X_train, X_test = digits_dequantised
     y = np.ones(len(X_train))
     y[:50] = -1
-    rose = ROSEScorer(VAEDetector(**SMALL_VAE), holdout_fraction=0.25, random_state=0)
+    rose = ROSEScorer(VAEDetector(**vae_small), holdout_fraction=0.25, random_state=0)
     rose.fit(X_train, y)
     assert rose.estimator_.n_features_in_ == 64 and rose.n_fisher_samples_ == 712  # 950 * 0.75
     assert rose.estimator.__dict__.get("net_") is None  # the parameter is never fitted
@@ -309,9 +306,9 @@ def test_rose_fits_the_model_unless_prefit_and_holds_out_for_statistics(digits01
     assert np.all(np.isfinite(s_cal)) and set(np.unique(rose.predict(X_test))) <= {-1, 1}
 
 
-def test_rose_on_a_flow_and_gradient_methods_agree(digits01):
-    X_train, X_test = digits01
-    flow = QuantileFlowDetector(**TINY_FLOW, random_state=0).fit(X_train + 0.01)
+def test_rose_on_a_flow_and_gradient_methods_agree(digits_dequantised, flow_tiny):
+    X_train, X_test = digits_dequantised
+    flow = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X_train + 0.01)
     fast = ROSEScorer(flow, prefit=True, fisher="ekfac", n_fisher_samples=64, random_state=0)
     slow = ROSEScorer(
         flow, prefit=True, fisher="ekfac", n_fisher_samples=64, gradients="loop", random_state=0
@@ -326,8 +323,8 @@ def test_rose_on_a_flow_and_gradient_methods_agree(digits01):
 
 
 @pytest.mark.numerics
-def test_rose_is_deterministic_and_pickles(digits01, vae, tmp_path):
-    X_train, X_test = digits01
+def test_rose_is_deterministic_and_pickles(digits_dequantised, vae, tmp_path):
+    X_train, X_test = digits_dequantised
     a = ROSEScorer(vae, prefit=True, n_fisher_samples=300, random_state=0).fit(X_train)
     b = ROSEScorer(vae, prefit=True, n_fisher_samples=300, random_state=0).fit(X_train)
     s = a.score_samples(X_test)
@@ -342,8 +339,8 @@ def test_rose_is_deterministic_and_pickles(digits01, vae, tmp_path):
     assert_float32_close(a.set_params(batch_size=7).score_samples(X_test), s)
 
 
-def test_rose_bad_input_gives_clear_errors(digits01, vae):
-    X_train, X_test = digits01
+def test_rose_bad_input_gives_clear_errors(digits_dequantised, vae):
+    X_train, X_test = digits_dequantised
     with pytest.raises(TypeError, match="no torch module"):
         ROSEScorer(IsolationForest()).fit(X_train)
     with pytest.raises(TypeError, match="no log_prob"):
@@ -376,8 +373,10 @@ def test_bench_registry_builds_vae_and_rose():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(digits01, vae):
-    X_train, X_test = digits01
+def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(
+    digits_dequantised, vae
+):
+    X_train, X_test = digits_dequantised
     cpu = ROSEScorer(vae, prefit=True, n_fisher_samples=200, random_state=0).fit(X_train)
     on_gpu = copy.deepcopy(vae)
     on_gpu.net_.module_.to("cuda")
@@ -394,8 +393,8 @@ def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(dig
     np.testing.assert_allclose(pickle.loads(pickle.dumps(gpu)).score_samples(X_test), s, rtol=1e-5)
 
 
-def test_fisher_is_computed_with_pinned_torch_threads(digits01, vae, monkeypatch):
-    X_train, _ = digits01
+def test_fisher_is_computed_with_pinned_torch_threads(digits_dequantised, vae, monkeypatch):
+    X_train, _ = digits_dequantised
     seen = []
     original = ROSEScorer._build_curvatures
 
