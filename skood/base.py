@@ -20,6 +20,9 @@ Nothing here knows about a particular method.
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from numbers import Real
 
@@ -61,6 +64,7 @@ __all__ = [
     "split_holdout",
     "split_labels",
     "validate_numeric",
+    "warn_user",
 ]
 
 #: The label that marks an outlier row in ``y`` (auxiliary / outlier-exposure data, or a known
@@ -100,6 +104,26 @@ def fit_context(*, prefer_skip_nested_validation: bool) -> Callable:
         return wrapper
 
     return decorator
+
+
+#: Frames in these folders are skood's or scikit-learn's own, never the user's code.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (sys.modules[__name__.split(".")[0]], sys.modules["sklearn"])
+)
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointing at the user's line, not at skood's or scikit-learn's.
+
+    A warning raised inside ``fit`` passes through skood's and sklearn's fit wrappers (and a
+    ``Pipeline`` or a search): a fixed ``stacklevel`` would name one of those frames. This one
+    names the first caller outside both packages.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
 
 
 class TrainingDiverged(RuntimeError):
@@ -452,9 +476,8 @@ def check_class_labels(y, n_samples: int, estimator_name: str):
             f"{estimator_name} requires y to be passed, but the target y is None: it trains a "
             f"classifier on the inlier class labels (rows labelled {OUTLIER_LABEL} are outliers)."
         )
-    # NaN / inf labels are refused here, before any comparison with -1 casts them.
-    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
-    inliers, labels = split_labels(y, n_samples, estimator_name)
+    inliers, labels = split_labels(y, n_samples, estimator_name)  # names a NaN label's row
+    labels = check_array(labels, ensure_2d=False, dtype=None, input_name="y")  # refuses inf
     check_classification_targets(labels)
     encoder = LabelEncoder().fit(labels)
     if encoder.classes_.size < 2:
@@ -544,7 +567,8 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self._logits(self._validate(X)), axis=1)]
+        logits = self._logits(self._validate(X))  # raises NotFittedError first when unfitted
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def predict_open_set(self, X) -> np.ndarray:
         """The class for accepted inputs, ``-1`` for inputs whose score is below ``offset_``.

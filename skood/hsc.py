@@ -21,7 +21,6 @@ batch (what the paper measured); an epoch is one pass over the normal rows.
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -45,6 +44,7 @@ from skood.base import (
     fit_context,
     split_holdout,
     split_labels,
+    warn_user,
 )
 from skood.nn.losses import OutlierExposureLoss, radial
 from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
@@ -148,12 +148,10 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
         is_oe = ~normal
         if labels is not None and not is_oe.any() and labels.dtype.kind in "biuf":
             if set(np.unique(labels).tolist()) == {0, 1}:
-                warnings.warn(
+                warn_user(
                     f"{name}: y holds 0 and 1 but no -1, so every row is taken as normal. "
                     "skood marks outlier-exposure rows with -1; if 1 means OE here (the "
-                    "authors' code, ADBench), pass np.where(y == 1, -1, 1).",
-                    UserWarning,
-                    stacklevel=4,
+                    "authors' code, ADBench), pass np.where(y == 1, -1, 1)."
                 )
         X_oe = X[is_oe]
         if self._needs_oe and X_oe.shape[0] == 0:
@@ -229,12 +227,10 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
 
     def _warn_about_oe(self, n_oe: int) -> None:
         if n_oe == 0 and not self._needs_oe:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__} got no outlier-exposure rows (y == -1): it reduces to "
                 "Deep SVDD with centre 0, which can collapse to a constant map; the default "
-                "network is kept bias-free for that reason.",
-                UserWarning,
-                stacklevel=4,
+                "network is kept bias-free for that reason."
             )
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -839,11 +835,9 @@ class DeepSVDDDetector(_OutlierExposureDetector):
 
     def _warn_about_oe(self, n_oe):
         if n_oe:
-            warnings.warn(
+            warn_user(
                 f"DeepSVDDDetector ignores the {n_oe} outlier-exposure rows (y == -1); "
-                "HSCDetector or DeepSADDetector use them.",
-                UserWarning,
-                stacklevel=4,
+                "HSCDetector or DeepSADDetector use them."
             )
 
     def _bias(self, has_oe):

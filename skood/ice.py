@@ -14,7 +14,6 @@ share the data, batching, network and optimiser.
 from __future__ import annotations
 
 import copy
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -45,6 +44,7 @@ from skood.base import (
     is_outlier_label,
     split_holdout,
     validate_numeric,
+    warn_user,
 )
 from skood.nn.heads import GaussianHead
 from skood.nn.losses import ClassifierOELoss, ICELoss
@@ -429,12 +429,10 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         if self.loss not in _OE_LOSSES:
             X_out = X_out[:0]  # plain cross-entropy: the -1 rows are not used
         elif X_out.shape[0] == 0:
-            warnings.warn(
+            warn_user(
                 f"{name} got no auxiliary-outlier rows (y == -1), so loss={self.loss!r} trains "
                 "without its outlier-exposure term (for the Gaussian head: cross-entropy plus "
-                "the in-distribution pull). Mark auxiliary outliers with -1 in y.",
-                UserWarning,
-                stacklevel=3,
+                "the in-distribution pull). Mark auxiliary outliers with -1 in y."
             )
         rng = check_random_state(self.random_state)
         train_idx, calib_idx = split_holdout(

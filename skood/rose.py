@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 
@@ -17,7 +16,14 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from skood._training import pinned_threads
-from skood.base import BaseDetector, finite_scores, fit_context, iter_slices, split_holdout
+from skood.base import (
+    BaseDetector,
+    finite_scores,
+    fit_context,
+    iter_slices,
+    split_holdout,
+    warn_user,
+)
 from skood.nn.fisher import (
     DiagCurvature,
     EKFACCurvature,
@@ -301,14 +307,12 @@ class ROSEScorer(BaseDetector):
             and fisher_idx.size < _FEW_STATS_ROWS
             and fisher_idx.size < X.shape[0]
         ):
-            warnings.warn(
+            warn_user(
                 f"{name}: the layer statistics (mu_, sigma_) come from the same "
                 f"{fisher_idx.size} rows as the Fisher, an in-sample estimate that can invert the "
                 "score for small n_fisher_samples (benchmarks/rose_claim/rose_claim.md: AUROC "
                 "0.19 with 10 "
-                "rows). Set validation_fraction (e.g. 0.5) to take them from other inlier rows.",
-                UserWarning,
-                stacklevel=2,
+                "rows). Set validation_fraction (e.g. 0.5) to take them from other inlier rows."
             )
 
         layers = self._select_layers(module)

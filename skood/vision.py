@@ -11,7 +11,6 @@ or Pillow.
 from __future__ import annotations
 
 import os
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -21,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from skood._training import predict_batched, resolve_device
-from skood.base import check_image_shape, fit_context
+from skood.base import check_image_shape, fit_context, warn_user
 from skood.features import _find_layer, _layer_output, _TorchTransformer
 
 __all__ = ["ImageFiles", "TorchvisionFeatures"]
@@ -148,11 +147,9 @@ class TorchvisionFeatures(_TorchTransformer):
             )
         model = tv.models.get_model(self.arch, weights=None)
         if self.weights_path is None:
-            warnings.warn(
+            warn_user(
                 f"{name}: no weights_path, so {self.arch} keeps its random initialisation; "
-                "pass a local state_dict file for meaningful features.",
-                UserWarning,
-                stacklevel=2,
+                "pass a local state_dict file for meaningful features."
             )
         else:
             state = _load_state_dict(self.weights_path, self.arch, name)

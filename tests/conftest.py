@@ -50,9 +50,7 @@ def flow_tiny():
 def flow_small():
     """A flow trained long enough to rank digits (the q-quantile loss needs its steps); the
     paper's GPU-sized default takes minutes per fit on a CPU."""
-    return MappingProxyType(
-        dict(n_blocks=2, hidden_size=64, n_hidden_layers=1, lr=1e-3, min_steps=500)
-    )
+    return MappingProxyType(dict(n_blocks=2, hidden_sizes=(64, 64), lr=1e-3, min_steps=500))
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +58,7 @@ def ama_small():
     """AMADetector trained enough to beat its untrained networks on digit 0 (test_ama.py)."""
     return MappingProxyType(
         dict(
-            hidden_dims=(64, 32),
+            hidden_sizes=(64, 32),
             latent_dim=8,
             batch_size=64,
             max_epochs=30,
@@ -82,7 +80,7 @@ def ice_small():
 def vae_small():
     """VAEDetector, a few epochs of a 2-d latent (test_rose.py)."""
     return MappingProxyType(
-        dict(latent_dim=2, hidden_dims=(16,), max_epochs=3, min_steps=0, random_state=0)
+        dict(latent_dim=2, hidden_sizes=(16,), max_epochs=3, min_steps=0, random_state=0)
     )
 
 

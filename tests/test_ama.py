@@ -160,7 +160,7 @@ def test_conv_networks_shapes():
 
 
 def _with_score(det, score):
-    return copy.deepcopy(det).set_params(anomaly_score=score)
+    return copy.deepcopy(det).set_params(ood_score=score)
 
 
 def test_training_changes_every_network_and_beats_the_untrained_model(
@@ -210,7 +210,7 @@ def test_outlier_rows_are_left_out_and_holdout_calibrates(digits_one_class, ama_
     a = AMADetector(**fast).fit(X, y)
     b = AMADetector(**fast).fit(X_train)
     np.testing.assert_array_equal(a.score_samples(X_train), b.score_samples(X_train))
-    held = AMADetector(**fast, holdout_fraction=0.3).fit(X_train)
+    held = AMADetector(**fast, validation_fraction=0.3).fit(X_train)
     assert held.mu_ != b.mu_
 
 
@@ -231,7 +231,7 @@ def test_ablations_and_user_networks_fit(digits_one_class, ama_small):
         dict(mirrored=False),
         dict(lambda_inter=0.0, neg_direction=None),
         dict(neg_direction="origin", neg_warmup=0.0, interp_update_generator=False),
-        dict(lambda_rec=1.0, spectral_norm=False, lr_milestones=None),
+        dict(lambda_rec=1.0, spectral_norm=False, lr_schedule=None),
     ]:
         det = AMADetector(**fast, **params).fit(X)
         assert np.isfinite(det.score_samples(X)).all(), params
@@ -298,5 +298,5 @@ def test_bad_input_gives_clear_errors(ama, digits_one_class, ama_small):
     no_features = (torch.nn.Linear(64, 4), torch.nn.Linear(4, 64), torch.nn.Linear(128, 1))
     with pytest.raises(ValueError, match="no `features` method"):
         AMADetector(module=no_features).fit(X)
-    with pytest.raises(ValueError, match="anomaly_score"):
-        AMADetector(anomaly_score="B").fit(X)
+    with pytest.raises(ValueError, match="ood_score"):
+        AMADetector(ood_score="B").fit(X)

@@ -86,3 +86,34 @@ def test_predict_batched_matches_one_forward_pass_and_uses_eval_mode():
     ro = X.copy()
     ro.setflags(write=False)  # read-only input (a memmap) must not warn or fail
     predict_batched(lambda t: module(t).squeeze(1), ro, batch_size=7, module=module)
+
+
+def test_import_skood_nn_needs_neither_sklearn_nor_skorch():
+    """skood.nn is plain torch: importing it (or the skood package) loads no estimator."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skood, skood.nn; "
+        "print(sorted(m for m in ('sklearn', 'skorch', 'skood.flow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_warnings_from_fit_point_at_the_callers_line():
+    """A warning raised deep inside fit (through sklearn's and skood's wrappers) names our line."""
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skood import HSCDetector
+
+    X = np.random.RandomState(0).normal(size=(30, 2))
+    pipe = make_pipeline(StandardScaler(), HSCDetector(max_epochs=1, min_steps=0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.fit(X)  # no outlier-exposure rows: HSCDetector warns
+    ours = [w for w in caught if "outlier-exposure" in str(w.message)]
+    assert ours and ours[0].filename == __file__

@@ -98,8 +98,8 @@ def test_open_clip_style_back_end_matches_a_hand_computation_and_batches(rng):
         f = model.encode_image((img - mean) / std).double().numpy()
     p = softmax(100.0 * _unit(f) @ _unit(t).T, axis=1)
     np.testing.assert_allclose(det.score_samples(X), np.log(p[:, :2].sum(1)), rtol=1e-5)
-    one_by_one = det.set_params(batch_size=1).score_samples(X)
-    assert_float32_close(one_by_one, det.set_params(batch_size=64).score_samples(X))
+    one_by_one = det.set_params(inference_batch_size=1).score_samples(X)
+    assert_float32_close(one_by_one, det.set_params(inference_batch_size=64).score_samples(X))
     # the embeddings can be stored and scored later by the precomputed back-end
     pre = CLIPZeroShot(precomputed=True, text_embeddings=det.text_features_)
     feats = det.image_features(X)
@@ -171,7 +171,9 @@ def test_transformers_back_end_from_an_object_and_from_a_local_directory(rng, tm
         t = _Backend._tensor(model.get_text_features(**ids)).double().numpy()
     np.testing.assert_allclose(det.text_features_, _unit(t), rtol=1e-5)
     assert s.shape == (5,) and np.all(np.isfinite(s)) and np.all(s <= 0)
-    np.testing.assert_allclose(det.set_params(batch_size=1).score_samples(X), s, rtol=1e-5)
+    np.testing.assert_allclose(
+        det.set_params(inference_batch_size=1).score_samples(X), s, rtol=1e-5
+    )
     processor = type("Processor", (), {"tokenizer": tok, "__call__": lambda self, *a, **k: 1 / 0})()
     det_p = CLIPZeroShot(
         ["cat", "dog"], encoder=model, tokenizer=processor, image_shape=(3, 12, 12)

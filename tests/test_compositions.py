@@ -122,7 +122,12 @@ def test_fit_pins_torch_threads_and_restores_them(rng):
     before = torch.get_num_threads()
     threads = _Threads()
     det = QuantileFlowDetector(
-        n_blocks=2, hidden_size=8, max_epochs=1, min_steps=0, n_threads=1, callbacks=[threads]
+        n_blocks=2,
+        hidden_sizes=(8, 8, 8),
+        max_epochs=1,
+        min_steps=0,
+        n_threads=1,
+        callbacks=[threads],
     ).fit(rng.normal(size=(40, 3)))
     fitted = [cb for _, cb in det.net_.callbacks_ if isinstance(cb, _Threads)]
     assert fitted[0].seen_ == 1
@@ -132,7 +137,7 @@ def test_fit_pins_torch_threads_and_restores_them(rng):
 def test_grid_search_results_do_not_depend_on_n_jobs(digits6_stratified):
     """Workers run torch with fewer threads than the parent; the fit pins them (n_threads)."""
     X, y, _, _ = digits6_stratified
-    tiny = dict(n_blocks=1, hidden_size=16, n_hidden_layers=1, lr=1e-3, min_steps=100)
+    tiny = dict(n_blocks=1, hidden_sizes=(16, 16), lr=1e-3, min_steps=100)
     results = []
     for n_jobs in (1, 2):
         pipe = make_pipeline(StandardScaler(), QuantileFlowDetector(**tiny, random_state=0))

@@ -47,12 +47,12 @@ DIVERGING = {
         True,
     ),
     "VAE, lr=1e6": (
-        lambda: VAEDetector(hidden_dims=(8,), max_epochs=3, min_steps=0, lr=1e6, random_state=0),
+        lambda: VAEDetector(hidden_sizes=(8,), max_epochs=3, min_steps=0, lr=1e6, random_state=0),
         1,
         False,
     ),
     "AMA, lr=1e6": (
-        lambda: AMADetector(hidden_dims=(8,), max_epochs=3, lr=1e6, random_state=0),
+        lambda: AMADetector(hidden_sizes=(8,), max_epochs=3, lr=1e6, random_state=0),
         1,
         False,
     ),
@@ -97,7 +97,7 @@ class _CtrlC(Callback):
     "make",
     [
         lambda cb: QuantileFlowDetector(**{**TINY_FLOW, "max_epochs": 20}, callbacks=[cb]),
-        lambda cb: VAEDetector(hidden_dims=(8,), max_epochs=20, min_steps=0, callbacks=[cb]),
+        lambda cb: VAEDetector(hidden_sizes=(8,), max_epochs=20, min_steps=0, callbacks=[cb]),
         lambda cb: HSCDetector(**{**HSC_TINY, "max_epochs": 20}, callbacks=[cb]),
     ],
     ids=["flow", "vae", "hsc"],

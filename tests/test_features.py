@@ -69,7 +69,7 @@ def test_user_module_with_feature_layer(digits6_split):
             torch.nn.Linear(n_features, 32), torch.nn.ReLU(), torch.nn.Linear(32, n_classes)
         )
 
-    ext = ClassifierFeatures(module=factory, feature_layer="1", max_epochs=2, random_state=0)
+    ext = ClassifierFeatures(module=factory, layer="1", max_epochs=2, random_state=0)
     assert ext.fit(X_train, y_train).transform(X_test).shape == (len(X_test), 32)
     with pytest.raises(ValueError, match="no `features` method"):
         ClassifierFeatures(module=factory, max_epochs=1).fit(X_train, y_train)
@@ -119,7 +119,7 @@ def test_pipeline_memory_reuses_the_fitted_extractor_in_a_grid_search(digits6_sp
         (lambda: ClassifierFeatures(), np.ones((4, 3)), [0, 0, 0, -1], "at least 2 inlier classes"),
         (lambda: ClassifierFeatures(), np.ones((4, 3)), None, "requires y to be passed"),
         (
-            lambda: ClassifierFeatures(feature_layer="nope", max_epochs=1),
+            lambda: ClassifierFeatures(layer="nope", max_epochs=1),
             np.random.RandomState(0).rand(4, 3),
             [0, 1, 0, 1],
             "layer 'nope' does not exist",

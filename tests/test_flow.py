@@ -42,8 +42,7 @@ def test_training_changes_every_parameter_and_beats_the_untrained_flow(digits_sp
     det = QuantileFlowDetector(
         q,
         n_blocks=4,
-        hidden_size=64,
-        n_hidden_layers=1,
+        hidden_sizes=(64, 64),
         min_steps=300,
         lr=1e-3,
         random_state=0,
@@ -159,10 +158,14 @@ def test_far_outliers_get_finite_floored_scores(rng, flow_tiny):
 @pytest.mark.parametrize(
     "n_rows, batch, max_epochs, min_steps, drop_last, expected",
     [
-        (50, 128, 50, 0, True, (50, 50)),  # batch capped at the data: never zero steps
-        (300, 128, 50, 1000, True, (128, 500)),  # 2 steps/epoch -> 500 epochs
-        (50_000, 128, 50, 1000, True, (128, 50)),  # large data: the paper's 50 epochs
-        (130, 128, 1, 0, False, (128, 1)),
+        (50, 128, 50, 0, True, (50, 50, True)),  # batch capped at the data: never zero steps
+        (300, 128, 50, 1000, True, (128, 500, True)),  # 2 steps/epoch -> 500 epochs
+        (50_000, 128, 50, 1000, True, (128, 50, True)),  # large data: the paper's 50 epochs
+        (130, 128, 1, 0, False, (128, 1, False)),
+        # "auto" drops a last batch of one row only (BatchNorm cannot train on it) ...
+        (257, 128, 1, 1000, "auto", (128, 500, True)),  # 2 steps/epoch once it is dropped
+        (258, 128, 1, 1000, "auto", (128, 334, False)),  # a last batch of 2 rows trains
+        (1, 128, 3, 0, "auto", (1, 3, False)),  # ... never the only batch
     ],
 )
 def test_plan_epochs(n_rows, batch, max_epochs, min_steps, drop_last, expected):

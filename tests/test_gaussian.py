@@ -100,7 +100,7 @@ def test_batched_scoring_equals_one_shot(rng):
     X = rng.normal(size=(500, 5))
     y = np.arange(500) % 3
     det = GaussianMahalanobis().fit(X, y)
-    small = pickle.loads(pickle.dumps(det)).set_params(batch_size=7)
+    small = pickle.loads(pickle.dumps(det)).set_params(inference_batch_size=7)
     np.testing.assert_allclose(small.score_samples(X), det.score_samples(X))
 
 
@@ -131,7 +131,7 @@ def test_chunked_scatter_equals_sklearn_empirical_covariance_of_centred_rows(rng
 
     X = rng.normal(size=(503, 6)) * 3 + 10
     y = np.arange(503) % 4
-    det = GaussianMahalanobis(batch_size=17, offset_cv=3, random_state=0).fit(X, y)
+    det = GaussianMahalanobis(inference_batch_size=17, offset_cv=3, random_state=0).fit(X, y)
     centred = X - np.stack([X[y == k].mean(0) for k in range(4)])[y]
     expected = EmpiricalCovariance(assume_centered=True).fit(centred).covariance_
     np.testing.assert_allclose(det.covariance_, expected, rtol=1e-10)

@@ -185,9 +185,9 @@ def test_without_oe_hsc_warns_and_is_bias_free(digits_ovr):
     assert np.all(np.abs(svdd.center_) >= 0.1)
 
 
-def test_milestones_decay_the_learning_rate():
+def test_lr_schedule_decays_the_learning_rate():
     X = np.random.RandomState(0).normal(size=(40, 2))
-    det = HSCDetector(**{**HSC_SMALL, "max_epochs": 6}, milestones=[2, 4]).fit(
+    det = HSCDetector(**{**HSC_SMALL, "max_epochs": 6}, lr_schedule=(1 / 3, 2 / 3)).fit(
         X, np.r_[np.ones(36), -np.ones(4)]
     )
     assert det.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.01)
@@ -212,7 +212,7 @@ def test_determinism_and_pickle(toy):
 def test_bad_input_is_named():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(20, 3))
-    with pytest.raises(ValueError, match="needs normal rows"):
+    with pytest.raises(ValueError, match="every row as an outlier"):
         HSCDetector(**HSC_SMALL).fit(X, -np.ones(20))
     with pytest.raises(ValueError, match="needs outlier-exposure rows"):
         OEClassifier(**HSC_SMALL).fit(X, np.ones(20))

@@ -168,7 +168,9 @@ def test_open_set_predictions_and_offset(ice, digits_aux):
 
 
 def test_held_out_calibration(digits_aux, ice_small):
-    est = ICEClassifier(**{**ice_small, "max_epochs": 10, "validation_fraction": 0.3, "tpr": 0.9})
+    est = ICEClassifier(
+        **{**ice_small, "max_epochs": 10, "validation_fraction": 0.3, "contamination": 0.1}
+    )
     est.fit(digits_aux["X_fit"], digits_aux["y_fit"])
     accepted = (est.predict_outlier(digits_aux["X_te"]) == 1).mean()
     assert 0.75 < accepted < 0.99

@@ -41,9 +41,7 @@ def test_splitter_errors_are_clear():
 def test_readme_grid_search_example(rng):
     X = np.r_[rng.normal(size=(160, 3)), rng.normal(4, 1, size=(40, 3))]
     y = np.r_[np.zeros(160), -np.ones(40)]
-    flow = QuantileFlowDetector(
-        hidden_size=16, n_hidden_layers=1, max_epochs=2, min_steps=20, random_state=0
-    )
+    flow = QuantileFlowDetector(hidden_sizes=(16, 16), max_epochs=2, min_steps=20, random_state=0)
     # --- as in the README ---
     search = GridSearchCV(
         Pipeline([("scale", StandardScaler()), ("det", flow)]),

@@ -23,9 +23,7 @@ def _autograd_logdet(fn, x):
 @pytest.mark.parametrize("features", [2, 3, 5])
 def test_coupling_inverse_and_logdet(kind, features):
     torch.manual_seed(0)
-    block = AffineCoupling(
-        features, hidden_size=8, n_hidden_layers=1, clamp=2.0, kind=kind
-    ).double()
+    block = AffineCoupling(features, hidden_sizes=(8, 8), clamp=2.0, kind=kind).double()
     x = torch.randn(4, features, dtype=torch.float64)
     y, logdet = block(x)
     torch.testing.assert_close(block.inverse(y), x)
@@ -37,7 +35,7 @@ def test_coupling_inverse_and_logdet(kind, features):
 def test_coupling_conditions_second_half_on_transformed_first_half():
     """Eq. 2 of the paper has a typo (u1); the code conditions on v1. Check that dependence."""
     torch.manual_seed(0)
-    block = AffineCoupling(4, hidden_size=8, n_hidden_layers=1).double()
+    block = AffineCoupling(4, hidden_sizes=(8, 8)).double()
     x = torch.randn(1, 4, dtype=torch.float64)
     v1 = block(x)[0][:, :2]
     s1, t1 = block._scale_shift(1, v1)
@@ -46,7 +44,7 @@ def test_coupling_conditions_second_half_on_transformed_first_half():
 
 
 def test_soft_clamp_bounds_log_scale():
-    block = AffineCoupling(4, hidden_size=8, n_hidden_layers=0, clamp=3.0)
+    block = AffineCoupling(4, hidden_sizes=(8,), clamp=3.0)
     s, _ = block._scale_shift(2, torch.full((2, 2), 1e6))
     assert s.abs().max() < 3.0
 
@@ -60,8 +58,7 @@ def test_flow_inverse_logdet_and_log_prob(permutation, coupling):
         glow_flow(
             4,
             n_blocks=3,
-            hidden_size=8,
-            n_hidden_layers=1,
+            hidden_sizes=(8, 8),
             dropout=0.3,
             coupling=coupling,
             permutation=permutation,
@@ -96,7 +93,7 @@ def test_actnorm_initialises_to_zero_mean_unit_std_and_survives_constant_columns
 
 def test_flow_initialize_normalises_every_actnorm_input():
     torch.manual_seed(0)
-    flow = glow_flow(6, n_blocks=3, hidden_size=16, n_hidden_layers=1)
+    flow = glow_flow(6, n_blocks=3, hidden_sizes=(16, 16))
     x = torch.randn(2000, 6) * 7 + 3
     flow.initialize(x)
     flow.eval()
@@ -120,8 +117,8 @@ def test_permutation_and_lu_are_invertible_with_correct_logdet():
     torch.testing.assert_close(ld, _autograd_logdet(lu, x))
 
 
-def test_default_architecture_matches_spec_parameter_count():
-    """8 blocks, H=512, L=2 on 128-d features: about 10.0 M parameters (spec section 2)."""
+def test_default_architecture_matches_the_papers_parameter_count():
+    """8 blocks, subnets (512, 512, 512), 128-d features: about 10.0 M parameters (the paper's)."""
     flow = glow_flow(128)
     n_params = sum(p.numel() for p in flow.parameters())
     assert math.isclose(n_params, 10.0e6, rel_tol=0.02)
@@ -130,7 +127,7 @@ def test_default_architecture_matches_spec_parameter_count():
 
 def test_sample_is_finite_and_right_shape():
     torch.manual_seed(0)
-    flow = glow_flow(3, n_blocks=2, hidden_size=8, n_hidden_layers=1).eval()
+    flow = glow_flow(3, n_blocks=2, hidden_sizes=(8, 8)).eval()
     s = flow.sample(7, generator=torch.Generator().manual_seed(0))
     assert s.shape == (7, 3) and torch.isfinite(s).all()
 
@@ -138,8 +135,8 @@ def test_sample_is_finite_and_right_shape():
 def test_pinned_columns_add_independent_gaussians_to_the_flow_density():
     """log p(x) = flow(x without the pinned columns) + sum of N(loc, scale^2) log-densities."""
     torch.manual_seed(0)
-    flow = glow_flow(3, n_blocks=2, hidden_size=8, n_hidden_layers=1).double().eval()
-    reference = glow_flow(3, n_blocks=2, hidden_size=8, n_hidden_layers=1).double().eval()
+    flow = glow_flow(3, n_blocks=2, hidden_sizes=(8, 8)).double().eval()
+    reference = glow_flow(3, n_blocks=2, hidden_sizes=(8, 8)).double().eval()
     reference.load_state_dict(flow.state_dict())
     pinned, loc, scale = torch.tensor([1, 4]), torch.tensor([2.0, -1.0]), torch.tensor([0.1, 0.5])
     flow.pin_columns(5, pinned, loc, scale)
@@ -161,7 +158,7 @@ def test_pinned_columns_add_independent_gaussians_to_the_flow_density():
 def test_a_flow_pickled_before_pinned_columns_existed_still_scores():
     import pickle
 
-    flow = glow_flow(3, n_blocks=1, hidden_size=4, n_hidden_layers=0).eval()
+    flow = glow_flow(3, n_blocks=1, hidden_sizes=(4,)).eval()
     x = torch.randn(5, 3)
     expected = flow.log_prob(x)
     for name in ("flow_columns", "pinned_columns", "pinned_loc", "pinned_scale"):

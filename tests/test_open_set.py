@@ -131,7 +131,7 @@ def test_determinism_and_pickle(fitted, digits6_split):
     clf = fitted["msp"]
     again = OpenSetClassifier(_cnn(), random_state=0).fit(X_train, y_train)
     np.testing.assert_array_equal(again.score_samples(X_test), clf.score_samples(X_test))
-    assert again.threshold_ == clf.threshold_
+    assert again.offset_ == clf.offset_
     for model in fitted.values():
         restored = pickle.loads(pickle.dumps(model))
         np.testing.assert_array_equal(restored.predict(X_test), model.predict(X_test))
@@ -140,10 +140,10 @@ def test_determinism_and_pickle(fitted, digits6_split):
 
 def test_validation_fraction_zero_calibrates_on_training_rows(digits6_split):
     X_train, y_train, _, _ = digits6_split
-    clf = OpenSetClassifier(_cnn(max_epochs=1), validation_fraction=0.0, tpr=0.9).fit(
+    clf = OpenSetClassifier(_cnn(max_epochs=1), validation_fraction=0.0, contamination=0.1).fit(
         X_train, y_train
     )
-    assert np.mean(clf.score_samples(X_train) >= clf.threshold_) == pytest.approx(0.9, abs=0.01)
+    assert np.mean(clf.score_samples(X_train) >= clf.offset_) == pytest.approx(0.9, abs=0.01)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_validation_fraction_zero_calibrates_on_training_rows(digits6_split):
         ({"features": StandardScaler()}, InvalidParameterError, "transform_with_logits"),
         ({"detector": "maxlogit"}, InvalidParameterError, "detector"),
         ({"detector": StandardScaler()}, InvalidParameterError, "score_samples"),
-        ({"tpr": 0.0}, InvalidParameterError, "tpr"),
+        ({"contamination": 0.0}, InvalidParameterError, "contamination"),
         ({"validation_fraction": 1.0}, InvalidParameterError, "validation_fraction"),
     ],
 )

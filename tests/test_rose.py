@@ -146,7 +146,7 @@ def test_kronecker_factors_of_a_convolution_use_unfolded_patches():
     torch.testing.assert_close(g.reshape(5, 2, 9), hand)
 
 
-# -- the paper's toy (spec section 5a) ------------------------------------------------------------
+# -- the paper's toy example (a Gaussian) ----------------------------------------------------------
 class _IsotropicGaussian(nn.Module):
     def __init__(self, d):
         super().__init__()
@@ -174,7 +174,7 @@ def test_isotropic_gaussian_toy_likelihood_fails_and_rose_succeeds():
     rose = ROSEScorer(_Fitted(model).fit(X), prefit=True, fisher="diag").fit(X)
     assert rose.layer_names_ == ["loc", "scale"]
     assert auroc(y, rose.score_samples(np.r_[X_in, X_out])) > 0.99
-    # in-sample bias (spec pitfall 4): with DIAG, mean S^l over the Fisher rows = n parameters
+    # in-sample bias: with DIAG, mean S^l over the Fisher rows = the number of parameters
     np.testing.assert_allclose(rose.mu_, [d, 1], rtol=1e-4)
 
 
@@ -182,7 +182,7 @@ def test_isotropic_gaussian_toy_likelihood_fails_and_rose_succeeds():
 @pytest.fixture(scope="module")
 def vae(digits_dequantised):
     X_train, _ = digits_dequantised
-    return VAEDetector(latent_dim=4, hidden_dims=(32,), max_epochs=10, random_state=0).fit(X_train)
+    return VAEDetector(latent_dim=4, hidden_sizes=(32,), max_epochs=10, random_state=0).fit(X_train)
 
 
 def test_vae_bound_matches_torch_distributions():
@@ -218,7 +218,9 @@ def test_vae_training_changes_parameters_and_beats_the_untrained_model(
     digits_dequantised, vae, vae_small
 ):
     X_train, X_test = digits_dequantised
-    untrained = VAEDetector(**{**vae_small, "latent_dim": 4, "hidden_dims": (32,), "max_epochs": 1})
+    untrained = VAEDetector(
+        **{**vae_small, "latent_dim": 4, "hidden_sizes": (32,), "max_epochs": 1}
+    )
     untrained.set_params(lr=1e-12).fit(X_train)  # same init, no real step
     before = dict(untrained.net_.module_.named_parameters())
     for name, p in vae.net_.module_.named_parameters():
@@ -298,7 +300,7 @@ def test_rose_fits_the_model_unless_prefit_and_holds_out_for_statistics(
     X_train, X_test = digits_dequantised
     y = np.ones(len(X_train))
     y[:50] = -1
-    rose = ROSEScorer(VAEDetector(**vae_small), holdout_fraction=0.25, random_state=0)
+    rose = ROSEScorer(VAEDetector(**vae_small), validation_fraction=0.25, random_state=0)
     rose.fit(X_train, y)
     assert rose.estimator_.n_features_in_ == 64 and rose.n_fisher_samples_ == 712  # 950 * 0.75
     assert rose.estimator.__dict__.get("net_") is None  # the parameter is never fitted
@@ -336,7 +338,7 @@ def test_rose_is_deterministic_and_pickles(digits_dequantised, vae, tmp_path):
         for t in vars(c).values()
         if isinstance(t, torch.Tensor)
     )  # loads on a CPU-only machine
-    assert_float32_close(a.set_params(batch_size=7).score_samples(X_test), s)
+    assert_float32_close(a.set_params(inference_batch_size=7).score_samples(X_test), s)
 
 
 def test_rose_bad_input_gives_clear_errors(digits_dequantised, vae):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from skood.features import TorchvisionFeatures, _import_torchvision
+from skood.vision import TorchvisionFeatures, _import_torchvision
 
 # -- a stand-in for torchvision's model registry ------------------------------------------------
 
