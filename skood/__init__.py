@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Public name -> the module that defines it.
 _LOCATIONS = {
@@ -40,7 +40,10 @@ __all__ = [*sorted(_LOCATIONS), "__version__"]
 
 def __getattr__(name: str):
     if name not in _LOCATIONS:
-        raise AttributeError(f"module 'skood' has no attribute {name!r}")
+        try:  # a submodule (skood.features, skood.nn, ...), as an eager package would have it
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module 'skood' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(_LOCATIONS[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value

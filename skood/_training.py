@@ -4,6 +4,11 @@ skood estimators *compose* a skorch :class:`~skorch.NeuralNet`: they build one i
 :func:`build_net`, train it inside :func:`seeded` so that the same ``random_state`` gives the same
 model without touching the user's global RNG, and score with :func:`predict_batched` (eval mode,
 no autograd, bounded memory for any number of rows).
+
+:class:`TorchEstimatorMixin` (at the end of this module) is the torch half of the estimator
+contract: every torch estimator has the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` and fits
+through the mixin's five steps; :func:`make_module` is the one ``module=`` rule and
+:func:`plan_epochs` the one rule for batches, epochs and the dropped last batch.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "predict_batched",
     "resolve_device",
     "seeded",
+    "steps_per_epoch",
 ]
 
 
@@ -161,21 +167,33 @@ def plan_epochs(
     batch = max(1, min(batch_size, n_rows))
     if drop_last == "auto":
         drop_last = n_rows > batch and n_rows % batch == 1
-    steps_per_epoch = n_rows // batch if drop_last else math.ceil(n_rows / batch)
-    epochs = max(max_epochs, math.ceil(min_steps / steps_per_epoch)) if min_steps else max_epochs
+    steps = steps_per_epoch(n_rows, batch, drop_last)
+    epochs = max(max_epochs, math.ceil(min_steps / steps)) if min_steps else max_epochs
     return batch, epochs, bool(drop_last)
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, drop_last: bool) -> int:
+    """Optimiser steps in one pass over ``n_rows`` (what a cosine schedule spreads over)."""
+    return max(1, n_rows // batch_size if drop_last else math.ceil(n_rows / batch_size))
 
 
 def lr_milestones(lr_schedule, n_epochs: int) -> list[int]:
     """Epochs at which a step schedule multiplies the learning rate by 0.1.
 
     ``lr_schedule`` is a sequence of fractions of the training (``(0.5, 0.75)``: at half and at
-    three quarters of the epochs); the epochs are rounded, at least 1, without repeats.
+    three quarters of the epochs); the epochs are rounded, at least 1, without repeats. The
+    fractions are of the epochs actually trained (``n_epochs_``, which ``min_steps`` can raise).
     """
+    bad = [f for f in lr_schedule if not 0 < float(f) <= 1]
+    if bad:
+        raise ValueError(
+            f"lr_schedule holds fractions of the training in (0, 1] (0.5 = half-way); got {bad}. "
+            "To decay at epochs e1, e2, ... pass (e1 / n_epochs, e2 / n_epochs, ...)."
+        )
     return sorted({max(1, round(float(f) * n_epochs)) for f in lr_schedule})
 
 
-def lr_schedule_callbacks(lr_schedule, n_epochs: int, steps_per_epoch: int) -> list:
+def lr_schedule_callbacks(lr_schedule, n_epochs: int, steps_in_epoch: int) -> list:
     """The skorch callbacks of ``lr_schedule``: None, ``"cosine"`` or fractions (see above).
 
     ``"cosine"`` anneals the learning rate to 0 over every optimiser step of the training.
@@ -183,7 +201,7 @@ def lr_schedule_callbacks(lr_schedule, n_epochs: int, steps_per_epoch: int) -> l
     if lr_schedule is None or (not isinstance(lr_schedule, str) and len(lr_schedule) == 0):
         return []
     if isinstance(lr_schedule, str):  # "cosine", the only named schedule
-        total = max(1, steps_per_epoch * n_epochs)
+        total = max(1, steps_in_epoch * n_epochs)
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR
         return [("lr_schedule", LRScheduler(cosine, T_max=total, step_every="batch"))]
     step = torch.optim.lr_scheduler.MultiStepLR
@@ -202,8 +220,10 @@ def make_module(
     """
     if isinstance(module, torch.nn.Module):
         return copy.deepcopy(module)
-    if module is not None or default is None:
+    if module is not None:
         return module(*factory_args, **factory_kwargs)
+    if default is None:
+        raise ValueError("module is required: an nn.Module instance, a class or a factory.")
     return default()
 
 
@@ -502,6 +522,11 @@ class TorchEstimatorMixin:
             n_rows, self.batch_size, self.max_epochs, self.min_steps, drop_last
         )
         return drop_last
+
+    def _lr_schedule(self, n_rows: int, drop_last: bool) -> list:
+        """The callbacks of this estimator's ``lr_schedule`` parameter for ``n_rows`` rows."""
+        steps = steps_per_epoch(n_rows, self.batch_size_, drop_last)
+        return lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps)
 
     def _training(self, seed: int):
         """The context a fit trains in: :func:`seeded` on ``device_`` with ``n_threads``."""

@@ -220,7 +220,7 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     validation_fraction : float in [0, 1), default=0.0
         Share of the rows held out from training to fit mu, sigma and ``offset_`` (0: the training
         rows, as the paper; training R is biased low when the model overfits).
-    contamination : float in (0, 0.5], default=0.1
+    contamination : float in (0, 0.5] or "auto", default=0.1
         ``offset_`` is this quantile of the calibration rows' scores.
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
@@ -264,6 +264,12 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     UAI 2021; Gulrajani et al. "Improved Training of Wasserstein GANs", NeurIPS 2017.
     """
 
+    _renamed_parameters = {
+        "hidden_dims": "hidden_sizes",
+        "lr_milestones": "lr_schedule",
+        "anomaly_score": "ood_score",
+        "holdout_fraction": "validation_fraction",
+    }
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple, callable],

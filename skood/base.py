@@ -3,8 +3,9 @@
 * ``score_samples(X)``: float64, finite, **higher = more normal**.
 * ``decision_function(X) = score_samples(X) - offset_``; ``predict(X)`` is +1 / -1 (-1 = outlier).
 * ``offset_`` comes from ``contamination`` and the *calibration scores*, the scores of inlier rows
-  the model did not train on where it trains on the rows it would score
-  (:class:`CalibratedThresholdMixin`, the one place a threshold is set):
+  (:class:`CalibratedThresholdMixin`, the one place a threshold is set). They are rows held out of
+  training where the estimator holds rows out (``validation_fraction > 0``, or out-of-fold scores),
+  else the training rows themselves:
 
   - a float ``c``: the ``c``-quantile of the calibration scores, so that about a fraction ``c``
     of new inliers fall below it;
@@ -20,6 +21,7 @@ Nothing here knows about a particular method.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import warnings
@@ -44,6 +46,8 @@ from sklearn.utils.validation import (
 __all__ = [
     "AUTO_CONTAMINATION",
     "CONSTANT_RTOL",
+    "CONTAMINATION_CONSTRAINT",
+    "GATE_CONTAMINATION_CONSTRAINT",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
     "BaseDetector",
@@ -347,8 +351,11 @@ def iter_slices(n_samples: int, batch_size: int) -> Iterator[slice]:
 #: The quantile ``contamination="auto"`` means for a method whose score has no natural boundary.
 AUTO_CONTAMINATION = 0.1
 
-#: The ``contamination`` constraint every estimator shares.
+#: The ``contamination`` constraint every detector shares.
 CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})]
+#: A classifier's gate (ICE, OpenSetClassifier) may reject any share of calibration inliers,
+#: including none (0: the lowest calibration score is the threshold).
+GATE_CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})]
 
 
 class CalibratedThresholdMixin:
@@ -372,6 +379,11 @@ class CalibratedThresholdMixin:
 
     def _set_offset(self, calibration_scores: np.ndarray) -> None:
         """Keep the calibration scores (sorted) and set ``offset_`` from them."""
+        if len(calibration_scores) == 0:
+            raise ValueError(
+                f"{type(self).__name__}: no calibration rows to set offset_ from. Give more "
+                "inlier rows, or lower validation_fraction."
+            )
         check_calibration_scores(calibration_scores, type(self).__name__)
         self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
         if self._uses_natural_offset():
@@ -379,6 +391,27 @@ class CalibratedThresholdMixin:
         else:
             q = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
             self.offset_ = float(np.quantile(self.calibration_scores_, q))
+
+    #: Parameters renamed since skood 0.1 (old -> new), so that a model pickled by 0.1 loads.
+    _renamed_parameters: dict = {}
+
+    def __setstate__(self, state: dict) -> None:
+        # A model pickled by skood 0.1: its renamed parameters take their new names; parameters it
+        # cannot map (added since, or renamed with another meaning, docs/names.md) take their
+        # defaults, which leaves the fitted model as it was but not its settings for a refit.
+        for old, new in self._renamed_parameters.items():
+            if old in state and new not in state:
+                state[new] = state.pop(old)
+        signature = inspect.signature(type(self).__init__).parameters
+        defaulted = sorted(set(self._get_param_names()) - set(state))
+        if defaulted:
+            state.update({name: signature[name].default for name in defaulted})
+            warn_user(
+                f"This {type(self).__name__} was pickled by skood 0.1: parameter(s) {defaulted} "
+                "were renamed or added since (docs/names.md) and take their defaults. Its fitted "
+                "model is unchanged; check get_params() before refitting or cloning it."
+            )
+        super().__setstate__(state)
 
 
 class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):

@@ -225,6 +225,7 @@ class CLIPZeroShot(BaseDetector):
     #: P(normal) = 0.5: the normal prompts and the anomaly prompt are equally likely.
     _natural_offset = math.log(0.5)
 
+    _renamed_parameters = {"batch_size": "inference_batch_size"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "class_names": [list, tuple, None],

@@ -414,7 +414,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
             self.net_ = self._build_net(
                 self._network(X.shape[1], self.classes_.size),
                 nn.CrossEntropyLoss,
-                callbacks=[schedule],
+                callbacks=[("lr_schedule", schedule)],
                 optimizer=torch.optim.SGD,
                 optimizer_params={"momentum": self.momentum, "weight_decay": self.weight_decay},
                 drop_last=drop_last,
@@ -488,3 +488,13 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
+
+
+def __getattr__(name: str):
+    # TorchvisionFeatures and ImageFiles moved to skood.vision in 0.2; models pickled by 0.1 name
+    # them here.
+    if name in ("TorchvisionFeatures", "ImageFiles"):
+        from skood import vision
+
+        return getattr(vision, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -94,8 +94,9 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         those median deviations loses ``d^2 / (2 * constant_scale^2)`` nats: 50 nats at
         ``d = 1`` with the default, evidence of a unit lit up that never fired in training.
         Smaller values penalise such rows more.
-    contamination : float in (0, 0.5], default=0.05
-        Fraction of held-out inliers below ``offset_`` (0.05 is the paper's TPR-95 threshold).
+    contamination : float in (0, 0.5] or "auto", default=0.05
+        Fraction of held-out inliers below ``offset_`` (0.05 is the paper's TPR-95 threshold);
+        ``"auto"`` is 0.1 (a density has no natural boundary).
     validation_fraction : float in [0, 1), default=0.2
         Fraction of the inlier rows held out of training to set ``offset_``; ``0`` sets it on the
         training rows, which the quantile loss has just lifted (biased towards accepting).

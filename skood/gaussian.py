@@ -52,7 +52,7 @@ class GaussianMahalanobis(BaseDetector):
     reg_covar : float, default=1e-6
         Added to the covariance diagonal, and the floor of its eigenvalues: dead (constant) ReLU
         features make the covariance singular, and the detector must still work.
-    contamination : float in (0, 0.5], default=0.05
+    contamination : float in (0, 0.5] or "auto", default=0.05
         Fraction of inliers below ``offset_``.
     offset_cv : int or None, default=5
         ``offset_`` is the ``contamination``-quantile of *out-of-fold* scores from this many
@@ -107,6 +107,7 @@ class GaussianMahalanobis(BaseDetector):
     array([ 1,  1, -1])
     """
 
+    _renamed_parameters = {"batch_size": "inference_batch_size"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "class_conditional": [StrOptions({"auto"}), "boolean"],

@@ -34,7 +34,6 @@ from skood._training import (
     OutlierExposureBatches,
     OutlierExposureCollate,
     TorchEstimatorMixin,
-    lr_schedule_callbacks,
     make_module,
 )
 from skood.base import (
@@ -65,6 +64,7 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
     _needs_oe: bool = False
     _uses_oe: bool = True
 
+    _renamed_parameters = {"rep_dim": "feature_dim"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         **TORCH_PARAMETER_CONSTRAINTS,
@@ -201,7 +201,6 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
         self.n_outlier_exposure_ = int(X_oe.shape[0])
         # Batches that carry OE rows never hold a single row.
         drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_oe.shape[0] == 0 else False)
-        steps = -(-X_train.shape[0] // self.batch_size_)
         with self._training(seed):
             module = OENetwork(
                 self._network(X.shape[1], self._bias(X_oe.shape[0] > 0)),
@@ -213,7 +212,7 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
             self.net_ = self._build_net(
                 module.train(),
                 self._loss(),
-                callbacks=lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps),
+                callbacks=self._lr_schedule(X_train.shape[0], drop_last),
                 optimizer=torch.optim.Adam,
                 optimizer_params={"weight_decay": self.weight_decay},
                 drop_last=drop_last,

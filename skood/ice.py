@@ -31,11 +31,10 @@ from skood._training import (
     OutlierExposureBatches,
     OutlierExposureCollate,
     TorchEstimatorMixin,
-    lr_schedule_callbacks,
     make_module,
 )
 from skood.base import (
-    CONTAMINATION_CONSTRAINT,
+    GATE_CONTAMINATION_CONSTRAINT,
     LogitClassifierMixin,
     check_class_labels,
     check_image_shape,
@@ -164,7 +163,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     ood_eps : float, default=1e-6
         ``max h`` is capped at ``-ood_eps`` in the outlier term, so an outlier on a centre gives a
         large, finite loss.
-    contamination : float in (0, 0.5] or "auto", default=0.05
+    contamination : float in [0, 1) or "auto", default=0.05
         Sets ``offset_``: the ``contamination``-quantile of the calibration inliers' scores, so
         that :meth:`predict_outlier` rejects that fraction of them (0.05 is the TPR-95 operating
         point); ``"auto"`` is 0.1.
@@ -260,7 +259,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         "center_init": [StrOptions({"auto", "random", "data"})],
         "diag_eps": [Interval(Real, 0, None, closed="neither")],
         "ood_eps": [Interval(Real, 0, None, closed="neither")],
-        "contamination": CONTAMINATION_CONSTRAINT,
+        "contamination": GATE_CONTAMINATION_CONSTRAINT,
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         **TORCH_PARAMETER_CONSTRAINTS,
     }
@@ -448,16 +447,13 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         self.n_outliers_seen_ = int(X_out.shape[0])
         # Batches that carry outlier rows never hold a single row.
         drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_out.shape[0] == 0 else False)
-        steps_per_epoch = X_train.shape[0] // self.batch_size_
-        if not drop_last and X_train.shape[0] % self.batch_size_:
-            steps_per_epoch += 1
         with self._training(seed):
             module = self._build_module(X_train, y_train)
             self.net_ = self._build_net(
                 module.train(),
                 self._criterion(),
                 callbacks=[
-                    *lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps_per_epoch),
+                    *self._lr_schedule(X_train.shape[0], drop_last),
                     ("log_det_cov", _LogDetCovariance()),
                 ],
                 optimizer=torch.optim.SGD if self.optimizer == "sgd" else torch.optim.Adam,

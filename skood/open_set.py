@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from skood.base import (
-    CONTAMINATION_CONSTRAINT,
+    GATE_CONTAMINATION_CONSTRAINT,
     LogitClassifierMixin,
     check_class_labels,
     finite_scores,
@@ -55,7 +55,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         class-conditional :class:`skood.GaussianMahalanobis` for the Mahalanobis / GEM baselines)
         is cloned and fitted on the features of the training rows with their labels; its
         ``score_samples`` is the gate score and its own ``offset_`` is not used.
-    contamination : float in (0, 0.5] or "auto", default=0.05
+    contamination : float in [0, 1) or "auto", default=0.05
         Fraction of held-out inliers that the gate rejects; ``offset_`` is their
         ``contamination``-quantile score (0.05: the TPR-95 operating point; ``"auto"`` is 0.1).
     validation_fraction : float in [0, 1), default=0.2
@@ -123,7 +123,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "transform_with_logits"]), None],
         "detector": [StrOptions(set(_LOGIT_GATES)), HasMethods(["fit", "score_samples"])],
-        "contamination": CONTAMINATION_CONSTRAINT,
+        "contamination": GATE_CONTAMINATION_CONSTRAINT,
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],

@@ -103,8 +103,9 @@ class _Entry:
     quick: dict = field(default_factory=dict)  # parameters --quick applies (user ones win)
 
 
-#: A CPU-sized flow: 4 coupling blocks whose subnets have one hidden layer of 128 units. The
-#: paper's default network (8 blocks, H=512, L=2) is meant for ~50,000 feature vectors on a GPU.
+#: A CPU-sized flow: 4 coupling blocks whose subnets have two hidden activations of 128 units. The
+#: paper's default network (8 blocks, subnets (512, 512, 512)) is meant for ~50,000 feature vectors
+#: on a GPU.
 #: The ``flow`` detectors and ``skood demo`` use it.
 CPU_FLOW = {"n_blocks": 4, "hidden_sizes": (128, 128)}
 

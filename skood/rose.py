@@ -120,7 +120,7 @@ class ROSEScorer(BaseDetector):
     gradients : {"vmap", "loop"}, default="vmap"
         ``"vmap"`` vectorises per-sample gradients with ``torch.func``; ``"loop"`` runs one
         backward pass per row (slow; for modules ``vmap`` cannot trace).
-    contamination : float in (0, 0.5], default=0.1
+    contamination : float in (0, 0.5] or "auto", default=0.1
     random_state : int, RandomState instance or None, default=None
         Draws the Fisher rows and the holdout split.
     n_threads : int or None, default=1
@@ -167,6 +167,10 @@ class ROSEScorer(BaseDetector):
     (3, 5)
     """
 
+    _renamed_parameters = {
+        "batch_size": "inference_batch_size",
+        "holdout_fraction": "validation_fraction",
+    }
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "estimator": [HasMethods(["fit"])],

@@ -66,7 +66,7 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
     weight_decay : float, default=0.0
     grad_clip : float or None, default=10.0
         Gradient-norm clipping; early VAE steps on unscaled inputs can be large.
-    contamination : float in (0, 0.5], default=0.1
+    contamination : float in (0, 0.5] or "auto", default=0.1
     validation_fraction : float in [0, 1), default=0.2
         Inlier rows held out of training to set ``offset_``.
     device : str or torch.device, default="auto"
@@ -116,6 +116,7 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
     array([ 1, -1])
     """
 
+    _renamed_parameters = {"hidden_dims": "hidden_sizes"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple],

@@ -117,3 +117,33 @@ def test_warnings_from_fit_point_at_the_callers_line():
         pipe.fit(X)  # no outlier-exposure rows: HSCDetector warns
     ours = [w for w in caught if "outlier-exposure" in str(w.message)]
     assert ours and ours[0].filename == __file__
+
+
+def test_a_model_pickled_by_skood_0_1_loads_with_its_renamed_parameters():
+    """Renamed parameters take their new names; those that cannot be mapped take defaults."""
+    import warnings
+
+    from sklearn.base import clone
+
+    from skood import GaussianMahalanobis, QuantileFlowDetector
+
+    X = np.random.RandomState(0).normal(size=(40, 3))
+    det = GaussianMahalanobis(inference_batch_size=7).fit(X)
+    state = det.__getstate__()
+    state["batch_size"] = state.pop("inference_batch_size")  # how skood 0.1 stored it
+    old = GaussianMahalanobis.__new__(GaussianMahalanobis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a pure rename needs no warning
+        old.__setstate__(state)
+    assert old.inference_batch_size == 7 and "batch_size" not in vars(old)
+    np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
+
+    flow = QuantileFlowDetector(n_blocks=1, hidden_sizes=(8, 8), max_epochs=1, min_steps=0)
+    state = flow.fit(X).__getstate__()
+    del state["hidden_sizes"]
+    state.update(hidden_size=8, n_hidden_layers=1)  # 0.1's names for the subnet widths
+    with pytest.warns(UserWarning, match=r"\['hidden_sizes'\].*take their defaults"):
+        old = QuantileFlowDetector.__new__(QuantileFlowDetector)
+        old.__setstate__(state)
+    np.testing.assert_array_equal(old.score_samples(X), flow.score_samples(X))
+    assert clone(old).hidden_sizes == (512, 512, 512)  # the default: refit settings need a look

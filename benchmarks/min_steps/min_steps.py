@@ -84,7 +84,7 @@ class Snapshot(Callback):
         n = len(X)
         self.plan, self.epochs = {}, set()
         for ms in SETTINGS:  # the epochs each setting would train (the detector's own planner)
-            b, e = plan_epochs(n, self.batch_size, self.max_epochs, ms, self.drop_last)
+            b, e, _ = plan_epochs(n, self.batch_size, self.max_epochs, ms, self.drop_last)
             self.plan[ms] = (n, b, e)
             self.epochs.add(e)
         self.t0, self.spent, self.out = time.perf_counter(), 0.0, {}

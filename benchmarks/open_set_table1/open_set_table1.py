@@ -237,7 +237,7 @@ def run_one(setting, split, seed, data, gates, args, log):
             n_test_out=int((y_te == -1).sum()),
             flow_epochs=getattr(flow, "n_epochs_", ""),
             flow_features=getattr(flow, "n_features_in_", ""),
-            threshold=clf.threshold_,
+            threshold=clf.offset_,
         )
         rows.append(row)
         log(

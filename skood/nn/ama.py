@@ -445,3 +445,11 @@ class AMALoss(nn.Module):
         if self.lambda_rec > 0:
             loss = loss + self.lambda_rec * (x[normal] - x_hat[normal]).abs().mean()
         return loss
+
+
+def __getattr__(name: str):
+    # LeakyMLPEncoder was named MLPEncoder in 0.1 (as another class of skood.nn is); models
+    # pickled by 0.1 name it so.
+    if name == "MLPEncoder":
+        return LeakyMLPEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
