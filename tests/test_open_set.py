@@ -144,6 +144,10 @@ def test_validation_fraction_zero_calibrates_on_training_rows(digits6_split):
         X_train, y_train
     )
     assert np.mean(clf.score_samples(X_train) >= clf.offset_) == pytest.approx(0.9, abs=0.01)
+    # contamination=0 (the old tpr=1): every calibration inlier passes the gate
+    clf.set_params(contamination=0.0).fit(X_train, y_train)
+    assert clf.offset_ == clf.calibration_scores_[0]
+    assert np.all(clf.score_samples(X_train) >= clf.offset_)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +156,7 @@ def test_validation_fraction_zero_calibrates_on_training_rows(digits6_split):
         ({"features": StandardScaler()}, InvalidParameterError, "transform_with_logits"),
         ({"detector": "maxlogit"}, InvalidParameterError, "detector"),
         ({"detector": StandardScaler()}, InvalidParameterError, "score_samples"),
-        ({"contamination": 0.0}, InvalidParameterError, "contamination"),
+        ({"contamination": 1.0}, InvalidParameterError, "contamination"),
         ({"validation_fraction": 1.0}, InvalidParameterError, "validation_fraction"),
     ],
 )
