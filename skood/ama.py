@@ -26,6 +26,7 @@ from torch import nn
 
 from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin, lr_milestones
 from skood.base import (
+    WIDTHS_CONSTRAINT,
     BaseDetector,
     check_image_shape,
     finite_scores,
@@ -274,7 +275,7 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple, callable],
         "latent_dim": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "hidden_sizes": [tuple, list],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "image_shape": [tuple, None],
         "mirrored": ["boolean"],
         "lambda_inter": [Interval(Real, 0, None, closed="left")],

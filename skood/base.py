@@ -26,14 +26,14 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -50,6 +50,7 @@ __all__ = [
     "GATE_CONTAMINATION_CONSTRAINT",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
+    "WIDTHS_CONSTRAINT",
     "BaseDetector",
     "CalibratedThresholdMixin",
     "LogitClassifierMixin",
@@ -353,6 +354,30 @@ AUTO_CONTAMINATION = 0.1
 
 #: The ``contamination`` constraint every detector shares.
 CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})]
+
+
+class _Widths(Options):
+    """Layer widths: a tuple or list of positive ints (empty: no hidden layer).
+
+    A subclass of sklearn's ``Options`` only because ``validate_params`` accepts no other
+    constraint classes; the check itself is :meth:`is_satisfied_by`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(object, set())
+
+    def is_satisfied_by(self, val) -> bool:
+        return isinstance(val, (tuple, list)) and all(
+            isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in val
+        )
+
+    def __str__(self) -> str:
+        return "a tuple of positive ints"
+
+
+#: The constraint of every ``hidden_sizes`` parameter.
+WIDTHS_CONSTRAINT = [_Widths()]
+
 #: A classifier's gate (ICE, OpenSetClassifier) may reject any share of calibration inliers,
 #: including none (0: the lowest calibration score is the threshold).
 GATE_CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})]

@@ -39,6 +39,7 @@ from skood._training import (
     seeded,
 )
 from skood.base import (
+    WIDTHS_CONSTRAINT,
     TrainingDiverged,
     check_class_labels,
     check_image_shape,
@@ -315,7 +316,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
         "module": [nn.Module, callable, None],
         "layer": [str, None],
         "pre_activation": ["boolean"],
-        "hidden_sizes": [tuple],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -378,6 +379,11 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
     def _network(self, n_features: int, n_classes: int) -> nn.Module:
         def default() -> nn.Module:
             if self.image_shape is not None:
+                if not self.hidden_sizes:
+                    raise ValueError(
+                        f"{type(self).__name__}: the CNN's feature width is the last entry of "
+                        "hidden_sizes, which is empty; pass e.g. hidden_sizes=(128,)."
+                    )
                 width = self.hidden_sizes[-1]
                 return SmallCNN(
                     self.image_shape, n_classes, feature_dim=width, dropout=self.dropout

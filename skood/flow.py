@@ -16,7 +16,14 @@ from skood._training import (
     TorchEstimatorMixin,
     draw_seed,
 )
-from skood.base import BaseDetector, constant_columns, finite_scores, fit_context, split_holdout
+from skood.base import (
+    WIDTHS_CONSTRAINT,
+    BaseDetector,
+    constant_columns,
+    finite_scores,
+    fit_context,
+    split_holdout,
+)
 from skood.nn.flows import AffineCoupling, glow_flow
 from skood.nn.losses import QuantileNLLLoss
 
@@ -173,7 +180,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         "q": [Interval(Real, 0, 1, closed="left"), StrOptions({"mean"})],
         "coupling": [StrOptions(set(AffineCoupling.KINDS))],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
-        "hidden_sizes": [tuple, list],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "clamp": [Interval(Real, 0, None, closed="neither")],
         "actnorm": ["boolean"],

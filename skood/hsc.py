@@ -37,6 +37,7 @@ from skood._training import (
     make_module,
 )
 from skood.base import (
+    WIDTHS_CONSTRAINT,
     BaseDetector,
     check_image_shape,
     finite_scores,
@@ -70,7 +71,7 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
         **TORCH_PARAMETER_CONSTRAINTS,
         "module": [nn.Module, callable, None],
         "image_shape": [tuple, None],
-        "hidden_sizes": [tuple],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "feature_dim": [Interval(Integral, 1, None, closed="left"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine"}), tuple, list, None],

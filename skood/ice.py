@@ -35,6 +35,7 @@ from skood._training import (
 )
 from skood.base import (
     GATE_CONTAMINATION_CONSTRAINT,
+    WIDTHS_CONSTRAINT,
     LogitClassifierMixin,
     check_class_labels,
     check_image_shape,
@@ -249,7 +250,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         "module": [nn.Module, callable, None],
         "fine_tune": [HasMethods(["transform_with_logits"]), nn.Module, None],
         "image_shape": [tuple, None],
-        "hidden_sizes": [tuple, list],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "feature_dim": [Interval(Integral, 1, None, closed="left")],
         "outlier_batch_ratio": [Interval(Real, 0, None, closed="left")],
         "optimizer": [StrOptions({"sgd", "adam"})],

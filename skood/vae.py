@@ -12,7 +12,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin
-from skood.base import BaseDetector, check_image_shape, finite_scores, fit_context, split_holdout
+from skood.base import (
+    WIDTHS_CONSTRAINT,
+    BaseDetector,
+    check_image_shape,
+    finite_scores,
+    fit_context,
+    split_holdout,
+)
 from skood.nn.losses import QuantileNLLLoss
 from skood.nn.vae import VAE, conv_depth, conv_vae_networks, mlp_vae_networks
 
@@ -121,7 +128,7 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
-        "hidden_sizes": [tuple, list],
+        "hidden_sizes": WIDTHS_CONSTRAINT,
         "image_shape": [tuple, None],
         "conv_width": [Interval(Integral, 1, None, closed="left")],
         "n_mc_samples": [Interval(Integral, 1, None, closed="left")],

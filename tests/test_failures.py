@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, EarlyStopping
 
@@ -214,3 +215,19 @@ def test_clip_refuses_zero_norm_embeddings_and_scale_does_not_matter():
         det.score_samples(np.vstack([X, np.zeros(4)]))
     with pytest.raises(ValueError, match="zero norm"):
         CLIPZeroShot(precomputed=True, text_embeddings=np.zeros((3, 4))).fit(X)
+
+
+@pytest.mark.parametrize("widths", [(0,), (16.5,), [True], "64", (64, -1)])
+@pytest.mark.parametrize(
+    "make", [HSCDetector, QuantileFlowDetector, VAEDetector, AMADetector, ClassifierFeatures]
+)
+def test_hidden_sizes_must_be_positive_ints(make, widths):
+    X, y = _data()
+    with pytest.raises(InvalidParameterError, match=r"hidden_sizes.*tuple of positive ints"):
+        make(hidden_sizes=widths).fit(X, y)
+
+
+def test_a_cnn_needs_a_feature_width():
+    X = np.random.RandomState(0).rand(20, 4)
+    with pytest.raises(ValueError, match="last entry of hidden_sizes, which is empty"):
+        ClassifierFeatures(image_shape=(1, 2, 2), hidden_sizes=()).fit(X, np.repeat([0, 1], 10))
