@@ -33,6 +33,8 @@ _LOCATIONS = {
     "TorchvisionFeatures": "skood.vision",
     "TrainingDiverged": "skood.base",
     "VAEDetector": "skood.vae",
+    "load": "skood.io",
+    "save": "skood.io",
 }
 
 __all__ = [*sorted(_LOCATIONS), "__version__"]

@@ -226,6 +226,11 @@ class CLIPZeroShot(BaseDetector):
     _natural_offset = math.log(0.5)
 
     _renamed_parameters = {"batch_size": "inference_batch_size"}
+    # skood.save stores the text embeddings, not the CLIP model: its weights belong to open_clip
+    # or transformers, and it is reloaded from `encoder` (a local directory or an architecture
+    # with checkpoint=) at the first score after loading.
+    _not_saved = ("backend_",)
+
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "class_names": [list, tuple, None],
@@ -406,9 +411,24 @@ class CLIPZeroShot(BaseDetector):
         X = self._validate_X(X, reset=False)
         return self._image_features(X)
 
+    def _check_saveable(self) -> None:
+        """skood.save's check: the encoder must be reloadable from a name or a path."""
+        for name in ("encoder", "tokenizer", "preprocess"):
+            value = getattr(self, name)
+            if not self.precomputed and value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(
+                    f"CLIPZeroShot: {name}= is a {type(value).__name__} object, which a .skood "
+                    "file does not hold (its weights belong to open_clip / transformers). Save a "
+                    "model whose encoder= is a local transformers directory or an open_clip "
+                    "architecture with checkpoint=, or use precomputed=True with the text "
+                    "embeddings (the image_features method computes the image ones)."
+                )
+
     def _image_features(self, X: np.ndarray) -> np.ndarray:
-        if self.backend_ is None:
+        if self.precomputed:
             return _l2(X.astype(np.float64), "image embeddings")
+        if getattr(self, "backend_", None) is None:  # loaded by skood.load: reload the encoder
+            self.backend_ = _load_backend(self.encoder, self.tokenizer, self.checkpoint, self.device_)
 
         def encode(xb: torch.Tensor) -> torch.Tensor:
             return self.backend_.encode_images(self._pixels(xb.view(-1, *self.image_shape)))

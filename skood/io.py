@@ -1,0 +1,954 @@
+"""Save and load fitted models without pickle: :func:`save`, :func:`load`, :func:`get_untrusted_types`.
+
+A pickle (and so a joblib file) runs arbitrary code when it is loaded; scikit-learn's
+documentation ranks it last for safety, and PyOD shipped the danger as a CVE. A ``.skood`` file
+holds data only, so loading an untrusted or damaged file can fail but never execute code:
+
+- ``skood.json``: the format version, the versions of skood, torch, scikit-learn, skorch and numpy
+  that wrote it, and the model as a tree of typed nodes (parameters, fitted attributes, module
+  structure, training history);
+- ``tensors.safetensors``: every torch tensor (weights, buffers, fitted statistics), each tagged in
+  the tree with the device it lived on, in `safetensors <https://github.com/huggingface/safetensors>`_;
+- ``arrays.safetensors``: every numeric numpy array (string arrays stay in the JSON);
+- ``skops/<n>.skops``: every scikit-learn object without skood parts inside (a
+  ``StandardScaler``, a ``PCA``, ...), written by :mod:`skops.io` and read back with its explicit
+  trusted-type list rather than by a serializer of sklearn's classes written here.
+
+Objects are rebuilt from data alone: a class named in the file is looked up by name and only
+among the classes skood trusts without asking (skood's own, ``torch.nn``'s modules, the optimizers
+of ``torch.optim``, skorch's nets, scikit-learn's ``Pipeline`` / ``FeatureUnion`` /
+``ColumnTransformer``); it is created with ``cls.__new__`` and given its saved attributes, so no
+constructor, ``__setstate__`` or ``__reduce__`` of the file's choosing runs. Any other class or
+function (a torch module you wrote, a factory passed as ``module=``, a PyOD detector) cannot be
+rebuilt that way: :func:`load` refuses it with :class:`UntrustedTypesError` until you name it in
+``trusted=`` (a dotted name, which imports its module, or the class itself, which re-supplies it).
+
+A skorch net inside a model is stored for inference: its module, criterion, history and plain
+parameters. Its optimizer state and callbacks are not (skood estimators never warm-start: ``fit``
+builds a fresh net from the estimator's parameters), and neither are the weights of an external
+encoder such as :class:`~skood.CLIPZeroShot`'s CLIP model, which is reloaded from its local
+directory or checkpoint on first use.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import io
+import json
+import os
+import platform
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "UntrustedTypesError",
+    "VersionWarning",
+    "get_untrusted_types",
+    "load",
+    "save",
+]
+
+#: The layout version of ``skood.json``; a reader refuses files from a newer layout.
+FORMAT_VERSION = 1
+_FORMAT = "skood-model"
+_JSON, _TENSORS, _ARRAYS, _SKOPS = "skood.json", "tensors.safetensors", "arrays.safetensors", "skops/"
+_OLD_SIGNED_PICKLE = b"skood-model-v1\n"  # `skood score --save` before this format
+
+# Classes trusted without asking, by the module that defines them (a prefix ending in "."):
+# they are rebuilt from data (cls.__new__ + attributes) and never run code chosen by the file.
+_TRUSTED_MODULES = ("skood.",)
+_TRUSTED_TORCH_MODULES = ("torch.nn.modules.", "torchvision.models.", "torchvision.transforms.")
+_TRUSTED_CLASSES = {
+    "sklearn.pipeline.Pipeline",
+    "sklearn.pipeline.FeatureUnion",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "skorch.net.NeuralNet",
+    "skorch.classifier.NeuralNetClassifier",
+    "skorch.classifier.NeuralNetBinaryClassifier",
+    "skorch.regressor.NeuralNetRegressor",
+}
+# nn.Module's bookkeeping: rebuilt by nn.Module.__init__, so never stored. Hooks are functions,
+# which the format does not hold: a module with hooks registered is refused when saved.
+_MODULE_HOOKS = (
+    "_backward_pre_hooks",
+    "_backward_hooks",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+_MODULE_SKIP = (*_MODULE_HOOKS, "_is_full_backward_hook")
+
+
+class ModelFileError(ValueError):
+    """The file is not a skood model, is damaged, or was written by an incompatible skood."""
+
+
+class UntrustedTypesError(ModelFileError):
+    """The file names classes or functions that skood does not rebuild without being told to.
+
+    Attributes
+    ----------
+    types : list of str
+        The dotted names; pass the ones you have reviewed and trust as ``load(..., trusted=)``.
+    """
+
+    def __init__(self, types: list[str], path: str) -> None:
+        self.types = sorted(set(types))
+        super().__init__(
+            f"{path} names {len(self.types)} type(s) that skood does not rebuild from data alone: "
+            f"{self.types}. They are code (a torch module or function you wrote, a library's class "
+            "outside skood / torch.nn / scikit-learn): loading them imports that code. If you wrote "
+            "the file or trust its source, name them: skood.load(path, trusted=[...]) with these "
+            "names, or with the classes themselves (MyNet rather than 'mymodule.MyNet') to re-supply "
+            "them without importing anything by name."
+        )
+
+
+class VersionWarning(UserWarning):
+    """The file was written under other versions of skood, torch, scikit-learn or skorch."""
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import skorch
+
+    import skood
+
+    return {
+        "skood": skood.__version__,
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "skorch": skorch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _dotted(obj) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Turns an object graph into JSON nodes plus named tensors, arrays and skops blobs."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, int] = {}  # id(obj) -> node id, so shared objects stay shared
+        self.keep: list = []  # keeps every memoised object alive, so no id() is reused
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.skops: dict[str, bytes] = {}
+
+    def node(self, obj, where: str):
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if type(obj) is int:
+            return obj
+        if type(obj) is float:
+            return obj if np.isfinite(obj) else {"type": "float", "value": repr(obj)}
+        if id(obj) in self.memo:
+            return {"type": "ref", "id": self.memo[id(obj)]}
+        if isinstance(obj, np.generic):
+            return self._numpy_scalar(obj, where)
+        if isinstance(obj, (list, tuple, set, frozenset)) and type(obj) in (
+            list,
+            tuple,
+            set,
+            frozenset,
+        ):
+            ident = self._remember(obj)
+            items = [self.node(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+            return {"type": type(obj).__name__, "id": ident, "items": items}
+        if type(obj) in (dict, collections.OrderedDict):
+            return self._dict(obj, where)
+        if isinstance(obj, torch.Tensor):
+            return self._tensor(obj, where)
+        if isinstance(obj, np.ndarray):
+            return self._array(obj, where)
+        if isinstance(obj, torch.device):
+            return {"type": "device", "value": str(obj)}
+        if isinstance(obj, torch.dtype):
+            return {"type": "dtype", "value": str(obj).removeprefix("torch.")}
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+            return self._reference(obj, where)
+        return self._object(obj, where)
+
+    def _remember(self, obj) -> int:
+        ident = len(self.memo)
+        self.memo[id(obj)] = ident
+        self.keep.append(obj)
+        return ident
+
+    def _dict(self, obj: dict, where: str):
+        ident = self._remember(obj)
+        ordered = type(obj) is collections.OrderedDict
+        if all(type(k) is str for k in obj):
+            items = {k: self.node(v, f"{where}[{k!r}]") for k, v in obj.items()}
+            return {"type": "dict", "id": ident, "ordered": ordered, "items": items}
+        pairs = [[self.node(k, where), self.node(v, f"{where}[{k!r}]")] for k, v in obj.items()]
+        return {"type": "dict", "id": ident, "ordered": ordered, "pairs": pairs}
+
+    def _numpy_scalar(self, obj: np.generic, where: str):
+        if obj.dtype.kind not in "biufU":
+            raise TypeError(f"{where}: numpy scalar of dtype {obj.dtype} is not supported")
+        return {"type": "numpy_scalar", "dtype": obj.dtype.str, "value": self.node(obj.item(), where)}
+
+    def _tensor(self, obj: torch.Tensor, where: str):
+        if obj.is_sparse or obj.layout != torch.strided:
+            raise TypeError(f"{where}: a {obj.layout} tensor cannot be saved; make it dense first")
+        ident = self._remember(obj)
+        key = f"t{len(self.tensors)}"
+        order = _dense_order(obj.shape, obj.stride(), lambda o: obj.permute(o).is_contiguous())
+        # A copy of its own: safetensors refuses tensors that share storage (views, tied weights
+        # that are distinct tensor objects); tied weights that are one object stay one node.
+        self.tensors[key] = obj.detach().permute(order).to("cpu", copy=True).contiguous()
+        return {
+            "type": "tensor",
+            "id": ident,
+            "key": key,
+            "order": order,
+            "dtype": str(obj.dtype).removeprefix("torch."),
+            "shape": list(obj.shape),
+            "device": str(obj.device),
+            "parameter": isinstance(obj, torch.nn.Parameter),
+            "requires_grad": obj.requires_grad,
+        }
+
+    def _array(self, obj: np.ndarray, where: str):
+        ident = self._remember(obj)
+        if obj.dtype.kind in "biuf" and obj.dtype.itemsize <= 8:
+            key = f"a{len(self.arrays)}"
+            is_dense = lambda o: obj.transpose(o).flags.c_contiguous  # noqa: E731
+            order = _dense_order(obj.shape, obj.strides, is_dense)
+            self.arrays[key] = np.ascontiguousarray(obj.transpose(order))
+            return {
+                "type": "ndarray",
+                "id": ident,
+                "key": key,
+                "order": order,
+                "dtype": obj.dtype.str,
+                "shape": list(obj.shape),
+            }
+        if obj.dtype.kind in "UO":  # class labels, prompts, column names: kept in the JSON
+            values = [self.node(v, f"{where}[{i}]") for i, v in enumerate(obj.ravel().tolist())]
+            return {
+                "type": "ndarray",
+                "id": ident,
+                "dtype": obj.dtype.str,
+                "shape": list(obj.shape),
+                "values": values,
+            }
+        raise TypeError(f"{where}: numpy arrays of dtype {obj.dtype} are not supported")
+
+    def _reference(self, obj, where: str):
+        """A class or function, stored by name (rebuilt only if trusted; see ``load``)."""
+        name = _dotted(obj)
+        try:
+            found = _import_by_name(obj.__module__, obj.__qualname__)
+        except (ImportError, AttributeError):
+            found = None
+        if found is not obj and obj.__module__ != "__main__":
+            raise TypeError(
+                f"{where}: {name} cannot be found again by its name (a lambda, a local function "
+                "or class, or a functools.partial?); define it at module level to save it"
+            )
+        return {"type": "class" if isinstance(obj, type) else "function", "name": name}
+
+    def _object(self, obj, where: str):
+        cls = type(obj)
+        name = _dotted(cls)
+        self._reference(cls, where)  # importable by name, or a clear error now
+        from skorch import NeuralNet
+
+        if isinstance(obj, NeuralNet):
+            return self._skorch(obj, where)
+        if isinstance(obj, torch.nn.Module):
+            hooked = [h for h in _MODULE_HOOKS if getattr(obj, h, None)]
+            if hooked:
+                raise TypeError(
+                    f"{where}: the {cls.__name__} module has hooks registered ({hooked}); hooks "
+                    "are functions, which a .skood file does not hold. Remove them before saving."
+                )
+            state = {k: v for k, v in vars(obj).items() if k not in _MODULE_SKIP}
+            kind = "module"
+        elif name.startswith(_TRUSTED_MODULES) and hasattr(obj, "__dict__"):
+            if hasattr(obj, "_check_saveable"):
+                obj._check_saveable()
+            excluded = getattr(cls, "_not_saved", ())
+            state = {k: v for k, v in vars(obj).items() if k not in excluded}
+            kind = "object"
+        elif not _holds_skood(obj):  # scikit-learn's own objects, and any other library's
+            return self._skops(obj, where)
+        elif name in _TRUSTED_CLASSES:  # a Pipeline, FeatureUnion or ColumnTransformer
+            state = dict(vars(obj))
+            kind = "object"
+        else:
+            raise TypeError(
+                f"{where}: a {name} with skood estimators inside cannot be saved; save the skood "
+                "parts (for a search, its fitted best_estimator_) or put them in a Pipeline"
+            )
+        ident = self._remember(obj)
+        node = {"type": kind, "id": ident, "class": name}
+        node["state"] = {k: self.node(v, f"{where}.{k}") for k, v in state.items()}
+        return node
+
+    def _skorch(self, net, where: str):
+        """A skorch net, for inference: module, criterion, history and its plain parameters."""
+        ident = self._remember(net)
+        if not getattr(net, "initialized_", False):
+            raise TypeError(f"{where}: an uninitialized skorch net cannot be saved")
+        params, dropped = {}, []
+        for key, value in net.get_params(deep=False).items():
+            if key in ("module", "criterion", "callbacks"):
+                continue
+            if _is_plain(value):
+                params[key] = self.node(value, f"{where}.{key}")
+            else:
+                dropped.append(key)
+        return {
+            "type": "skorch",
+            "id": ident,
+            "class": _dotted(type(net)),
+            "module": self.node(net.module_, f"{where}.module_"),
+            "criterion": self.node(net.criterion_, f"{where}.criterion_"),
+            "params": params,
+            "not_stored": sorted(dropped + ["callbacks", "optimizer state"]),
+            "history": self.node([dict(row) for row in net.history_], f"{where}.history_"),
+        }
+
+    def _skops(self, obj, where: str):
+        import skops.io
+
+        ident = self._remember(obj)
+        key = f"{_SKOPS}{len(self.skops)}.skops"
+        try:
+            self.skops[key] = skops.io.dumps(obj)
+        except Exception as exc:
+            raise TypeError(
+                f"{where}: {_dotted(type(obj))} cannot be saved ({type(exc).__name__}: {exc})"
+            ) from exc
+        return {"type": "skops", "id": ident, "key": key, "class": _dotted(type(obj))}
+
+
+def _dense_order(shape, strides, is_dense) -> list[int]:
+    """The axis order in which a strided tensor / array is laid out densely.
+
+    Stored in that order and permuted back when loaded, a column-major matrix (what LAPACK's
+    ``eigh`` returns) keeps its layout, and with it the kernels, hence the exact roundings, of
+    every product it enters. An overlapping or gappy view is stored row-major (identity order).
+    """
+    order = sorted(range(len(shape)), key=lambda d: -strides[d])
+    return order if is_dense(order) else list(range(len(shape)))
+
+
+def _inverse(order, ndim: int, fail) -> list[int]:
+    if not isinstance(order, list) or sorted(order) != list(range(ndim)):
+        fail(f"a malformed axis order {order!r}")
+    return [order.index(d) for d in range(ndim)]
+
+
+def _is_plain(value) -> bool:
+    """Data, or a class rebuilt without asking (an optimizer): what a skorch net's parameters
+    may hold to be stored."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, type):
+        return _Trust.by_default(_dotted(value), "class")
+    if type(value) in (list, tuple):
+        return all(_is_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _holds_skood(obj, _seen=None) -> bool:
+    """Whether an sklearn object has a skood or torch object anywhere inside it."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)) or type(obj).__module__.startswith("skood"):
+        return True
+    if isinstance(obj, dict):
+        return any(_holds_skood(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_holds_skood(v, seen) for v in obj)
+    if isinstance(obj, (str, bytes, np.ndarray, type)) or not hasattr(obj, "__dict__"):
+        return False
+    return any(_holds_skood(v, seen) for v in vars(obj).values())
+
+
+def save(model, file) -> None:
+    """Write a fitted (or unfitted) model to a ``.skood`` file that holds no pickle.
+
+    Parameters
+    ----------
+    model : object
+        A skood estimator or transformer, a scikit-learn ``Pipeline`` / ``FeatureUnion`` /
+        ``ColumnTransformer`` around them, a plain scikit-learn estimator, or a dict / list of such
+        (e.g. a model with its column names).
+    file : str, path-like or binary file object
+        Where to write. A path is written to a temporary file beside it and renamed into place, so
+        an interrupted save never leaves a half-written model where an old one was.
+
+    Raises
+    ------
+    TypeError
+        When something in the model cannot be stored as data: a lambda or local class, a module
+        with hooks registered, a CLIP encoder given as a model object.
+
+    Examples
+    --------
+    >>> import io, numpy as np, skood
+    >>> from skood import GaussianMahalanobis
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> model = GaussianMahalanobis(random_state=0).fit(X)
+    >>> buffer = io.BytesIO()
+    >>> skood.save(model, buffer)
+    >>> loaded = skood.load(io.BytesIO(buffer.getvalue()))
+    >>> bool(np.array_equal(loaded.score_samples(X), model.score_samples(X)))
+    True
+    """
+    from safetensors.numpy import save as save_arrays
+    from safetensors.torch import save as save_tensors
+
+    writer = _Writer()
+    root = writer.node(model, "model")
+    header = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": _versions(),
+        "root": root,
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(_JSON, json.dumps(header, indent=1), zipfile.ZIP_DEFLATED)
+        # Weights do not compress: stored as they are, so loading reads them without inflating.
+        archive.writestr(_TENSORS, save_tensors(writer.tensors) if writer.tensors else b"")
+        archive.writestr(_ARRAYS, save_arrays(writer.arrays) if writer.arrays else b"")
+        for key, blob in writer.skops.items():
+            archive.writestr(key, blob)
+    data = buffer.getvalue()
+    if hasattr(file, "write"):
+        file.write(data)
+        return
+    path = Path(file)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _import_by_name(module: str, qualname: str):
+    """``module.qualname`` by import and attribute lookup (no dunder or private hops)."""
+    parts = qualname.split(".")
+    if not module or any(not p or p.startswith("__") or p == "<locals>" for p in parts):
+        raise AttributeError(f"{module}.{qualname} is not a plain module-level name")
+    obj = importlib.import_module(module)
+    for part in parts:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _split_name(name: str) -> list[tuple[str, str]]:
+    """Every (module, qualname) split of a dotted name, longest module first."""
+    parts = name.split(".")
+    return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+class _Trust:
+    """Which names may be rebuilt: skood's defaults plus what the caller passed as ``trusted``."""
+
+    def __init__(self, trusted) -> None:
+        self.names: set[str] = set()
+        self.objects: dict[str, object] = {}
+        for item in [] if trusted is None else _as_list(trusted):
+            if isinstance(item, str):
+                self.names.add(item)
+            elif hasattr(item, "__qualname__") and hasattr(item, "__module__"):
+                self.objects[_dotted(item)] = item
+            else:
+                raise TypeError(
+                    f"trusted= takes dotted names or classes / functions, not {type(item).__name__}"
+                )
+
+    def strings(self) -> list[str]:
+        return sorted(self.names | set(self.objects))
+
+    @staticmethod
+    def by_default(name: str, kind: str) -> bool:
+        if kind == "skorch":
+            return name in _TRUSTED_CLASSES or name.startswith(_TRUSTED_MODULES)
+        if kind == "module":
+            return name.startswith(_TRUSTED_MODULES + _TRUSTED_TORCH_MODULES)
+        if kind == "class":  # a class passed as a parameter: a module, optimizer or loss class
+            return name.startswith(_TRUSTED_MODULES + _TRUSTED_TORCH_MODULES + ("torch.optim.",))
+        if kind == "object":
+            return name.startswith(_TRUSTED_MODULES) or name in _TRUSTED_CLASSES
+        return False  # functions: always asked for
+
+    def allows(self, name: str, kind: str) -> bool:
+        return self.by_default(name, kind) or name in self.names or name in self.objects
+
+    def resolve(self, name: str, kind: str, path: str):
+        if name in self.objects:
+            return self.objects[name]
+        if not self.allows(name, kind):
+            raise UntrustedTypesError([name], path)
+        for module, qualname in _split_name(name):
+            try:
+                found = _import_by_name(module, qualname)
+            except ImportError:
+                continue
+            except AttributeError:
+                break
+            # The name must lead to the object defined under it: `skood.cli.os.system` (a name
+            # skood's module happens to import) is refused, not followed.
+            if getattr(found, "__module__", None) == module and found.__qualname__ == qualname:
+                if kind == "function" or isinstance(found, type):
+                    return found
+            break
+        raise ModelFileError(f"{path} names {name!r}, which is not a class here ({kind})")
+
+
+def _as_list(items) -> list:
+    if isinstance(items, (str, type)) or callable(items):
+        return [items]
+    return list(items) if isinstance(items, Iterable) else [items]
+
+
+class _Reader:
+    def __init__(self, archive, header: dict, path: str, trust: _Trust, device) -> None:
+        self.path, self.trust, self.archive = path, trust, archive
+        self.memo: dict[int, object] = {}
+        self.tensors, self.arrays = _read_tensor_files(archive, path)
+        self.used_tensors: set[str] = set()
+        self.used_arrays: set[str] = set()
+        self.device = device
+        self.fell_back: set[str] = set()
+        self.estimators: list = []
+        self.versions = header.get("versions", {})
+
+    def fail(self, message: str):
+        raise ModelFileError(f"{self.path}: {message}")
+
+    def target(self, device: str) -> str:
+        """Where a tensor saved on ``device`` goes (torch.load's ``map_location`` rule)."""
+        if self.device is not None:
+            return str(self.device)
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, TypeError):
+            self.fail(f"unknown device {device!r}")
+        if parsed.type == "cuda":
+            index = parsed.index or 0
+            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                self.fell_back.add(device)
+                return "cpu"
+        elif parsed.type not in ("cpu",) and not _device_available(parsed):
+            self.fell_back.add(device)
+            return "cpu"
+        return device
+
+    def node(self, node):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if not isinstance(node, dict) or not isinstance(node.get("type"), str):
+            self.fail(f"malformed node {str(node)[:80]!r}")
+        kind = node["type"]
+        handler = getattr(self, f"_{kind}", None)
+        if handler is None or kind.startswith("_"):
+            self.fail(f"unknown node type {kind!r}")
+        return handler(node)
+
+    def _keep(self, node, obj):
+        ident = node.get("id")
+        if ident is not None:
+            if not isinstance(ident, int) or ident in self.memo:
+                self.fail(f"bad or repeated object id {ident!r}")
+            self.memo[ident] = obj
+        return obj
+
+    def _ref(self, node):
+        if node.get("id") not in self.memo:
+            self.fail(f"reference to an unknown object id {node.get('id')!r}")
+        return self.memo[node["id"]]
+
+    def _float(self, node):
+        if node.get("value") not in ("nan", "inf", "-inf"):
+            self.fail(f"bad float {node.get('value')!r}")
+        return float(node["value"])
+
+    def _items(self, node, key="items", of=list):
+        items = node.get(key)
+        if not isinstance(items, of):
+            self.fail(f"a {node['type']} node without {key}")
+        return items
+
+    def _list(self, node):
+        out = self._keep(node, [])
+        out.extend(self.node(v) for v in self._items(node))
+        return out
+
+    def _tuple(self, node):
+        return self._keep(node, tuple(self.node(v) for v in self._items(node)))
+
+    def _set(self, node):
+        return self._keep(node, {self.node(v) for v in self._items(node)})
+
+    def _frozenset(self, node):
+        return self._keep(node, frozenset(self.node(v) for v in self._items(node)))
+
+    def _dict(self, node):
+        out = self._keep(node, collections.OrderedDict() if node.get("ordered") else {})
+        if "pairs" in node:
+            for pair in self._items(node, "pairs"):
+                if not isinstance(pair, list) or len(pair) != 2:
+                    self.fail("a malformed dict entry")
+                out[self.node(pair[0])] = self.node(pair[1])
+        else:
+            for key, value in self._items(node, "items", dict).items():
+                out[key] = self.node(value)
+        return out
+
+    def _numpy_scalar(self, node):
+        dtype = _dtype(node.get("dtype"), self.path)
+        return dtype.type(self.node(node.get("value")))
+
+    def _device(self, node):
+        return torch.device(self.target(str(node.get("value"))))
+
+    def _dtype(self, node):
+        value = getattr(torch, str(node.get("value")), None)
+        if not isinstance(value, torch.dtype):
+            self.fail(f"unknown torch dtype {node.get('value')!r}")
+        return value
+
+    def _ndarray(self, node):
+        shape = node.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+            self.fail(f"an array with a malformed shape {shape!r}")
+        dtype = _dtype(node.get("dtype"), self.path)
+        if "values" in node:
+            values = [self.node(v) for v in self._items(node, "values")]
+            if len(values) != int(np.prod(shape)):
+                self.fail(f"an array of shape {shape} with {len(values)} values")
+            array = np.empty(len(values), dtype=dtype)
+            array[:] = values
+            return self._keep(node, array.reshape(shape))
+        key = node.get("key")
+        if key not in self.arrays:
+            self.fail(f"array {key!r} is missing from {_ARRAYS}")
+        self.used_arrays.add(key)
+        order = node.get("order", list(range(len(shape))))
+        array = self.arrays[key].transpose(_inverse(order, self.arrays[key].ndim, self.fail))
+        if list(array.shape) != shape or array.dtype != dtype:
+            self.fail(
+                f"array {key!r} has shape {list(array.shape)} and dtype {array.dtype} in "
+                f"{_ARRAYS}, but the model expects {shape} and {dtype}"
+            )
+        return self._keep(node, array)
+
+    def _tensor(self, node):
+        key = node.get("key")
+        if key not in self.tensors:
+            self.fail(f"tensor {key!r} is missing from {_TENSORS}")
+        self.used_tensors.add(key)
+        order = node.get("order", list(range(self.tensors[key].ndim)))
+        tensor = self.tensors[key].permute(_inverse(order, self.tensors[key].ndim, self.fail))
+        if list(tensor.shape) != node.get("shape") or str(tensor.dtype) != f"torch.{node.get('dtype')}":
+            self.fail(
+                f"tensor {key!r} has shape {list(tensor.shape)} and dtype {tensor.dtype} in "
+                f"{_TENSORS}, but the model expects {node.get('shape')} and {node.get('dtype')}"
+            )
+        tensor = tensor.to(self.target(str(node.get("device", "cpu"))))
+        if node.get("parameter"):
+            tensor = torch.nn.Parameter(tensor, requires_grad=bool(node.get("requires_grad")))
+        elif node.get("requires_grad"):
+            tensor.requires_grad_(True)
+        return self._keep(node, tensor)
+
+    def _class(self, node):
+        return self.trust.resolve(str(node.get("name")), "class", self.path)
+
+    def _function(self, node):
+        return self.trust.resolve(str(node.get("name")), "function", self.path)
+
+    def _state(self, node) -> dict:
+        state = self._items(node, "state", dict)
+        return {key: self.node(value) for key, value in state.items()}
+
+    def _object(self, node):
+        cls = self.trust.resolve(str(node.get("class")), "object", self.path)
+        obj = self._keep(node, cls.__new__(cls))
+        state = self._state(node)
+        from sklearn.base import BaseEstimator
+
+        if isinstance(obj, BaseEstimator) and type(obj).__module__.startswith("skood"):
+            # skood's own __setstate__ maps parameters renamed since (see base.py).
+            obj.__setstate__(state)
+            self.estimators.append(obj)
+        else:
+            vars(obj).update(state)
+        return obj
+
+    def _module(self, node):
+        cls = self.trust.resolve(str(node.get("class")), "module", self.path)
+        if not issubclass(cls, torch.nn.Module):
+            self.fail(f"{cls.__name__} is stored as a torch module but is not one")
+        obj = self._keep(node, cls.__new__(cls))
+        torch.nn.Module.__init__(obj)  # torch's bookkeeping (hook dicts), then the saved state
+        vars(obj).update(self._state(node))
+        return obj
+
+    def _skorch(self, node):
+        from skorch import NeuralNet
+        from skorch.history import History
+
+        cls = self.trust.resolve(str(node.get("class")), "skorch", self.path)
+        if not issubclass(cls, NeuralNet):
+            self.fail(f"{cls.__name__} is stored as a skorch net but is not one")
+        module, criterion = self.node(node.get("module")), self.node(node.get("criterion"))
+        params = {k: self.node(v) for k, v in self._items(node, "params", dict).items()}
+        if "device" in params and isinstance(params["device"], str):
+            params["device"] = self.target(params["device"])
+        try:
+            net = cls(module=module, criterion=criterion, **params)
+            net.initialize()
+        except (TypeError, ValueError) as exc:
+            self.fail(f"its {cls.__name__} cannot be rebuilt ({exc})")
+        net.history_ = History(self.node(node.get("history")))
+        return self._keep(node, net)
+
+    def _skops(self, node):
+        import skops.io
+
+        key = node.get("key")
+        if not isinstance(key, str) or key not in self.archive.namelist():
+            self.fail(f"skops part {key!r} is missing")
+        blob = self.archive.read(key)
+        try:
+            untrusted = skops.io.get_untrusted_types(data=blob)
+        except Exception as exc:
+            self.fail(f"its scikit-learn part {key} is damaged ({exc})")
+        refused = [t for t in untrusted if t not in self.trust.strings()]
+        if refused:
+            raise UntrustedTypesError(refused, self.path)
+        try:
+            obj = skops.io.loads(blob, trusted=[t for t in untrusted if t not in refused])
+        except Exception as exc:
+            self.fail(f"its scikit-learn part {key} cannot be read ({exc})")
+        return self._keep(node, obj)
+
+
+def _device_available(device: torch.device) -> bool:
+    backend = getattr(torch, device.type, None)
+    return bool(backend is not None and getattr(backend, "is_available", lambda: False)())
+
+
+def _dtype(value, path: str) -> np.dtype:
+    try:
+        dtype = np.dtype(str(value))
+    except TypeError:
+        raise ModelFileError(f"{path}: unknown numpy dtype {value!r}") from None
+    if dtype.kind not in "biufUO":
+        raise ModelFileError(f"{path}: numpy dtype {dtype} is not allowed in a model file")
+    return dtype
+
+
+def _read_tensor_files(archive: zipfile.ZipFile, path: str):
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_arrays
+    from safetensors.torch import load as load_tensors
+
+    parts = []
+    for name, reader in ((_TENSORS, load_tensors), (_ARRAYS, load_arrays)):
+        data = archive.read(name)
+        try:
+            parts.append(reader(data) if data else {})
+        except (SafetensorError, ValueError, OSError) as exc:
+            raise ModelFileError(f"{path}: {name} is damaged ({exc})") from exc
+    return parts
+
+
+def _describe(file) -> str:
+    if hasattr(file, "read"):
+        return str(getattr(file, "name", "the model file"))
+    return str(file)
+
+
+def _open(file, path: str) -> tuple[zipfile.ZipFile, dict]:
+    """The archive and its parsed header, or a ModelFileError that says what the file is."""
+    data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        if data.startswith(_OLD_SIGNED_PICKLE):
+            raise ModelFileError(
+                f"{path} is a signed pickle written by `skood score --save` before skood 0.3; "
+                "skood no longer loads pickles here. Convert it once, on the machine that signed "
+                f"it: `skood convert {path} NEW.skood`."
+            )
+        kind = "a pickle (or joblib file)" if data[:1] in (b"\x80", b"(", b"}", b"]") else "not"
+        raise ModelFileError(
+            f"{path} is {kind} a skood model file (.skood, a zip archive); nothing in it was "
+            "run. If it is a pickle / joblib model that you trust, convert it once with "
+            f"`skood convert {path} NEW.skood --trust-pickle` or, in Python, "
+            "skood.save(joblib.load(old), new)."
+            if kind != "not"
+            else f"{path} is not a skood model file (.skood, a zip archive); nothing in it was run."
+        )
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    names = archive.namelist()
+    unexpected = [n for n in names if n not in (_JSON, _TENSORS, _ARRAYS) and not n.startswith(_SKOPS)]
+    if _JSON not in names or _TENSORS not in names or _ARRAYS not in names or unexpected:
+        raise ModelFileError(
+            f"{path} is a zip archive but not a skood model file (members {names[:8]})"
+        )
+    try:
+        header = json.loads(archive.read(_JSON))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: its {_JSON} is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise ModelFileError(f"{path} is not a skood model file (no skood format header)")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        written = header.get("versions", {}).get("skood", "an unknown version")
+        import skood
+
+        raise ModelFileError(
+            f"{path} uses format version {version!r} (written by skood {written}); this skood "
+            f"({skood.__version__}) reads format version {FORMAT_VERSION}. Load it with the "
+            "skood version that wrote it, or upgrade skood."
+        )
+    return archive, header
+
+
+def _warn_versions(saved: dict, path: str) -> None:
+    here = _versions()
+    changed = [
+        f"{lib} {saved.get(lib)} (now {here[lib]})"
+        for lib in ("skood", "torch", "sklearn", "skorch")
+        if saved.get(lib) != here[lib]
+    ]
+    if changed:
+        warnings.warn(
+            f"{path} was written under {', '.join(changed)}. The file's format is read "
+            "correctly, but scores may differ slightly across versions; refit or compare a "
+            "few scores before relying on them.",
+            VersionWarning,
+            stacklevel=3,
+        )
+
+
+def load(file, *, device=None, trusted=None):
+    """Read a model written by :func:`save`; nothing in the file is executed.
+
+    Parameters
+    ----------
+    file : str, path-like or binary file object
+    device : str, torch.device or None, default=None
+        Where tensors go. None puts each where it was saved, or on the CPU when that device is
+        not available here (with a warning), as ``torch.load``'s ``map_location``; ``"cpu"`` or
+        ``"cuda:0"`` moves everything there. Fitted ``device_`` attributes and skorch nets follow.
+    trusted : list of str, class or function, default=None
+        Types to rebuild beyond skood's defaults (see :func:`get_untrusted_types`): dotted names,
+        imported by name, or the objects themselves, which re-supply a class (say, the torch
+        module you passed as ``module=``) without importing anything.
+
+    Returns
+    -------
+    model : object
+
+    Raises
+    ------
+    ModelFileError
+        The file is not a skood model, is truncated or damaged, or needs a newer skood.
+    UntrustedTypesError
+        The file names classes or functions outside skood's defaults and ``trusted``.
+    """
+    path = _describe(file)
+    trust = _Trust(trusted)
+    if device is not None:
+        from skood._training import resolve_device
+
+        device = resolve_device(device)
+    try:
+        archive, header = _open(file, path)
+        reader = _Reader(archive, header, path, trust, device)
+        model = reader.node(header.get("root"))
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{path} is damaged or truncated ({type(exc).__name__}: {exc}); nothing in it was run"
+        ) from exc
+    unused = set(reader.tensors) - reader.used_tensors, set(reader.arrays) - reader.used_arrays
+    if unused[0] or unused[1]:
+        raise ModelFileError(
+            f"{path} holds tensors or arrays that no part of the model uses: "
+            f"{sorted(unused[0] | unused[1])[:10]}; the file was altered"
+        )
+    for estimator in reader.estimators:
+        if isinstance(getattr(estimator, "device_", None), str):
+            estimator.device_ = reader.target(estimator.device_)
+    if reader.fell_back:
+        warnings.warn(
+            f"{path} holds tensors saved on {sorted(reader.fell_back)}, which this machine does "
+            "not have: they were loaded on the CPU. Pass device= to choose.",
+            UserWarning,
+            stacklevel=2,
+        )
+    _warn_versions(reader.versions if isinstance(reader.versions, dict) else {}, path)
+    return model
+
+
+def get_untrusted_types(file) -> list[str]:
+    """The dotted names in ``file`` that :func:`load` rebuilds only when told to (``trusted=``).
+
+    Review them before trusting them: each is code that loading the file would import.
+    """
+    import skops.io
+
+    path = _describe(file)
+    archive, header = _open(file, path)
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            name = node.get("name", node.get("class"))
+            if kind in ("class", "function", "object", "module", "skorch"):
+                if not _Trust.by_default(str(name), kind):
+                    found.add(str(name))
+            if kind == "skops" and isinstance(node.get("key"), str):
+                found.update(skops.io.get_untrusted_types(data=archive.read(node["key"])))
+            for value in node.values():
+                walk(value)
+
+    walk(header.get("root"))
+    return sorted(found)
