@@ -1,10 +1,12 @@
-"""The ``skood`` command: ``demo``, ``bench`` and ``score``.
+"""The ``skood`` command: ``demo``, ``bench``, ``score`` and ``convert``.
 
 * ``skood demo``: sklearn's bundled digits (classes 0-4 inliers, 5-9 outliers; no download), the
   skood detectors in ``Pipeline`` s side by side with sklearn's and PyOD's peers.
 * ``skood bench``: detectors x datasets x seeds under one protocol (:mod:`skood.bench`); writes
   a markdown table, a CSV and plots.
-* ``skood score``: fit a detector on a CSV / Parquet file and write each row's score and label.
+* ``skood score``: fit a detector on a CSV / Parquet file and write each row's score and label;
+  ``--save`` / ``--model`` write and read skood's pickle-free model format (:mod:`skood.io`).
+* ``skood convert``: re-save a pickle / joblib model (or an old signed ``--save`` file) in it.
 """
 
 from __future__ import annotations
@@ -173,70 +175,88 @@ def bench(args) -> int:
 # -- skood score ---------------------------------------------------------------------------------
 
 
-# A model file is a pickle (joblib), and loading a pickle can run any code. Until skood has a
-# pickle-free format, `--save` signs the file with a key private to this user (HMAC-SHA256) and
-# `--model` checks the signature *before* unpickling: a file skood did not write here, or one
-# changed since, is refused without being read as a pickle.
-_MODEL_MAGIC = b"skood-model-v1\n"
+# `--save` writes skood's pickle-free format (skood.io) and `--model` reads nothing else: loading
+# a pickle can run arbitrary code. Model files written by skood before that format were pickles
+# signed with a key private to their user (HMAC-SHA256); `skood convert` checks that signature,
+# on the machine that signed them, before it unpickles one to re-save it.
+_OLD_MODEL_MAGIC = b"skood-model-v1\n"
 
 
 def _signing_key() -> bytes:
-    """This user's key (``$SKOOD_MODEL_KEY``, else a random one kept in the user's config)."""
+    """This user's key for the old signed pickles (``$SKOOD_MODEL_KEY``, else the config file)."""
     import os
-    import secrets
 
     if os.environ.get("SKOOD_MODEL_KEY"):
         return os.environ["SKOOD_MODEL_KEY"].encode()
     home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "skood"
     path = home / "model-signing-key"
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        raise ValueError(
+            f"no signing key ({path} or $SKOOD_MODEL_KEY): this machine signed no skood model "
+            "file, so the signature of this one cannot be checked. Convert it where it was saved."
+        )
     return path.read_text().strip().encode()
 
 
-def _save_model(model: dict, path) -> None:
+def _unpickle_signed(path, data: bytes):
+    """The object in an old `skood score --save` file, once its signature is checked."""
     import hashlib
     import hmac
     import io
 
     import joblib
 
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    payload = buffer.getvalue()
-    tag = hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest().encode()
-    Path(path).write_bytes(_MODEL_MAGIC + tag + b"\n" + payload)
-
-
-def _load_model(path):
-    import hashlib
-    import hmac
-    import io
-
-    import joblib
-
-    data = Path(path).read_bytes()
-    head, _, rest = data.partition(b"\n")
-    tag, _, payload = rest.partition(b"\n")
-    if head + b"\n" != _MODEL_MAGIC:
-        raise ValueError(
-            f"{path} is not a model saved by `skood score --save`; skood does not unpickle "
-            "other files, since loading a pickle can run arbitrary code."
-        )
+    tag, _, payload = data[len(_OLD_MODEL_MAGIC) :].partition(b"\n")
     expected = hmac.new(_signing_key(), payload, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(tag, expected):
         raise ValueError(
-            f"{path} was not saved by `skood score --save` with this user's key, or was changed "
-            "since: refusing to unpickle it, since loading a pickle can run arbitrary code. "
-            "Refit the model here (the key is $SKOOD_MODEL_KEY or ~/.config/skood/"
-            "model-signing-key; share it only with people whose files you trust)."
+            f"{path} was not signed with this user's key, or was changed since: refusing to "
+            "unpickle it, since loading a pickle can run arbitrary code. Convert it on the "
+            "machine that saved it, or refit the model."
         )
-    saved = joblib.load(io.BytesIO(payload))
+    return joblib.load(io.BytesIO(payload))
+
+
+def convert(args) -> int:
+    """Re-save a pickle / joblib model (or an old signed `--save` file) in skood's format."""
+    import io
+
+    import joblib
+
+    import skood
+
+    _check_writable(args.new, [args.old], args.force, "NEW")
+    data = Path(args.old).read_bytes()
+    if data.startswith(_OLD_MODEL_MAGIC):
+        model = _unpickle_signed(args.old, data)
+    elif args.trust_pickle:
+        model = joblib.load(io.BytesIO(data))
+    else:
+        raise ValueError(
+            f"{args.old} is not a signed `skood score --save` file; unpickling it can run any "
+            "code in it. If you (or someone you trust) wrote it, pass --trust-pickle."
+        )
+    skood.save(model, args.new)
+    print(f"Wrote {args.new} (skood's format: no pickle)", file=sys.stderr)
+    return 0
+
+
+def _load_model(path, trusted):
+    import skood
+    from skood.io import UntrustedTypesError
+
+    try:
+        saved = skood.load(path, trusted=trusted)
+    except UntrustedTypesError as exc:
+        raise ValueError(
+            f"{path} names type(s) that skood loads only when told to: {exc.types}. Review them; "
+            "if you trust the file, pass --trust NAME for each."
+        ) from None
     if not isinstance(saved, dict) or {"pipeline", "columns"} - set(saved):
-        raise ValueError(f"{path} is not a model saved by `skood score --save`.")
+        raise ValueError(
+            f"{path} holds a {type(saved).__name__}, not a model saved by `skood score --save`; "
+            "load it in Python with skood.load."
+        )
     return saved
 
 
@@ -276,7 +296,7 @@ def score(args) -> int:
     if args.model:
         if args.test:
             raise ValueError("with --model, give one file to score (the model is already fitted).")
-        saved = _load_model(args.model)
+        saved = _load_model(args.model, args.trust)
         pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
         to_score = read_table(args.train, drop=args.drop)
     else:
@@ -300,7 +320,9 @@ def score(args) -> int:
             pipe.fit(train.X)
         columns = train.columns
         if args.save:
-            _save_model({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
+            import skood
+
+            skood.save({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
     _check_same_columns(columns, to_score)
     scores = pipe.score_samples(to_score.X)
@@ -394,16 +416,39 @@ def _parser() -> argparse.ArgumentParser:
     p_score.add_argument(
         "--save",
         metavar="MODEL",
-        help="save the fitted model (a signed pickle: only this user's skood loads it)",
+        help="save the fitted model in skood's format (.skood: no pickle; see skood.io)",
     )
     p_score.add_argument(
         "--model",
         metavar="MODEL",
-        help="score TRAIN with a model saved by --save (others are refused, never unpickled)",
+        help="score TRAIN with a model saved by --save (pickles are refused, never unpickled)",
+    )
+    p_score.add_argument(
+        "--trust",
+        action="append",
+        metavar="TYPE",
+        help="with --model: a type the file names that skood does not load unasked (e.g. "
+        "sklearn.tree._tree.Tree for an IsolationForest); review it first (repeatable)",
     )
     p_score.add_argument(
         "--force", action="store_true", help="overwrite an existing --out / --save file"
     )
+
+    p_convert = sub.add_parser(
+        "convert",
+        help="re-save a pickle / joblib model in skood's format (.skood)",
+        description="Re-save a model in skood's pickle-free format. A file saved by `skood score "
+        "--save` before skood 0.3 (a signed pickle) is unpickled only if its signature matches "
+        "this user's key; any other pickle only with --trust-pickle.",
+    )
+    p_convert.add_argument("old", metavar="OLD", help="the pickle / joblib / signed model file")
+    p_convert.add_argument("new", metavar="NEW", help="the .skood file to write")
+    p_convert.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle OLD although skood did not sign it (only for a file you trust)",
+    )
+    p_convert.add_argument("--force", action="store_true", help="overwrite an existing NEW")
     return parser
 
 
@@ -425,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dataset   {name}")
         return 0
     try:
-        return bench(args) if args.command == "bench" else score(args)
+        return {"bench": bench, "score": score, "convert": convert}[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C: stop, with the shell's code for SIGINT
         kept = " (finished cells stay in results.partial.csv: --resume)" * (args.command == "bench")
         print(f"skood {args.command}: interrupted; no result written{kept}", file=sys.stderr)

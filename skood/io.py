@@ -187,7 +187,7 @@ class _Writer:
             return {"type": "device", "value": str(obj)}
         if isinstance(obj, torch.dtype):
             return {"type": "dtype", "value": str(obj).removeprefix("torch.")}
-        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
             return self._reference(obj, where)
         return self._object(obj, where)
 
@@ -330,7 +330,7 @@ class _Writer:
             "module": self.node(net.module_, f"{where}.module_"),
             "criterion": self.node(net.criterion_, f"{where}.criterion_"),
             "params": params,
-            "not_stored": sorted(dropped + ["callbacks", "optimizer state"]),
+            "not_stored": sorted([*dropped, "callbacks", "optimizer state"]),
             "history": self.node([dict(row) for row in net.history_], f"{where}.history_"),
         }
 
@@ -510,7 +510,9 @@ class _Trust:
             return name.startswith(_TRUSTED_MODULES + _TRUSTED_TORCH_MODULES + ("torch.optim.",))
         if kind == "object":
             return name.startswith(_TRUSTED_MODULES) or name in _TRUSTED_CLASSES
-        return False  # functions: always asked for
+        if kind == "function":  # torch's functional ops; any other function is asked for
+            return name.startswith("torch.nn.functional.")
+        return False
 
     def allows(self, name: str, kind: str) -> bool:
         return self.by_default(name, kind) or name in self.names or name in self.objects
@@ -898,6 +900,9 @@ def load(file, *, device=None, trusted=None):
         device = resolve_device(device)
     try:
         archive, header = _open(file, path)
+        untrusted = _untrusted(archive, header, trust)
+        if untrusted:  # all of them at once, before anything is rebuilt
+            raise UntrustedTypesError(untrusted, path)
         reader = _Reader(archive, header, path, trust, device)
         model = reader.node(header.get("root"))
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, RecursionError) as exc:
@@ -929,26 +934,33 @@ def get_untrusted_types(file) -> list[str]:
 
     Review them before trusting them: each is code that loading the file would import.
     """
-    import skops.io
 
     path = _describe(file)
     archive, header = _open(file, path)
-    found: set[str] = set()
+    return _untrusted(archive, header, _Trust(None))
 
-    def walk(node):
+
+def _untrusted(archive: zipfile.ZipFile, header: dict, trust: _Trust) -> list[str]:
+    """Every class / function name in the file that ``trust`` does not allow (skops parts too)."""
+    import skops.io
+
+    found: set[str] = set()
+    pending = [header.get("root")]
+    while pending:  # iterative: a hostile file may nest deeper than Python's recursion limit
+        node = pending.pop()
         if isinstance(node, list):
-            for item in node:
-                walk(item)
+            pending.extend(node)
         elif isinstance(node, dict):
             kind = node.get("type")
-            name = node.get("name", node.get("class"))
+            name = str(node.get("name", node.get("class")))
             if kind in ("class", "function", "object", "module", "skorch"):
-                if not _Trust.by_default(str(name), kind):
-                    found.add(str(name))
-            if kind == "skops" and isinstance(node.get("key"), str):
-                found.update(skops.io.get_untrusted_types(data=archive.read(node["key"])))
-            for value in node.values():
-                walk(value)
-
-    walk(header.get("root"))
+                if not trust.allows(name, kind):
+                    found.add(name)
+            if kind == "skops" and node.get("key") in archive.namelist():
+                try:
+                    types = skops.io.get_untrusted_types(data=archive.read(node["key"]))
+                except Exception:
+                    types = []  # a damaged part: reading it reports that
+                found.update(t for t in types if t not in trust.strings())
+            pending.extend(node.values())
     return sorted(found)

@@ -4,6 +4,7 @@ console entry point (a subprocess) and in-process."""
 import re
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_fit_save_load_score_round_trip(files):
     first = subprocess.run(
         [sys.executable, "-m", "skood.cli", "score", str(train), str(test),
          "--detector", "gauss", "--drop", "id", "--contamination", "0.1",
-         "--save", str(tmp / "m.joblib"), "--out", str(tmp / "s1.csv")],
+         "--save", str(tmp / "m.skood"), "--out", str(tmp / "s1.csv")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
@@ -48,7 +49,8 @@ def test_fit_save_load_score_round_trip(files):
     assert len(s1) == 10 and np.all(np.isfinite(s1))
     assert set(labels) <= {-1, 1} and np.all(labels == np.where(s1 >= threshold, 1, -1))
     assert (labels == -1).mean() > 0.5  # the test rows are scaled far out
-    assert main(["score", str(test), "--model", str(tmp / "m.joblib"), "--drop", "id",
+    assert zipfile.is_zipfile(tmp / "m.skood")  # skood's format, not a pickle
+    assert main(["score", str(test), "--model", str(tmp / "m.skood"), "--drop", "id",
                  "--out", str(tmp / "s2.csv")]) == 0  # fmt: skip
     s2, labels2, _ = _read_scores(tmp / "s2.csv")
     np.testing.assert_array_equal(s1, s2)
@@ -130,7 +132,7 @@ def test_other_columns_missing_file_and_bad_model(files, capsys):
     assert main(["score", str(tmp / "nope.csv")]) == 2
     assert "is not a file" in capsys.readouterr().err
     assert main(["score", str(train), "--model", str(train)]) == 2
-    assert "not a model saved by `skood score --save`" in capsys.readouterr().err
+    assert "is not a skood model file" in capsys.readouterr().err
     assert main(["score", str(train), "--drop", "zzz"]) == 2
     assert "no column(s) ['zzz']" in capsys.readouterr().err
     assert main(["score", str(train), "--detector", "ocsvm", "--contamination", "0.1"]) == 2
@@ -176,14 +178,85 @@ def test_a_crafted_pickle_is_refused_without_being_unpickled(files, capsys):
 
     joblib.dump(Payload(), tmp / "evil.joblib")
     assert main(["score", str(train), "--model", str(tmp / "evil.joblib"), "--drop", "id"]) == 2
-    assert "does not unpickle" in capsys.readouterr().err and not marker.exists()
-    # a file skood saved, then changed (or one saved with someone else's key): refused too
+    err = capsys.readouterr().err
+    assert "is a pickle" in err and "nothing in it was run" in err and "skood convert" in err
+    assert not marker.exists()
+    # nor does `skood convert` unpickle it unless told the file is trusted
+    assert main(["convert", str(tmp / "evil.joblib"), str(tmp / "new.skood")]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not marker.exists()
+    assert not (tmp / "new.skood").exists()
+    # a .skood file changed after it was saved: refused as damaged
     assert main(["score", str(train), "--drop", "id", "--save", str(tmp / "m.skood")]) == 0
     data = bytearray((tmp / "m.skood").read_bytes())
-    data[-10] ^= 1
+    data[len(data) // 3] ^= 1
     (tmp / "m.skood").write_bytes(bytes(data))
     assert main(["score", str(train), "--model", str(tmp / "m.skood"), "--drop", "id"]) == 2
-    assert "refusing to unpickle" in capsys.readouterr().err
+    assert "damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "detector, trust",
+    [
+        ("flow:n_blocks=2,hidden_sizes=(8, 8),max_epochs=2,min_steps=0", []),
+        ("vae:max_epochs=2,min_steps=0", []),
+        ("iforest", ["sklearn.tree._tree.Tree"]),
+    ],
+)
+def test_save_and_model_for_torch_and_sklearn_detectors(files, capsys, detector, trust):
+    tmp, train, test = files
+    model = tmp / "m.skood"
+    fit = ["score", str(train), str(test), "--drop", "id", "--detector", detector]
+    assert main([*fit, "--save", str(model), "--out", str(tmp / "s1.csv")]) == 0
+    score = ["score", str(test), "--drop", "id", "--model", str(model)]
+    if trust:  # an sklearn tree's raw node arrays: skops asks before it trusts them
+        assert main([*score, "--out", str(tmp / "refused.csv")]) == 2
+        err = capsys.readouterr().err
+        assert "--trust NAME" in err and trust[0] in err and not (tmp / "refused.csv").exists()
+    flags = [f"--trust={name}" for name in trust]
+    assert main([*score, *flags, "--out", str(tmp / "s2.csv")]) == 0
+    np.testing.assert_array_equal(_read_scores(tmp / "s1.csv")[0], _read_scores(tmp / "s2.csv")[0])
+
+
+def test_convert_an_old_signed_file_and_a_trusted_pickle(files, capsys, monkeypatch):
+    import hashlib
+    import hmac
+    import io
+
+    import joblib
+
+    from skood.registry import make_detector, make_pipeline_for
+
+    tmp, _, test = files
+    columns = ["a", "b", "c"]
+    pipe = make_pipeline_for(make_detector(("gauss", {}), random_state=0))
+    pipe.fit(np.random.default_rng(0).normal(size=(30, 3)))
+    saved = {"pipeline": pipe, "columns": columns, "detector": "gauss"}
+    buffer = io.BytesIO()
+    joblib.dump(saved, buffer)
+    payload = buffer.getvalue()
+    # the layout `skood score --save` wrote before skood's own format: magic, HMAC tag, pickle
+    tag = hmac.new(b"skood-tests", payload, hashlib.sha256).hexdigest().encode()
+    (tmp / "old.model").write_bytes(b"skood-model-v1\n" + tag + b"\n" + payload)
+    assert main(["score", str(test), "--drop", "id", "--model", str(tmp / "old.model")]) == 2
+    assert "skood convert" in capsys.readouterr().err
+    monkeypatch.setenv("SKOOD_MODEL_KEY", "someone-else")
+    assert main(["convert", str(tmp / "old.model"), str(tmp / "new.skood")]) == 2
+    assert "not signed with this user's key" in capsys.readouterr().err
+    monkeypatch.setenv("SKOOD_MODEL_KEY", "skood-tests")
+    assert main(["convert", str(tmp / "old.model"), str(tmp / "new.skood")]) == 0
+    assert main(["convert", str(tmp / "old.model"), str(tmp / "new.skood")]) == 2  # no overwrite
+    assert "exists; pass --force" in capsys.readouterr().err
+    out = tmp / "scores.csv"
+    assert main(["score", str(test), "--drop", "id", "--model", str(tmp / "new.skood"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    expected = pipe.score_samples(np.genfromtxt(test, delimiter=",", names=True)[columns].tolist())
+    np.testing.assert_allclose(_read_scores(out)[0], expected, rtol=0, atol=0)
+    # a plain joblib file the user vouches for
+    joblib.dump(saved, tmp / "plain.joblib")
+    assert main(["convert", str(tmp / "plain.joblib"), str(tmp / "p.skood"), "--trust-pickle"]) == 0
+    assert main(["score", str(test), "--drop", "id", "--model", str(tmp / "p.skood"),
+                 "--out", str(tmp / "p.csv")]) == 0  # fmt: skip
+    np.testing.assert_array_equal(_read_scores(tmp / "p.csv")[0], _read_scores(out)[0])
 
 
 def test_outputs_never_overwrite_inputs_or_existing_files(files, capsys):
