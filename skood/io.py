@@ -280,6 +280,7 @@ class _Writer:
 
         if isinstance(obj, NeuralNet):
             return self._skorch(obj, where)
+        excluded: list[str] = []
         if isinstance(obj, torch.nn.Module):
             hooked = [h for h in _MODULE_HOOKS if getattr(obj, h, None)]
             if hooked:
@@ -292,7 +293,7 @@ class _Writer:
         elif name.startswith(_TRUSTED_MODULES) and hasattr(obj, "__dict__"):
             if hasattr(obj, "_check_saveable"):
                 obj._check_saveable()
-            excluded = getattr(cls, "_not_saved", ())
+            excluded = [k for k in getattr(cls, "_not_saved", ()) if k in vars(obj)]
             state = {k: v for k, v in vars(obj).items() if k not in excluded}
             kind = "object"
         elif not _holds_skood(obj):  # scikit-learn's own objects, and any other library's
@@ -308,6 +309,8 @@ class _Writer:
         ident = self._remember(obj)
         node = {"type": kind, "id": ident, "class": name}
         node["state"] = {k: self.node(v, f"{where}.{k}") for k, v in state.items()}
+        if kind == "object" and excluded:
+            node["not_saved"] = excluded  # set to None when loaded (e.g. CLIP's encoder)
         return node
 
     def _skorch(self, net, where: str):
@@ -709,6 +712,9 @@ class _Reader:
         cls = self.trust.resolve(str(node.get("class")), "object", self.path)
         obj = self._keep(node, cls.__new__(cls))
         state = self._state(node)
+        for name in node.get("not_saved", []):
+            if name in getattr(cls, "_not_saved", ()):
+                state.setdefault(name, None)
         from sklearn.base import BaseEstimator
 
         if isinstance(obj, BaseEstimator) and type(obj).__module__.startswith("skood"):

@@ -1,0 +1,436 @@
+"""skood.save / skood.load: every estimator round-trips exactly; hostile and damaged files fail
+with a clear error and run nothing; tensors move between devices; versions are checked."""
+
+import io
+import json
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.decomposition import PCA
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import skood
+from skood import GaussianMahalanobis, QuantileFlowDetector, TorchFeatures, VAEDetector
+from skood.io import ModelFileError, UntrustedTypesError, VersionWarning, get_untrusted_types
+from tests._settings import TINY_FLOW, VAE_CHECKS
+from tests.test_estimator_checks import ESTIMATORS
+
+# Everything a fitted model answers with; each is compared bit for bit after loading.
+_OUTPUTS = (
+    "score_samples",
+    "decision_function",
+    "predict",
+    "predict_proba",
+    "predict_closed_set",
+    "transform",
+)
+
+
+def _data(estimator):
+    """Inliers of 3 classes and auxiliary outliers (y == -1): every estimator takes both."""
+    width = 4
+    if getattr(estimator, "text_embeddings", None) is not None:
+        width = np.asarray(estimator.text_embeddings).shape[1]
+    X, y = make_blobs(120, n_features=width, centers=3, random_state=0)
+    outliers = np.random.default_rng(0).normal(6.0, 1.0, size=(30, width))
+    return np.vstack([X, outliers]), np.r_[y, -np.ones(30, dtype=int)]
+
+
+def _fitted(estimator):
+    from sklearn.base import clone
+
+    X, y = _data(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clone(estimator).fit(X, y), X
+
+
+def _round_trip(model, tmp_path, **load_options):
+    path = tmp_path / "model.skood"
+    skood.save(model, path)
+    with zipfile.ZipFile(path) as archive:  # a zip of JSON and safetensors: no pickle anywhere
+        assert not any(name.endswith((".pkl", ".pickle", ".joblib")) for name in archive.namelist())
+    return skood.load(path, **load_options)
+
+
+def _assert_same_answers(model, loaded, X):
+    answered = 0
+    for method in _OUTPUTS:
+        if hasattr(model, method):
+            np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(model, method)(X))
+            answered += 1
+    assert answered
+
+
+def _assert_same_attributes(model, loaded):
+    assert type(loaded) is type(model)
+    assert set(vars(loaded)) == set(vars(model))
+    for name, value in vars(model).items():
+        restored = getattr(loaded, name)
+        assert type(restored) is type(value), name
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(restored, value)
+            assert restored.dtype == value.dtype
+        elif isinstance(value, (int, float, str, tuple)) and not isinstance(value, bool):
+            assert restored == value or (value != value and restored != restored), name
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_every_estimator_round_trips_exactly(estimator, tmp_path):
+    model, X = _fitted(estimator)
+    loaded = _round_trip(model, tmp_path)
+    _assert_same_answers(model, loaded, X)
+    _assert_same_attributes(model, loaded)
+    assert loaded.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    # the loaded model is an ordinary estimator again: it pickles and refits
+    method = next(m for m in _OUTPUTS if hasattr(model, m))
+    again = getattr(pickle.loads(pickle.dumps(loaded)), method)(X)
+    np.testing.assert_array_equal(again, getattr(model, method)(X))
+
+
+def test_a_pipeline_keeps_sklearn_parts_in_skops_and_refits(tmp_path):
+    X, _ = _data(None)
+    flow = QuantileFlowDetector(**TINY_FLOW, random_state=0)
+    pipe = make_pipeline(StandardScaler(), VarianceThreshold(), PCA(3, random_state=0), flow)
+    pipe.fit(X)
+    loaded = _round_trip(pipe, tmp_path)
+    _assert_same_answers(pipe, loaded, X)
+    with zipfile.ZipFile(tmp_path / "model.skood") as archive:
+        assert sum(n.startswith("skops/") for n in archive.namelist()) == 3
+    assert [type(s) for s in loaded] == [type(s) for s in pipe]
+    assert len(loaded[-1].net_.history) == len(pipe[-1].net_.history)  # the training log too
+    loaded.fit(X)  # same parameters, same seed: the same model again
+    np.testing.assert_array_equal(loaded.score_samples(X), pipe.score_samples(X))
+
+
+def test_rose_around_a_flow_keeps_its_estimator_and_curvatures(tmp_path):
+    from skood import ROSEScorer
+
+    model, X = _fitted(ROSEScorer(QuantileFlowDetector(**TINY_FLOW, random_state=0)))
+    loaded = _round_trip(model, tmp_path)
+    _assert_same_answers(model, loaded, X)
+    _assert_same_attributes(model.estimator_, loaded.estimator_)
+    for mine, theirs in zip(model.curvatures_, loaded.curvatures_):
+        for name, value in vars(mine).items():
+            if isinstance(value, torch.Tensor):  # LAPACK's column-major eigenvectors stay so
+                assert torch.equal(getattr(theirs, name), value)
+                assert getattr(theirs, name).stride() == value.stride()
+
+
+def test_shared_objects_stay_shared(tmp_path):
+    from skood import ClassifierFeatures
+
+    model, _ = _fitted(ClassifierFeatures(hidden_sizes=(8,), max_epochs=2, random_state=0))
+    loaded = _round_trip(model, tmp_path)
+    assert loaded.module_ is loaded.net_.module_
+
+
+def test_save_writes_atomically_and_plain_containers_work(tmp_path):
+    X, _ = _data(None)
+    gauss = GaussianMahalanobis(random_state=0).fit(X)
+    path = tmp_path / "m.skood"
+    path.write_bytes(b"an older model")
+
+    class Unsaveable:
+        pass
+
+    with pytest.raises(TypeError, match="cannot be found again by its name"):
+        skood.save({"model": gauss, "extra": Unsaveable}, path)
+    assert path.read_bytes() == b"an older model"  # a failed save leaves the old file alone
+    assert [p.name for p in tmp_path.iterdir()] == ["m.skood"]  # and no temporary file
+    skood.save({"model": gauss, "columns": ["a", "b"], "n": 3, "w": (1.5, float("nan"))}, path)
+    loaded = skood.load(path)
+    assert loaded["columns"] == ["a", "b"] and loaded["n"] == 3
+    assert loaded["w"][0] == 1.5 and np.isnan(loaded["w"][1])
+    np.testing.assert_array_equal(loaded["model"].score_samples(X), gauss.score_samples(X))
+
+
+# -- user code: refused until trusted ------------------------------------------------------------
+
+
+class UserNet(torch.nn.Module):
+    """A network a user wrote: its class is code, which a file cannot hold."""
+
+    def __init__(self, n_in=4, n_out=3):
+        super().__init__()
+        self.body = torch.nn.Linear(n_in, n_out)
+        self.activation = torch.nn.functional.relu
+
+    def forward(self, x):
+        return self.activation(self.body(x))
+
+
+@pytest.mark.parametrize("module", [UserNet(), UserNet], ids=["instance", "class"])
+def test_a_user_module_loads_only_when_trusted(module, tmp_path):
+    model, X = _fitted(TorchFeatures(module, random_state=0))
+    path = tmp_path / "m.skood"
+    skood.save(model, path)
+    assert get_untrusted_types(path) == ["tests.test_io.UserNet"]  # relu is torch's: trusted
+    with pytest.raises(UntrustedTypesError, match=r"tests\.test_io\.UserNet.*trusted=") as info:
+        skood.load(path)
+    assert info.value.types == ["tests.test_io.UserNet"]
+    for trusted in (["tests.test_io.UserNet"], [UserNet]):  # by name, or re-supplied
+        loaded = skood.load(path, trusted=trusted)
+        np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+
+
+def test_things_a_file_cannot_hold_are_refused_when_saving(tmp_path):
+    X, _ = _data(None)
+    model = TorchFeatures(torch.nn.Linear(4, 2), random_state=0).fit(X)
+    model.module_.register_forward_hook(lambda *args: None)
+    with pytest.raises(TypeError, match="hooks registered"):
+        skood.save(model, tmp_path / "m.skood")
+    factory = TorchFeatures(lambda: torch.nn.Linear(4, 2), random_state=0).fit(X)
+    with pytest.raises(TypeError, match="lambda"):
+        skood.save(factory, tmp_path / "m.skood")
+    from skood import CLIPZeroShot
+
+    clip = CLIPZeroShot(encoder=object(), class_names=["x"], image_shape=(1, 2, 2))
+    with pytest.raises(TypeError, match="does not hold"):
+        skood.save(clip, tmp_path / "m.skood")
+    assert not (tmp_path / "m.skood").exists()
+
+
+def test_an_sklearn_part_with_unsafe_types_needs_trust(tmp_path):
+    from sklearn.ensemble import IsolationForest
+
+    X, _ = _data(None)
+    forest = make_pipeline(StandardScaler(), IsolationForest(n_estimators=5, random_state=0))
+    skood.save(forest.fit(X), tmp_path / "m.skood")
+    assert get_untrusted_types(tmp_path / "m.skood") == ["sklearn.tree._tree.Tree"]
+    with pytest.raises(UntrustedTypesError, match=r"sklearn.tree._tree.Tree"):
+        skood.load(tmp_path / "m.skood")
+    loaded = skood.load(tmp_path / "m.skood", trusted=["sklearn.tree._tree.Tree"])
+    np.testing.assert_array_equal(loaded.score_samples(X), forest.score_samples(X))
+
+
+# -- hostile and damaged files: a clear error, nothing executed ----------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    X, _ = _data(None)
+    model = VAEDetector(**VAE_CHECKS).fit(X)
+    path = tmp_path / "m.skood"
+    skood.save(model, path)
+    return path
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _rewrite(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _edit_json(path, edit):
+    members = _members(path)
+    header = json.loads(members["skood.json"])
+    edit(header)
+    members["skood.json"] = json.dumps(header)
+    _rewrite(path, members)
+
+
+def test_a_pickle_renamed_to_skood_is_refused_unread(tmp_path):
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # creating a file on load = code execution
+
+    path = tmp_path / "evil.skood"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(ModelFileError, match=r"is a pickle.*nothing in it was run.*skood convert"):
+        skood.load(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"type": "object", "class": "os.system", "state": {}},
+        {"type": "function", "name": "builtins.eval"},
+        {"type": "function", "name": "os.system"},
+        {"type": "class", "name": "subprocess.Popen"},
+        {"type": "module", "class": "builtins.eval", "state": {}},
+        {"type": "skorch", "class": "os.system", "module": None, "criterion": None},
+        # a name skood's own module happens to import is not followed to its target
+        {"type": "object", "class": "skood.cli.sys.exit", "state": {}},
+        {"type": "class", "name": "skood._training.np.lib.format.read_array"},
+    ],
+    ids=lambda n: n.get("class", n.get("name")),
+)
+def test_a_file_naming_arbitrary_code_is_refused(saved, tmp_path, node):
+    marker = tmp_path / "code-ran"
+    root_state = {"type": "dict", "items": {"cmd": f"touch {marker}", "x": node}}
+
+    def edit(header):
+        header["root"]["state"]["callbacks"] = {"type": "list", "items": [root_state, node]}
+
+    _edit_json(saved, edit)
+    with pytest.raises(ModelFileError, match=r"does not rebuild|not a class here"):
+        skood.load(saved)
+    assert not marker.exists()
+
+
+def test_unknown_node_types_and_malformed_trees_are_errors(saved):
+    for bad in ({"type": "__import__"}, {"type": "eval", "source": "1"}, [1, 2], {"no": "type"}):
+        members = _members(saved)
+        header = json.loads(members["skood.json"])
+        header["root"]["state"]["callbacks"] = bad
+        path = saved.with_name("bad.skood")
+        _rewrite(path, {**members, "skood.json": json.dumps(header)})
+        with pytest.raises(ModelFileError):
+            skood.load(path)
+    deep = saved.with_name("deep.skood")
+    nested = '{"type": "list", "items": [' * 100_000 + "]}" * 100_000
+    members = _members(saved)
+    _rewrite(
+        deep,
+        {
+            **members,
+            "skood.json": members["skood.json"].replace(
+                b'"root"', b'"x": ' + nested.encode() + b', "root"', 1
+            ),
+        },
+    )
+    with pytest.raises(ModelFileError):
+        skood.load(deep)
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.99])
+def test_a_truncated_file_is_an_error(saved, cut):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ModelFileError):
+        skood.load(saved)
+
+
+def test_bit_flips_anywhere_are_errors_or_harmless(saved):
+    data = saved.read_bytes()
+    for position in np.random.default_rng(0).integers(0, len(data), 40):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x10
+        saved.write_bytes(bytes(flipped))
+        try:  # a flip in the zip's slack (a comment, padding) may change nothing
+            skood.load(saved)
+        except ModelFileError:
+            pass
+
+
+def test_missing_extra_and_misshapen_tensors_are_errors(saved):
+    from safetensors.torch import load as read
+    from safetensors.torch import save as write
+
+    original = _members(saved)
+    tensors = read(original["tensors.safetensors"])
+    first = sorted(tensors)[0]
+    cases = {
+        "missing": {k: v for k, v in tensors.items() if k != first},
+        "extra": {**tensors, "t999": torch.zeros(2)},
+        "wrong shape": {**tensors, first: torch.zeros(tensors[first].numel() + 1)},
+        "wrong dtype": {**tensors, first: tensors[first].double()},
+    }
+    messages = {
+        "missing": "missing",
+        "extra": "no part of the model uses",
+        "wrong shape": "expects",
+        "wrong dtype": "expects",
+    }
+    for case, replaced in cases.items():
+        _rewrite(saved, {**original, "tensors.safetensors": write(replaced)})
+        with pytest.raises(ModelFileError, match=messages[case]):
+            skood.load(saved)
+    _rewrite(saved, {**original, "tensors.safetensors": b"\xff" * 64})
+    with pytest.raises(ModelFileError, match="damaged"):
+        skood.load(saved)
+    _rewrite(saved, {**original, "payload.pkl": pickle.dumps(1)})
+    with pytest.raises(ModelFileError, match="not a skood model file"):
+        skood.load(saved)
+
+
+def test_newer_formats_are_refused_and_other_versions_warn(saved):
+    original = saved.read_bytes()
+    _edit_json(saved, lambda h: h.update(format_version=99))
+    with pytest.raises(ModelFileError, match=r"format version 99.*upgrade skood"):
+        skood.load(saved)
+    saved.write_bytes(original)
+    _edit_json(saved, lambda h: h["versions"].update(torch="1.0.0", skood="0.1.0"))
+    with pytest.warns(VersionWarning, match=r"skood 0\.1\.0 \(now .*torch 1\.0\.0"):
+        skood.load(saved)
+    saved.write_bytes(original)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same versions: silent
+        skood.load(saved)
+    header = json.loads(_members(saved)["skood.json"])
+    assert {"skood", "torch", "sklearn", "skorch", "numpy"} <= set(header["versions"])
+
+
+# -- devices -------------------------------------------------------------------------------------
+
+
+def test_tensors_saved_on_cuda_load_on_a_cpu_machine(saved, monkeypatch):
+    """A GPU-trained model on a CPU-only server: the file's devices say cuda, the machine has none."""
+    X, _ = _data(None)
+    reference = skood.load(saved).score_samples(X)
+
+    def on_cuda(node):
+        if isinstance(node, dict):
+            if node.get("type") == "tensor":
+                node["device"] = "cuda:0"
+            if node.get("type") == "object" and "device_" in node.get("state", {}):
+                node["state"]["device_"] = "cuda"
+            for value in node.values():
+                on_cuda(value)
+        elif isinstance(node, list):
+            for value in node:
+                on_cuda(value)
+
+    _edit_json(saved, lambda h: on_cuda(h["root"]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match=r"saved on \['cuda', 'cuda:0'\].*loaded on the CPU"):
+        loaded = skood.load(saved)
+    assert loaded.device_ == "cpu" and loaded.net_.device == "cpu"
+    assert all(p.device.type == "cpu" for p in loaded.net_.module_.parameters())
+    np.testing.assert_array_equal(loaded.score_samples(X), reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit device: no warning
+        skood.load(saved, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_model_loads_on_cpu_and_back(tmp_path):
+    X, _ = _data(None)
+    model = QuantileFlowDetector(**TINY_FLOW, device="cuda", random_state=0).fit(X)
+    skood.save(model, tmp_path / "m.skood")
+    same = skood.load(tmp_path / "m.skood")
+    np.testing.assert_array_equal(same.score_samples(X), model.score_samples(X))
+    on_cpu = skood.load(tmp_path / "m.skood", device="cpu")
+    assert on_cpu.device_ == "cpu"
+    assert all(p.device.type == "cpu" for p in on_cpu.net_.module_.parameters())
+    np.testing.assert_allclose(on_cpu.score_samples(X), model.score_samples(X), rtol=1e-4)
+    skood.save(on_cpu, tmp_path / "cpu.skood")
+    back = skood.load(tmp_path / "cpu.skood", device="cuda")
+    assert next(back.net_.module_.parameters()).is_cuda
+    np.testing.assert_allclose(back.score_samples(X), model.score_samples(X), rtol=1e-4)
+
+
+def test_file_objects_work_too():
+    X, _ = _data(None)
+    model = GaussianMahalanobis(random_state=0).fit(X)
+    buffer = io.BytesIO()
+    skood.save(model, buffer)
+    np.testing.assert_array_equal(
+        skood.load(io.BytesIO(buffer.getvalue())).score_samples(X), model.score_samples(X)
+    )
