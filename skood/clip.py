@@ -415,7 +415,11 @@ class CLIPZeroShot(BaseDetector):
         """skood.save's check: the encoder must be reloadable from a name or a path."""
         for name in ("encoder", "tokenizer", "preprocess"):
             value = getattr(self, name)
-            if not self.precomputed and value is not None and not isinstance(value, (str, os.PathLike)):
+            if (
+                not self.precomputed
+                and value is not None
+                and not isinstance(value, (str, os.PathLike))
+            ):
                 raise TypeError(
                     f"CLIPZeroShot: {name}= is a {type(value).__name__} object, which a .skood "
                     "file does not hold (its weights belong to open_clip / transformers). Save a "
@@ -428,7 +432,9 @@ class CLIPZeroShot(BaseDetector):
         if self.precomputed:
             return _l2(X.astype(np.float64), "image embeddings")
         if getattr(self, "backend_", None) is None:  # loaded by skood.load: reload the encoder
-            self.backend_ = _load_backend(self.encoder, self.tokenizer, self.checkpoint, self.device_)
+            self.backend_ = _load_backend(
+                self.encoder, self.tokenizer, self.checkpoint, self.device_
+            )
 
         def encode(xb: torch.Tensor) -> torch.Tensor:
             return self.backend_.encode_images(self._pixels(xb.view(-1, *self.image_shape)))

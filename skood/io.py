@@ -61,7 +61,12 @@ __all__ = [
 #: The layout version of ``skood.json``; a reader refuses files from a newer layout.
 FORMAT_VERSION = 1
 _FORMAT = "skood-model"
-_JSON, _TENSORS, _ARRAYS, _SKOPS = "skood.json", "tensors.safetensors", "arrays.safetensors", "skops/"
+_JSON, _TENSORS, _ARRAYS, _SKOPS = (
+    "skood.json",
+    "tensors.safetensors",
+    "arrays.safetensors",
+    "skops/",
+)
 _OLD_SIGNED_PICKLE = b"skood-model-v1\n"  # `skood score --save` before this format
 
 # Classes trusted without asking, by the module that defines them (a prefix ending in "."):
@@ -209,7 +214,11 @@ class _Writer:
     def _numpy_scalar(self, obj: np.generic, where: str):
         if obj.dtype.kind not in "biufU":
             raise TypeError(f"{where}: numpy scalar of dtype {obj.dtype} is not supported")
-        return {"type": "numpy_scalar", "dtype": obj.dtype.str, "value": self.node(obj.item(), where)}
+        return {
+            "type": "numpy_scalar",
+            "dtype": obj.dtype.str,
+            "value": self.node(obj.item(), where),
+        }
 
     def _tensor(self, obj: torch.Tensor, where: str):
         if obj.is_sparse or obj.layout != torch.strided:
@@ -686,7 +695,10 @@ class _Reader:
         self.used_tensors.add(key)
         order = node.get("order", list(range(self.tensors[key].ndim)))
         tensor = self.tensors[key].permute(_inverse(order, self.tensors[key].ndim, self.fail))
-        if list(tensor.shape) != node.get("shape") or str(tensor.dtype) != f"torch.{node.get('dtype')}":
+        if (
+            list(tensor.shape) != node.get("shape")
+            or str(tensor.dtype) != f"torch.{node.get('dtype')}"
+        ):
             self.fail(
                 f"tensor {key!r} has shape {list(tensor.shape)} and dtype {tensor.dtype} in "
                 f"{_TENSORS}, but the model expects {node.get('shape')} and {node.get('dtype')}"
@@ -831,7 +843,9 @@ def _open(file, path: str) -> tuple[zipfile.ZipFile, dict]:
         )
     archive = zipfile.ZipFile(io.BytesIO(data))
     names = archive.namelist()
-    unexpected = [n for n in names if n not in (_JSON, _TENSORS, _ARRAYS) and not n.startswith(_SKOPS)]
+    unexpected = [
+        n for n in names if n not in (_JSON, _TENSORS, _ARRAYS) and not n.startswith(_SKOPS)
+    ]
     if _JSON not in names or _TENSORS not in names or _ARRAYS not in names or unexpected:
         raise ModelFileError(
             f"{path} is a zip archive but not a skood model file (members {names[:8]})"
