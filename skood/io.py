@@ -33,6 +33,7 @@ directory or checkpoint on first use.
 from __future__ import annotations
 
 import collections
+import enum
 import importlib
 import io
 import json
@@ -43,7 +44,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -192,6 +193,15 @@ class _Writer:
             return {"type": "device", "value": str(obj)}
         if isinstance(obj, torch.dtype):
             return {"type": "dtype", "value": str(obj).removeprefix("torch.")}
+        if isinstance(obj, PurePath):  # a parameter such as weights_path=
+            return {"type": "path", "value": str(obj)}
+        if isinstance(obj, enum.Enum):  # e.g. torchvision's InterpolationMode in a transform
+            self._reference(type(obj), where)
+            return {
+                "type": "enum",
+                "class": _dotted(type(obj)),
+                "value": self.node(obj.value, where),
+            }
         if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
             return self._reference(obj, where)
         return self._object(obj, where)
@@ -713,6 +723,18 @@ class _Reader:
     def _class(self, node):
         return self.trust.resolve(str(node.get("name")), "class", self.path)
 
+    def _path(self, node):
+        return Path(str(node.get("value")))
+
+    def _enum(self, node):
+        cls = self.trust.resolve(str(node.get("class")), "class", self.path)
+        if not issubclass(cls, enum.Enum):
+            self.fail(f"{cls.__name__} is stored as an enum but is not one")
+        try:
+            return cls(self.node(node.get("value")))
+        except ValueError:
+            self.fail(f"{node.get('value')!r} is not a {cls.__name__}")
+
     def _function(self, node):
         return self.trust.resolve(str(node.get("name")), "function", self.path)
 
@@ -973,8 +995,8 @@ def _untrusted(archive: zipfile.ZipFile, header: dict, trust: _Trust) -> list[st
         elif isinstance(node, dict):
             kind = node.get("type")
             name = str(node.get("name", node.get("class")))
-            if kind in ("class", "function", "object", "module", "skorch"):
-                if not trust.allows(name, kind):
+            if kind in ("class", "function", "object", "module", "skorch", "enum"):
+                if not trust.allows(name, "class" if kind == "enum" else kind):
                     found.add(name)
             if kind == "skops" and node.get("key") in archive.namelist():
                 try:

@@ -434,3 +434,20 @@ def test_file_objects_work_too():
     np.testing.assert_array_equal(
         skood.load(io.BytesIO(buffer.getvalue())).score_samples(X), model.score_samples(X)
     )
+
+
+def test_a_pipeline_from_image_files(tmp_path):
+    from PIL import Image
+
+    from skood import ImageFiles
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(30):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    pipe = make_pipeline(ImageFiles(4, mode="L"), GaussianMahalanobis(random_state=0)).fit(paths)
+    loaded = _round_trip(pipe, tmp_path)
+    np.testing.assert_array_equal(loaded.score_samples(paths), pipe.score_samples(paths))
+    assert loaded[0].image_shape_ == (1, 4, 4)

@@ -90,6 +90,22 @@ def test_features_are_the_layer_of_the_loaded_model_after_its_preprocessing(
     np.testing.assert_allclose(raw.transform(images / 2), expected, rtol=1e-6)
 
 
+def test_skood_save_needs_the_stand_in_classes_trusted(
+    fake_torchvision, images, weights_file, tmp_path
+):
+    import skood
+    from skood.io import UntrustedTypesError
+
+    _, path = weights_file
+    ext = TorchvisionFeatures("tinynet", weights_path=path, image_shape=(3, 8, 8)).fit(images)
+    skood.save(ext, tmp_path / "ext.skood")
+    # the stand-in's classes live in this test module, not in torchvision: code to be trusted
+    with pytest.raises(UntrustedTypesError, match="TinyNet"):
+        skood.load(tmp_path / "ext.skood")
+    loaded = skood.load(tmp_path / "ext.skood", trusted=[TinyNet, Halve])
+    np.testing.assert_array_equal(loaded.transform(images), ext.transform(images))
+
+
 def test_bad_configuration_is_named(fake_torchvision, images, weights_file, tmp_path):
     _, path = weights_file
     fit = lambda **kw: TorchvisionFeatures(  # noqa: E731
@@ -149,3 +165,7 @@ def test_resnet18_from_a_local_file(torchvision, tmp_path):
         expected = body(x).flatten(1).double().numpy()
     np.testing.assert_allclose(ext.transform(X), expected, rtol=1e-5, atol=1e-6)
     assert ext.transform(X).shape == (3, 512)
+    import skood
+
+    skood.save(ext, tmp_path / "r18.skood")  # torchvision's models and transforms: no trust needed
+    np.testing.assert_array_equal(skood.load(tmp_path / "r18.skood").transform(X), ext.transform(X))
