@@ -327,7 +327,8 @@ def score(args) -> int:
     _check_same_columns(columns, to_score)
     scores = pipe.score_samples(to_score.X)
     labels = pipe.predict(to_score.X)
-    threshold = float(pipe[-1].offset_)
+    # sklearn's OneClassSVM keeps offset_ as a 1-element array, which numpy 2 will not float()
+    threshold = float(np.ravel(pipe[-1].offset_)[0])
     lines = ["row,score,label,threshold"]
     lines += [
         f"{i},{float(s)!r},{int(lab)},{threshold!r}"

@@ -322,8 +322,9 @@ class _Writer:
             kind = "object"
         else:
             raise TypeError(
-                f"{where}: a {name} with skood estimators inside cannot be saved; save the skood "
-                "parts (for a search, its fitted best_estimator_) or put them in a Pipeline"
+                f"{where}: a {name} holding torch or skood objects cannot be saved: skood's format "
+                "stores those only inside skood estimators and sklearn's Pipeline / FeatureUnion / "
+                "ColumnTransformer (for a search, save its fitted best_estimator_)"
             )
         ident = self._remember(obj)
         node = {"type": kind, "id": ident, "class": name}

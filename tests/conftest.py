@@ -27,7 +27,7 @@ from tests._settings import TINY_FLOW
 
 @pytest.fixture(autouse=True)
 def _model_signing_key(monkeypatch):
-    """`skood score --save` signs with this key, not with the developer's own."""
+    """`skood convert` checks old signed model files with this key, not the developer's own."""
     monkeypatch.setenv("SKOOD_MODEL_KEY", "skood-tests")
 
 

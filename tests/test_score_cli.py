@@ -200,6 +200,8 @@ def test_a_crafted_pickle_is_refused_without_being_unpickled(files, capsys):
         ("flow:n_blocks=2,hidden_sizes=(8, 8),max_epochs=2,min_steps=0", []),
         ("vae:max_epochs=2,min_steps=0", []),
         ("iforest", ["sklearn.tree._tree.Tree"]),
+        ("ocsvm", []),  # its offset_ is a 1-element array: `skood score` used to fail on it
+        ("pyod-ecod", ["pyod.models.ecod.ECOD"]),
     ],
 )
 def test_save_and_model_for_torch_and_sklearn_detectors(files, capsys, detector, trust):
