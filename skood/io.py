@@ -37,6 +37,7 @@ import enum
 import importlib
 import io
 import json
+import math
 import os
 import platform
 import tempfile
@@ -340,9 +341,9 @@ class _Writer:
             raise TypeError(f"{where}: an uninitialized skorch net cannot be saved")
         params, dropped = {}, []
         for key, value in net.get_params(deep=False).items():
-            if key in ("module", "criterion", "callbacks"):
+            if key in ("module", "criterion"):
                 continue
-            if _is_plain(value):
+            if _skorch_param_allowed(type(net), key, value):
                 params[key] = self.node(value, f"{where}.{key}")
             else:
                 dropped.append(key)
@@ -353,7 +354,7 @@ class _Writer:
             "module": self.node(net.module_, f"{where}.module_"),
             "criterion": self.node(net.criterion_, f"{where}.criterion_"),
             "params": params,
-            "not_stored": sorted([*dropped, "callbacks", "optimizer state"]),
+            "not_stored": sorted([*dropped, "optimizer state"]),
             "history": self.node([dict(row) for row in net.history_], f"{where}.history_"),
         }
 
@@ -383,9 +384,43 @@ def _dense_order(shape, strides, is_dense) -> list[int]:
 
 
 def _inverse(order, ndim: int, fail) -> list[int]:
-    if not isinstance(order, list) or sorted(order) != list(range(ndim)):
+    if (
+        not isinstance(order, list)
+        or not all(type(d) is int for d in order)
+        or sorted(order) != list(range(ndim))
+    ):
         fail(f"a malformed axis order {order!r}")
     return [order.index(d) for d in range(ndim)]
+
+
+# The parameters of a skorch net that a file may set: what inference and a plain optimizer need.
+# Everything else a net accepts can run or name code later (compile=True with Inductor options,
+# callbacks, dataset / iterator classes, torch_load_kwargs, module__* sizes that allocate), so it
+# is neither written nor accepted.
+_SKORCH_PARAMS = {"lr", "max_epochs", "batch_size", "device", "optimizer", "warm_start", "verbose"}
+
+
+def _skorch_param_allowed(cls, key: str, value) -> bool:
+    import inspect
+
+    from skorch import NeuralNet
+
+    if key == "optimizer":
+        return isinstance(value, type) and issubclass(value, torch.optim.Optimizer)
+    own = set(inspect.signature(cls.__init__).parameters) - set(
+        inspect.signature(NeuralNet.__init__).parameters
+    )  # a subclass's own settings, such as AMA's n_critic
+    if key in _SKORCH_PARAMS or key in own or key.startswith("optimizer__"):
+        return _is_number_like(value)
+    return False
+
+
+def _is_number_like(value) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return type(value) in (list, tuple) and all(
+        v is None or isinstance(v, (bool, int, float)) for v in value
+    )
 
 
 def _is_plain(value) -> bool:
@@ -567,6 +602,15 @@ def _as_list(items) -> list:
     return list(items) if isinstance(items, Iterable) else [items]
 
 
+_NODE_TYPES = frozenset(
+    "ref float list tuple set frozenset dict numpy_scalar device dtype path enum ndarray tensor "
+    "class function object module skorch skops".split()
+)
+_TORCH_DTYPES = {
+    str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
+}
+
+
 class _Reader:
     def __init__(self, archive, header: dict, path: str, trust: _Trust, device) -> None:
         self.path, self.trust, self.archive = path, trust, archive
@@ -606,21 +650,20 @@ class _Reader:
         if not isinstance(node, dict) or not isinstance(node.get("type"), str):
             self.fail(f"malformed node {str(node)[:80]!r}")
         kind = node["type"]
-        handler = getattr(self, f"_{kind}", None)
-        if handler is None or kind.startswith("_"):
+        if kind not in _NODE_TYPES:
             self.fail(f"unknown node type {kind!r}")
-        return handler(node)
+        return getattr(self, f"_{kind}")(node)
 
     def _keep(self, node, obj):
         ident = node.get("id")
         if ident is not None:
-            if not isinstance(ident, int) or ident in self.memo:
+            if type(ident) is not int or ident in self.memo:
                 self.fail(f"bad or repeated object id {ident!r}")
             self.memo[ident] = obj
         return obj
 
     def _ref(self, node):
-        if node.get("id") not in self.memo:
+        if type(node.get("id")) is not int or node["id"] not in self.memo:
             self.fail(f"reference to an unknown object id {node.get('id')!r}")
         return self.memo[node["id"]]
 
@@ -669,29 +712,30 @@ class _Reader:
         return torch.device(self.target(str(node.get("value"))))
 
     def _dtype(self, node):
-        value = getattr(torch, str(node.get("value")), None)
-        if not isinstance(value, torch.dtype):
+        if node.get("value") not in _TORCH_DTYPES:
             self.fail(f"unknown torch dtype {node.get('value')!r}")
-        return value
+        return _TORCH_DTYPES[node["value"]]
 
     def _ndarray(self, node):
-        shape = node.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            self.fail(f"an array with a malformed shape {shape!r}")
+        shape = self._shape(node)
         dtype = _dtype(node.get("dtype"), self.path)
         if "values" in node:
             values = [self.node(v) for v in self._items(node, "values")]
-            if len(values) != int(np.prod(shape)):
+            if len(values) != math.prod(shape):
                 self.fail(f"an array of shape {shape} with {len(values)} values")
+            longest = max([len(v) for v in values if isinstance(v, str)], default=1)
+            if dtype.kind == "U" and dtype.itemsize > 4 * max(longest, 1):
+                self.fail(f"a string array of dtype {dtype} for strings of at most {longest}")
             array = np.empty(len(values), dtype=dtype)
             array[:] = values
             return self._keep(node, array.reshape(shape))
-        key = node.get("key")
-        if key not in self.arrays:
-            self.fail(f"array {key!r} is missing from {_ARRAYS}")
+        key = self._key(node, self.arrays, _ARRAYS)
         self.used_arrays.add(key)
+        stored = self.arrays[key]
+        if stored.ndim != len(shape):
+            self.fail(f"array {key!r} has {stored.ndim} dimensions; the model expects {shape}")
         order = node.get("order", list(range(len(shape))))
-        array = self.arrays[key].transpose(_inverse(order, self.arrays[key].ndim, self.fail))
+        array = stored.transpose(_inverse(order, stored.ndim, self.fail))
         if list(array.shape) != shape or array.dtype != dtype:
             self.fail(
                 f"array {key!r} has shape {list(array.shape)} and dtype {array.dtype} in "
@@ -699,17 +743,28 @@ class _Reader:
             )
         return self._keep(node, array)
 
-    def _tensor(self, node):
+    def _shape(self, node) -> list[int]:
+        shape = node.get("shape")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            self.fail(f"a malformed shape {shape!r}")
+        return shape
+
+    def _key(self, node, stored: dict, member: str) -> str:
         key = node.get("key")
-        if key not in self.tensors:
-            self.fail(f"tensor {key!r} is missing from {_TENSORS}")
+        if type(key) is not str or key not in stored:
+            self.fail(f"{node['type']} {key!r} is missing from {member}")
+        return key
+
+    def _tensor(self, node):
+        key = self._key(node, self.tensors, _TENSORS)
+        shape = self._shape(node)
         self.used_tensors.add(key)
-        order = node.get("order", list(range(self.tensors[key].ndim)))
-        tensor = self.tensors[key].permute(_inverse(order, self.tensors[key].ndim, self.fail))
-        if (
-            list(tensor.shape) != node.get("shape")
-            or str(tensor.dtype) != f"torch.{node.get('dtype')}"
-        ):
+        stored = self.tensors[key]
+        if stored.ndim != len(shape):
+            self.fail(f"tensor {key!r} has {stored.ndim} dimensions; the model expects {shape}")
+        order = node.get("order", list(range(stored.ndim)))
+        tensor = stored.permute(_inverse(order, stored.ndim, self.fail))
+        if list(tensor.shape) != shape or str(tensor.dtype) != f"torch.{node.get('dtype')}":
             self.fail(
                 f"tensor {key!r} has shape {list(tensor.shape)} and dtype {tensor.dtype} in "
                 f"{_TENSORS}, but the model expects {node.get('shape')} and {node.get('dtype')}"
@@ -741,13 +796,16 @@ class _Reader:
 
     def _state(self, node) -> dict:
         state = self._items(node, "state", dict)
+        odd = [k for k in state if not k.isidentifier() or k.startswith("__")]
+        if odd:
+            self.fail(f"attribute names {odd[:5]} are not plain attribute names")
         return {key: self.node(value) for key, value in state.items()}
 
     def _object(self, node):
         cls = self.trust.resolve(str(node.get("class")), "object", self.path)
         obj = self._keep(node, cls.__new__(cls))
         state = self._state(node)
-        for name in node.get("not_saved", []):
+        for name in self._items(node, "not_saved") if "not_saved" in node else []:
             if name in getattr(cls, "_not_saved", ()):
                 state.setdefault(name, None)
         from sklearn.base import BaseEstimator
@@ -766,7 +824,12 @@ class _Reader:
             self.fail(f"{cls.__name__} is stored as a torch module but is not one")
         obj = self._keep(node, cls.__new__(cls))
         torch.nn.Module.__init__(obj)  # torch's bookkeeping (hook dicts), then the saved state
-        vars(obj).update(self._state(node))
+        state = self._state(node)
+        # Hooks and an instance-level forward are functions the module would call: never data.
+        refused = [k for k in state if k in _MODULE_SKIP or k in ("forward", "__call__")]
+        if refused:
+            self.fail(f"its {cls.__name__} module sets {refused}, which a model file may not set")
+        vars(obj).update(state)
         return obj
 
     def _skorch(self, node):
@@ -777,15 +840,23 @@ class _Reader:
         if not issubclass(cls, NeuralNet):
             self.fail(f"{cls.__name__} is stored as a skorch net but is not one")
         module, criterion = self.node(node.get("module")), self.node(node.get("criterion"))
+        if not isinstance(module, torch.nn.Module) or not isinstance(criterion, torch.nn.Module):
+            self.fail(f"its {cls.__name__} needs a module and a criterion instance")
         params = {k: self.node(v) for k, v in self._items(node, "params", dict).items()}
-        if "device" in params and isinstance(params["device"], str):
-            params["device"] = self.target(params["device"])
+        refused = [k for k, v in params.items() if not _skorch_param_allowed(cls, k, v)]
+        if refused:
+            self.fail(f"its {cls.__name__} sets parameters a model file may not set: {refused}")
+        if "device" in params:
+            params["device"] = self.target(str(params["device"]))
         try:
             net = cls(module=module, criterion=criterion, **params)
             net.initialize()
-        except (TypeError, ValueError) as exc:
-            self.fail(f"its {cls.__name__} cannot be rebuilt ({exc})")
-        net.history_ = History(self.node(node.get("history")))
+        except Exception as exc:
+            self.fail(f"its {cls.__name__} cannot be rebuilt ({type(exc).__name__}: {exc})")
+        history = self.node(node.get("history"))
+        if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+            self.fail(f"its {cls.__name__} has a malformed history")
+        net.history_ = History(history)
         return self._keep(node, net)
 
     def _skops(self, node):
@@ -839,6 +910,23 @@ def _read_tensor_files(archive: zipfile.ZipFile, path: str):
     return parts
 
 
+# skood writes its JSON deflated (a model's tree compresses about 5 to 20 times) and everything
+# else stored; more than this ratio is a decompression bomb, not a model.
+_MAX_JSON_RATIO = 200
+
+
+def _check_sizes(archive: zipfile.ZipFile, path: str) -> None:
+    for info in archive.infolist():
+        if info.filename == _JSON:
+            if info.file_size > _MAX_JSON_RATIO * max(info.compress_size, 1024):
+                raise ModelFileError(
+                    f"{path}: {_JSON} would inflate {info.compress_size} bytes to "
+                    f"{info.file_size}; a model file does not compress like that"
+                )
+        elif info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise ModelFileError(f"{path}: member {info.filename} is compressed; skood stores it")
+
+
 def _describe(file) -> str:
     if hasattr(file, "read"):
         return str(getattr(file, "name", "the model file"))
@@ -865,6 +953,7 @@ def _open(file, path: str) -> tuple[zipfile.ZipFile, dict]:
             else f"{path} is not a skood model file (.skood, a zip archive); nothing in it was run."
         )
     archive = zipfile.ZipFile(io.BytesIO(data))
+    _check_sizes(archive, path)
     names = archive.namelist()
     unexpected = [
         n for n in names if n not in (_JSON, _TENSORS, _ARRAYS) and not n.startswith(_SKOPS)
@@ -881,7 +970,8 @@ def _open(file, path: str) -> tuple[zipfile.ZipFile, dict]:
         raise ModelFileError(f"{path} is not a skood model file (no skood format header)")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        written = header.get("versions", {}).get("skood", "an unknown version")
+        versions = header.get("versions")
+        written = versions.get("skood") if isinstance(versions, dict) else "an unknown version"
         import skood
 
         raise ModelFileError(
@@ -948,9 +1038,16 @@ def load(file, *, device=None, trusted=None):
             raise UntrustedTypesError(untrusted, path)
         reader = _Reader(archive, header, path, trust, device)
         model = reader.node(header.get("root"))
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, RecursionError) as exc:
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, RecursionError) as exc:
         raise ModelFileError(
             f"{path} is damaged or truncated ({type(exc).__name__}: {exc}); nothing in it was run"
+        ) from exc
+    except Exception as exc:  # a well-formed file whose values make no sense (hand-edited)
+        raise ModelFileError(
+            f"{path} holds values that do not make a valid model ({type(exc).__name__}: {exc}); "
+            "nothing in it was run"
         ) from exc
     unused = set(reader.tensors) - reader.used_tensors, set(reader.arrays) - reader.used_arrays
     if unused[0] or unused[1]:

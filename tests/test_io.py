@@ -451,3 +451,78 @@ def test_a_pipeline_from_image_files(tmp_path):
     loaded = _round_trip(pipe, tmp_path)
     np.testing.assert_array_equal(loaded.score_samples(paths), pipe.score_samples(paths))
     assert loaded[0].image_shape_ == (1, 4, 4)
+
+
+def _find(node, kind):
+    """The first node of a type in a saved tree (depth first)."""
+    if isinstance(node, dict):
+        if node.get("type") == kind:
+            return node
+        values = node.values()
+    elif isinstance(node, list):
+        values = node
+    else:
+        return None
+    for value in values:
+        found = _find(value, kind)
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        # torch.compile with Inductor options: the first forward would run a compiler it names
+        {
+            "compile": True,
+            "compile__options": {
+                "type": "dict",
+                "items": {"cpp.cxx": {"type": "list", "items": ["/tmp/evil.sh"]}},
+            },
+        },
+        {"callbacks": {"type": "list", "items": []}},
+        {"torch_load_kwargs": {"type": "dict", "items": {"weights_only": False}}},
+        {"module__in_features": 100_000, "module__out_features": 100_000},  # 40 GB at load
+        {"iterator_valid": {"type": "class", "name": "torch.nn.modules.linear.Identity"}},
+    ],
+    ids=["compile", "callbacks", "torch_load_kwargs", "module_sizes", "iterator"],
+)
+def test_a_skorch_net_takes_only_plain_settings_from_a_file(saved, params):
+    def edit(header):
+        _find(header["root"], "skorch")["params"].update(params)
+
+    _edit_json(saved, edit)
+    with pytest.raises(ModelFileError, match="may not set"):
+        skood.load(saved)
+
+
+@pytest.mark.parametrize("key", ["forward", "_forward_hooks", "_forward_pre_hooks"])
+def test_a_module_cannot_be_given_functions_to_call(saved, key):
+    def edit(header):
+        hook = {"type": "function", "name": "torch.nn.functional.relu"}
+        _find(header["root"], "module")["state"][key] = hook
+
+    _edit_json(saved, edit)
+    with pytest.raises(ModelFileError, match="may not set"):
+        skood.load(saved)
+
+
+def test_small_files_cannot_claim_huge_memory(saved):
+    members = _members(saved)
+    bomb = json.dumps({"format": "skood-model", "pad": " " * 50_000_000}).encode()
+    path = saved.with_name("bomb.skood")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("skood.json", bomb, zipfile.ZIP_DEFLATED)  # 50 MB from about 50 kB
+        for name in ("tensors.safetensors", "arrays.safetensors"):
+            archive.writestr(name, members[name])
+    with pytest.raises(ModelFileError, match="does not compress like that"):
+        skood.load(path)
+
+    def wide_strings(header):
+        huge = {"type": "ndarray", "dtype": "<U50000000", "shape": [2], "values": ["a", "b"]}
+        header["root"]["state"]["callbacks"] = huge  # 400 MB from a few bytes
+
+    _edit_json(saved, wide_strings)
+    with pytest.raises(ModelFileError, match="string array"):
+        skood.load(saved)
