@@ -496,23 +496,27 @@ def save(model, file) -> None:
         "versions": _versions(),
         "root": root,
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(_JSON, json.dumps(header, indent=1), zipfile.ZIP_DEFLATED)
-        # Weights do not compress: stored as they are, so loading reads them without inflating.
-        archive.writestr(_TENSORS, save_tensors(writer.tensors) if writer.tensors else b"")
-        archive.writestr(_ARRAYS, save_arrays(writer.arrays) if writer.arrays else b"")
-        for key, blob in writer.skops.items():
-            archive.writestr(key, blob)
-    data = buffer.getvalue()
+    tensors = save_tensors(writer.tensors) if writer.tensors else b""
+    arrays = save_arrays(writer.arrays) if writer.arrays else b""
+    writer.tensors.clear()  # the serialized bytes are all that is needed from here
+
+    def write(target) -> None:
+        with zipfile.ZipFile(target, "w") as archive:
+            archive.writestr(_JSON, json.dumps(header, indent=1), zipfile.ZIP_DEFLATED)
+            # Weights do not compress: stored as they are, so loading reads them as they are.
+            archive.writestr(_TENSORS, tensors)
+            archive.writestr(_ARRAYS, arrays)
+            for key, blob in writer.skops.items():
+                archive.writestr(key, blob)
+
     if hasattr(file, "write"):
-        file.write(data)
+        write(file)
         return
     path = Path(file)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
