@@ -244,6 +244,9 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     calibration_scores_ : ndarray of float64
         The sorted scores of the calibration rows (held out, or the training rows when
         ``validation_fraction=0``) that ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_epochs_, batch_size_ : int
         Epochs trained (``max_epochs``, or more to reach ``min_steps``) and rows per batch.
     latent_dim_ : int
@@ -475,7 +478,8 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         r = self._r(X_calib)
         self.mu_ = float(np.mean(r))
         self.sigma_ = float(max(np.std(r), 1e-12))  # scipy.stats.norm.fit's MLE
-        self._set_offset(self._scores(X_calib, r))
+        # mu_ and sigma_ are fitted on these rows, so their scores are not held out for the score
+        self._set_offset(self._scores(X_calib, r), held_out=False)
         return self
 
     # -- scoring ---------------------------------------------------------------------------------

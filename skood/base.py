@@ -402,8 +402,15 @@ class CalibratedThresholdMixin:
         """The share of inlier rows to hold out: ``fraction``, or 0 for a natural boundary."""
         return 0.0 if self._uses_natural_offset() else fraction
 
-    def _set_offset(self, calibration_scores: np.ndarray) -> None:
-        """Keep the calibration scores (sorted) and set ``offset_`` from them."""
+    def _set_offset(self, calibration_scores: np.ndarray, *, held_out: bool) -> None:
+        """Keep the calibration scores (sorted) and set ``offset_`` from them.
+
+        ``held_out`` says whether the scores come from rows the fitted scoring function never
+        depended on (held out of training, or a method that trains nothing). Only then are they
+        exchangeable with the scores of new inliers, which conformal p-values need
+        (:mod:`skood.conformal` reuses them, else it holds rows out itself); it is kept as
+        ``calibration_held_out_``.
+        """
         if len(calibration_scores) == 0:
             raise ValueError(
                 f"{type(self).__name__}: no calibration rows to set offset_ from. Give more "
@@ -411,6 +418,7 @@ class CalibratedThresholdMixin:
             )
         check_calibration_scores(calibration_scores, type(self).__name__)
         self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+        self.calibration_held_out_ = bool(held_out)
         if self._uses_natural_offset():
             self.offset_ = float(self._natural_offset)
         else:

@@ -200,6 +200,9 @@ class CLIPZeroShot(BaseDetector):
     offset_ : float
     calibration_scores_ : ndarray of float64
         The sorted scores of the rows given to ``fit`` (``y == -1`` left out).
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     device_ : str
         The device the encoder runs on (``device`` resolved).
     n_features_in_ : int
@@ -306,7 +309,7 @@ class CLIPZeroShot(BaseDetector):
             self._fit_precomputed(X.shape[1])
         else:
             self._fit_encoder(X.shape[1])
-        self._set_offset(self._scores(X[inliers]))
+        self._set_offset(self._scores(X[inliers]), held_out=True)  # nothing is fitted to X
         return self
 
     def _fit_precomputed(self, n_features: int) -> None:

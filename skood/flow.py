@@ -141,6 +141,12 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         ``constant_scale``); empty when every column varies.
     offset_ : float
         Threshold on ``score_samples``; ``decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of float64
+        The sorted log-likelihoods of the held-out inliers (the training rows when
+        ``validation_fraction=0``) that ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -321,7 +327,8 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
                 progress_desc=f"{name}(q={self.q})",
             )
             self.net_.fit(X_train, None)
-        self._set_offset(self._log_likelihood(X_val if X_val.shape[0] else X_train))
+        held_out = X_val.shape[0] > 0
+        self._set_offset(self._log_likelihood(X_val if held_out else X_train), held_out=held_out)
         return self
 
     def _constant_columns(self, X_train: np.ndarray):

@@ -77,6 +77,12 @@ class GaussianMahalanobis(BaseDetector):
         Log-determinant of the regularised covariance.
     offset_ : float
         Threshold on ``score_samples``.
+    calibration_scores_ : ndarray of float64
+        The sorted out-of-fold scores (``offset_cv``; else the training rows' scores) that
+        ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -170,7 +176,8 @@ class GaussianMahalanobis(BaseDetector):
         labels = labels if use_classes else None
         stats = self._fit_stats(X, labels)
         self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = stats
-        self._set_offset(self._calibration_scores(X, labels))
+        # Out-of-fold scores come from the fold models, not from the model fitted on every row.
+        self._set_offset(self._calibration_scores(X, labels), held_out=False)
         return self
 
     #: Beyond this many features, a covariance from fewer rows than features is refused: its

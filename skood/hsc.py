@@ -222,7 +222,8 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
             self.net_.fit(
                 OutlierExposureBatches(X_train, None, X_oe, ratio=1.0, replace=True), None
             )
-        self._set_offset(self._scores(X_val if X_val.shape[0] else X_train))
+        held_out = X_val.shape[0] > 0
+        self._set_offset(self._scores(X_val if held_out else X_train), held_out=held_out)
         return self
 
     def _warn_about_oe(self, n_oe: int) -> None:
@@ -317,6 +318,9 @@ class HSCDetector(_OutlierExposureDetector):
     calibration_scores_ : ndarray of float64
         The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
         when the offset is the natural boundary.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_outlier_exposure_ : int
         Number of outlier-exposure rows seen in ``fit``.
     n_epochs_ : int
@@ -472,6 +476,9 @@ class OEClassifier(_OutlierExposureDetector):
     calibration_scores_ : ndarray of float64
         The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
         when the offset is the natural boundary.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_outlier_exposure_ : int
         Number of outlier-exposure rows seen in ``fit``.
     n_epochs_ : int
@@ -625,6 +632,9 @@ class DeepSADDetector(_OutlierExposureDetector):
     calibration_scores_ : ndarray of float64
         The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
         when the offset is the natural boundary.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_outlier_exposure_ : int
         Number of outlier-exposure rows seen in ``fit``.
     n_epochs_ : int
@@ -761,6 +771,9 @@ class DeepSVDDDetector(_OutlierExposureDetector):
     calibration_scores_ : ndarray of float64
         The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
         when the offset is the natural boundary.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_outlier_exposure_ : int
         Number of outlier-exposure rows seen in ``fit``.
     n_epochs_ : int

@@ -203,6 +203,9 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         :meth:`predict_outlier` rejects rows whose score is below it.
     calibration_scores_ : ndarray of float64
         The sorted scores of the calibration inliers ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_epochs_, batch_size_ : int
         Epochs trained and inlier rows per batch.
     n_outliers_seen_ : int
@@ -478,7 +481,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
             self.cholesky_ = L.numpy()
             self.covariance_ = (L @ L.T).numpy()
         calib = X_in[calib_idx] if calib_idx.size else X_train
-        self._set_offset(self._scores_and_logits(calib)[0])
+        self._set_offset(self._scores_and_logits(calib)[0], held_out=calib_idx.size > 0)
         return self
 
     def _optimizer_params(self) -> dict:

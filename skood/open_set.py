@@ -80,6 +80,9 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         ``outlier_decision_function = score_samples - offset_``.
     calibration_scores_ : ndarray of float64
         The sorted gate scores of the held-out inliers ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
     feature_names_in_ : ndarray
 
@@ -189,7 +192,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         else:
             Z_train, _ = self.features_.transform_with_logits(X[train])
             self.detector_ = clone(self.detector).fit(Z_train, y[train])
-        self._set_offset(self._scores_and_logits(X[calib])[0])
+        self._set_offset(self._scores_and_logits(X[calib])[0], held_out=held_in.size > 0)
         return self
 
     # -- the gate ------------------------------------------------------------------------------

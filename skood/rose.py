@@ -140,6 +140,12 @@ class ROSEScorer(BaseDetector):
         Mean and standard deviation of each raw layer score on the statistics rows.
     n_fisher_samples_ : int
     offset_ : float
+    calibration_scores_ : ndarray of float64
+        The sorted scores of the rows the layer statistics come from, that ``offset_`` was set
+        from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
 
     Notes
@@ -331,7 +337,8 @@ class ROSEScorer(BaseDetector):
         sigma = stats.std(axis=0)
         # A layer whose score never varies (e.g. every gradient 0) must not divide by zero.
         self.sigma_ = np.where(sigma > 1e-12 * np.maximum(np.abs(self.mu_), 1.0), sigma, 1.0)
-        self._set_offset(self._combine(stats))
+        # mu_ and sigma_ are fitted on these rows, so their scores are not held out for the score
+        self._set_offset(self._combine(stats), held_out=False)
         return self
 
     def _batches(self, X: np.ndarray, device: torch.device):

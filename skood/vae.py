@@ -97,6 +97,9 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
     offset_ : float
     calibration_scores_ : ndarray of float64
         The sorted scores of the held-out inlier rows ``offset_`` was set from.
+    calibration_held_out_ : bool
+        Whether the fitted score never saw those rows (held out, or nothing fitted), which
+        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
@@ -256,7 +259,8 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
                 divergence_advice="Standardise the features, or lower lr, or set grad_clip.",
             )
             self.net_.fit(X_train, None)
-        self._set_offset(self._log_likelihood(X_val if X_val.shape[0] else X_train))
+        held_out = X_val.shape[0] > 0
+        self._set_offset(self._log_likelihood(X_val if held_out else X_train), held_out=held_out)
         return self
 
     def _log_likelihood(self, X: np.ndarray) -> np.ndarray:

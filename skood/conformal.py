@@ -1,0 +1,524 @@
+"""Conformal p-values and false-discovery-rate control for any detector.
+
+Bates, Candès, Lei, Romano and Sesia, "Testing for outliers with conformal p-values", Annals of
+Statistics 51(1), 2023. With the scores ``S_1..S_n`` of *calibration* inliers (rows the fitted
+score never depended on) and skood's convention that a higher score is more normal, the p-value
+of a new row ``x`` is
+
+    u(x) = (1 + #{i : S_i <= s(x)}) / (n + 1).
+
+A calibration score tied with ``s(x)`` counts towards ``u(x)``: ties make the p-value larger,
+never smaller, so ``P(u(X) <= alpha) <= alpha`` holds for an inlier ``X`` exchangeable with the
+calibration rows, whatever the ties (equality, ``floor(alpha (n + 1)) / (n + 1)``, when there are
+none). Scores within a relative ``TIE_RTOL`` of each other are ties: a float32 network's score
+moves by about 1e-7 relative with the batch it is computed in, and that rounding must not move a
+row's p-value (counting more ties only raises p-values, so validity is kept). The p-values of a batch are positively dependent (PRDS, the paper's Theorem 2), so
+Benjamini–Hochberg on them controls the false discovery rate.
+
+:func:`conformal_p_values` is the formula; :class:`ConformalDetector` wraps any detector (skood's,
+scikit-learn's, PyOD's) and gives p-values, ``predict`` at level ``alpha`` and BH flags.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.stats import false_discovery_control
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from skood.base import split_holdout, split_labels
+
+#: Scores closer than this (relative) count as tied; see the module docstring.
+TIE_RTOL = 1e-6
+
+__all__ = [
+    "ConformalDetector",
+    "benjamini_hochberg",
+    "calibration_conditional_bounds",
+    "conformal_p_values",
+]
+
+
+def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray:
+    """Split-conformal p-values of ``scores`` against ``calibration_scores`` (higher = more normal).
+
+    Parameters
+    ----------
+    calibration_scores : array-like of shape (n,)
+        Scores of inlier rows that the scoring function never depended on.
+    scores : array-like of shape (m,)
+    bounds : ndarray of shape (n + 1,) or None, default=None
+        :func:`calibration_conditional_bounds` for the calibration-conditional p-values;
+        None gives the marginal ones.
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        ``(1 + #{i : S_i <= s}) / (n + 1)``, or ``bounds[#{i : S_i <= s}]``.
+
+    Examples
+    --------
+    >>> conformal_p_values([1.0, 2.0, 2.0, 3.0], [0.5, 2.0, 9.0])
+    array([0.2, 0.6, 1. ])
+    """
+    calibration = np.sort(np.asarray(calibration_scores, dtype=np.float64).ravel())
+    ranks = _ranks(calibration, np.asarray(scores, dtype=np.float64))
+    if bounds is not None:
+        return np.asarray(bounds, dtype=np.float64)[ranks]
+    return (1.0 + ranks) / (calibration.size + 1.0)
+
+
+def _ranks(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``#{i : S_i <= s}`` per score, ties within ``TIE_RTOL`` included."""
+    return np.searchsorted(sorted_calibration, scores + TIE_RTOL * np.abs(scores), side="right")
+
+
+def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") -> np.ndarray:
+    """``b_1 <= ... <= b_n`` with ``P(U_(i) <= b_i for all i) >= 1 - delta``, and ``b_{n+1} = 1``.
+
+    ``U_(1) <= ... <= U_(n)`` are the order statistics of ``n`` independent uniforms: the
+    conditional false-positive rate of the marginal p-value ``k / (n + 1)`` given the
+    calibration rows is distributed as ``U_(k)``. Replacing that p-value by ``b_k`` (Bates et al.,
+    Section 3) gives p-values valid *conditionally* on the calibration draw with probability
+    ``1 - delta``.
+
+    Parameters
+    ----------
+    n : int
+        Number of calibration rows.
+    delta : float in (0, 1)
+    method : {"simes", "dkwm"}
+        ``"simes"``: the generalised Simes inequality with ``k = ceil(n / 2)`` (the paper's
+        recommendation), ``b_{n+1-i} = 1 - delta^{1/k} (i (i-1) ... (i-k+1) /
+        (n (n-1) ... (n-k+1)))^{1/k}`` for ``i >= k`` (and ``b = 1`` for ``i < k``);
+        ``"dkwm"``: the Dvoretzky–Kiefer–Wolfowitz–Massart band,
+        ``b_i = min(1, i / n + sqrt(log(1 / delta) / (2 n)))``.
+
+    Returns
+    -------
+    ndarray of float64, shape (n + 1,)
+        Indexed by the number of calibration scores ``<= s``: entry ``r`` is ``b_{r+1}``.
+    """
+    if method == "dkwm":
+        i = np.arange(1, n + 1)
+        bounds = np.minimum(1.0, i / n + math.sqrt(math.log(1.0 / delta) / (2.0 * n)))
+    elif method == "simes":
+        k = math.ceil(n / 2)
+        bounds = np.ones(n)
+        for i in range(k, n + 1):  # b_{n+1-i}, from the log of the falling factorials
+            log_ratio = sum(math.log(i - j) - math.log(n - j) for j in range(k))
+            bounds[n - i] = 1.0 - math.exp((math.log(delta) + log_ratio) / k)
+    else:
+        raise ValueError(f"method must be 'simes' or 'dkwm', got {method!r}")
+    return np.append(np.maximum.accumulate(bounds), 1.0)
+
+
+def benjamini_hochberg(p_values, alpha: float) -> np.ndarray:
+    """The rows Benjamini–Hochberg rejects at false discovery rate ``alpha``.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+    alpha : float in (0, 1)
+
+    Returns
+    -------
+    ndarray of bool, shape (m,)
+        True where the row is flagged (a discovery). With conformal p-values, the expected share
+        of inliers among the flagged rows is at most ``alpha`` (Bates et al., Theorem 3).
+    """
+    p_values = np.asarray(p_values, dtype=np.float64)
+    if p_values.size == 0:
+        return np.zeros(0, dtype=bool)
+    return false_discovery_control(p_values, method="bh") <= alpha
+
+
+def _is_skood(estimator) -> bool:
+    return type(estimator).__module__.startswith("skood.")
+
+
+def _last_step(estimator):
+    return estimator[-1] if hasattr(estimator, "steps") else estimator
+
+
+class ConformalDetector(OutlierMixin, BaseEstimator):
+    """Conformal p-values for any detector: a false-positive rate, or an FDR, you can state.
+
+    Wraps a detector (a skood estimator, scikit-learn's ``IsolationForest`` /
+    ``LocalOutlierFactor(novelty=True)`` / ``OneClassSVM``, a PyOD detector, or a ``Pipeline``
+    ending in one) and turns its scores into the split-conformal p-values of Bates et al. (2023):
+    ``score_samples`` returns them (higher = more normal, in ``(0, 1]``), ``predict`` flags a row
+    when its p-value is at most ``alpha`` (a marginal false-positive rate of at most ``alpha``
+    for inliers exchangeable with the calibration rows), and with ``fdr=True`` flags the
+    Benjamini–Hochberg discoveries of the batch instead (a false discovery rate of at most
+    ``alpha``).
+
+    Parameters
+    ----------
+    estimator : estimator
+        Fitted on the training rows. Its scores come from ``score_samples`` (higher = more
+        normal), else ``decision_function``; a PyOD detector's ``decision_function`` (higher =
+        more abnormal) is negated.
+    alpha : float in (0, 1), default=0.05
+        The level: ``predict`` flags rows with a p-value ``<= alpha`` (or, with ``fdr``, the
+        BH discoveries at FDR ``alpha``).
+    fdr : bool, default=False
+        ``predict`` applies Benjamini–Hochberg to the rows it is given together: its flags then
+        depend on the batch (``decision_function`` stays the per-row level test).
+    method : {"split", "cross"}, default="split"
+        ``"split"``: one model, calibrated on inliers it never saw. A skood estimator that holds
+        its own calibration inliers out (``calibration_held_out_``) is fitted on every row and
+        its ``calibration_scores_`` are reused; any other estimator is fitted on the rows
+        ``calibration_fraction`` leaves, and scores the rest. ``"cross"``: ``n_splits``
+        models, each calibrated on the inliers of the fold it was not fitted on (cross-conformal
+        p-values, Vovk 2015): every inlier row both trains and calibrates, for small data, with
+        the weaker guarantee ``P(p <= alpha) <= 2 alpha`` plus a term of order ``1 / n`` (Barber,
+        Candès, Ramdas and Tibshirani, 2021); in practice it is close to ``alpha``.
+    calibration_fraction : float in (0, 1), default=0.3
+        ``"split"``: the share of inlier rows held out to calibrate (when the estimator does not
+        hold out its own).
+    n_splits : int >= 2, default=5
+        ``"cross"``: the number of folds.
+    class_conditional : bool, default=False
+        Mondrian calibration: the inlier rows of each class (their label in ``y``) calibrate
+        a p-value per class, and a row's p-value is the largest over the classes. For each
+        class ``c``, ``P(p(X) <= alpha | Y = c) <= alpha``: the guarantee holds per class, which
+        a pooled calibration does not give when the classes are scored differently.
+    calibration_conditional : {None, "simes", "dkwm"}, default=None
+        ``"split"`` only: replace the marginal p-values by ones valid conditionally on the
+        calibration rows (Bates et al., Section 3): with probability ``1 - delta`` over the
+        calibration draw, the false-positive rate at any level ``alpha`` is at most ``alpha``
+        (the marginal guarantee holds only on average over draws). See
+        :func:`calibration_conditional_bounds`; more conservative, more so for small ``n``.
+    delta : float in (0, 1), default=0.1
+    random_state : int, RandomState or None, default=None
+        The calibration split and the folds.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        ``"split"``: the fitted detector.
+    estimators_ : list of estimator
+        ``"cross"``: the fold models.
+    calibration_scores_ : ndarray or list of ndarray
+        The calibration scores: sorted (``"split"``), or one array per fold (``"cross"``); per
+        class with ``class_conditional`` (``classes_`` gives the order).
+    classes_ : ndarray
+        ``class_conditional`` only: the inlier classes.
+    n_calibration_ : int
+        The number of calibration inliers (per class: the smallest).
+    offset_ : float
+        The smallest p-value the detector can return above ``alpha``:
+        ``decision_function = score_samples - offset_`` is negative exactly when the p-value is
+        at most ``alpha``.
+    reused_calibration_ : bool
+        Whether the estimator's own held-out calibration scores were reused.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import IsolationForest
+    >>> from skood.conformal import ConformalDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 2))
+    >>> det = ConformalDetector(IsolationForest(random_state=0), alpha=0.1, random_state=0)
+    >>> p = det.fit(X).score_samples(np.array([[0.0, 0.0], [6.0, 6.0]]))
+    >>> bool(p[0] > 0.1), bool(p[1] <= 0.1)
+    (True, True)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit"])],
+        "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "fdr": ["boolean"],
+        "method": [StrOptions({"split", "cross"})],
+        "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "class_conditional": ["boolean"],
+        "calibration_conditional": [StrOptions({"simes", "dkwm"}), None],
+        "delta": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        alpha=0.05,
+        fdr=False,
+        method="split",
+        calibration_fraction=0.3,
+        n_splits=5,
+        class_conditional=False,
+        calibration_conditional=None,
+        delta=0.1,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.alpha = alpha
+        self.fdr = fdr
+        self.method = method
+        self.calibration_fraction = calibration_fraction
+        self.n_splits = n_splits
+        self.class_conditional = class_conditional
+        self.calibration_conditional = calibration_conditional
+        self.delta = delta
+        self.random_state = random_state
+
+    # -- fitting ---------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the detector and calibrate the p-values on inlier rows it never saw.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            ``-1`` marks an outlier row (passed on to a skood estimator that uses them, never
+            calibrated on); other values are inlier labels, the classes of
+            ``class_conditional``.
+
+        Returns
+        -------
+        self : ConformalDetector
+        """
+        name = type(self).__name__
+        X = _as_rows(X, name)
+        if self.calibration_conditional is not None and self.method != "split":
+            raise ValueError(
+                f"{name}: calibration_conditional needs method='split' (the correction is "
+                "proved for one model calibrated on held-out rows)."
+            )
+        n = _num_samples(X)
+        inliers, labels = split_labels(y, n, name)
+        if self.class_conditional and labels is None:
+            raise ValueError(f"{name}(class_conditional=True) needs y with the inlier classes.")
+        codes = None
+        if self.class_conditional:
+            self.classes_, codes = np.unique(labels, return_inverse=True)
+        rng = check_random_state(self.random_state)
+        if self.method == "cross":
+            self._fit_cross(X, y, inliers, codes, rng)
+        else:
+            self._fit_split(X, y, inliers, codes, rng)
+        fitted = self.estimators_[0] if self.method == "cross" else self.estimator_
+        if hasattr(fitted, "n_features_in_"):
+            self.n_features_in_ = fitted.n_features_in_
+        self._set_level()
+        return self
+
+    def _fit_split(self, X, y, inliers, codes, rng) -> None:
+        # A bare skood estimator's own held-out scores are reused (in a Pipeline, the steps
+        # before it were fitted on its calibration rows too, so they are not held out).
+        if _is_skood(self.estimator) and not self.class_conditional:
+            all_rows = np.ones(len(inliers), dtype=bool)
+            self.estimator_ = self._fit_one(clone(self.estimator), X, y, all_rows)
+            if getattr(self.estimator_, "calibration_held_out_", False):
+                self.reused_calibration_ = True
+                scores = self.estimator_.calibration_scores_
+                self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
+                return
+        inlier_rows = np.flatnonzero(inliers)
+        _, held = split_holdout(
+            inlier_rows.size,
+            self.calibration_fraction,
+            rng,
+            min_train=2,
+            estimator_name=type(self).__name__,
+            stratify=codes,
+        )
+        calibration = np.zeros(len(inliers), dtype=bool)
+        calibration[inlier_rows[held]] = True
+        self.estimator_ = self._fit_one(clone(self.estimator), X, y, ~calibration)
+        scores = self._detector_scores(self.estimator_, _safe_indexing(X, calibration))
+        self.reused_calibration_ = False
+        if codes is None:
+            self.calibration_scores_ = np.sort(scores)
+        else:
+            held_codes = codes[held]
+            self.calibration_scores_ = [
+                np.sort(scores[held_codes == c]) for c in range(self.classes_.size)
+            ]
+
+    def _fit_cross(self, X, y, inliers, codes, rng) -> None:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        inlier_rows = np.flatnonzero(inliers)
+        n_splits = self.n_splits
+        if codes is None:
+            folds = KFold(n_splits, shuffle=True, random_state=rng.randint(2**31 - 1))
+            splits = folds.split(inlier_rows)
+        else:
+            folds = StratifiedKFold(n_splits, shuffle=True, random_state=rng.randint(2**31 - 1))
+            splits = folds.split(inlier_rows, codes)
+        self.estimators_, self.calibration_scores_, self._fold_codes = [], [], []
+        for _, held in splits:
+            calibration = np.zeros(len(inliers), dtype=bool)
+            calibration[inlier_rows[held]] = True
+            model = self._fit_one(clone(self.estimator), X, y, ~calibration)
+            self.estimators_.append(model)
+            self.calibration_scores_.append(
+                self._detector_scores(model, _safe_indexing(X, calibration))
+            )
+            self._fold_codes.append(None if codes is None else codes[held])
+        self.reused_calibration_ = False
+
+    def _fit_one(self, estimator, X, y, rows):
+        """Fit on ``rows``: a skood estimator sees the -1 rows too; others only inliers."""
+        if _is_skood(_last_step(estimator)):
+            y_rows = None if y is None else _safe_indexing(np.asarray(y), rows)
+            return estimator.fit(_safe_indexing(X, rows), y_rows)
+        if y is not None:
+            rows = rows & ~(np.asarray(y) == -1)
+        return estimator.fit(_safe_indexing(X, rows))
+
+    def _set_level(self) -> None:
+        """Check ``alpha`` can be reached and set ``offset_`` (see the class docstring)."""
+        name = type(self).__name__
+        sizes = self._calibration_sizes()
+        self.n_calibration_ = int(min(sizes))
+        possible = self._possible_p_values(sizes)
+        if possible.min() > self.alpha:
+            raise ValueError(
+                f"{name}: with {self.n_calibration_} calibration inliers"
+                + (" (in the smallest class)" if self.class_conditional else "")
+                + f" the smallest p-value is {possible.min():.4g}, so level alpha={self.alpha} "
+                f"can never be reached (marginal p-values need n + 1 > 1 / alpha: "
+                f"{math.ceil(1 / self.alpha) - 1} or more calibration inliers). Give more inlier "
+                "rows, raise calibration_fraction, or raise alpha."
+            )
+        self.offset_ = float(possible[possible > self.alpha].min(initial=1.0))
+
+    def _calibration_sizes(self) -> list[int]:
+        if self.method == "cross":
+            if not self.class_conditional:
+                return [sum(s.size for s in self.calibration_scores_)]
+            return [
+                sum(int(np.sum(c == k)) for c in self._fold_codes)
+                for k in range(self.classes_.size)
+            ]
+        if self.class_conditional:
+            return [s.size for s in self.calibration_scores_]
+        return [self.calibration_scores_.size]
+
+    def _bounds(self, n: int):
+        if self.calibration_conditional is None:
+            return None
+        return calibration_conditional_bounds(n, self.delta, self.calibration_conditional)
+
+    def _possible_p_values(self, sizes) -> np.ndarray:
+        values = []
+        for n in sizes:
+            bounds = self._bounds(n)
+            values.append(np.arange(1, n + 2) / (n + 1) if bounds is None else bounds)
+        return np.unique(np.concatenate(values))
+
+    # -- scoring ---------------------------------------------------------------------------------
+    @staticmethod
+    def _detector_scores(model, X) -> np.ndarray:
+        """The wrapped detector's scores, higher = more normal."""
+        last = _last_step(model)
+        if type(last).__module__.startswith("pyod."):  # PyOD: higher = more abnormal
+            return -np.asarray(model.decision_function(X), dtype=np.float64)
+        if hasattr(model, "score_samples"):
+            return np.asarray(model.score_samples(X), dtype=np.float64)
+        if hasattr(model, "decision_function"):
+            return np.asarray(model.decision_function(X), dtype=np.float64)
+        raise TypeError(
+            f"ConformalDetector: {type(last).__name__} has neither score_samples nor "
+            "decision_function, so it gives no score to calibrate."
+        )
+
+    def detector_scores(self, X) -> np.ndarray:
+        """The wrapped detector's own scores (``"cross"``: the mean over the fold models)."""
+        check_is_fitted(self)
+        if self.method == "cross":
+            return np.mean([self._detector_scores(m, X) for m in self.estimators_], axis=0)
+        return self._detector_scores(self.estimator_, X)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Conformal p-values: higher = more normal, in ``(0, 1]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if self.method == "split":
+            scores = self._detector_scores(self.estimator_, X)
+            if not self.class_conditional:
+                bounds = self._bounds(self.calibration_scores_.size)
+                return conformal_p_values(self.calibration_scores_, scores, bounds=bounds)
+            per_class = [
+                conformal_p_values(cal, scores, bounds=self._bounds(cal.size))
+                for cal in self.calibration_scores_
+            ]
+            return np.max(per_class, axis=0)
+        fold_scores = [self._detector_scores(m, X) for m in self.estimators_]
+        if not self.class_conditional:
+            return self._cross_p_values(fold_scores, self.calibration_scores_)
+        per_class = []
+        for k in range(self.classes_.size):
+            calibration = [
+                c[codes == k] for c, codes in zip(self.calibration_scores_, self._fold_codes)
+            ]
+            per_class.append(self._cross_p_values(fold_scores, calibration))
+        return np.max(per_class, axis=0)
+
+    @staticmethod
+    def _cross_p_values(fold_scores, calibration) -> np.ndarray:
+        """``(1 + sum_k #{i in fold k : S_i^(k) <= s^(k)(x)}) / (n + 1)`` (cross-conformal)."""
+        n = sum(c.size for c in calibration)
+        counts = sum(_ranks(np.sort(c), s) for s, c in zip(fold_scores, calibration))
+        return (1.0 + counts) / (n + 1.0)
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative exactly where the p-value is ``<= alpha``."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """-1 where the p-value is ``<= alpha`` (or, with ``fdr``, for BH's discoveries), else +1.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_samples,)
+        """
+        p_values = self.score_samples(X)
+        flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha
+        return np.where(flagged, -1, 1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = clone(self.estimator).__sklearn_tags__()
+        tags.input_tags = inner.input_tags
+        return tags
+
+
+def _as_rows(X, name: str):
+    """``X`` as something rows can be taken from; sparse input gets a clear error."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"{name} does not support sparse input; pass a dense array.")
+    if hasattr(X, "__array__") and not hasattr(X, "iloc"):
+        return np.asarray(X)
+    return X  # a list (of image paths, say) or a DataFrame, for the wrapped Pipeline
+
+
+def _num_samples(X) -> int:
+    from sklearn.utils.validation import _num_samples as count
+
+    return count(X)

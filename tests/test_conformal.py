@@ -1,0 +1,298 @@
+"""Conformal p-values (skood.conformal): the formula by hand, validity by seeded simulation
+(split, cross, Mondrian, calibration-conditional, BH's FDR), any detector wrapped, composition,
+persistence and bad input."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import OneClassSVM
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import skood
+from skood import CLIPZeroShot, GaussianMahalanobis, QuantileFlowDetector
+from skood.conformal import (
+    ConformalDetector,
+    benjamini_hochberg,
+    calibration_conditional_bounds,
+    conformal_p_values,
+)
+from skood.metrics import SCORERS
+from skood.model_selection import OODStratifiedKFold
+from tests._settings import TINY_FLOW
+
+ALPHA = 0.1
+
+
+def _assert_rate(rates, expected):
+    """The mean of per-repetition rates is within 3 standard errors of ``expected``."""
+    rates = np.asarray(rates, dtype=float)
+    se = rates.std(ddof=1) / np.sqrt(rates.size)
+    assert abs(rates.mean() - expected) <= 3 * se + 1e-12, (rates.mean(), expected, se)
+
+
+def _gauss():
+    return GaussianMahalanobis(offset_cv=None)  # trains on every row: ConformalDetector splits
+
+
+# -- the formula -----------------------------------------------------------------------------------
+
+
+def test_p_values_by_hand_with_ties():
+    calibration = [3.0, 1.0, 2.0, 2.0, 5.0]  # sorted: 1 2 2 3 5, n = 5
+    scores = [0.0, 1.0, 2.0, 2.5, 5.0, 7.0]
+    # (1 + #{S_i <= s}) / 6: a tied calibration score counts, so ties raise the p-value
+    expected = np.array([1, 2, 4, 4, 6, 6]) / 6
+    np.testing.assert_array_equal(conformal_p_values(calibration, scores), expected)
+    bounds = calibration_conditional_bounds(5, 0.1, "dkwm")
+    np.testing.assert_array_equal(
+        conformal_p_values(calibration, scores, bounds=bounds), bounds[[0, 1, 3, 3, 5, 5]]
+    )
+    assert bounds[-1] == 1.0 and np.all(np.diff(bounds) >= 0)
+
+
+@pytest.mark.parametrize("method", ["simes", "dkwm"])
+@pytest.mark.parametrize("n", [10, 99])
+def test_calibration_conditional_bounds_hold_simultaneously(method, n):
+    """P(U_(i) <= b_i for every i) >= 1 - delta for the order statistics of n uniforms."""
+    rng = np.random.default_rng(n)
+    bounds = calibration_conditional_bounds(n, 0.1, method)[:-1]
+    uniforms = np.sort(rng.random((20_000, n)), axis=1)
+    violated = np.any(uniforms > bounds, axis=1).mean()  # se about 0.002
+    assert violated <= 0.1 + 0.007
+    if method == "simes":  # the generalised Simes band is tight, not just valid
+        assert violated >= 0.1 - 0.01
+
+
+def test_benjamini_hochberg_is_scipys():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    # the textbook example: at FDR 0.05, BH rejects the 2 smallest (0.008 <= 2/10 * 0.05)
+    np.testing.assert_array_equal(benjamini_hochberg(p, 0.05), [True, True] + [False] * 8)
+    assert benjamini_hochberg([], 0.05).shape == (0,)
+
+
+# -- validity by simulation ------------------------------------------------------------------------
+
+
+def test_split_p_values_are_exactly_valid():
+    rng = np.random.default_rng(0)
+    rates = []
+    for rep in range(150):
+        X, X_new = rng.normal(size=(100, 2)), rng.normal(size=(200, 2))
+        det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=rep).fit(X)
+        rates.append(np.mean(det.predict(X_new) == -1))
+    n = det.n_calibration_  # 30 held out of 100
+    _assert_rate(rates, np.floor(ALPHA * (n + 1)) / (n + 1))  # P(p <= alpha), continuous scores
+    assert not det.reused_calibration_
+
+
+def test_reused_calibration_of_a_skood_detector_is_valid():
+    """CLIPZeroShot fits nothing to X: its calibration scores are held out by construction."""
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(3, 4))
+    rates = []
+    for rep in range(150):
+        X, X_new = rng.normal(size=(40, 4)), rng.normal(size=(200, 4))
+        clip = CLIPZeroShot(precomputed=True, text_embeddings=text)
+        det = ConformalDetector(clip, alpha=ALPHA, random_state=rep).fit(X)
+        assert det.reused_calibration_ and det.n_calibration_ == 40
+        rates.append(np.mean(det.predict(X_new) == -1))
+    _assert_rate(rates, np.floor(ALPHA * 41) / 41)
+
+
+def test_a_held_out_skood_calibration_is_reused_without_a_second_split():
+    X = np.random.default_rng(0).normal(size=(120, 3))
+    flow = QuantileFlowDetector(**TINY_FLOW, random_state=0)
+    det = ConformalDetector(flow, alpha=ALPHA).fit(X)
+    assert det.reused_calibration_
+    np.testing.assert_array_equal(det.calibration_scores_, det.estimator_.calibration_scores_)
+    assert det.estimator_.n_features_in_ == 3  # fitted on every row, as the flow holds out its own
+    in_sample = QuantileFlowDetector(**TINY_FLOW, validation_fraction=0.0, random_state=0)
+    assert not ConformalDetector(in_sample, alpha=ALPHA, random_state=0).fit(X).reused_calibration_
+
+
+def test_cross_conformal_stays_within_its_guarantee():
+    rng = np.random.default_rng(2)
+    rates = []
+    for rep in range(60):
+        X, X_new = rng.normal(size=(40, 2)), rng.normal(size=(200, 2))
+        det = ConformalDetector(_gauss(), alpha=ALPHA, method="cross", random_state=rep).fit(X)
+        assert det.n_calibration_ == 40 and len(det.estimators_) == 5  # every inlier calibrates
+        rates.append(np.mean(det.predict(X_new) == -1))
+    assert np.mean(rates) <= 2 * ALPHA  # the theorem
+    assert abs(np.mean(rates) - ALPHA) <= 0.03  # and close to alpha in practice
+
+
+def _two_classes(rng, n):
+    """Class 0 tight, class 1 spread: one Gaussian scores class 1 as less normal."""
+    y = np.repeat([0, 1], n // 2)
+    X = rng.normal(size=(n, 2)) * np.where(y == 0, 0.5, 2.0)[:, None]
+    return X, y
+
+
+@pytest.mark.parametrize("method", ["split", "cross"])
+def test_mondrian_calibration_holds_the_level_in_every_class(method):
+    rng = np.random.default_rng(3)
+    rates = {False: {0: [], 1: []}, True: {0: [], 1: []}}
+    for rep in range(40):
+        X, y = _two_classes(rng, 200)
+        X_new, y_new = _two_classes(rng, 1000)
+        for mondrian in (False, True):
+            det = ConformalDetector(
+                _gauss(), alpha=ALPHA, method=method, class_conditional=mondrian, random_state=rep
+            ).fit(X, y)
+            flagged = det.predict(X_new) == -1
+            for c in (0, 1):
+                rates[mondrian][c].append(flagged[y_new == c].mean())
+    for c in (0, 1):
+        assert np.mean(rates[True][c]) <= ALPHA + 0.02, c
+    # pooled calibration holds only on average: the spread class is flagged far above alpha
+    assert np.mean(rates[False][1]) > 1.5 * ALPHA
+
+
+def test_bh_controls_the_false_discovery_rate():
+    rng = np.random.default_rng(4)
+    fdp, power = [], []
+    for rep in range(100):
+        X = rng.normal(size=(1000, 2))  # 300 calibration rows: p-values down to 1 / 301
+        X_new = np.vstack([rng.normal(size=(180, 2)), rng.normal(3.5, 1.0, size=(20, 2))])
+        is_outlier = np.r_[np.zeros(180, bool), np.ones(20, bool)]
+        det = ConformalDetector(_gauss(), alpha=ALPHA, fdr=True, random_state=rep).fit(X)
+        flagged = det.predict(X_new) == -1
+        fdp.append((flagged & ~is_outlier).sum() / max(flagged.sum(), 1))
+        power.append(flagged[is_outlier].mean())
+    assert np.mean(fdp) <= ALPHA + 0.02
+    assert np.mean(power) > 0.3  # and it finds outliers
+
+
+def test_calibration_conditional_p_values_hold_for_most_calibration_draws():
+    rng = np.random.default_rng(5)
+    over = {None: [], "simes": [], "dkwm": []}
+    for rep in range(60):
+        X, X_new = rng.normal(size=(1000, 2)), rng.normal(size=(5000, 2))
+        for correction in over:
+            det = ConformalDetector(
+                _gauss(), alpha=ALPHA, calibration_conditional=correction, delta=0.1,
+                random_state=rep,
+            ).fit(X)  # fmt: skip
+            # the false-positive rate given this calibration draw (5000 new inliers)
+            over[correction].append(np.mean(det.predict(X_new) == -1) > ALPHA + 0.01)
+    assert np.mean(over["simes"]) <= 0.1 + 0.08 and np.mean(over["dkwm"]) <= 0.1 + 0.08
+    assert np.mean(over[None]) > 0.2  # marginal p-values exceed alpha for many draws
+
+
+# -- any detector, composition, persistence --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        IsolationForest(n_estimators=50, random_state=0),
+        LocalOutlierFactor(novelty=True),
+        OneClassSVM(gamma="scale"),
+        make_pipeline(StandardScaler(), _gauss()),
+        "pyod",
+    ],
+    ids=["iforest", "lof", "ocsvm", "pipeline", "pyod-knn"],
+)
+def test_wraps_sklearn_pyod_and_pipelines_with_the_right_sign(estimator):
+    if estimator == "pyod":
+        estimator = pytest.importorskip("pyod.models.knn").KNN()  # higher = more abnormal
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(200, 3))
+    X_new = np.vstack([rng.normal(size=(50, 3)), rng.normal(5.0, 1.0, size=(50, 3))])
+    det = ConformalDetector(estimator, alpha=ALPHA, random_state=0).fit(X)
+    p = det.score_samples(X_new)
+    assert np.all((p > 0) & (p <= 1)) and p.dtype == np.float64
+    assert np.median(p[:50]) > 0.3 and np.all(p[50:] <= 1 / (det.n_calibration_ + 1) + 1e-12)
+    assert set(det.predict(X_new)) <= {-1, 1}
+
+
+def test_outlier_rows_in_y_train_a_skood_detector_but_never_calibrate():
+    rng = np.random.default_rng(7)
+    X = np.vstack([rng.normal(size=(100, 2)), rng.normal(6.0, 1.0, size=(20, 2))])
+    y = np.r_[np.ones(100), -np.ones(20)]
+    det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=0).fit(X, y)
+    assert det.n_calibration_ == 30  # 30 % of the 100 inliers
+    forest = ConformalDetector(IsolationForest(random_state=0), alpha=ALPHA, random_state=0)
+    assert forest.fit(X, y).estimator_.n_features_in_ == 2
+
+
+def test_in_a_grid_search_with_outliers_in_the_folds():
+    rng = np.random.default_rng(8)
+    X = np.vstack([rng.normal(size=(150, 2)), rng.normal(4.0, 1.0, size=(30, 2))])
+    y = np.r_[np.ones(150), -np.ones(30)]
+    search = GridSearchCV(
+        ConformalDetector(IsolationForest(random_state=0), alpha=ALPHA, random_state=0),
+        {"estimator__n_estimators": [10, 50], "method": ["split", "cross"]},
+        cv=OODStratifiedKFold(n_splits=3, random_state=0),
+        scoring=SCORERS["auroc"],
+    ).fit(X, y)
+    assert search.best_score_ > 0.9
+
+
+def test_pickle_and_skood_save_round_trip():
+    X = np.random.default_rng(9).normal(size=(100, 2))
+    for det in (
+        ConformalDetector(_gauss(), alpha=ALPHA, random_state=0),
+        ConformalDetector(_gauss(), alpha=ALPHA, method="cross", random_state=0),
+    ):
+        det.fit(X)
+        for loaded in (pickle.loads(pickle.dumps(det)), _skood_round_trip(det)):
+            np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
+            np.testing.assert_array_equal(loaded.predict(X), det.predict(X))
+
+
+def _skood_round_trip(model):
+    buffer = io.BytesIO()
+    skood.save(model, buffer)
+    return skood.load(io.BytesIO(buffer.getvalue()))
+
+
+def test_same_random_state_same_p_values():
+    X = np.random.default_rng(10).normal(size=(100, 2))
+    make = lambda: ConformalDetector(IsolationForest(random_state=0), random_state=3)  # noqa: E731
+    np.testing.assert_array_equal(make().fit(X).score_samples(X), make().fit(X).score_samples(X))
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_named():
+    X = np.random.default_rng(11).normal(size=(60, 2))
+    with pytest.raises(ValueError, match="alpha"):
+        ConformalDetector(_gauss(), alpha=1.5).fit(X)
+    with pytest.raises(ValueError, match=r"smallest p-value is 0\.05.*can never be reached"):
+        ConformalDetector(_gauss(), alpha=0.01, random_state=0).fit(X)  # 18 calibration rows
+    with pytest.raises(ValueError, match="method='split'"):
+        ConformalDetector(_gauss(), method="cross", calibration_conditional="simes").fit(X)
+    with pytest.raises(ValueError, match="needs y with the inlier classes"):
+        ConformalDetector(_gauss(), class_conditional=True).fit(X)
+
+    class NoScore:
+        def fit(self, X, y=None):
+            return self
+
+        def get_params(self, deep=True):
+            return {}
+
+        def set_params(self, **params):
+            return self
+
+    with pytest.raises(TypeError, match="neither score_samples nor decision_function"):
+        ConformalDetector(NoScore(), alpha=0.2, random_state=0).fit(X)
+
+
+@parametrize_with_checks(
+    # alpha 0.5 and half the rows calibrating: sklearn's checks fit on as few as 10 rows
+    [ConformalDetector(_gauss(), alpha=0.5, calibration_fraction=0.5, random_state=0)],
+    expected_failed_checks=lambda est: {},
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
