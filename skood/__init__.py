@@ -18,6 +18,7 @@ __version__ = "0.2.0"
 _LOCATIONS = {
     "AMADetector": "skood.ama",
     "CLIPZeroShot": "skood.clip",
+    "ConformalDetector": "skood.conformal",
     "ClassifierFeatures": "skood.features",
     "DeepSADDetector": "skood.hsc",
     "DeepSVDDDetector": "skood.hsc",

@@ -260,6 +260,20 @@ def _load_model(path, trusted):
     return saved
 
 
+def _set_level(detector, args) -> None:
+    """``--alpha`` / ``--fdr`` given with ``--model``: a new level for a conformal model."""
+    if args.alpha is None and not args.fdr:
+        return
+    if not hasattr(detector, "detector_scores"):
+        raise ValueError(
+            "--alpha / --fdr need a model saved with --alpha (conformal p-values); this one "
+            "was saved without: refit it with --alpha."
+        )
+    detector.set_params(
+        alpha=detector.alpha if args.alpha is None else args.alpha, fdr=args.fdr or detector.fdr
+    )
+
+
 def _check_writable(path, inputs, force: bool, what: str) -> None:
     """Refuse to write over an input file, or over any existing file without ``--force``."""
     target = Path(path).resolve()
@@ -299,6 +313,7 @@ def score(args) -> int:
         saved = _load_model(args.model, args.trust)
         pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
         to_score = read_table(args.train, drop=args.drop)
+        _set_level(pipe[-1], args)
     else:
         train = read_table(args.train, drop=args.drop)
         to_score = read_table(args.test, drop=args.drop) if args.test else train
@@ -314,6 +329,14 @@ def score(args) -> int:
             params["contamination"] = args.contamination
         det = make_detector((name, params), random_state=args.random_state)
         spec = name + (":" + ",".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
+        if args.alpha is not None:  # conformal p-values around the detector (skood.conformal)
+            from skood.conformal import ConformalDetector
+
+            det = ConformalDetector(
+                det, alpha=args.alpha, fdr=args.fdr, random_state=args.random_state
+            )
+        elif args.fdr:
+            raise ValueError("--fdr needs --alpha, the false discovery rate to control.")
         pipe = make_pipeline_for(det)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
@@ -325,25 +348,43 @@ def score(args) -> int:
             skood.save({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
     _check_same_columns(columns, to_score)
-    scores = pipe.score_samples(to_score.X)
     labels = pipe.predict(to_score.X)
-    # sklearn's OneClassSVM keeps offset_ as a 1-element array, which numpy 2 will not float()
-    threshold = float(np.ravel(pipe[-1].offset_)[0])
-    lines = ["row,score,label,threshold"]
-    lines += [
-        f"{i},{float(s)!r},{int(lab)},{threshold!r}"
-        for i, (s, lab) in enumerate(zip(scores, labels))
-    ]
+    conformal = hasattr(pipe[-1], "detector_scores")
+    if conformal:  # the detector's score, its p-value, and the level (or FDR) flagged at
+        p_values = pipe.score_samples(to_score.X)
+        scores = pipe[-1].detector_scores(pipe[:-1].transform(to_score.X))
+        threshold = float(pipe[-1].alpha)
+        lines = ["row,score,p_value,label,threshold"]
+        lines += [
+            f"{i},{float(s)!r},{float(p)!r},{int(lab)},{threshold!r}"
+            for i, (s, p, lab) in enumerate(zip(scores, p_values, labels))
+        ]
+    else:
+        scores = pipe.score_samples(to_score.X)
+        # sklearn's OneClassSVM keeps offset_ as a 1-element array, which numpy 2 will not float()
+        threshold = float(np.ravel(pipe[-1].offset_)[0])
+        lines = ["row,score,label,threshold"]
+        lines += [
+            f"{i},{float(s)!r},{int(lab)},{threshold!r}"
+            for i, (s, lab) in enumerate(zip(scores, labels))
+        ]
     text = "\n".join(lines) + "\n"
     if args.out == "-":
         sys.stdout.write(text)
     else:
         Path(args.out).write_text(text)
     n_out = int(np.sum(labels == -1))
+    if conformal:
+        rule = (
+            f"Benjamini-Hochberg at false discovery rate {threshold:g}"
+            if pipe[-1].fdr
+            else f"p-value <= {threshold:g}, a false-positive rate of at most {threshold:g}"
+        )
+    else:
+        rule = f"threshold {threshold:.6g}; higher score = more normal"
     print(
         f"{spec}: scored {len(scores)} rows of {to_score.path}; {n_out} flagged as outliers "
-        f"(threshold {threshold:.6g}; higher score = more normal)"
-        + ("" if args.out == "-" else f" -> {args.out}"),
+        f"({rule})" + ("" if args.out == "-" else f" -> {args.out}"),
         file=sys.stderr,
     )
     return 0
@@ -409,6 +450,18 @@ def _parser() -> argparse.ArgumentParser:
     p_score.add_argument("--detector", default="gauss", help="NAME or NAME:key=value,...")
     p_score.add_argument("--params", help="key=value,... added to the detector's parameters")
     p_score.add_argument("--contamination", type=float)
+    p_score.add_argument(
+        "--alpha",
+        type=float,
+        help="flag rows whose conformal p-value is <= ALPHA (a false-positive rate of at most "
+        "ALPHA); adds a p_value column (skood.conformal)",
+    )
+    p_score.add_argument(
+        "--fdr",
+        action="store_true",
+        help="with --alpha: flag the Benjamini-Hochberg discoveries, a false discovery rate of "
+        "at most ALPHA",
+    )
     p_score.add_argument(
         "--drop", metavar="COLS", help="comma-separated columns to leave out (e.g. an id column)"
     )

@@ -212,10 +212,12 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         ``class_conditional`` only: the inlier classes.
     n_calibration_ : int
         The number of calibration inliers (per class: the smallest).
+    possible_p_values_ : ndarray
+        Every value ``score_samples`` can return, sorted.
     offset_ : float
-        The smallest p-value the detector can return above ``alpha``:
-        ``decision_function = score_samples - offset_`` is negative exactly when the p-value is
-        at most ``alpha``.
+        The smallest of them above ``alpha``: ``decision_function = score_samples - offset_`` is
+        negative exactly when the p-value is at most ``alpha``. ``alpha`` and ``fdr`` may be
+        changed with ``set_params`` after fitting: nothing is refitted, and ``offset_`` follows.
     reused_calibration_ : bool
         Whether the estimator's own held-out calibration scores were reused.
 
@@ -378,21 +380,31 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         return estimator.fit(_safe_indexing(X, rows))
 
     def _set_level(self) -> None:
-        """Check ``alpha`` can be reached and set ``offset_`` (see the class docstring)."""
-        name = type(self).__name__
+        """Record the p-values this detector can return and check ``alpha`` is reachable."""
         sizes = self._calibration_sizes()
         self.n_calibration_ = int(min(sizes))
-        possible = self._possible_p_values(sizes)
-        if possible.min() > self.alpha:
+        self.possible_p_values_ = self._possible_p_values(sizes)
+        self._check_level()
+
+    def _check_level(self) -> None:
+        smallest = self.possible_p_values_[0]
+        if smallest > self.alpha:
             raise ValueError(
-                f"{name}: with {self.n_calibration_} calibration inliers"
+                f"{type(self).__name__}: with {self.n_calibration_} calibration inliers"
                 + (" (in the smallest class)" if self.class_conditional else "")
-                + f" the smallest p-value is {possible.min():.4g}, so level alpha={self.alpha} "
-                f"can never be reached (marginal p-values need n + 1 > 1 / alpha: "
+                + f" the smallest p-value is {smallest:.4g}, so level alpha={self.alpha} can "
+                "never be reached (marginal p-values need n + 1 > 1 / alpha: "
                 f"{math.ceil(1 / self.alpha) - 1} or more calibration inliers). Give more inlier "
                 "rows, raise calibration_fraction, or raise alpha."
             )
-        self.offset_ = float(possible[possible > self.alpha].min(initial=1.0))
+
+    @property
+    def offset_(self) -> float:
+        """The smallest p-value above ``alpha`` this detector can return (follows ``alpha``)."""
+        check_is_fitted(self)
+        self._check_level()
+        possible = self.possible_p_values_
+        return float(possible[possible > self.alpha].min(initial=1.0))
 
     def _calibration_sizes(self) -> list[int]:
         if self.method == "cross":
@@ -497,6 +509,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         ndarray of int, shape (n_samples,)
         """
         p_values = self.score_samples(X)
+        self._check_level()
         flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha
         return np.where(flagged, -1, 1)
 

@@ -296,3 +296,17 @@ def test_bad_input_is_named():
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_the_level_changes_without_refitting():
+    rng = np.random.default_rng(12)
+    X, X_new = rng.normal(size=(200, 2)), rng.normal(size=(500, 2))
+    det = ConformalDetector(_gauss(), alpha=0.1, random_state=0).fit(X)
+    p = det.score_samples(X_new)
+    for alpha in (0.05, 0.2):
+        det.set_params(alpha=alpha)
+        np.testing.assert_array_equal(det.predict(X_new) == -1, p <= alpha)
+        assert np.all((det.decision_function(X_new) < 0) == (p <= alpha))
+    det.set_params(alpha=0.001)  # below 1 / 61: refused when used, not silently never flagging
+    with pytest.raises(ValueError, match="can never be reached"):
+        det.predict(X_new)

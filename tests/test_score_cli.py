@@ -292,3 +292,40 @@ def test_unreadable_files_name_the_file_in_one_line(tmp_path, content, message, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0]
     assert re.search(message, err[0]), err[0]
+
+
+def test_alpha_writes_p_values_and_flags_by_level_or_fdr(files, capsys):
+    tmp, train, test = files
+    out, model = tmp / "p.csv", tmp / "c.skood"
+    fit = ["score", str(train), str(test), "--drop", "id", "--detector", "iforest"]
+    assert main([*fit, "--alpha", "0.2", "--out", str(out), "--save", str(model)]) == 0
+    assert "a false-positive rate of at most 0.2" in capsys.readouterr().err
+    data = np.genfromtxt(out, delimiter=",", names=True)
+    assert data.dtype.names == ("row", "score", "p_value", "label", "threshold")
+    p, labels = data["p_value"], data["label"].astype(int)
+    assert np.all((p > 0) & (p <= 1)) and np.all(data["threshold"] == 0.2)
+    np.testing.assert_array_equal(labels, np.where(p <= 0.2, -1, 1))
+    assert (labels == -1).mean() > 0.5  # the test rows are scaled far out
+    # the saved conformal model, at another level and with BH
+    trust = ["--trust", "sklearn.tree._tree.Tree"]
+    again = ["score", str(test), "--drop", "id", "--model", str(model), *trust]
+    assert main([*again, "--alpha", "0.05", "--fdr", "--out", str(tmp / "q.csv")]) == 0
+    assert "Benjamini-Hochberg at false discovery rate 0.05" in capsys.readouterr().err
+    q = np.genfromtxt(tmp / "q.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(q["p_value"], p)  # same model, same p-values
+    from skood.conformal import benjamini_hochberg
+
+    np.testing.assert_array_equal(q["label"] == -1, benjamini_hochberg(p, 0.05))
+
+
+def test_alpha_and_fdr_misuse_is_named(files, capsys):
+    tmp, train, _ = files
+    assert main(["score", str(train), "--drop", "id", "--fdr"]) == 2
+    assert "--fdr needs --alpha" in capsys.readouterr().err
+    assert main(["score", str(train), "--drop", "id", "--alpha", "0.001"]) == 2
+    assert "can never be reached" in capsys.readouterr().err  # 24 calibration rows
+    assert main(["score", str(train), "--drop", "id", "--save", str(tmp / "m.skood")]) == 0
+    capsys.readouterr()
+    assert main(["score", str(train), "--drop", "id", "--model", str(tmp / "m.skood"),
+                 "--alpha", "0.1"]) == 2  # fmt: skip
+    assert "saved without: refit it with --alpha" in capsys.readouterr().err
