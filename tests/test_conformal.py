@@ -316,10 +316,10 @@ def test_the_documented_compositions_on_digits(digits_split):
     """docs/thresholds.md's example, with default settings, on real data (digits 0-4 vs 5-9)."""
     X_train, _, X_test, y_test = digits_split
     is_outlier = y_test == -1
-    det = ConformalDetector(GaussianMahalanobis(), alpha=0.05).fit(X_train)
+    det = ConformalDetector(GaussianMahalanobis(), alpha=0.05, random_state=0).fit(X_train)
     flags = det.predict(X_test) == -1
     assert flags[~is_outlier].mean() <= 0.05 + 0.04  # one calibration draw: alpha + noise
     assert flags[is_outlier].mean() > 2 * 0.05  # power well above the level (measured 0.17)
-    fdr = ConformalDetector(IsolationForest(random_state=0), alpha=0.1, fdr=True)
+    fdr = ConformalDetector(IsolationForest(random_state=0), alpha=0.1, fdr=True, random_state=0)
     flagged = fdr.fit(X_train).predict(X_test) == -1
     assert (flagged & ~is_outlier).sum() / max(flagged.sum(), 1) <= 0.1 + 0.05
