@@ -319,7 +319,7 @@ def test_the_documented_compositions_on_digits(digits_split):
     det = ConformalDetector(GaussianMahalanobis(), alpha=0.05, random_state=0).fit(X_train)
     flags = det.predict(X_test) == -1
     assert flags[~is_outlier].mean() <= 0.05 + 0.04  # one calibration draw: alpha + noise
-    assert flags[is_outlier].mean() > 2 * 0.05  # power well above the level (measured 0.17)
+    assert flags[is_outlier].mean() > 2 * 0.05  # power well above the level (measured 0.31)
     fdr = ConformalDetector(IsolationForest(random_state=0), alpha=0.1, fdr=True, random_state=0)
     flagged = fdr.fit(X_train).predict(X_test) == -1
     assert (flagged & ~is_outlier).sum() / max(flagged.sum(), 1) <= 0.1 + 0.05
