@@ -26,12 +26,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.stats import false_discovery_control
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import split_holdout, split_labels
+from skood.base import fit_context, split_holdout, split_labels
 
 #: Scores closer than this (relative) count as tied; see the module docstring.
 TIE_RTOL = 1e-6
@@ -273,7 +273,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the detector and calibrate the p-values on inlier rows it never saw.
 
