@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # Override for another build, e.g. `make test TORCH_SPEC="torch==2.5.1"`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bench,clip
+EXTRAS ?= test,bench,clip,dask
 PY := $(VENV)/bin/python
 
 .PHONY: install demo test test-numerics lint bench clean

@@ -1,0 +1,150 @@
+"""skood on a Dask cluster (``skood[dask]``): searches under joblib's dask backend equal the
+sequential ones, block-by-block scoring equals in-memory scoring, torch threads follow the worker,
+and a worker killed mid-scoring loses no row. A 2-process LocalCluster on loopback."""
+
+import os
+import signal
+import warnings
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+import joblib  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from skood import (  # noqa: E402
+    ConformalDetector,
+    GaussianMahalanobis,
+    HSCDetector,
+    ICEClassifier,
+    QuantileFlowDetector,
+    VAEDetector,
+)
+from skood.distributed import TorchThreads, score_dataset  # noqa: E402
+from skood.metrics import SCORERS  # noqa: E402
+from skood.model_selection import OODStratifiedKFold  # noqa: E402
+from tests._helpers import FLOAT32_RTOL  # noqa: E402
+from tests._settings import HSC_TINY, TINY_FLOW, VAE_CHECKS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as client:
+        client.register_plugin(TorchThreads())
+        yield client
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(150, 3)), rng.normal(3.0, 1.0, size=(30, 3))])
+    y = np.r_[np.repeat([0, 1, 2], 50), -np.ones(30, dtype=int)]
+    return X, y
+
+
+def test_torch_in_each_worker_uses_the_workers_threads(client):
+    threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert set(threads.values()) == {1} and len(threads) == 2
+
+
+@pytest.mark.parametrize(
+    "estimator, grid",
+    [
+        (QuantileFlowDetector(**TINY_FLOW, random_state=0), {"q": [0.05, "mean"]}),
+        (
+            ICEClassifier(hidden_sizes=(8,), feature_dim=4, max_epochs=3, random_state=0),
+            {"ood_weight": [0.1, 1.0]},  # the lambda of ICE's loss
+        ),
+    ],
+    ids=["flow", "ice"],
+)
+def test_a_search_on_the_cluster_equals_the_sequential_one(client, data, estimator, grid):
+    X, y = data
+    search = lambda **kw: GridSearchCV(  # noqa: E731
+        estimator, grid, cv=OODStratifiedKFold(n_splits=3, random_state=0),
+        scoring=SCORERS["auroc"], **kw,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sequential = search().fit(X, y)
+        with joblib.parallel_config(backend="dask"):
+            on_cluster = search(n_jobs=-1).fit(X, y)
+    np.testing.assert_array_equal(
+        on_cluster.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
+    )
+    np.testing.assert_array_equal(
+        on_cluster.best_estimator_.score_samples(X), sequential.best_estimator_.score_samples(X)
+    )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        GaussianMahalanobis(random_state=0),
+        make_pipeline(StandardScaler(), QuantileFlowDetector(**TINY_FLOW, random_state=0)),
+        VAEDetector(**VAE_CHECKS),
+        HSCDetector(**HSC_TINY),
+        ConformalDetector(GaussianMahalanobis(random_state=0), alpha=0.1, random_state=0),
+    ],
+    ids=["gaussian", "flow-pipeline", "vae", "hsc", "conformal"],
+)
+def test_scoring_block_by_block_equals_scoring_in_memory(client, data, model):
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(X, y if not hasattr(model, "steps") else None)
+    rng = np.random.default_rng(1)
+    X_new = rng.normal(size=(1000, 3))
+    out = score_dataset(model, da.from_array(X_new, chunks=(128, 3))).compute()
+    assert len(out) == 1000 and list(out.index) == list(range(1000))
+    column = "p_value" if "p_value" in out else "score"
+    expected = model.score_samples(X_new)
+    # float32 networks: a row's output moves by ~1e-7 with the block it is computed in
+    np.testing.assert_allclose(out[column].to_numpy(), expected, rtol=FLOAT32_RTOL)
+    np.testing.assert_array_equal(out["label"].to_numpy(), model.predict(X_new))
+
+
+def test_a_parquet_dataset_and_a_dataframe(client, data, tmp_path):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    X, _ = data
+    model = GaussianMahalanobis(random_state=0).fit(X)
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(400, 3)), columns=["a", "b", "c"])
+    frame["id"] = np.arange(400)
+    dd.from_pandas(frame, npartitions=4).to_parquet(tmp_path / "ds")
+    out = score_dataset(model, str(tmp_path / "ds"), columns=["a", "b", "c"]).compute()
+    np.testing.assert_array_equal(
+        out["score"].to_numpy(), model.score_samples(frame[["a", "b", "c"]].to_numpy())
+    )
+    with pytest.raises(TypeError, match="dask array, a dask dataframe"):
+        score_dataset(model, frame)
+
+
+def test_a_worker_killed_mid_scoring_loses_no_row(client, data):
+    X, _ = data
+    model = GaussianMahalanobis(random_state=0).fit(X)
+    X_new = np.random.default_rng(3).normal(size=(4000, 3))
+
+    def slow_rows(block):  # long enough blocks that a kill lands mid-computation
+        import time
+
+        time.sleep(0.05)
+        return block
+
+    slow = da.from_array(X_new, chunks=(100, 3)).map_blocks(slow_rows, dtype=np.float64)
+    future = client.compute(score_dataset(model, slow))
+    victim = next(iter(client.scheduler_info()["workers"]))
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)  # the nanny restarts it; the scheduler reruns its tasks
+    out = future.result(timeout=120)
+    assert len(out) == 4000
+    np.testing.assert_array_equal(out["score"].to_numpy(), model.score_samples(X_new))
