@@ -20,7 +20,7 @@ try:  # this module is the optional dask integration; the core of skood never im
 except ImportError:  # pragma: no cover - without distributed, TorchThreads cannot be registered
     _WorkerPlugin = object
 
-__all__ = ["TorchThreads", "score_dataset"]
+__all__ = ["TorchThreads", "fit_gaussian", "score_dataset"]
 
 
 def _require_dask():
@@ -136,6 +136,205 @@ def _read_dataset(path: str, columns):
     if path.endswith((".csv", ".csv.gz")) or "*.csv" in path:
         return dd.read_csv(path, usecols=columns) if columns else dd.read_csv(path)
     return dd.read_parquet(path, columns=columns)
+
+
+# -- GaussianMahalanobis from per-block moments ----------------------------------------------------
+
+
+def _as_blocks(X, y):
+    """``X`` as a dask array chunked along rows only, and ``y`` (or None) with the same chunks."""
+    import dask.array as da
+    import dask.dataframe as dd
+
+    if isinstance(X, (dd.DataFrame, dd.Series)):
+        X = X.to_dask_array(lengths=True)
+    if not isinstance(X, da.Array):
+        X = da.from_array(np.asarray(X), chunks=(100_000, -1))
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got {X.ndim}-D")
+    X = X.rechunk({1: X.shape[1]})
+    if y is None:
+        return X, None
+    if isinstance(y, (dd.DataFrame, dd.Series)):
+        y = y.to_dask_array(lengths=True)
+    y = (
+        da.asarray(y).rechunk((X.chunks[0],))
+        if isinstance(y, da.Array)
+        else da.from_array(np.asarray(y), chunks=(X.chunks[0],))
+    )
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} rows but X has {X.shape[0]}")
+    return X, y
+
+
+def _tree_sum(parts):
+    """Add delayed partial results pairwise, so no task receives more than two."""
+    import dask
+
+    add = dask.delayed(lambda a, b: [x + z for x, z in zip(a, b)], pure=True)
+    while len(parts) > 1:
+        parts = [add(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]  # fmt: skip
+    return parts[0]
+
+
+def _block_codes(y_block, classes):
+    """Class codes of a block's rows (-1 for outlier rows and for labels outside ``classes``)."""
+    if y_block is None:
+        return None
+    y_block = np.asarray(y_block)
+    codes = np.searchsorted(classes, y_block)
+    codes = np.clip(codes, 0, len(classes) - 1)
+    return np.where(classes[codes] == y_block, codes, -1)
+
+
+def _folds(n_rows: int, block: int, n_splits: int, seed: int) -> np.ndarray:
+    """The calibration fold of every row of a block (seeded per block, so reproducible)."""
+    return np.random.default_rng([seed, block]).integers(n_splits, size=n_rows)
+
+
+def _first_moments(x, y, block, classes, n_classes, n_splits, seed):
+    """Per fold and class: row counts and row sums of the inlier rows."""
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
+    if y is not None and classes is None:
+        codes = np.where(np.asarray(y) == -1, -1, 0)
+    folds = _folds(len(x), block, max(n_splits, 1), seed)
+    counts = np.zeros((max(n_splits, 1), n_classes))
+    sums = np.zeros((max(n_splits, 1), n_classes, x.shape[1]))
+    keep = codes >= 0
+    np.add.at(counts, (folds[keep], codes[keep]), 1.0)
+    np.add.at(sums, (folds[keep], codes[keep]), x[keep])
+    return [counts, sums]
+
+
+def _second_moments(x, y, block, classes, n_splits, seed, means, fold_means):
+    """``Z^T Z`` and ``sum ||z||^4`` of the class-centred inlier rows: for the model on every
+    row, and for each fold's model (the rows outside that fold, centred by its means)."""
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
+    if y is not None and classes is None:
+        codes = np.where(np.asarray(y) == -1, -1, 0)
+    folds = _folds(len(x), block, max(n_splits, 1), seed)
+    keep = codes >= 0
+    x, codes, folds = x[keep], codes[keep], folds[keep]
+
+    def moments(rows, centres):
+        z = x[rows] - centres[codes[rows]]
+        return z.T @ z, np.sum(np.sum(z * z, axis=1) ** 2)
+
+    scatter, fourth = moments(slice(None), means)
+    out = [scatter, np.array(fourth)]
+    for k in range(n_splits):
+        fold_scatter, fold_fourth = moments(folds != k, fold_means[k])
+        out += [fold_scatter, np.array(fold_fourth)]
+    return out
+
+
+def _calibration_block(x, y, block, classes, n_splits, seed, estimator, models):
+    """Each inlier row's score under the model that did not see it (or the full model)."""
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
+    if y is not None and classes is None:
+        codes = np.where(np.asarray(y) == -1, -1, 0)
+    folds = _folds(len(x), block, max(n_splits, 1), seed)
+    keep = codes >= 0
+    x, folds = x[keep], folds[keep]
+    scores = np.empty(len(x))
+    for k, (means, whitening, log_det) in enumerate(models):
+        rows = folds == k if n_splits else slice(None)
+        scores[rows] = estimator._score(x[rows], means, whitening, log_det)
+    return scores
+
+
+def fit_gaussian(estimator, X, y=None):
+    """Fit a :class:`~skood.GaussianMahalanobis` on blocks: what ``fit`` does with dask input.
+
+    Per-block moments (row counts and sums per class, then the class-centred scatter ``Z^T Z``
+    and ``sum ||z||^4``) are added up in a tree, three passes over the data: the means, the
+    centred moments, and the out-of-fold calibration scores. Every covariance that skood names
+    (``empirical``, ``shrunk``, ``ledoit_wolf``, ``oas``) is a function of these moments, so
+    means, covariance and whitening equal the in-memory fit to rounding. A covariance
+    *estimator* object (``MinCovDet``, ...) needs the rows themselves and is refused: fit it on a
+    sample in memory.
+
+    ``offset_cv`` folds are drawn per block (seeded by ``random_state`` and the block's index),
+    not by ``KFold`` over the row order as in memory, so ``offset_`` differs from the in-memory
+    one by the sampling noise of the folds (with ``offset_cv=None`` it is equal too). The
+    calibration scores of every inlier row are kept (8 bytes a row).
+    """
+    _require_dask()
+    import dask
+    import dask.array as da
+    from sklearn.utils import check_random_state
+
+    name = type(estimator).__name__
+    if not isinstance(estimator.covariance, str):
+        raise ValueError(
+            f"{name}: covariance={estimator.covariance!r} needs the rows themselves, not their "
+            "moments; on a Dask array use covariance='empirical', 'shrunk', 'ledoit_wolf' or "
+            "'oas', or fit this estimator on a sample that fits in memory."
+        )
+    X, y = _as_blocks(X, y)
+    n_features = X.shape[1]
+    labels = None
+    if y is not None:
+        labels = np.asarray(da.unique(y).compute())
+        labels = labels[labels != -1]
+        if labels.size == 0:
+            raise ValueError(f"y marks every row as an outlier (-1), so {name} has no inliers.")
+    if estimator.class_conditional is True and labels is None:
+        raise ValueError(f"{name}: class_conditional=True needs inlier class labels in y.")
+    use_classes = labels is not None and (
+        estimator.class_conditional is True
+        or (estimator.class_conditional == "auto" and labels.size >= 2)
+    )
+    classes = np.sort(labels) if use_classes else None
+    n_classes = 1 if classes is None else classes.size
+    n_splits = estimator.offset_cv or 0
+    seed = int(check_random_state(estimator.random_state).randint(2**31 - 1))
+    x_blocks = X.to_delayed().ravel()
+    y_blocks = [None] * len(x_blocks) if y is None else y.to_delayed().ravel()
+
+    first = dask.delayed(_first_moments, pure=True)
+    counts, sums = dask.compute(_tree_sum([
+        first(xb, yb, b, classes, n_classes, n_splits, seed)
+        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
+    ]))[0]  # fmt: skip
+    n_rows = counts.sum()
+    if n_rows < 2:
+        raise ValueError(f"{name} needs at least 2 inlier rows, got {int(n_rows)}.")
+    means = sums.sum(axis=0) / counts.sum(axis=0)[:, None]
+    fold_means = [
+        (sums.sum(axis=0) - sums[k]) / (counts.sum(axis=0) - counts[k])[:, None]
+        for k in range(n_splits)
+    ]
+    second = dask.delayed(_second_moments, pure=True)
+    moments = dask.compute(_tree_sum([
+        second(xb, yb, b, classes, n_splits, seed, means, fold_means)
+        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
+    ]))[0]  # fmt: skip
+    covariance = estimator._covariance_from_moments(moments[0], float(moments[1]), n_rows)
+    whitening, log_det = estimator._whiten(covariance)
+    estimator.classes_, estimator.means_, estimator.covariance_ = classes, means, covariance
+    estimator.whitening_, estimator.log_det_ = whitening, log_det
+    estimator.n_features_in_ = n_features
+    models = [(means, whitening, log_det)]
+    if n_splits:
+        models = []
+        for k in range(n_splits):
+            n_k = n_rows - counts[k].sum()
+            cov_k = estimator._covariance_from_moments(
+                moments[2 + 2 * k], float(moments[3 + 2 * k]), n_k
+            )
+            models.append((fold_means[k], *estimator._whiten(cov_k)))
+    calib = dask.delayed(_calibration_block, pure=True)
+    scores = dask.compute([
+        calib(xb, yb, b, classes, n_splits, seed, estimator, models)
+        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
+    ])[0]  # fmt: skip
+    estimator._set_offset(np.concatenate(scores), held_out=False)
+    return estimator
 
 
 class TorchThreads(_WorkerPlugin):

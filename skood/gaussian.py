@@ -9,7 +9,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import logsumexp
 from sklearn.base import clone
-from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
+from sklearn.covariance import (
+    OAS,
+    EmpiricalCovariance,
+    LedoitWolf,
+    ShrunkCovariance,
+    shrunk_covariance,
+)
 from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
@@ -24,6 +30,11 @@ _COVARIANCES = {
     "shrunk": ShrunkCovariance,
 }
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _is_dask(data) -> bool:
+    """A dask array, dataframe or series, recognised without importing dask."""
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
 class GaussianMahalanobis(BaseDetector):
@@ -160,6 +171,10 @@ class GaussianMahalanobis(BaseDetector):
         -------
         self : GaussianMahalanobis
         """
+        if _is_dask(X) or _is_dask(y):  # blocks on a cluster: the same fit from moments
+            from skood.distributed import fit_gaussian
+
+            return fit_gaussian(self, X, y)
         X, inliers, labels = self._validate_fit_data(X, y, dtype=np.float64)
         if not inliers.all():  # no full-size copy in the common all-inlier case
             X = X[inliers]
@@ -241,10 +256,47 @@ class GaussianMahalanobis(BaseDetector):
             if "assume_centered" in cov_est.get_params():
                 cov_est.set_params(assume_centered=True)
             covariance = cov_est.fit(centred(slice(None))).covariance_
-        eigval, eigvec = np.linalg.eigh(covariance + self.reg_covar * np.eye(X.shape[1]))
+        return classes, means, covariance, *self._whiten(covariance)
+
+    def _whiten(self, covariance: np.ndarray) -> tuple[np.ndarray, float]:
+        """The whitening matrix ``W`` (``W^T Sigma W = I``) and ``log det Sigma``, regularised."""
+        eigval, eigvec = np.linalg.eigh(covariance + self.reg_covar * np.eye(covariance.shape[0]))
         eigval = np.maximum(eigval, max(self.reg_covar, np.finfo(np.float64).tiny))
-        whitening = eigvec / np.sqrt(eigval)
-        return classes, means, covariance, whitening, float(np.sum(np.log(eigval)))
+        return eigvec / np.sqrt(eigval), float(np.sum(np.log(eigval)))
+
+    def _covariance_from_moments(self, scatter: np.ndarray, fourth: float, n: int) -> np.ndarray:
+        """The named covariance estimator from the centred rows' moments alone.
+
+        ``scatter = Z^T Z`` and ``fourth = sum_i ||z_i||^4`` of the class-centred rows ``Z``
+        determine the empirical, shrunk, Ledoit–Wolf and OAS estimates (the formulas of
+        scikit-learn's estimators with ``assume_centered=True``), so data in blocks (a Dask
+        array) give the same covariance as the rows in memory. A robust estimator such as
+        ``MinCovDet`` needs the rows themselves.
+        """
+        p = scatter.shape[0]
+        emp_cov = scatter / n
+        name = self.covariance
+        if name == "empirical":
+            return emp_cov
+        if name == "shrunk":
+            return shrunk_covariance(emp_cov, _COVARIANCES["shrunk"]().shrinkage)
+        if p == 1:  # one feature: every shrinkage gives the same estimate
+            return emp_cov
+        mu = np.trace(emp_cov) / p
+        if name == "oas":
+            alpha = np.mean(emp_cov**2)
+            num = alpha + mu**2
+            den = (n + 1) * (alpha - mu**2 / p)
+            shrinkage = 1.0 if den == 0 else min(num / den, 1.0)
+        else:  # ledoit_wolf: sklearn's ledoit_wolf_shrinkage from the same two moments
+            delta_ = np.sum(scatter**2) / n**2
+            beta = 1.0 / (p * n) * (fourth / n - delta_)
+            delta = (delta_ - 2.0 * mu * np.trace(scatter) / n + p * mu**2) / p
+            beta = min(beta, delta)
+            shrinkage = 0 if beta == 0 else beta / delta
+        covariance = (1.0 - shrinkage) * emp_cov
+        covariance.flat[:: p + 1] += shrinkage * mu
+        return covariance
 
     def _calibration_scores(self, X: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         if self.offset_cv is None or X.shape[0] < 2:

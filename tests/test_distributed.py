@@ -148,3 +148,46 @@ def test_a_worker_killed_mid_scoring_loses_no_row(client, data):
     out = future.result(timeout=120)
     assert len(out) == 4000
     np.testing.assert_array_equal(out["score"].to_numpy(), model.score_samples(X_new))
+
+
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "oas", "shrunk"])
+@pytest.mark.parametrize("labelled", [False, True], ids=["one-gaussian", "classes"])
+def test_a_gaussian_fitted_on_blocks_equals_the_in_memory_fit(client, covariance, labelled):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 5)) @ rng.normal(size=(5, 5)) + 3.0
+    y = rng.integers(0, 3, 3000)
+    y[:200] = -1  # outlier rows: left out of the fit, as in memory
+    y = y if labelled else None
+    blocks = da.from_array(X, chunks=(400, 5))
+    y_blocks = None if y is None else da.from_array(y, chunks=400)
+    params = dict(covariance=covariance, offset_cv=None, random_state=0)
+    memory = GaussianMahalanobis(**params).fit(X, y)
+    dist = GaussianMahalanobis(**params).fit(blocks, y_blocks)
+    for name in ("means_", "covariance_", "whitening_"):
+        np.testing.assert_allclose(
+            getattr(dist, name), getattr(memory, name), rtol=1e-10, atol=1e-12
+        )
+    np.testing.assert_allclose(dist.log_det_, memory.log_det_, rtol=1e-12)
+    np.testing.assert_allclose(dist.offset_, memory.offset_, rtol=1e-12)
+    np.testing.assert_allclose(dist.score_samples(X), memory.score_samples(X), rtol=1e-12)
+    if labelled:
+        np.testing.assert_array_equal(dist.classes_, memory.classes_)
+    # out-of-fold calibration: folds drawn per block, so offset_ agrees up to the folds' noise
+    cv_memory = GaussianMahalanobis(covariance=covariance, random_state=0).fit(X, y)
+    cv_dist = GaussianMahalanobis(covariance=covariance, random_state=0).fit(blocks, y_blocks)
+    assert cv_dist.calibration_scores_.size == cv_memory.calibration_scores_.size
+    assert abs(cv_dist.offset_ - cv_memory.offset_) < 0.05 * abs(cv_memory.offset_)
+
+
+def test_a_gaussian_from_a_dataframe_and_what_cannot_be_fitted_from_moments(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    from sklearn.covariance import MinCovDet
+
+    X = np.random.default_rng(5).normal(size=(800, 3))
+    frame = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
+    dist = GaussianMahalanobis(offset_cv=None, random_state=0).fit(frame)
+    memory = GaussianMahalanobis(offset_cv=None, random_state=0).fit(X)
+    np.testing.assert_allclose(dist.covariance_, memory.covariance_, rtol=1e-10)
+    with pytest.raises(ValueError, match="needs the rows themselves"):
+        GaussianMahalanobis(covariance=MinCovDet()).fit(da.from_array(X, chunks=(200, 3)))
