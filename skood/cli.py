@@ -260,6 +260,148 @@ def _load_model(path, trusted):
     return saved
 
 
+def _is_dataset(path) -> bool:
+    """A directory or a glob of Parquet / CSV files: scored block by block on Dask."""
+    return path is not None and (Path(path).is_dir() or any(c in str(path) for c in "*?["))
+
+
+def _dataset_files(path) -> list[Path]:
+    import glob
+
+    if Path(path).is_dir():
+        files = sorted(
+            p for p in Path(path).iterdir() if p.suffix.lower() in {".csv", ".parquet", ".pq"}
+        )
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    if not files:
+        raise ValueError(f"{path} holds no .csv / .parquet file to score.")
+    return files
+
+
+def _read_partition(path, columns, drop):
+    """One file of a dataset, checked as ``skood score`` checks one file (errors name it)."""
+    import pandas as pd
+
+    from skood.tables import read_table
+
+    table = read_table(path, drop=drop)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the model's column(s) {missing}.")
+    index = [table.columns.index(c) for c in columns]
+    frame = pd.DataFrame(table.X[:, index], columns=columns)
+    frame.insert(0, "row", range(len(frame)))
+    frame.insert(0, "file", Path(path).name)
+    return frame
+
+
+def _scored_partition(frame, model, columns, threshold):
+    from skood.distributed import _outputs, _score_frame
+
+    out = _score_frame(frame, model, columns, _outputs(model))
+    out.insert(0, "row", frame["row"])  # same index: aligned, dtypes kept
+    out.insert(0, "file", frame["file"])
+    out["threshold"] = threshold
+    return out
+
+
+def _score_dataset(args, dataset) -> int:
+    """``skood score`` on a directory or glob: one output Parquet file per input file."""
+    import numpy as np
+
+    from skood.distributed import _outputs, _require_dask
+
+    _require_dask()
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    if not args.model:
+        raise ValueError(
+            f"{dataset} is a dataset (a directory or a glob): fit on one file with --save, then "
+            "score the dataset with --model (scoring is block by block; fitting is in memory)."
+        )
+    if args.test:
+        raise ValueError("with --model, give one file or dataset to score.")
+    if args.out == "-":
+        raise ValueError("a dataset's scores go to a directory: pass --out DIR.")
+    if Path(args.out).exists():
+        raise ValueError(f"--out {args.out} exists; choose a new directory (nothing is replaced).")
+    files = _dataset_files(dataset)
+    saved = _load_model(args.model, args.trust)
+    pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
+    _set_level(pipe[-1], args)
+    last = pipe[-1]
+    threshold = float(last.alpha if hasattr(last, "detector_scores") else np.ravel(last.offset_)[0])
+    read = dask.delayed(_read_partition, pure=True)
+    text = pd.Series(["file"]).dtype  # whatever pandas gives a column of names
+    meta = pd.DataFrame({"file": pd.Series(dtype=text), "row": pd.Series(dtype=np.int64)})
+    for c in columns:
+        meta[c] = pd.Series(dtype=np.float64)
+    frames = dd.from_delayed([read(f, columns, args.drop) for f in files], meta=meta)
+    out_meta = _scored_partition(meta, pipe, columns, threshold).iloc[:0]
+    shipped = dask.delayed(pipe, pure=True)  # the model goes to each worker once
+    scored = frames.map_partitions(_scored_partition, shipped, columns, threshold, meta=out_meta)
+    write = scored.to_parquet(args.out, compute=False, write_index=False)
+    try:
+        with _dask_scheduler(args.scheduler) as progress:
+            progress(write)
+    except BaseException:  # a bad partition, Ctrl-C: no half-written directory left behind
+        import shutil
+
+        shutil.rmtree(args.out, ignore_errors=True)  # it did not exist before this run
+        raise
+    n_files = len(files)
+    print(
+        f"{spec}: scored {n_files} file(s) of {dataset} ({', '.join(_outputs(pipe))}) -> "
+        f"{args.out}/ (one Parquet file per input file)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _dask_scheduler(address):
+    """A context giving a function that computes a collection with a progress bar."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def local_threads():
+        from dask.diagnostics import ProgressBar
+
+        def run(collection):
+            with ProgressBar(out=sys.stderr):
+                collection.compute()
+
+        yield run
+
+    @contextlib.contextmanager
+    def cluster(address):
+        from distributed import Client, LocalCluster, progress
+
+        from skood.distributed import TorchThreads
+
+        local = None
+        if address == "local":
+            local = LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None)
+        try:
+            with Client(local or address) as client:
+                client.register_plugin(TorchThreads())
+
+                def run(collection):
+                    future = client.compute(collection)
+                    progress(future)
+                    print(file=sys.stderr)
+                    future.result()
+
+                yield run
+        finally:
+            if local is not None:
+                local.close()
+
+    return local_threads() if not address else cluster(address)
+
+
 def _set_level(detector, args) -> None:
     """``--alpha`` / ``--fdr`` given with ``--model``: a new level for a conformal model."""
     if args.alpha is None and not args.fdr:
@@ -303,6 +445,11 @@ def score(args) -> int:
     from skood.tables import read_table
 
     inputs = [args.train, args.test, args.model]
+    dataset = args.test if args.test else args.train
+    if _is_dataset(dataset):
+        return _score_dataset(args, dataset)
+    if args.scheduler:
+        raise ValueError("--scheduler applies to a dataset: a directory or a glob of files.")
     if args.out != "-":
         _check_writable(args.out, inputs, args.force, "--out")
     if args.save:
@@ -486,6 +633,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_score.add_argument(
         "--force", action="store_true", help="overwrite an existing --out / --save file"
+    )
+    p_score.add_argument(
+        "--scheduler",
+        metavar="local|ADDRESS",
+        help="with a dataset (a directory or glob of Parquet / CSV files): score it on a Dask "
+        "cluster, 'local' (one process per core) or a scheduler ADDRESS; default: threads here",
     )
 
     p_convert = sub.add_parser(

@@ -55,7 +55,8 @@ def _score_frame(frame, model, columns, outputs):
 
     X = frame[columns].to_numpy(dtype=np.float64) if columns else frame.to_numpy(np.float64)
     if X.shape[0] == 0:
-        return pd.DataFrame({name: np.zeros(0) for name in outputs}, index=frame.index)
+        empty = pd.DataFrame({name: np.zeros(0) for name in outputs}, index=frame.index)
+        return empty.astype({"label": np.int64})
     values = _score_rows(model, X)
     out = pd.DataFrame(values, columns=outputs, index=frame.index)
     out["label"] = out["label"].astype(np.int64)

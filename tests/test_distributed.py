@@ -191,3 +191,64 @@ def test_a_gaussian_from_a_dataframe_and_what_cannot_be_fitted_from_moments(clie
     np.testing.assert_allclose(dist.covariance_, memory.covariance_, rtol=1e-10)
     with pytest.raises(ValueError, match="needs the rows themselves"):
         GaussianMahalanobis(covariance=MinCovDet()).fit(da.from_array(X, chunks=(200, 3)))
+
+
+def _write_parts(folder, parts, bad=None):
+    folder.mkdir()
+    for i, X in enumerate(parts):
+        rows = [",".join(map(str, r)) for r in X]
+        if i == bad:
+            rows[3] = "," + rows[3].split(",", 1)[1]  # an empty cell on line 5
+        (folder / f"part{i}.csv").write_text("a,b,c\n" + "\n".join(rows) + "\n")
+
+
+def test_skood_score_on_a_dataset_with_a_scheduler(client, tmp_path, capsys):
+    from skood.cli import main
+
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(6)
+    train = tmp_path / "train.csv"
+    train.write_text("a,b,c\n" + "\n".join(",".join(map(str, r)) for r in rng.normal(size=(80, 3))))
+    model = tmp_path / "m.skood"
+    assert main(["score", str(train), "--detector", "gauss", "--alpha", "0.1",
+                 "--save", str(model), "--out", str(tmp_path / "s.csv")]) == 0  # fmt: skip
+    parts = [rng.normal(size=(40, 3)) * (1 + i) for i in range(3)]
+    _write_parts(tmp_path / "ds", parts)
+    for scheduler, data, out in [
+        ([], str(tmp_path / "ds"), tmp_path / "out1"),  # threads here
+        (
+            ["--scheduler", client.scheduler.address],
+            str(tmp_path / "ds" / "*.csv"),
+            tmp_path / "out2",
+        ),
+    ]:
+        assert main(["score", data, "--model", str(model), "--out", str(out), *scheduler]) == 0
+        assert "scored 3 file(s)" in capsys.readouterr().err
+        result = pd.read_parquet(out).sort_values(["file", "row"])
+        assert sorted(p.name for p in out.iterdir()) == [f"part.{i}.parquet" for i in range(3)]
+        import skood
+
+        pipe = skood.load(model)["pipeline"]
+        expected = np.concatenate([pipe.score_samples(X) for X in parts])
+        np.testing.assert_allclose(result["p_value"].to_numpy(), expected, rtol=1e-12)
+        assert list(result.columns) == ["file", "row", "score", "p_value", "label", "threshold"]
+    # a bad partition: the error names its file, and no half-written output is left
+    _write_parts(tmp_path / "bad", parts, bad=1)
+    assert (
+        main(
+            ["score", str(tmp_path / "bad"), "--model", str(model), "--out", str(tmp_path / "out3")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "part1.csv" in err and "line 5" in err and not (tmp_path / "out3").exists()
+    # a dataset needs --model and a new --out directory
+    assert main(["score", str(tmp_path / "ds"), "--out", str(tmp_path / "out4")]) == 2
+    assert "fit on one file with --save" in capsys.readouterr().err
+    assert (
+        main(
+            ["score", str(tmp_path / "ds"), "--model", str(model), "--out", str(tmp_path / "out1")]
+        )
+        == 2
+    )
+    assert "exists; choose a new directory" in capsys.readouterr().err
