@@ -20,7 +20,7 @@ try:  # this module is the optional dask integration; the core of skood never im
 except ImportError:  # pragma: no cover - without distributed, TorchThreads cannot be registered
     _WorkerPlugin = object
 
-__all__ = ["TorchThreads", "fit_gaussian", "score_dataset"]
+__all__ = ["OneGPUPerWorker", "TorchThreads", "fit_gaussian", "sample_rows", "score_dataset"]
 
 
 def _require_dask():
@@ -358,3 +358,86 @@ class TorchThreads(_WorkerPlugin):
 
     def teardown(self, worker) -> None:  # nothing to undo: the process ends with the worker
         return None
+
+
+class OneGPUPerWorker(_WorkerPlugin):
+    """A Dask worker plugin: each worker sees one GPU (``CUDA_VISIBLE_DEVICES``), by its index.
+
+    ``client.register_plugin(OneGPUPerWorker())`` before any task runs torch on CUDA: worker
+    ``i`` (its ``name``; ``LocalCluster`` names them 0, 1, ...) sees GPU ``gpus[i % len(gpus)]``
+    as ``cuda:0``, so estimators with ``device="auto"`` train on it. ``gpus`` defaults to every
+    GPU the worker's machine has. On a machine without CUDA the variable is set all the same and
+    ``device="auto"`` resolves to the CPU. dask-cuda's ``LocalCUDACluster`` does the same.
+    """
+
+    name = "skood-one-gpu-per-worker"
+
+    def __init__(self, gpus=None) -> None:
+        self.gpus = None if gpus is None else [int(g) for g in gpus]
+
+    def setup(self, worker) -> None:
+        import os
+        import zlib
+
+        gpus = self.gpus
+        if gpus is None:
+            import torch
+
+            gpus = list(range(torch.cuda.device_count())) or [0]
+        name = str(worker.name)
+        index = int(name) if name.isdigit() else zlib.crc32(name.encode())
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
+
+
+def sample_rows(data, n_rows: int, *, random_state=None) -> np.ndarray:
+    """A uniform sample of ``n_rows`` rows (without replacement) of a dask array or dataframe,
+    in memory: what the torch detectors fit on when the data do not fit (their scoring then runs
+    on every row with :func:`score_dataset`).
+
+    Two passes: the rows per block, then only the drawn rows of each block are gathered.
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+    n_rows : int
+        At most the number of rows (all rows when larger).
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows, n_features)
+    """
+    _require_dask()
+    import dask
+    import dask.array as da
+    import dask.dataframe as dd
+    from sklearn.utils import check_random_state
+
+    if isinstance(data, dd.DataFrame):
+        lengths = np.asarray(data.map_partitions(len).compute())
+        blocks = data.to_delayed()
+
+        def take(block, rows):
+            return block.iloc[rows].to_numpy(dtype=np.float64)
+
+    elif isinstance(data, da.Array):
+        data = data.rechunk({1: data.shape[1]})
+        lengths = np.asarray(data.chunks[0])
+        blocks = data.to_delayed().ravel()
+
+        def take(block, rows):
+            return np.asarray(block, dtype=np.float64)[rows]
+
+    else:
+        raise TypeError(f"sample_rows takes a dask array or dataframe, got {type(data).__name__}")
+    total = int(lengths.sum())
+    chosen = np.sort(
+        check_random_state(random_state).choice(total, min(n_rows, total), replace=False)
+    )
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    parts = []
+    for b, block in enumerate(blocks):
+        rows = chosen[(chosen >= starts[b]) & (chosen < starts[b + 1])] - starts[b]
+        if rows.size:
+            parts.append(dask.delayed(take)(block, rows))
+    return np.concatenate(dask.compute(*parts))

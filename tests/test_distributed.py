@@ -252,3 +252,44 @@ def test_skood_score_on_a_dataset_with_a_scheduler(client, tmp_path, capsys):
         == 2
     )
     assert "exists; choose a new directory" in capsys.readouterr().err
+
+
+def test_sample_rows_is_an_exact_uniform_sample(client):
+    from skood.distributed import sample_rows
+
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X = np.arange(3000, dtype=float).reshape(1000, 3)  # row i starts with 3 i
+    for data in (da.from_array(X, chunks=(130, 3)), dd.from_pandas(pd.DataFrame(X), npartitions=7)):
+        sample = sample_rows(data, 200, random_state=0)
+        assert sample.shape == (200, 3) and len(np.unique(sample[:, 0])) == 200
+        np.testing.assert_array_equal(sample[:, 1], sample[:, 0] + 1)  # whole rows
+        np.testing.assert_array_equal(sample, sample_rows(data, 200, random_state=0))
+    assert sample_rows(da.from_array(X, chunks=(130, 3)), 5000).shape == (1000, 3)
+    # rows drawn uniformly: over many draws every block is hit in proportion to its size
+    counts = np.zeros(1000)
+    for seed in range(50):
+        counts[
+            (
+                sample_rows(da.from_array(X, chunks=(130, 3)), 100, random_state=seed)[:, 0] / 3
+            ).astype(int)
+        ] += 1
+    assert abs(counts[:500].sum() - counts[500:].sum()) < 0.15 * counts.sum()
+
+
+def test_one_gpu_per_worker_sets_each_workers_device(client):
+    """The GPU recipe's code path, on CPU: each worker sees its own CUDA_VISIBLE_DEVICES, and
+    device='auto' resolves to what that worker has (here the CPU)."""
+    from skood._training import resolve_device
+    from skood.distributed import OneGPUPerWorker
+
+    client.register_plugin(OneGPUPerWorker(gpus=[0, 1]))
+    seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    assert sorted(seen.values()) == ["0", "1"]
+    devices = client.run(lambda: resolve_device("auto"))
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    expected = {w: "cuda" if int(seen[w]) < n_gpus else "cpu" for w in seen}
+    assert devices == expected
+    client.run(lambda: os.environ.pop("CUDA_VISIBLE_DEVICES", None))
