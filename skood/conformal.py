@@ -64,7 +64,7 @@ def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray
     Examples
     --------
     >>> conformal_p_values([1.0, 2.0, 2.0, 3.0], [0.5, 2.0, 9.0])
-    array([0.2, 0.6, 1. ])
+    array([0.2, 0.8, 1. ])
     """
     calibration = np.sort(np.asarray(calibration_scores, dtype=np.float64).ravel())
     ranks = _ranks(calibration, np.asarray(scores, dtype=np.float64))
