@@ -18,18 +18,23 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from skood import (  # noqa: E402
+    AMADetector,
+    ClassifierFeatures,
+    CLIPZeroShot,
     ConformalDetector,
     GaussianMahalanobis,
     HSCDetector,
     ICEClassifier,
+    OpenSetClassifier,
     QuantileFlowDetector,
+    ROSEScorer,
     VAEDetector,
 )
 from skood.distributed import TorchThreads, score_dataset  # noqa: E402
 from skood.metrics import SCORERS  # noqa: E402
 from skood.model_selection import OODStratifiedKFold  # noqa: E402
 from tests._helpers import FLOAT32_RTOL  # noqa: E402
-from tests._settings import HSC_TINY, TINY_FLOW, VAE_CHECKS  # noqa: E402
+from tests._settings import AMA_CHECKS, HSC_TINY, STAGE1_CHECKS, TINY_FLOW, VAE_CHECKS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +99,26 @@ def test_a_search_on_the_cluster_equals_the_sequential_one(client, data, estimat
         VAEDetector(**VAE_CHECKS),
         HSCDetector(**HSC_TINY),
         ConformalDetector(GaussianMahalanobis(random_state=0), alpha=0.1, random_state=0),
+        ICEClassifier(hidden_sizes=(8,), feature_dim=4, max_epochs=3, random_state=0),
+        AMADetector(**AMA_CHECKS),
+        ROSEScorer(VAEDetector(**VAE_CHECKS), random_state=0),
+        OpenSetClassifier(
+            ClassifierFeatures(**STAGE1_CHECKS), GaussianMahalanobis(), random_state=0
+        ),
+        CLIPZeroShot(precomputed=True, text_embeddings=np.eye(3)[:2] + 0.1),
     ],
-    ids=["gaussian", "flow-pipeline", "vae", "hsc", "conformal"],
+    ids=[
+        "gaussian",
+        "flow-pipeline",
+        "vae",
+        "hsc",
+        "conformal",
+        "ice",
+        "ama",
+        "rose",
+        "open-set",
+        "clip",
+    ],
 )
 def test_scoring_block_by_block_equals_scoring_in_memory(client, data, model):
     X, y = data
