@@ -316,3 +316,35 @@ def test_one_gpu_per_worker_sets_each_workers_device(client):
     expected = {w: "cuda" if int(seen[w]) < n_gpus else "cpu" for w in seen}
     assert devices == expected
     client.run(lambda: os.environ.pop("CUDA_VISIBLE_DEVICES", None))
+
+
+class _CountedModel:
+    """A fitted model that counts, per process, how often it is unpickled."""
+
+    loads = 0
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getstate__(self):
+        return {"model": self.model}
+
+    def __setstate__(self, state):
+        type(self).loads += 1
+        self.model = state["model"]
+
+    def score_samples(self, X):
+        return self.model.score_samples(X)
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+
+def test_the_model_travels_to_each_worker_once_not_once_per_block(client, data):
+    X, _ = data
+    model = _CountedModel(GaussianMahalanobis(random_state=0).fit(X))
+    X_new = np.random.default_rng(7).normal(size=(4000, 3))
+    out = score_dataset(model, da.from_array(X_new, chunks=(100, 3))).compute()  # 40 blocks
+    assert len(out) == 4000
+    loads = client.run(lambda: _CountedModel.loads)
+    assert sum(loads.values()) <= len(loads), loads  # at most once per worker
