@@ -360,6 +360,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             splits = folds.split(inlier_rows, codes)
         self.estimators_, self.calibration_scores_, self._fold_codes = [], [], []
         for _, held in splits:
+            held = np.sort(held)  # the order of the rows _safe_indexing returns below
             calibration = np.zeros(len(inliers), dtype=bool)
             calibration[inlier_rows[held]] = True
             model = self._fit_one(clone(self.estimator), X, y, ~calibration)
