@@ -194,31 +194,31 @@ def _folds(n_rows: int, block: int, n_splits: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, block]).integers(n_splits, size=n_rows)
 
 
-def _first_moments(x, y, block, classes, n_classes, n_splits, seed):
-    """Per fold and class: row counts and row sums of the inlier rows."""
+def _inlier_rows(x, y, block, classes, n_splits, seed):
+    """A block's inlier rows with their class codes and calibration folds."""
     x = np.asarray(x, dtype=np.float64)
     codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
     if y is not None and classes is None:
         codes = np.where(np.asarray(y) == -1, -1, 0)
     folds = _folds(len(x), block, max(n_splits, 1), seed)
+    keep = codes >= 0
+    return x[keep], codes[keep], folds[keep]
+
+
+def _first_moments(x, y, block, classes, n_classes, n_splits, seed):
+    """Per fold and class: row counts and row sums of the inlier rows."""
+    x, codes, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
     counts = np.zeros((max(n_splits, 1), n_classes))
     sums = np.zeros((max(n_splits, 1), n_classes, x.shape[1]))
-    keep = codes >= 0
-    np.add.at(counts, (folds[keep], codes[keep]), 1.0)
-    np.add.at(sums, (folds[keep], codes[keep]), x[keep])
+    np.add.at(counts, (folds, codes), 1.0)
+    np.add.at(sums, (folds, codes), x)
     return [counts, sums]
 
 
 def _second_moments(x, y, block, classes, n_splits, seed, means, fold_means):
     """``Z^T Z`` and ``sum ||z||^4`` of the class-centred inlier rows: for the model on every
     row, and for each fold's model (the rows outside that fold, centred by its means)."""
-    x = np.asarray(x, dtype=np.float64)
-    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
-    if y is not None and classes is None:
-        codes = np.where(np.asarray(y) == -1, -1, 0)
-    folds = _folds(len(x), block, max(n_splits, 1), seed)
-    keep = codes >= 0
-    x, codes, folds = x[keep], codes[keep], folds[keep]
+    x, codes, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
 
     def moments(rows, centres):
         z = x[rows] - centres[codes[rows]]
@@ -234,13 +234,7 @@ def _second_moments(x, y, block, classes, n_splits, seed, means, fold_means):
 
 def _calibration_block(x, y, block, classes, n_splits, seed, estimator, models):
     """Each inlier row's score under the model that did not see it (or the full model)."""
-    x = np.asarray(x, dtype=np.float64)
-    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
-    if y is not None and classes is None:
-        codes = np.where(np.asarray(y) == -1, -1, 0)
-    folds = _folds(len(x), block, max(n_splits, 1), seed)
-    keep = codes >= 0
-    x, folds = x[keep], folds[keep]
+    x, _, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
     scores = np.empty(len(x))
     for k, (means, whitening, log_det) in enumerate(models):
         rows = folds == k if n_splits else slice(None)
