@@ -1,5 +1,7 @@
 """The shared contract helpers: label convention, finite scores, held-out split, devices."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,135 @@ def test_a_model_pickled_by_skood_0_1_loads_with_its_renamed_parameters():
         old.__setstate__(state)
     np.testing.assert_array_equal(old.score_samples(X), flow.score_samples(X))
     assert clone(old).hidden_sizes == (512, 512, 512)  # the default: refit settings need a look
+
+
+# -- array_batches: the training loader ----------------------------------------------------------
+
+
+def _batches_and_rng_after(loader_factory, seed=0):
+    """Every batch of two epochs, and the state of torch's global generator afterwards."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        loader = loader_factory()
+        batches = [[t.clone() for t in batch] for _ in range(2) for batch in loader]
+        return batches, torch.get_rng_state()
+
+
+def _assert_same_batches(a, b):
+    (batches_a, state_a), (batches_b, state_b) = a, b
+    assert len(batches_a) == len(batches_b)
+    for xa, xb in zip(batches_a, batches_b):
+        for ta, tb in zip(xa, xb):
+            assert ta.dtype == tb.dtype and ta.shape == tb.shape
+            assert torch.equal(ta, tb)
+    assert torch.equal(state_a, state_b)  # the same draws from the global generator
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [True, False])
+@pytest.mark.parametrize("y_kind", ["none", "int", "float"])
+def test_array_batches_are_the_batches_of_torch_data_loader(shuffle, drop_last, y_kind):
+    from skorch.dataset import Dataset
+
+    from skood._training import _ArrayBatches, array_batches
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(203, 5)).astype(np.float32)
+    y = {"none": None, "int": rng.randint(3, size=203), "float": rng.normal(size=203)}[y_kind]
+    params = {"batch_size": 16, "shuffle": shuffle, "drop_last": drop_last}
+    fast = _batches_and_rng_after(lambda: array_batches(Dataset(X, y), **params))
+    slow = _batches_and_rng_after(lambda: torch.utils.data.DataLoader(Dataset(X, y), **params))
+    _assert_same_batches(fast, slow)
+    assert isinstance(array_batches(Dataset(X, y), **params), _ArrayBatches)
+    assert len(array_batches(Dataset(X, y), **params)) == (12 if drop_last else 13)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 0.3, 1.7])
+@pytest.mark.parametrize("replace", [True, False])
+def test_array_batches_give_the_outlier_exposure_batches_of_data_loader(ratio, replace):
+    from skood._training import (
+        OutlierExposureBatches,
+        OutlierExposureCollate,
+        _ArrayBatches,
+        array_batches,
+    )
+
+    rng = np.random.RandomState(1)
+    X_in = rng.normal(size=(101, 4)).astype(np.float32)
+    X_out = rng.normal(size=(13, 4)).astype(np.float32)
+    y_in = rng.randint(3, size=101)
+
+    def augment(X):  # draws from the global generator inside the collate, as HSC's does
+        return X + torch.randn_like(X)
+
+    def loader(fast):
+        data = OutlierExposureBatches(X_in, y_in, X_out, ratio=ratio, replace=replace)
+        make = array_batches if fast else torch.utils.data.DataLoader
+        return make(data, batch_size=8, shuffle=True, collate_fn=OutlierExposureCollate(augment))
+
+    _assert_same_batches(
+        _batches_and_rng_after(lambda: loader(True)), _batches_and_rng_after(lambda: loader(False))
+    )
+    assert isinstance(loader(True), _ArrayBatches)
+
+
+def test_array_batches_leave_other_datasets_and_options_to_data_loader():
+    from skorch.dataset import Dataset
+
+    from skood._training import array_batches
+
+    X = np.zeros((10, 2), dtype=np.float32)
+    tensors = torch.utils.data.TensorDataset(torch.from_numpy(X))
+    assert isinstance(array_batches(tensors, batch_size=4), torch.utils.data.DataLoader)
+    with_workers = array_batches(Dataset(X, None), batch_size=4, num_workers=0)
+    assert isinstance(with_workers, torch.utils.data.DataLoader)
+    frame = pytest.importorskip("pandas").DataFrame(X)
+    assert isinstance(
+        array_batches(Dataset(frame, None), batch_size=4), torch.utils.data.DataLoader
+    )
+
+
+def test_fits_are_those_of_the_data_loader_and_use_the_fused_optimizer(monkeypatch):
+    """The fast loader changes the speed of a fit, not its result."""
+    import skood._training as training
+    from skood import HSCDetector, ICEClassifier, QuantileFlowDetector
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(150, 6))
+    y = np.r_[rng.randint(2, size=120), -np.ones(30, dtype=int)]
+    makers = [
+        lambda: QuantileFlowDetector(
+            n_blocks=2, hidden_sizes=(16, 16), max_epochs=3, min_steps=0, random_state=0
+        ),
+        lambda: HSCDetector(max_epochs=3, min_steps=0, random_state=0),
+        lambda: ICEClassifier(max_epochs=3, random_state=0),
+    ]
+    for make in makers:
+        fast = make().fit(X, y)
+        assert fast.net_.optimizer_.defaults["fused"] is True
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                training,
+                "array_batches",
+                lambda data, **kw: torch.utils.data.DataLoader(data, **kw),
+            )
+            slow = make().fit(X, y)
+        np.testing.assert_array_equal(fast.score_samples(X), slow.score_samples(X))
+
+
+def test_predict_batched_reads_float32_in_place_and_read_only_arrays_by_copy():
+    from skood._training import predict_batched
+
+    module = torch.nn.Linear(3, 1)
+    X = np.random.RandomState(0).normal(size=(50, 3)).astype(np.float32)
+    before = X.copy()
+    expected = module(torch.from_numpy(X)).detach().double().numpy()
+    got = predict_batched(module, X, batch_size=7, module=module)
+    assert got.dtype == np.float64
+    # Batches of 7 against one of 50: float32 kernels may round differently (a tolerance).
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(X, before)
+    X.setflags(write=False)  # e.g. a memmap opened read-only: no warning, same result
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(predict_batched(module, X, batch_size=7, module=module), got)
