@@ -17,6 +17,7 @@ from sklearn.covariance import (
     shrunk_covariance,
 )
 from sklearn.model_selection import KFold
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from skood.base import BaseDetector, finite_scores, fit_context, iter_slices
@@ -69,6 +70,8 @@ class GaussianMahalanobis(BaseDetector):
         ``offset_`` is the ``contamination``-quantile of *out-of-fold* scores from this many
         folds, so it is not biased by scoring the rows the Gaussian was fitted on (a large bias
         when features are many and rows few). None uses the training scores (as EllipticEnvelope).
+        Beyond 100,000 rows, the scores of 100,000 random rows set it: the fit then costs about
+        one ``X^T X`` product, since the fold models come from the same pass over ``X``.
     inference_batch_size : int, default=65536
         Rows scored at a time; bounds memory for any number of rows.
     random_state : int, RandomState instance or None, default=None
@@ -90,7 +93,7 @@ class GaussianMahalanobis(BaseDetector):
         Threshold on ``score_samples``.
     calibration_scores_ : ndarray of float64
         The sorted out-of-fold scores (``offset_cv``; else the training rows' scores) that
-        ``offset_`` was set from.
+        ``offset_`` was set from, of at most 100,000 rows (drawn at random beyond that).
     calibration_held_out_ : bool
         Whether the fitted score never saw those rows (held out, or nothing fitted), which
         conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
@@ -189,10 +192,13 @@ class GaussianMahalanobis(BaseDetector):
             or (self.class_conditional == "auto" and np.unique(labels).size >= 2)
         )
         labels = labels if use_classes else None
-        stats = self._fit_stats(X, labels)
-        self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = stats
+        if isinstance(self.covariance, str):
+            model, fold_models, folds = self._fit_from_moments(X, labels)
+        else:  # a covariance estimator object needs the centred rows themselves
+            model, fold_models, folds = self._fit_from_rows(X, labels)
+        self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = model
         # Out-of-fold scores come from the fold models, not from the model fitted on every row.
-        self._set_offset(self._calibration_scores(X, labels), held_out=False)
+        self._set_offset(self._calibration_scores(X, fold_models, folds), held_out=False)
         return self
 
     #: Beyond this many features, a covariance from fewer rows than features is refused: its
@@ -200,6 +206,12 @@ class GaussianMahalanobis(BaseDetector):
     _MAX_WIDE_FEATURES = 4096
     #: |x| above this overflows the squares a covariance sums (float64 reaches 1.8e308).
     _MAX_MAGNITUDE = 1e150
+    #: Rows per block of the moment passes: a block and its centred copy stay in the CPU cache.
+    _FIT_BLOCK_ROWS = 4096
+    #: At most this many rows (drawn at random beyond it) are scored to set ``offset_``: the
+    #: 0.05-quantile of 100,000 scores is known to +-0.0014 in probability, and scoring every
+    #: row of a large X would cost more than the fit (``benchmarks/speed/speed.md``).
+    _MAX_CALIBRATION_ROWS = 100_000
 
     def _check_fit_size(self, X: np.ndarray) -> None:
         name = type(self).__name__
@@ -211,20 +223,105 @@ class GaussianMahalanobis(BaseDetector):
                 "eigendecomposition takes minutes. Reduce the dimension first, e.g. "
                 "make_pipeline(PCA(n_components=min(n_rows - 1, 256)), GaussianMahalanobis())."
             )
-        peak = float(np.max(np.abs(X))) if X.size else 0.0
+
+    def _check_magnitude(self, block: np.ndarray) -> None:
+        peak = float(np.max(np.abs(block))) if block.size else 0.0
         if peak > self._MAX_MAGNITUDE:
             raise ValueError(
-                f"{name}: X holds values up to {peak:.3g}, whose squares overflow float64 in "
-                "the covariance. Scale the features first (e.g. StandardScaler), as the "
-                "Mahalanobis distance does not depend on the unit."
+                f"{type(self).__name__}: X holds values up to {peak:.3g}, whose squares overflow "
+                "float64 in the covariance. Scale the features first (e.g. StandardScaler), as "
+                "the Mahalanobis distance does not depend on the unit."
             )
 
-    def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
-        """Means, covariance and whitening from ``X[rows]`` (all rows when None).
+    def _folds(self, n_rows: int) -> np.ndarray:
+        """The ``offset_cv`` fold of every row (all 0 without folds)."""
+        folds = np.zeros(n_rows, dtype=np.intp)
+        if self.offset_cv is not None and n_rows >= 2:
+            kfold = KFold(min(self.offset_cv, n_rows), shuffle=True, random_state=self.random_state)
+            for f, (_, test) in enumerate(kfold.split(np.empty((n_rows, 0)))):
+                folds[test] = f
+        return folds
 
-        Never copies ``X`` whole for the default empirical covariance: class sums come from a
-        sparse one-hot product and the class-centred scatter is accumulated in bounded blocks,
-        which is exactly ``EmpiricalCovariance(assume_centered=True)`` on the centred rows.
+    def _fit_from_moments(self, X: np.ndarray, labels: np.ndarray | None):
+        """The model and every fold's model from two passes over ``X``, without copying it.
+
+        Pass 1 sums the rows of each (fold, class) group (a sparse one-hot product). Pass 2
+        accumulates, block by block, each fold's scatter ``Z_f^T Z_f`` of the rows centred by
+        their class mean ``mu_k``. The fold-``f`` model (the other folds' rows) then follows
+        without another pass: its class means are ``mu_k + delta_k`` and its centred scatter is
+        ``sum_{g != f} Z_g^T Z_g - sum_k n_k delta_k delta_k^T``, where ``delta_k`` (the gap
+        between the two means, O(1/sqrt(n))) leaves no room for cancellation. Every string
+        ``covariance`` is a function of these moments (:meth:`_covariance_from_moments`);
+        Ledoit–Wolf also needs ``sum ||z||^4`` of each fold's rows, centred by that fold's means,
+        which pass 2 accumulates from the same blocks.
+        """
+        n, d = X.shape
+        classes, codes = (
+            (None, np.zeros(n, np.intp))
+            if labels is None
+            else np.unique(labels, return_inverse=True)
+        )
+        n_classes = int(codes.max()) + 1
+        folds = self._folds(n)
+        n_folds = int(folds.max()) + 1
+        group = folds * n_classes + codes
+        onehot = sp.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(n_folds * n_classes, n))
+        sums = np.asarray(onehot @ X).reshape(n_folds, n_classes, d)
+        counts = np.bincount(group, minlength=n_folds * n_classes).reshape(n_folds, n_classes)
+        means = sums.sum(axis=0) / counts.sum(axis=0)[:, None]
+        rest_counts = counts.sum(axis=0) - counts  # rows of each class outside fold f
+        with np.errstate(invalid="ignore", divide="ignore"):  # a class only in fold f: NaN
+            deltas = (sums.sum(axis=0) - sums) / rest_counts[..., None] - means
+        needs_fourth = self.covariance == "ledoit_wolf"
+
+        scatter = np.zeros((n_folds, d, d))
+        fourth, fold_fourth = 0.0, np.zeros(n_folds)
+        for sl in iter_slices(n, self._FIT_BLOCK_ROWS):
+            self._check_magnitude(X[sl])
+            Z = X[sl] - means[codes[sl]]
+            in_fold = [slice(None)] if n_folds == 1 else [folds[sl] == f for f in range(n_folds)]
+            for f, rows in enumerate(in_fold):
+                Z_f = Z[rows]
+                scatter[f] += Z_f.T @ Z_f
+            if needs_fourth:
+                sq = np.einsum("ij,ij->i", Z, Z)
+                fourth += float(sq @ sq)
+                for f in range(n_folds if n_folds > 1 else 0):
+                    rest = folds[sl] != f
+                    delta = deltas[f][codes[sl][rest]]  # ||z - delta||^2, expanded
+                    sq_f = sq[rest] - 2 * np.einsum("ij,ij->i", Z[rest], delta)
+                    sq_f += np.einsum("ij,ij->i", delta, delta)
+                    fold_fourth[f] += float(sq_f @ sq_f)
+        total = scatter.sum(axis=0)
+        covariance = self._covariance_from_moments(total, fourth, n)
+        model = (classes, means, covariance, *self._whiten(covariance))
+        fold_models = []
+        for f in range(n_folds if n_folds > 1 else 0):
+            kept = rest_counts[f] > 0
+            delta, n_k = deltas[f][kept], rest_counts[f][kept]
+            fold_scatter = total - scatter[f] - (delta.T * n_k) @ delta
+            fold_cov = self._covariance_from_moments(fold_scatter, fold_fourth[f], n_k.sum())
+            fold_models.append((means[kept] + delta, *self._whiten(fold_cov)))
+        return model, fold_models, folds
+
+    def _fit_from_rows(self, X: np.ndarray, labels: np.ndarray | None):
+        """:meth:`_fit_from_moments` for a covariance estimator object, fitted on the rows."""
+        for sl in iter_slices(X.shape[0], self._FIT_BLOCK_ROWS):
+            self._check_magnitude(X[sl])
+        folds = self._folds(X.shape[0])
+        model = self._fit_stats(X, labels)
+        fold_models = []
+        for f in range(int(folds.max()) + 1 if folds.max() > 0 else 0):
+            train = np.flatnonzero(folds != f)
+            fold_labels = None if labels is None else labels[train]
+            _, means, _, whitening, log_det = self._fit_stats(X, fold_labels, rows=train)
+            fold_models.append((means, whitening, log_det))
+        return model, fold_models, folds
+
+    def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
+        """Classes, means, covariance and whitening from ``X[rows]`` (all rows when None).
+
+        The covariance estimator is fitted on the class-centred rows.
         """
         n_rows = X.shape[0] if rows is None else rows.shape[0]
         if labels is None:
@@ -235,27 +332,11 @@ class GaussianMahalanobis(BaseDetector):
         cols = np.arange(n_rows) if rows is None else rows
         onehot = sp.csr_matrix((np.ones(n_rows), (codes, cols)), shape=(n_classes, X.shape[0]))
         means = np.asarray(onehot @ X) / np.bincount(codes, minlength=n_classes)[:, None]
-
-        def centred(sl: slice) -> np.ndarray:
-            # Slices of X are views; only a subset of rows (a CV fold) needs a gather.
-            block = X[sl] if rows is None else X[rows[sl]]
-            return block - (means[0] if n_classes == 1 else means[codes[sl]])
-
-        if isinstance(self.covariance, str) and self.covariance == "empirical":
-            covariance = np.zeros((X.shape[1], X.shape[1]))
-            for sl in iter_slices(n_rows, self.inference_batch_size):
-                block = centred(sl)
-                covariance += block.T @ block
-            covariance /= n_rows
-        else:  # shrinkage estimators need the centred rows themselves
-            cov_est = (
-                _COVARIANCES[self.covariance]()
-                if isinstance(self.covariance, str)
-                else clone(self.covariance)
-            )
-            if "assume_centered" in cov_est.get_params():
-                cov_est.set_params(assume_centered=True)
-            covariance = cov_est.fit(centred(slice(None))).covariance_
+        centred = (X if rows is None else X[rows]) - means[codes]
+        cov_est = clone(self.covariance)
+        if "assume_centered" in cov_est.get_params():
+            cov_est.set_params(assume_centered=True)
+        covariance = cov_est.fit(centred).covariance_
         return classes, means, covariance, *self._whiten(covariance)
 
     def _whiten(self, covariance: np.ndarray) -> tuple[np.ndarray, float]:
@@ -298,16 +379,19 @@ class GaussianMahalanobis(BaseDetector):
         covariance.flat[:: p + 1] += shrinkage * mu
         return covariance
 
-    def _calibration_scores(self, X: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        if self.offset_cv is None or X.shape[0] < 2:
-            return self._score(X)
-        n_splits = min(self.offset_cv, X.shape[0])
-        folds = KFold(n_splits, shuffle=True, random_state=self.random_state).split(X)
-        scores = np.empty(X.shape[0])
-        for train, test in folds:
-            fold_labels = None if labels is None else labels[train]
-            _, means, _, whitening, log_det = self._fit_stats(X, fold_labels, rows=train)
-            scores[test] = self._score(X[test], means, whitening, log_det)
+    def _calibration_scores(self, X: np.ndarray, fold_models: list, folds: np.ndarray):
+        """Out-of-fold scores (training scores without folds) of at most
+        ``_MAX_CALIBRATION_ROWS`` rows, a random subset beyond that."""
+        rows = np.arange(X.shape[0])
+        if rows.size > self._MAX_CALIBRATION_ROWS:
+            rng = check_random_state(self.random_state)
+            rows = np.sort(rng.choice(rows.size, self._MAX_CALIBRATION_ROWS, replace=False))
+        if not fold_models:
+            return self._score(X[rows])
+        scores = np.empty(rows.size)
+        for f, (means, whitening, log_det) in enumerate(fold_models):
+            in_fold = folds[rows] == f
+            scores[in_fold] = self._score(X[rows[in_fold]], means, whitening, log_det)
         return scores
 
     def component_log_densities(self, X) -> np.ndarray:

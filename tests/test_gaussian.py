@@ -126,14 +126,59 @@ def test_bad_input(rng):
         GaussianMahalanobis().fit(np.ones((1, 3)))
 
 
-def test_chunked_scatter_equals_sklearn_empirical_covariance_of_centred_rows(rng):
+def test_chunked_scatter_equals_sklearn_empirical_covariance_of_centred_rows(rng, monkeypatch):
     from sklearn.covariance import EmpiricalCovariance
 
     X = rng.normal(size=(503, 6)) * 3 + 10
     y = np.arange(503) % 4
-    det = GaussianMahalanobis(inference_batch_size=17, offset_cv=3, random_state=0).fit(X, y)
+    monkeypatch.setattr(GaussianMahalanobis, "_FIT_BLOCK_ROWS", 17)
+    det = GaussianMahalanobis(offset_cv=3, random_state=0).fit(X, y)
+    monkeypatch.undo()
     centred = X - np.stack([X[y == k].mean(0) for k in range(4)])[y]
     expected = EmpiricalCovariance(assume_centered=True).fit(centred).covariance_
     np.testing.assert_allclose(det.covariance_, expected, rtol=1e-10)
     one_chunk = GaussianMahalanobis(offset_cv=3, random_state=0).fit(X, y)
     np.testing.assert_allclose(det.offset_, one_chunk.offset_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "oas", "shrunk"])
+@pytest.mark.parametrize("classes", [False, True])
+def test_fold_models_from_one_pass_equal_fold_models_fitted_on_their_rows(rng, covariance, classes):
+    """The fold models come from the moments of one pass (fold scatter minus a mean-shift
+    term); the covariance object path fits each fold's rows with sklearn. Both must agree,
+    also when a class has a single row (absent from the training rows of one fold)."""
+    from sklearn import covariance as sk_covariance
+
+    X = rng.normal(size=(600, 5)) @ rng.normal(size=(5, 5)) + 40.0
+    y = np.r_[rng.randint(3, size=599), 7] if classes else None
+    if classes:
+        X[y == 1] += 6.0
+    objects = {
+        "empirical": sk_covariance.EmpiricalCovariance(),
+        "ledoit_wolf": sk_covariance.LedoitWolf(),
+        "oas": sk_covariance.OAS(),
+        "shrunk": sk_covariance.ShrunkCovariance(),
+    }
+    fast = GaussianMahalanobis(covariance=covariance, random_state=0).fit(X, y)
+    rows = GaussianMahalanobis(covariance=objects[covariance], random_state=0).fit(X, y)
+    np.testing.assert_allclose(fast.covariance_, rows.covariance_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fast.means_, rows.means_, rtol=1e-12)
+    np.testing.assert_allclose(
+        fast.calibration_scores_, rows.calibration_scores_, rtol=1e-10, atol=1e-10
+    )
+
+
+def test_offset_from_a_random_subset_of_rows_beyond_the_cap(rng, monkeypatch):
+    X = rng.normal(size=(2000, 3))
+    full = GaussianMahalanobis(random_state=0).fit(X)
+    monkeypatch.setattr(GaussianMahalanobis, "_MAX_CALIBRATION_ROWS", 500)
+    capped = GaussianMahalanobis(random_state=0).fit(X)
+    assert capped.calibration_scores_.shape == (500,)
+    # The same fold models score a subset of the same rows (to BLAS rounding: other blocks).
+    nearest = np.searchsorted(full.calibration_scores_, capped.calibration_scores_)
+    candidates = full.calibration_scores_[np.clip(np.c_[nearest - 1, nearest], 0, 1999)]
+    assert np.abs(candidates - capped.calibration_scores_[:, None]).min(axis=1).max() < 1e-9
+    np.testing.assert_array_equal(capped.covariance_, full.covariance_)
+    assert abs(capped.offset_ - full.offset_) < 0.5
+    again = GaussianMahalanobis(random_state=0).fit(X)
+    np.testing.assert_array_equal(again.calibration_scores_, capped.calibration_scores_)
