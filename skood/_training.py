@@ -600,13 +600,16 @@ def predict_batched(
     """
     module.eval()
     device = next(module.parameters()).device
-    # A float32 array the module can read in place is not copied (a read-only one, e.g. a
-    # memmap, is: torch cannot wrap it); on a GPU every batch is copied there anyway.
+    # A float32 array is read in place by skood's and torch's own layers, which never write to
+    # their input. It is copied when read-only (a memmap: torch cannot wrap it), when a layer
+    # is user code (which might write to it: the user's array must stay as it was), and on a
+    # GPU, where every batch is copied anyway.
     in_place = (
         device.type == "cpu"
         and X.dtype == np.float32
         and X.flags.writeable
         and X.flags.c_contiguous
+        and all(type(m).__module__.startswith(("skood.", "torch.nn.")) for m in module.modules())
     )
     out = None
     with torch.inference_mode():

@@ -30,12 +30,9 @@ def _demo_detectors(random_state: int, verbose: int):
     from sklearn.preprocessing import StandardScaler
 
     from skood import GaussianMahalanobis, QuantileFlowDetector
-    from skood.registry import CPU_FLOW
-
-    small_flow = {**CPU_FLOW, "min_steps": 500}
 
     def flow(q):
-        return QuantileFlowDetector(q, random_state=random_state, verbose=verbose, **small_flow)
+        return QuantileFlowDetector(q, random_state=random_state, verbose=verbose)
 
     def prep():
         return [VarianceThreshold(), StandardScaler()]  # pixel 0 is constant in digits

@@ -27,7 +27,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skood.base import iter_slices
 
 __all__ = [
-    "CPU_FLOW",
     "QUICK_DETECTORS",
     "InformativeColumns",
     "PyODAdapter",
@@ -103,11 +102,11 @@ class _Entry:
     quick: dict = field(default_factory=dict)  # parameters --quick applies (user ones win)
 
 
-#: A CPU-sized flow: 4 coupling blocks whose subnets have two hidden activations of 128 units. The
-#: paper's default network (8 blocks, subnets (512, 512, 512)) is meant for ~50,000 feature vectors
-#: on a GPU.
-#: The ``flow`` detectors and ``skood demo`` use it.
-CPU_FLOW = {"n_blocks": 4, "hidden_sizes": (128, 128)}
+def _paper_flow(params: dict, random_state):
+    """``QuantileFlowDetector.paper(**params)`` (skood is imported only when it is built)."""
+    from skood import QuantileFlowDetector
+
+    return QuantileFlowDetector.paper(**{"random_state": random_state, **params})
 
 
 def _by_path(path: str, *, seeded: bool = True, pyod: bool = False, **fixed):
@@ -138,15 +137,19 @@ def _rose(params: dict, random_state):
 _REGISTRY: dict[str, _Entry] = {
     "flow": _Entry(
         "skood",
-        _by_path("skood.QuantileFlowDetector", **CPU_FLOW),
-        "QuantileFlowDetector, q=0.05, CPU-sized (4 blocks, H=128, L=1)",
-        quick={"max_epochs": 5, "min_steps": 100},
+        _by_path("skood.QuantileFlowDetector"),
+        "QuantileFlowDetector, q=0.05, skood's CPU defaults (4 blocks of 64 x 2)",
     ),
     "flow-mean": _Entry(
         "skood",
-        _by_path("skood.QuantileFlowDetector", q="mean", **CPU_FLOW),
+        _by_path("skood.QuantileFlowDetector", q="mean"),
         "QuantileFlowDetector, mean NLL (the paper's baseline)",
-        quick={"max_epochs": 5, "min_steps": 100},
+    ),
+    "flow-paper": _Entry(
+        "skood",
+        _paper_flow,
+        "QuantileFlowDetector.paper(): the paper's 8 blocks of 512 x 3 (GPU-sized)",
+        quick={"max_epochs": 1, "min_steps": 20},
     ),
     "gauss": _Entry(
         "skood",

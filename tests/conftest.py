@@ -47,13 +47,6 @@ def flow_tiny():
 
 
 @pytest.fixture(scope="session")
-def flow_small():
-    """A flow trained long enough to rank digits (the q-quantile loss needs its steps); the
-    paper's GPU-sized default takes minutes per fit on a CPU."""
-    return MappingProxyType(dict(n_blocks=2, hidden_sizes=(64, 64), lr=1e-3, min_steps=500))
-
-
-@pytest.fixture(scope="session")
 def ama_small():
     """AMADetector trained enough to beat its untrained networks on digit 0 (test_ama.py)."""
     return MappingProxyType(

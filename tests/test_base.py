@@ -281,3 +281,48 @@ def test_predict_batched_reads_float32_in_place_and_read_only_arrays_by_copy():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(predict_batched(module, X, batch_size=7, module=module), got)
+
+
+def test_predict_batched_never_lets_user_code_write_to_the_callers_array():
+    from skood._training import predict_batched
+
+    class WritesItsInput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.linear(x.mul_(2.0))
+
+    module = WritesItsInput()
+    X = np.ones((10, 3), dtype=np.float32)
+    predict_batched(module, X, batch_size=4, module=module)
+    np.testing.assert_array_equal(X, np.ones((10, 3)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fits_with_the_array_loader_match_the_data_loader(monkeypatch):
+    import skood._training as training
+    from skood import HSCDetector, QuantileFlowDetector
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 6))
+    y = np.r_[np.ones(240), -np.ones(60)]
+    for make in (
+        lambda: QuantileFlowDetector(max_epochs=3, min_steps=0, device="cuda", random_state=0),
+        lambda: HSCDetector(max_epochs=3, min_steps=0, device="cuda", random_state=0),
+    ):
+        fast = make().fit(X, y)
+        assert fast.net_.optimizer_.defaults["fused"] is True
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                training,
+                "array_batches",
+                lambda data, **kw: torch.utils.data.DataLoader(data, **kw),
+            )
+            slow = make().fit(X, y)
+        # The same batches on the same GPU; cuBLAS may pick other kernels between runs.
+        np.testing.assert_allclose(
+            fast.score_samples(X), slow.score_samples(X), rtol=1e-4, atol=1e-4
+        )

@@ -89,6 +89,7 @@ def test_persistence_round_trip_gives_identical_scores(rng, tmp_path, dump, flow
     np.testing.assert_array_equal(det.predict(X), det2.predict(X))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_trained_model_scores_on_a_cpu_only_process(rng, tmp_path, flow_tiny):
     X = rng.normal(size=(200, 4))

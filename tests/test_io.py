@@ -409,6 +409,7 @@ def test_tensors_saved_on_cuda_load_on_a_cpu_machine(saved, monkeypatch):
         skood.load(saved, device="cpu")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_model_loads_on_cpu_and_back(tmp_path):
     X, _ = _data(None)

@@ -374,6 +374,7 @@ def test_bench_registry_builds_vae_and_rose():
     assert make_detector("vae:bound=iwae", random_state=0).bound == "iwae"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_rose_on_a_cuda_model_matches_the_cpu_one_and_pickles_to_cpu_tensors(
     digits_dequantised, vae

@@ -141,8 +141,8 @@ def make_gate(name, seed, flow_epochs):
         return flow(0.05, **small)
     if name == "flow_mean":
         return flow("mean", **small)
-    if name == "flow_spec":  # every QuantileFlowDetector default (the paper's settings)
-        return flow(0.05, device="cpu")
+    if name == "flow_spec":  # the paper's settings (QuantileFlowDetector.paper)
+        return flow(0.05, device="cpu", **QuantileFlowDetector.PAPER_PARAMS)
     # Constant (dead-unit) columns left to the flow's own rule instead of VarianceThreshold:
     if name == "flow_q0.05_scaler":
         return make_pipeline(
