@@ -70,12 +70,13 @@ class GaussianMahalanobis(BaseDetector):
         ``offset_`` is the ``contamination``-quantile of *out-of-fold* scores from this many
         folds, so it is not biased by scoring the rows the Gaussian was fitted on (a large bias
         when features are many and rows few). None uses the training scores (as EllipticEnvelope).
-        Beyond 100,000 rows, the scores of 100,000 random rows set it: the fit then costs about
-        one ``X^T X`` product, since the fold models come from the same pass over ``X``.
+        Beyond 50,000 rows, the out-of-fold scores of 50,000 random rows set it, each fold
+        model leaving out that fold's rows: a fold model costs only its rows, and the fit about
+        one ``X^T X`` product.
     inference_batch_size : int, default=65536
         Rows scored at a time; bounds memory for any number of rows.
     random_state : int, RandomState instance or None, default=None
-        Shuffles the ``offset_cv`` folds.
+        Shuffles the ``offset_cv`` folds (and draws the calibration rows beyond 50,000).
 
     Attributes
     ----------
@@ -93,7 +94,7 @@ class GaussianMahalanobis(BaseDetector):
         Threshold on ``score_samples``.
     calibration_scores_ : ndarray of float64
         The sorted out-of-fold scores (``offset_cv``; else the training rows' scores) that
-        ``offset_`` was set from, of at most 100,000 rows (drawn at random beyond that).
+        ``offset_`` was set from, of at most 50,000 rows (drawn at random beyond that).
     calibration_held_out_ : bool
         Whether the fitted score never saw those rows (held out, or nothing fitted), which
         conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
@@ -193,12 +194,11 @@ class GaussianMahalanobis(BaseDetector):
         )
         labels = labels if use_classes else None
         if isinstance(self.covariance, str):
-            model, fold_models, folds = self._fit_from_moments(X, labels)
+            model, calibration = self._fit_from_moments(X, labels)
         else:  # a covariance estimator object needs the centred rows themselves
-            model, fold_models, folds = self._fit_from_rows(X, labels)
+            model, calibration = self._fit_from_rows(X, labels)
         self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = model
-        # Out-of-fold scores come from the fold models, not from the model fitted on every row.
-        self._set_offset(self._calibration_scores(X, fold_models, folds), held_out=False)
+        self._set_offset(calibration, held_out=False)
         return self
 
     #: Beyond this many features, a covariance from fewer rows than features is refused: its
@@ -209,9 +209,10 @@ class GaussianMahalanobis(BaseDetector):
     #: Rows per block of the moment passes: a block and its centred copy stay in the CPU cache.
     _FIT_BLOCK_ROWS = 4096
     #: At most this many rows (drawn at random beyond it) are scored to set ``offset_``: the
-    #: 0.05-quantile of 100,000 scores is known to +-0.0014 in probability, and scoring every
-    #: row of a large X would cost more than the fit (``benchmarks/speed/speed.md``).
-    _MAX_CALIBRATION_ROWS = 100_000
+    #: 0.05-quantile of 50,000 scores is known to +-0.002 in probability (two standard errors),
+    #: and scoring every row of a large X would cost more than the fit
+    #: (``benchmarks/speed/speed.md``).
+    _MAX_CALIBRATION_ROWS = 50_000
 
     def _check_fit_size(self, X: np.ndarray) -> None:
         name = type(self).__name__
@@ -224,36 +225,43 @@ class GaussianMahalanobis(BaseDetector):
                 "make_pipeline(PCA(n_components=min(n_rows - 1, 256)), GaussianMahalanobis())."
             )
 
-    def _check_magnitude(self, block: np.ndarray) -> None:
-        peak = float(np.max(np.abs(block))) if block.size else 0.0
-        if peak > self._MAX_MAGNITUDE:
+    def _check_magnitude(self, X: np.ndarray) -> None:
+        peak = max(float(np.max(X)), -float(np.min(X))) if X.size else 0.0
+        if peak > self._MAX_MAGNITUDE or not np.isfinite(peak):
             raise ValueError(
                 f"{type(self).__name__}: X holds values up to {peak:.3g}, whose squares overflow "
                 "float64 in the covariance. Scale the features first (e.g. StandardScaler), as "
                 "the Mahalanobis distance does not depend on the unit."
             )
 
-    def _folds(self, n_rows: int) -> np.ndarray:
-        """The ``offset_cv`` fold of every row (all 0 without folds)."""
-        folds = np.zeros(n_rows, dtype=np.intp)
-        if self.offset_cv is not None and n_rows >= 2:
-            kfold = KFold(min(self.offset_cv, n_rows), shuffle=True, random_state=self.random_state)
-            for f, (_, test) in enumerate(kfold.split(np.empty((n_rows, 0)))):
+    def _calibration_folds(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows whose scores set ``offset_`` (all, or ``_MAX_CALIBRATION_ROWS`` drawn at
+        random), and the ``offset_cv`` fold of each (all 0 without folds)."""
+        rng = check_random_state(self.random_state)
+        rows = np.arange(n_rows)
+        if n_rows > self._MAX_CALIBRATION_ROWS:
+            rows = np.sort(rng.choice(n_rows, self._MAX_CALIBRATION_ROWS, replace=False))
+        folds = np.zeros(rows.size, dtype=np.intp)
+        if self.offset_cv is not None and rows.size >= 2:
+            kfold = KFold(min(self.offset_cv, rows.size), shuffle=True, random_state=rng)
+            for f, (_, test) in enumerate(kfold.split(np.empty((rows.size, 0)))):
                 folds[test] = f
-        return folds
+        return rows, folds
 
     def _fit_from_moments(self, X: np.ndarray, labels: np.ndarray | None):
-        """The model and every fold's model from two passes over ``X``, without copying it.
+        """The model, and the calibration scores, from the moments of ``X`` without copying it.
 
-        Pass 1 sums the rows of each (fold, class) group (a sparse one-hot product). Pass 2
-        accumulates, block by block, each fold's scatter ``Z_f^T Z_f`` of the rows centred by
-        their class mean ``mu_k``. The fold-``f`` model (the other folds' rows) then follows
-        without another pass: its class means are ``mu_k + delta_k`` and its centred scatter is
-        ``sum_{g != f} Z_g^T Z_g - sum_k n_k delta_k delta_k^T``, where ``delta_k`` (the gap
-        between the two means, O(1/sqrt(n))) leaves no room for cancellation. Every string
-        ``covariance`` is a function of these moments (:meth:`_covariance_from_moments`);
-        Ledoit–Wolf also needs ``sum ||z||^4`` of each fold's rows, centred by that fold's means,
-        which pass 2 accumulates from the same blocks.
+        The class-centred scatter is ``X^T X - sum_k n_k mu_k mu_k^T``: one BLAS product over
+        ``X`` as it is, the floor of any covariance fit (when the means are so far from 0, in
+        units of the spread, that the subtraction would cost digits, the rows are centred block
+        by block instead). A fold's model leaves out that fold's test rows ``T``: its class
+        means are ``mu_k + delta_k`` and its scatter is ``S - Z_T^T Z_T - sum_k n_k delta_k
+        delta_k^T``, with ``Z_T`` the test rows centred by ``mu`` and ``delta_k`` (the gap
+        between the two means, O(1/sqrt(n))) leaving no room for cancellation. So the folds cost
+        only their test rows, of which there are at most ``_MAX_CALIBRATION_ROWS`` in all. Every
+        string ``covariance`` is a function of these moments (:meth:`_covariance_from_moments`);
+        Ledoit–Wolf also needs ``sum ||z||^4``, for which one more pass over ``X`` centres each
+        row by each model's class mean.
         """
         n, d = X.shape
         classes, codes = (
@@ -262,61 +270,104 @@ class GaussianMahalanobis(BaseDetector):
             else np.unique(labels, return_inverse=True)
         )
         n_classes = int(codes.max()) + 1
-        folds = self._folds(n)
-        n_folds = int(folds.max()) + 1
-        group = folds * n_classes + codes
-        onehot = sp.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(n_folds * n_classes, n))
-        sums = np.asarray(onehot @ X).reshape(n_folds, n_classes, d)
-        counts = np.bincount(group, minlength=n_folds * n_classes).reshape(n_folds, n_classes)
-        means = sums.sum(axis=0) / counts.sum(axis=0)[:, None]
-        rest_counts = counts.sum(axis=0) - counts  # rows of each class outside fold f
-        with np.errstate(invalid="ignore", divide="ignore"):  # a class only in fold f: NaN
-            deltas = (sums.sum(axis=0) - sums) / rest_counts[..., None] - means
-        needs_fourth = self.covariance == "ledoit_wolf"
+        counts = np.bincount(codes, minlength=n_classes)
+        sums = self._class_sums(X, codes, n_classes)
+        means = sums / counts[:, None]
+        scatter = self._class_scatter(X, codes, means, counts)
 
-        scatter = np.zeros((n_folds, d, d))
-        fourth, fold_fourth = 0.0, np.zeros(n_folds)
-        for sl in iter_slices(n, self._FIT_BLOCK_ROWS):
-            self._check_magnitude(X[sl])
-            Z = X[sl] - means[codes[sl]]
-            in_fold = [slice(None)] if n_folds == 1 else [folds[sl] == f for f in range(n_folds)]
-            for f, rows in enumerate(in_fold):
-                Z_f = Z[rows]
-                scatter[f] += Z_f.T @ Z_f
-            if needs_fourth:
-                sq = np.einsum("ij,ij->i", Z, Z)
-                fourth += float(sq @ sq)
-                for f in range(n_folds if n_folds > 1 else 0):
-                    rest = folds[sl] != f
-                    delta = deltas[f][codes[sl][rest]]  # ||z - delta||^2, expanded
-                    sq_f = sq[rest] - 2 * np.einsum("ij,ij->i", Z[rest], delta)
-                    sq_f += np.einsum("ij,ij->i", delta, delta)
-                    fold_fourth[f] += float(sq_f @ sq_f)
-        total = scatter.sum(axis=0)
-        covariance = self._covariance_from_moments(total, fourth, n)
+        rows, folds = self._calibration_folds(n)
+        tests, fold_scatter, deltas, kept = [], [], [], []
+        for f in range(int(folds.max()) + 1 if folds.max() > 0 else 0):
+            test = rows[folds == f]
+            X_test, codes_test = X[test], codes[test]
+            rest = counts - np.bincount(codes_test, minlength=n_classes)
+            keep = rest > 0  # a class with all its rows in this fold is not in its model
+            rest_sums = sums - self._class_sums(X_test, codes_test, n_classes)
+            delta = rest_sums[keep] / rest[keep, None] - means[keep]
+            Z_test = X_test - means[codes_test]
+            fold_scatter.append(scatter - Z_test.T @ Z_test - (delta.T * rest[keep]) @ delta)
+            tests.append((X_test, rest[keep].sum()))
+            shift = np.full((n_classes, d), np.nan)  # NaN: a class this fold's model lacks
+            shift[keep] = delta
+            deltas.append(shift)
+            kept.append(keep)
+        fourth, fold_fourth = 0.0, np.zeros(len(tests))
+        if self.covariance == "ledoit_wolf":
+            fourth, fold_fourth = self._fourth_moments(X, codes, means, deltas, rows, folds)
+        covariance = self._covariance_from_moments(scatter, fourth, n)
         model = (classes, means, covariance, *self._whiten(covariance))
-        fold_models = []
-        for f in range(n_folds if n_folds > 1 else 0):
-            kept = rest_counts[f] > 0
-            delta, n_k = deltas[f][kept], rest_counts[f][kept]
-            fold_scatter = total - scatter[f] - (delta.T * n_k) @ delta
-            fold_cov = self._covariance_from_moments(fold_scatter, fold_fourth[f], n_k.sum())
-            fold_models.append((means[kept] + delta, *self._whiten(fold_cov)))
-        return model, fold_models, folds
+        if not tests:  # no folds: the model's own scores of the calibration rows
+            return model, self._score(X[rows], *model[1:2], *model[3:])
+        scores = np.empty(rows.size)
+        for f, (X_test, n_train) in enumerate(tests):
+            fold_cov = self._covariance_from_moments(fold_scatter[f], fold_fourth[f], n_train)
+            fold_means = means[kept[f]] + deltas[f][kept[f]]
+            scores[folds == f] = self._score(X_test, fold_means, *self._whiten(fold_cov))
+        return model, scores
+
+    @staticmethod
+    def _class_sums(X: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+        if n_classes == 1:  # a BLAS product: faster than a reduction over the rows
+            return (np.ones(codes.size) @ X)[None]
+        onehot = sp.csr_matrix(
+            (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_classes, codes.size)
+        )
+        return np.asarray(onehot @ X)
+
+    #: The Gram identity ``X^T X - n mu mu^T`` loses about log10(mu^2 / var) digits; beyond
+    #: this ratio (2 digits of float64's 16) the rows are centred block by block before the
+    #: product instead, which costs about 1.4 times the product (``benchmarks/speed/speed.md``).
+    _MAX_MEAN_TO_SPREAD = 100.0
+
+    def _class_scatter(self, X, codes, means, counts) -> np.ndarray:
+        """``sum_i (x_i - mu_{c_i})(x_i - mu_{c_i})^T``."""
+        gram = X.T @ X
+        if not np.isfinite(gram).all():  # |x| beyond ~1e154: the squares overflow
+            self._check_magnitude(X)
+        scatter = gram - (means.T * counts) @ means
+        spread = np.maximum(np.diag(scatter) / codes.size, np.finfo(np.float64).tiny)
+        if np.max(means**2 / spread) <= self._MAX_MEAN_TO_SPREAD:
+            return scatter
+        scatter = np.zeros_like(gram)
+        for sl in iter_slices(codes.size, self._FIT_BLOCK_ROWS):
+            Z = X[sl] - means[codes[sl]]
+            scatter += Z.T @ Z
+        return scatter
+
+    def _fourth_moments(self, X, codes, means, deltas, rows, folds):
+        """``sum ||x - mu||^4`` over every row for the model, and over each fold's training rows
+        (centred by that fold's means) for the fold models: Ledoit–Wolf's shrinkage needs it."""
+        in_test = np.full(X.shape[0], -1)
+        in_test[rows] = folds if deltas else -1
+        fourth, fold_fourth = 0.0, np.zeros(len(deltas))
+        for sl in iter_slices(X.shape[0], self._FIT_BLOCK_ROWS):
+            Z = X[sl] - means[codes[sl]]
+            sq = np.einsum("ij,ij->i", Z, Z)
+            fourth += float(sq @ sq)
+            for f, delta in enumerate(deltas):
+                train = in_test[sl] != f
+                shift = delta[codes[sl][train]]  # ||z - delta||^2, expanded
+                sq_f = sq[train] - 2 * np.einsum("ij,ij->i", Z[train], shift)
+                sq_f += np.einsum("ij,ij->i", shift, shift)
+                fold_fourth[f] += float(sq_f @ sq_f)
+        return fourth, fold_fourth
 
     def _fit_from_rows(self, X: np.ndarray, labels: np.ndarray | None):
         """:meth:`_fit_from_moments` for a covariance estimator object, fitted on the rows."""
-        for sl in iter_slices(X.shape[0], self._FIT_BLOCK_ROWS):
-            self._check_magnitude(X[sl])
-        folds = self._folds(X.shape[0])
+        self._check_magnitude(X)
         model = self._fit_stats(X, labels)
-        fold_models = []
-        for f in range(int(folds.max()) + 1 if folds.max() > 0 else 0):
-            train = np.flatnonzero(folds != f)
+        rows, folds = self._calibration_folds(X.shape[0])
+        if folds.max() == 0:
+            return model, self._score(X[rows], *model[1:2], *model[3:])
+        scores = np.empty(rows.size)
+        for f in range(int(folds.max()) + 1):
+            train = np.ones(X.shape[0], dtype=bool)
+            train[rows[folds == f]] = False
+            train = np.flatnonzero(train)
             fold_labels = None if labels is None else labels[train]
             _, means, _, whitening, log_det = self._fit_stats(X, fold_labels, rows=train)
-            fold_models.append((means, whitening, log_det))
-        return model, fold_models, folds
+            scores[folds == f] = self._score(X[rows[folds == f]], means, whitening, log_det)
+        return model, scores
 
     def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
         """Classes, means, covariance and whitening from ``X[rows]`` (all rows when None).
@@ -378,21 +429,6 @@ class GaussianMahalanobis(BaseDetector):
         covariance = (1.0 - shrinkage) * emp_cov
         covariance.flat[:: p + 1] += shrinkage * mu
         return covariance
-
-    def _calibration_scores(self, X: np.ndarray, fold_models: list, folds: np.ndarray):
-        """Out-of-fold scores (training scores without folds) of at most
-        ``_MAX_CALIBRATION_ROWS`` rows, a random subset beyond that."""
-        rows = np.arange(X.shape[0])
-        if rows.size > self._MAX_CALIBRATION_ROWS:
-            rng = check_random_state(self.random_state)
-            rows = np.sort(rng.choice(rows.size, self._MAX_CALIBRATION_ROWS, replace=False))
-        if not fold_models:
-            return self._score(X[rows])
-        scores = np.empty(rows.size)
-        for f, (means, whitening, log_det) in enumerate(fold_models):
-            in_fold = folds[rows] == f
-            scores[in_fold] = self._score(X[rows[in_fold]], means, whitening, log_det)
-        return scores
 
     def component_log_densities(self, X) -> np.ndarray:
         """``log N(x; mu_k, Sigma)`` for every row and component, shape (n_samples, n_components)."""

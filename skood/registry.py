@@ -139,11 +139,13 @@ _REGISTRY: dict[str, _Entry] = {
         "skood",
         _by_path("skood.QuantileFlowDetector"),
         "QuantileFlowDetector, q=0.05, skood's CPU defaults (4 blocks of 64 x 2)",
+        quick={"max_epochs": 5, "min_steps": 100},
     ),
     "flow-mean": _Entry(
         "skood",
         _by_path("skood.QuantileFlowDetector", q="mean"),
         "QuantileFlowDetector, mean NLL (the paper's baseline)",
+        quick={"max_epochs": 5, "min_steps": 100},
     ),
     "flow-paper": _Entry(
         "skood",

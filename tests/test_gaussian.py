@@ -169,16 +169,32 @@ def test_fold_models_from_one_pass_equal_fold_models_fitted_on_their_rows(rng, c
 
 
 def test_offset_from_a_random_subset_of_rows_beyond_the_cap(rng, monkeypatch):
+    """Beyond the cap, the out-of-fold scores of a random subset set the threshold; each fold
+    model leaves out only its own test rows."""
     X = rng.normal(size=(2000, 3))
     full = GaussianMahalanobis(random_state=0).fit(X)
     monkeypatch.setattr(GaussianMahalanobis, "_MAX_CALIBRATION_ROWS", 500)
     capped = GaussianMahalanobis(random_state=0).fit(X)
     assert capped.calibration_scores_.shape == (500,)
-    # The same fold models score a subset of the same rows (to BLAS rounding: other blocks).
-    nearest = np.searchsorted(full.calibration_scores_, capped.calibration_scores_)
-    candidates = full.calibration_scores_[np.clip(np.c_[nearest - 1, nearest], 0, 1999)]
-    assert np.abs(candidates - capped.calibration_scores_[:, None]).min(axis=1).max() < 1e-9
     np.testing.assert_array_equal(capped.covariance_, full.covariance_)
     assert abs(capped.offset_ - full.offset_) < 0.5
     again = GaussianMahalanobis(random_state=0).fit(X)
     np.testing.assert_array_equal(again.calibration_scores_, capped.calibration_scores_)
+    # The same through the covariance-object path, which fits each fold on its rows.
+    from sklearn.covariance import EmpiricalCovariance
+
+    rows = GaussianMahalanobis(covariance=EmpiricalCovariance(), random_state=0).fit(X)
+    np.testing.assert_allclose(rows.calibration_scores_, capped.calibration_scores_, rtol=1e-9)
+
+
+def test_gram_identity_and_centred_blocks_give_the_same_covariance(rng, monkeypatch):
+    """Near zero the scatter is X^T X minus the mean term; far from it, blocks are centred."""
+    X = rng.normal(size=(700, 4)) @ rng.normal(size=(4, 4))
+    y = np.arange(700) % 3
+    for shift in (0.0, 1e6):  # mu^2 / var ~ 0 (the identity) and ~1e12 (centred blocks)
+        det = GaussianMahalanobis(random_state=0).fit(X + shift, y)
+        monkeypatch.setattr(GaussianMahalanobis, "_MAX_MEAN_TO_SPREAD", -1.0)  # always centre
+        centred = GaussianMahalanobis(random_state=0).fit(X + shift, y)
+        monkeypatch.undo()
+        np.testing.assert_allclose(det.covariance_, centred.covariance_, rtol=1e-9)
+        np.testing.assert_allclose(det.offset_, centred.offset_, rtol=1e-9)
