@@ -120,16 +120,18 @@ def part_fit(both_qfd=True):
     # QuantileFlowDetector trains on 1 - validation_fraction of the rows; also time it on all rows.
     small = {"n_blocks": 4, "hidden_sizes": (64, 64), "validation_fraction": 0.0}
     for name, kw in [
-        ("QuantileFlowDetector(validation_fraction=0)", {"validation_fraction": 0.0}),
+        (
+            "QuantileFlowDetector.paper(validation_fraction=0)",
+            {**QuantileFlowDetector.PAPER_PARAMS, "validation_fraction": 0.0},
+        ),
         (
             "QuantileFlowDetector(n_blocks=4, hidden_sizes=(64, 64), validation_fraction=0)",
             small,
         ),
-        ("QuantileFlowDetector(validation_fraction=0.2)", {}),
+        ("QuantileFlowDetector.paper(validation_fraction=0.2)", QuantileFlowDetector.PAPER_PARAMS),
     ][: 3 if both_qfd else 2]:
-        det = QuantileFlowDetector(
-            max_epochs=epochs, min_steps=0, batch_size=bs, random_state=0, device="cpu", **kw
-        )
+        params = {**kw, "max_epochs": epochs, "min_steps": 0, "batch_size": bs}
+        det = QuantileFlowDetector(random_state=0, device="cpu", **params)
         t0 = time.perf_counter()
         det.fit(X)
         dt = time.perf_counter() - t0
