@@ -72,7 +72,7 @@ def test_pipeline_fitted_with_known_outliers_in_y(digits6_stratified):
 def test_open_set_classifier_with_a_flow_gate(digits6_stratified):
     X, y, train, test = digits6_stratified
     clf = OpenSetClassifier(
-        ClassifierFeatures(max_epochs=10, random_state=0),
+        ClassifierFeatures(random_state=0),
         QuantileFlowDetector(random_state=0),
         random_state=0,
     ).fit(X[train], y[train])
