@@ -238,9 +238,23 @@ def test_array_batches_leave_other_datasets_and_options_to_data_loader():
     )
 
 
+def _fit_with_both_loaders(make, X, y, monkeypatch):
+    """``make()`` fitted with skood's loader (checking it uses the fused optimizer), and again
+    with torch's ``DataLoader`` in its place."""
+    import skood._training as training
+
+    fast = make().fit(X, y)
+    assert fast.net_.optimizer_.defaults["fused"] is True
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            training, "array_batches", lambda data, **kw: torch.utils.data.DataLoader(data, **kw)
+        )
+        slow = make().fit(X, y)
+    return fast, slow
+
+
 def test_fits_are_those_of_the_data_loader_and_use_the_fused_optimizer(monkeypatch):
     """The fast loader changes the speed of a fit, not its result."""
-    import skood._training as training
     from skood import HSCDetector, ICEClassifier, QuantileFlowDetector
 
     rng = np.random.RandomState(0)
@@ -254,15 +268,7 @@ def test_fits_are_those_of_the_data_loader_and_use_the_fused_optimizer(monkeypat
         lambda: ICEClassifier(max_epochs=3, random_state=0),
     ]
     for make in makers:
-        fast = make().fit(X, y)
-        assert fast.net_.optimizer_.defaults["fused"] is True
-        with monkeypatch.context() as patch:
-            patch.setattr(
-                training,
-                "array_batches",
-                lambda data, **kw: torch.utils.data.DataLoader(data, **kw),
-            )
-            slow = make().fit(X, y)
+        fast, slow = _fit_with_both_loaders(make, X, y, monkeypatch)
         np.testing.assert_array_equal(fast.score_samples(X), slow.score_samples(X))
 
 
@@ -304,7 +310,6 @@ def test_predict_batched_never_lets_user_code_write_to_the_callers_array():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fits_with_the_array_loader_match_the_data_loader(monkeypatch):
-    import skood._training as training
     from skood import HSCDetector, QuantileFlowDetector
 
     rng = np.random.RandomState(0)
@@ -314,15 +319,7 @@ def test_cuda_fits_with_the_array_loader_match_the_data_loader(monkeypatch):
         lambda: QuantileFlowDetector(max_epochs=3, min_steps=0, device="cuda", random_state=0),
         lambda: HSCDetector(max_epochs=3, min_steps=0, device="cuda", random_state=0),
     ):
-        fast = make().fit(X, y)
-        assert fast.net_.optimizer_.defaults["fused"] is True
-        with monkeypatch.context() as patch:
-            patch.setattr(
-                training,
-                "array_batches",
-                lambda data, **kw: torch.utils.data.DataLoader(data, **kw),
-            )
-            slow = make().fit(X, y)
+        fast, slow = _fit_with_both_loaders(make, X, y, monkeypatch)
         # The same batches on the same GPU; cuBLAS may pick other kernels between runs.
         np.testing.assert_allclose(
             fast.score_samples(X), slow.score_samples(X), rtol=1e-4, atol=1e-4
