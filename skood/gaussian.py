@@ -256,7 +256,7 @@ class GaussianMahalanobis(BaseDetector):
         units of the spread, that the subtraction would cost digits, the rows are centred block
         by block instead). A fold's model leaves out that fold's test rows ``T``: its class
         means are ``mu_k + delta_k`` and its scatter is ``S - Z_T^T Z_T - sum_k n_k delta_k
-        delta_k^T``, with ``Z_T`` the test rows centred by ``mu`` and ``delta_k`` (the gap
+        delta_k^T``, with ``Z_T`` the test rows centred by ``mu`` and ``delta_k`` (the shift, the gap
         between the two means, O(1/sqrt(n))) leaving no room for cancellation. So the folds cost
         only their test rows, of which there are at most ``_MAX_CALIBRATION_ROWS`` in all. Every
         string ``covariance`` is a function of these moments (:meth:`_covariance_from_moments`);
@@ -276,32 +276,32 @@ class GaussianMahalanobis(BaseDetector):
         scatter = self._class_scatter(X, codes, means, counts)
 
         rows, folds = self._calibration_folds(n)
-        tests, fold_scatter, deltas, kept = [], [], [], []
+        fold_parts = []  # per fold: its test rows, its training-row count, scatter and shifts
         for f in range(int(folds.max()) + 1 if folds.max() > 0 else 0):
             test = rows[folds == f]
             X_test, codes_test = X[test], codes[test]
             rest = counts - np.bincount(codes_test, minlength=n_classes)
             keep = rest > 0  # a class with all its rows in this fold is not in its model
             rest_sums = sums - self._class_sums(X_test, codes_test, n_classes)
-            delta = rest_sums[keep] / rest[keep, None] - means[keep]
-            Z_test = X_test - means[codes_test]
-            fold_scatter.append(scatter - Z_test.T @ Z_test - (delta.T * rest[keep]) @ delta)
-            tests.append((X_test, rest[keep].sum()))
             shift = np.full((n_classes, d), np.nan)  # NaN: a class this fold's model lacks
-            shift[keep] = delta
-            deltas.append(shift)
-            kept.append(keep)
-        fourth, fold_fourth = 0.0, np.zeros(len(tests))
+            shift[keep] = rest_sums[keep] / rest[keep, None] - means[keep]
+            Z_test = X_test - means[codes_test]
+            fold_scatter = scatter - Z_test.T @ Z_test - (shift[keep].T * rest[keep]) @ shift[keep]
+            fold_parts.append((X_test, rest[keep].sum(), fold_scatter, shift))
+        fourth, fold_fourth = 0.0, np.zeros(len(fold_parts))
         if self.covariance == "ledoit_wolf":
-            fourth, fold_fourth = self._fourth_moments(X, codes, means, deltas, rows, folds)
+            shifts = [part[3] for part in fold_parts]
+            fourth, fold_fourth = self._fourth_moments(X, codes, means, shifts, rows, folds)
         covariance = self._covariance_from_moments(scatter, fourth, n)
-        model = (classes, means, covariance, *self._whiten(covariance))
-        if not tests:  # no folds: the model's own scores of the calibration rows
-            return model, self._score(X[rows], *model[1:2], *model[3:])
+        whitening, log_det = self._whiten(covariance)
+        model = (classes, means, covariance, whitening, log_det)
+        if not fold_parts:  # no folds: the model's own scores of the calibration rows
+            return model, self._score(X[rows], means, whitening, log_det)
         scores = np.empty(rows.size)
-        for f, (X_test, n_train) in enumerate(tests):
-            fold_cov = self._covariance_from_moments(fold_scatter[f], fold_fourth[f], n_train)
-            fold_means = means[kept[f]] + deltas[f][kept[f]]
+        for f, (X_test, n_train, fold_scatter, shift) in enumerate(fold_parts):
+            fold_cov = self._covariance_from_moments(fold_scatter, fold_fourth[f], n_train)
+            keep = np.isfinite(shift[:, 0])
+            fold_means = means[keep] + shift[keep]
             scores[folds == f] = self._score(X_test, fold_means, *self._whiten(fold_cov))
         return model, scores
 
@@ -334,21 +334,22 @@ class GaussianMahalanobis(BaseDetector):
             scatter += Z.T @ Z
         return scatter
 
-    def _fourth_moments(self, X, codes, means, deltas, rows, folds):
+    def _fourth_moments(self, X, codes, means, shifts, rows, folds):
         """``sum ||x - mu||^4`` over every row for the model, and over each fold's training rows
-        (centred by that fold's means) for the fold models: Ledoit–Wolf's shrinkage needs it."""
+        (centred by that fold's means, ``mu + shift``) for the fold models: Ledoit–Wolf's
+        shrinkage needs it."""
         in_test = np.full(X.shape[0], -1)
-        in_test[rows] = folds if deltas else -1
-        fourth, fold_fourth = 0.0, np.zeros(len(deltas))
+        in_test[rows] = folds if shifts else -1
+        fourth, fold_fourth = 0.0, np.zeros(len(shifts))
         for sl in iter_slices(X.shape[0], self._FIT_BLOCK_ROWS):
             Z = X[sl] - means[codes[sl]]
             sq = np.einsum("ij,ij->i", Z, Z)
             fourth += float(sq @ sq)
-            for f, delta in enumerate(deltas):
+            for f, shift in enumerate(shifts):
                 train = in_test[sl] != f
-                shift = delta[codes[sl][train]]  # ||z - delta||^2, expanded
-                sq_f = sq[train] - 2 * np.einsum("ij,ij->i", Z[train], shift)
-                sq_f += np.einsum("ij,ij->i", shift, shift)
+                row_shift = shift[codes[sl][train]]  # ||z - shift||^2, expanded
+                sq_f = sq[train] - 2 * np.einsum("ij,ij->i", Z[train], row_shift)
+                sq_f += np.einsum("ij,ij->i", row_shift, row_shift)
                 fold_fourth[f] += float(sq_f @ sq_f)
         return fourth, fold_fourth
 
@@ -358,7 +359,8 @@ class GaussianMahalanobis(BaseDetector):
         model = self._fit_stats(X, labels)
         rows, folds = self._calibration_folds(X.shape[0])
         if folds.max() == 0:
-            return model, self._score(X[rows], *model[1:2], *model[3:])
+            _, means, _, whitening, log_det = model
+            return model, self._score(X[rows], means, whitening, log_det)
         scores = np.empty(rows.size)
         for f in range(int(folds.max()) + 1):
             train = np.ones(X.shape[0], dtype=bool)
