@@ -264,12 +264,7 @@ class GaussianMahalanobis(BaseDetector):
         row by each model's class mean.
         """
         n, d = X.shape
-        classes, codes = (
-            (None, np.zeros(n, np.intp))
-            if labels is None
-            else np.unique(labels, return_inverse=True)
-        )
-        n_classes = int(codes.max()) + 1
+        classes, codes, n_classes = self._class_codes(labels, n)
         counts = np.bincount(codes, minlength=n_classes)
         sums = self._class_sums(X, codes, n_classes)
         means = sums / counts[:, None]
@@ -304,6 +299,14 @@ class GaussianMahalanobis(BaseDetector):
             fold_means = means[keep] + shift[keep]
             scores[folds == f] = self._score(X_test, fold_means, *self._whiten(fold_cov))
         return model, scores
+
+    @staticmethod
+    def _class_codes(labels: np.ndarray | None, n_rows: int):
+        """``(classes, codes, n_classes)``: one class, coded 0, when there are no labels."""
+        if labels is None:
+            return None, np.zeros(n_rows, dtype=np.intp), 1
+        classes, codes = np.unique(labels, return_inverse=True)
+        return classes, codes, classes.size
 
     @staticmethod
     def _class_sums(X: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -376,16 +379,11 @@ class GaussianMahalanobis(BaseDetector):
 
         The covariance estimator is fitted on the class-centred rows.
         """
-        n_rows = X.shape[0] if rows is None else rows.shape[0]
-        if labels is None:
-            classes, codes = None, np.zeros(n_rows, dtype=np.intp)
-        else:
-            classes, codes = np.unique(labels, return_inverse=True)
-        n_classes = codes.max() + 1
-        cols = np.arange(n_rows) if rows is None else rows
-        onehot = sp.csr_matrix((np.ones(n_rows), (codes, cols)), shape=(n_classes, X.shape[0]))
-        means = np.asarray(onehot @ X) / np.bincount(codes, minlength=n_classes)[:, None]
-        centred = (X if rows is None else X[rows]) - means[codes]
+        X = X if rows is None else X[rows]  # the estimator needs the centred rows: a copy
+        classes, codes, n_classes = self._class_codes(labels, X.shape[0])
+        counts = np.bincount(codes, minlength=n_classes)
+        means = self._class_sums(X, codes, n_classes) / counts[:, None]
+        centred = X - means[codes]
         cov_est = clone(self.covariance)
         if "assume_centered" in cov_est.get_params():
             cov_est.set_params(assume_centered=True)
