@@ -1,0 +1,142 @@
+"""ScoreDistributionDisplay: what it draws is what the detector computed."""
+
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skood import GaussianMahalanobis
+from skood.metrics import ScoreDistributionDisplay
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X_train = rng.randn(300, 4)
+    X_test = np.vstack([rng.randn(80, 4), rng.randn(20, 4) + 4.0])
+    y_test = np.r_[np.zeros(80, dtype=int), -np.ones(20, dtype=int)]
+    return X_train, X_test, y_test
+
+
+def _bar_heights(patches):
+    return np.array([p.get_height() for p in patches])
+
+
+def test_from_estimator_draws_the_estimators_scores_and_threshold(data):
+    X_train, X_test, y_test = data
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(detector, X_test, y_test, density=False)
+
+    scores = detector.score_samples(X_test)
+    np.testing.assert_array_equal(display.inlier_scores, scores[:80])
+    np.testing.assert_array_equal(display.outlier_scores, scores[80:])
+    assert display.threshold == detector.offset_
+    assert display.threshold_line_.get_xdata()[0] == detector.offset_
+    # The rates in the legend are the predictions' rates.
+    predicted_outlier = detector.predict(X_test) == -1
+    assert display.inlier_rejection_rate_ == pytest.approx(predicted_outlier[:80].mean())
+    assert display.outlier_detection_rate_ == pytest.approx(predicted_outlier[80:].mean())
+    # The bars are the histogram of each group on shared bins.
+    counts_in = _bar_heights(display.inlier_patches_)
+    counts_out = _bar_heights(display.outlier_patches_)
+    assert counts_in.sum() == 80 and counts_out.sum() == 20
+    assert len(counts_in) == len(counts_out) == 40
+    legend = [t.get_text() for t in display.ax_.get_legend().get_texts()]
+    assert legend[0].startswith("inliers (n=80") and legend[1].startswith("outliers (n=20")
+    assert display.ax_.get_title() == "GaussianMahalanobis"
+    assert display.figure_ is display.ax_.figure
+
+
+def test_from_predictions_matches_from_estimator(data):
+    X_train, X_test, y_test = data
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    a = ScoreDistributionDisplay.from_estimator(detector, X_test, y_test)
+    b = ScoreDistributionDisplay.from_predictions(
+        y_test, detector.score_samples(X_test), threshold=detector.offset_
+    )
+    np.testing.assert_array_equal(_bar_heights(a.inlier_patches_), _bar_heights(b.inlier_patches_))
+    np.testing.assert_array_equal(
+        _bar_heights(a.outlier_patches_), _bar_heights(b.outlier_patches_)
+    )
+    assert a.threshold == b.threshold
+    # A boolean inlier mask is the same as skood's labels.
+    c = ScoreDistributionDisplay.from_predictions(y_test != -1, detector.score_samples(X_test))
+    np.testing.assert_array_equal(c.inlier_scores, a.inlier_scores)
+    assert c.threshold_line_ is None and np.isnan(c.inlier_rejection_rate_)
+
+
+def test_density_histograms_integrate_to_one(data):
+    X_train, X_test, y_test = data
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(detector, X_test, y_test)
+    for patches in (display.inlier_patches_, display.outlier_patches_):
+        area = sum(p.get_height() * p.get_width() for p in patches)
+        assert area == pytest.approx(1.0)
+
+
+def test_pipeline_and_sklearn_detector_and_decision_function(data):
+    X_train, X_test, y_test = data
+    pipe = make_pipeline(StandardScaler(), GaussianMahalanobis(random_state=0)).fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(pipe, X_test, y_test)
+    assert display.threshold == pipe[-1].offset_
+    assert display.ax_.get_title() == "GaussianMahalanobis"
+
+    decision = ScoreDistributionDisplay.from_estimator(
+        pipe, X_test, y_test, response_method="decision_function"
+    )
+    assert decision.threshold == 0.0
+    assert decision.inlier_rejection_rate_ == display.inlier_rejection_rate_
+
+    forest = IsolationForest(random_state=0).fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(forest, X_test, y_test, name="iForest")
+    assert display.threshold == forest.offset_ and display.ax_.get_title() == "iForest"
+
+
+def test_draws_on_given_axes_and_redraws(data):
+    X_train, X_test, y_test = data
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    _, (left, right) = plt.subplots(1, 2)
+    display = ScoreDistributionDisplay.from_estimator(detector, X_test, y_test, ax=left)
+    assert display.ax_ is left
+    display.plot(ax=right, name="again", bins=10)
+    assert display.ax_ is right and right.get_title() == "again"
+    assert len(display.inlier_patches_) == 10
+
+
+def test_one_group_only_is_drawn(data):
+    X_train, X_test, _ = data
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(detector, X_test, np.zeros(len(X_test)))
+    assert display.outlier_patches_ == [] and np.isnan(display.outlier_detection_rate_)
+    assert len(display.inlier_patches_) == 40
+
+
+def test_bad_inputs_get_clear_errors(data):
+    X_train, X_test, y_test = data
+    with pytest.raises(NotFittedError):
+        ScoreDistributionDisplay.from_estimator(GaussianMahalanobis(), X_test, y_test)
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    with pytest.raises(ValueError, match="response_method"):
+        ScoreDistributionDisplay.from_estimator(detector, X_test, y_test, response_method="proba")
+    with pytest.raises(TypeError, match="has no score_samples"):
+        ScoreDistributionDisplay.from_estimator(StandardScaler().fit(X_train), X_test, y_test)
+    with pytest.raises(ValueError, match="entries"):
+        ScoreDistributionDisplay.from_predictions(y_test[:-1], np.zeros(len(y_test)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ScoreDistributionDisplay.from_predictions(y_test, np.full(len(y_test), np.nan))
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        ScoreDistributionDisplay.from_predictions(y_test, np.zeros(len(y_test)), threshold=np.inf)
+    with pytest.raises(ValueError, match="no scores"):
+        ScoreDistributionDisplay.from_predictions([], [])
