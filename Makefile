@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= test,bench,clip,dask
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-numerics lint bench clean
+.PHONY: install demo test test-numerics docs docs-check lint bench clean
 
 $(VENV)/.installed-$(subst :,_,$(subst =,_,$(TORCH_SPEC))): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,23 @@ test-numerics: install
 			$(PY) -m pytest -q -p no:cacheprovider -m numerics tests || exit 1; \
 	done; done
 
+# The documentation site, offline, warnings as errors: API reference, user guide, and the gallery,
+# whose examples all run during the build. Output in docs/_build/html (open index.html).
+$(VENV)/.installed-docs: $(VENV)/.installed-$(subst :,_,$(subst =,_,$(TORCH_SPEC)))
+	$(PY) -m pip install --quiet -e ".[docs,bench]"
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# What CI runs: a clean build, so that every gallery example and every page is built again.
+docs-check: $(VENV)/.installed-docs
+	rm -rf docs/_build docs/generated docs/auto_examples
+	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 # The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
 bench: install
 	$(VENV)/bin/skood bench --data ../shared/data/adbench --bundled --n-jobs 2 --out docs/bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/generated docs/auto_examples

@@ -1,17 +1,23 @@
-"""Reproduce the paper's CIFAR-10 zero-shot CLIP number (98.5 mean AUROC, ViT-B/32) offline.
+"""
+=========================================================
+CLIP zero-shot on CIFAR-10, from your own files (not run)
+=========================================================
 
-skood never downloads weights or data, and these machines cannot, so this example has not been
-run here and no number is claimed. With files you downloaded yourself:
+Reproduces the paper's CIFAR-10 zero-shot CLIP number (98.5 mean AUROC, ViT-B/32) offline.
+skood never downloads weights or data, and the machines that build this site cannot, so this
+script is **not executed** in the build and no number is claimed. With files you downloaded
+yourself:
 
 * CIFAR-10, python version: the folder ``cifar-10-batches-py`` (with ``test_batch`` and
   ``batches.meta``) from https://www.cs.toronto.edu/~kriz/cifar.html;
-* ViT-B/32 weights, either
-  - open_clip: ``--open-clip-checkpoint /path/to/ViT-B-32 openai weights (.pt or .bin)`` (needs
-    ``pip install open_clip_torch`` and a working torchvision), or
-  - transformers: ``--hf-dir /path/to/clip-vit-base-patch32`` (a folder saved by
-    ``CLIPModel.save_pretrained`` + ``CLIPProcessor.save_pretrained``; ``pip install 'skood[clip]'``).
+* ViT-B/32 weights, either with open_clip (``--open-clip-checkpoint``, the openai ``.pt`` or
+  ``.bin`` file; needs ``pip install open_clip_torch`` and a working torchvision), or with
+  transformers (``--hf-dir``, a folder saved by ``CLIPModel.save_pretrained`` and
+  ``CLIPProcessor.save_pretrained``; ``pip install 'skood[clip]'``).
 
-    python examples/clip_zero_shot_cifar10.py --cifar /data/cifar-10-batches-py --hf-dir /models/clip
+.. code-block:: bash
+
+   python examples/clip_zero_shot_cifar10.py --cifar /data/cifar-10-batches-py --hf-dir /models/clip
 
 One-vs-rest, as in the paper's Table 2: for each class c, the prompts are "a photo of a {c}" and
 "a photo of something"; the 10,000 test images are scored and AUROC is computed with class c as

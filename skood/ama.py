@@ -501,7 +501,7 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         return self._predict(module, X, module)
 
     def score_samples(self, X) -> np.ndarray:
-        """Higher = more normal: log A (default), -R or -mean |x - x_hat| (see ``ood_score``).
+        """Higher = more normal: log A (default), -R or ``-mean |x - x_hat|`` (see ``ood_score``).
 
         Parameters
         ----------

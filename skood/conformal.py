@@ -79,7 +79,7 @@ def _ranks(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") -> np.ndarray:
-    """``b_1 <= ... <= b_n`` with ``P(U_(i) <= b_i for all i) >= 1 - delta``, and ``b_{n+1} = 1``.
+    """Increasing bounds ``b_i`` with ``P(U_(i) <= b_i for all i) >= 1 - delta``; ``b_{n+1} = 1``.
 
     ``U_(1) <= ... <= U_(n)`` are the order statistics of ``n`` independent uniforms: the
     conditional false-positive rate of the marginal p-value ``k / (n + 1)`` given the

@@ -376,7 +376,7 @@ class InformativeColumns(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    support_ : ndarray of bool, shape (n_features_in_,)
+    support_ : ndarray of bool, shape (`n_features_in_`,)
         The columns kept.
     """
 

@@ -101,7 +101,7 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
         Whether the fitted score never saw those rows (held out, or nothing fitted), which
         conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
     See Also
     --------

@@ -78,7 +78,7 @@ def per_sample_grads(
 
     Returns
     -------
-    dict name -> Tensor of shape (n, *param.shape)
+    dict name -> Tensor of shape ``(n, *param.shape)``
     """
     params = dict(module.named_parameters())
     if method == "loop":
