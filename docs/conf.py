@@ -39,7 +39,7 @@ html_static_path = ["_static"]
 # The pages are checked with -W: a reference that does not resolve is an error.
 nitpicky = False
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {"members": True}
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -81,12 +81,18 @@ html_sidebars = {"index": [], "cli": []}
 html_show_sourcelink = False
 
 
-def _skip_metadata_requests(app, what, name, obj, skip, options):
-    """Leave out sklearn's generated ``set_*_request`` methods: routing machinery, not skood's API."""
-    if name.startswith("set_") and name.endswith("_request"):
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Document the members skood defines; leave inherited ones to their own libraries' docs.
+
+    skood's estimators inherit sklearn's ``get_params`` / ``set_params`` / metadata routing, the
+    ``skood.nn`` modules dozens of ``torch.nn.Module`` methods, the worker plugins Dask's hooks:
+    each is documented where it is defined, with cross-references into that library's site.
+    """
+    module = getattr(obj, "__module__", None)
+    if isinstance(module, str) and not module.startswith("skood"):
         return True
     return skip
 
 
 def setup(app):
-    app.connect("autodoc-skip-member", _skip_metadata_requests)
+    app.connect("autodoc-skip-member", _skip_foreign_members)

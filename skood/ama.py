@@ -155,6 +155,8 @@ class _MultiStepAll(Callback):
 class AMADetector(TorchEstimatorMixin, BaseDetector):
     """Adversarial mirrored autoencoder (AMA) with the Gaussian-of-R anomaly score.
 
+    Read more in the :ref:`User Guide <paper_ama>`.
+
     An encoder E and decoder G are trained, with no pixel loss, against a Wasserstein critic D
     (gradient penalty + spectral normalisation) that sees the mirrored pairs (x, x) as real and
     (x, G(E(x))) as fake, so that each reconstruction must match its own input. Regularisers: the

@@ -130,6 +130,8 @@ def _l2(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
 class CLIPZeroShot(BaseDetector):
     """Zero-shot anomaly detection with CLIP: is the image "a photo of a {normal class}"?
 
+    Read more in the :ref:`User Guide <paper_clip>`.
+
     The prompts "a photo of a {c}" for each normal class ``c`` and the anomaly prompt "a photo
     of something" are encoded once; an image's L2-normalised embedding ``f`` is compared with
     the L2-normalised prompt embeddings ``t_k`` through a softmax with the fixed scale 100::

@@ -149,6 +149,8 @@ def _last_step(estimator):
 class ConformalDetector(OutlierMixin, BaseEstimator):
     """Conformal p-values for any detector: a false-positive rate, or an FDR, you can state.
 
+    Read more in the :ref:`User Guide <paper_conformal>`.
+
     Wraps a detector (a skood estimator, scikit-learn's ``IsolationForest`` /
     ``LocalOutlierFactor(novelty=True)`` / ``OneClassSVM``, a PyOD detector, or a ``Pipeline``
     ending in one) and turns its scores into the split-conformal p-values of Bates et al. (2023):

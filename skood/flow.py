@@ -52,7 +52,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
     parameters, sized for ~50,000 feature vectors on a GPU) is :meth:`paper`, which the
     paper-reproduction benchmarks use.
 
-    Read more in ``docs/estimators.md``.
+    Read more in the :ref:`User Guide <paper_quantod>`.
 
     Parameters
     ----------

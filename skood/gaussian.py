@@ -47,7 +47,7 @@ class GaussianMahalanobis(BaseDetector):
     and scores the best class, ``max_k log N(x; mu_k, Sigma)`` (the Mahalanobis detector), or the
     equal-weight mixture ``log mean_k N(x; mu_k, Sigma)`` (GEM, Morteza & Li, 2022).
 
-    Read more in ``docs/estimators.md``.
+    Read more in the :ref:`User Guide <paper_mahalanobis>`.
 
     Parameters
     ----------

@@ -257,6 +257,8 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
 class HSCDetector(_OutlierExposureDetector):
     """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
 
+    Read more in the :ref:`User Guide <paper_hsc>`.
+
     Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
     outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
     ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
@@ -411,6 +413,8 @@ class HSCDetector(_OutlierExposureDetector):
 
 class OEClassifier(_OutlierExposureDetector):
     """Binary normal-vs-outlier-exposure classifier: the paper's "supervised OE" baseline.
+
+    Read more in the :ref:`User Guide <paper_hsc>`.
 
     ``phi(x) -> Linear(feature_dim, 1)`` gives a logit for "anomalous"; trained with binary
     cross-entropy (``loss="bce"``) or the focal loss (``loss="focal"``, Lin et al. 2017) on batches
@@ -572,6 +576,8 @@ class OEClassifier(_OutlierExposureDetector):
 class DeepSADDetector(_OutlierExposureDetector):
     """Deep SAD (Ruff et al., 2020) with centre 0, the authors' setting in the OE paper.
 
+    Read more in the :ref:`User Guide <paper_hsc>`.
+
     Loss per row: ``||phi(x)||^2`` for normal rows and ``eta / (||phi(x)||^2 + 1e-9)`` for
     outlier-exposure rows (``y == -1``). ``score_samples`` is ``-||phi(x)||^2``. The method has no
     probabilistic boundary, so ``contamination="auto"`` is the 10 % quantile of held-out normal
@@ -709,6 +715,8 @@ class DeepSADDetector(_OutlierExposureDetector):
 
 class DeepSVDDDetector(_OutlierExposureDetector):
     """Deep SVDD (Ruff et al., 2018): the one-class baseline, no outlier exposure.
+
+    Read more in the :ref:`User Guide <paper_hsc>`.
 
     The loss is ``||phi(x) - c||^2`` over normal rows, with the centre ``c`` the mean of the
     initial network's outputs on the training rows (coordinates with ``|c_j| < center_eps`` moved

@@ -75,6 +75,8 @@ class _LogDetCovariance(Callback):
 class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A classifier trained with in-distribution-compatible outlier exposure (ICE).
 
+    Read more in the :ref:`User Guide <paper_ice>`.
+
     The network is ``head(backbone(x))``. With the default Gaussian head the logits are
     ``h_i(z) = -(z - m_i)^T (LL^T)^{-1} (z - m_i) <= 0`` for trainable class centres ``m_i`` and a
     lower-triangular ``L`` with positive diagonal (a tied-covariance Mahalanobis / LDA layer), and

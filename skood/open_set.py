@@ -35,6 +35,8 @@ _LOGIT_GATES = ("msp", "energy")
 class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A classifier that rejects what it was not trained on (QuantOD's two-stage framework).
 
+    Read more in the :ref:`User Guide <paper_quantod>`.
+
     ``fit(X, y)`` holds out a stratified ``validation_fraction`` of the inlier rows, trains the
     feature extractor's classifier on the rest (stage 1), fits the detector on their penultimate
     features, and sets the gate's threshold ``offset_`` so that a fraction ``1 - contamination``

@@ -76,7 +76,7 @@ class ROSEScorer(BaseDetector):
     on ``X`` (``prefit=False``) or used as already fitted (``prefit=True``). It needs only a
     per-row differentiable log-likelihood and its parameters; see :func:`likelihood_module`.
 
-    Read more in ``docs/estimators.md``.
+    Read more in the :ref:`User Guide <paper_rose>`.
 
     Parameters
     ----------

@@ -29,6 +29,8 @@ __all__ = ["VAEDetector"]
 class VAEDetector(TorchEstimatorMixin, BaseDetector):
     """Variational autoencoder whose score is the per-sample evidence lower bound (ELBO).
 
+    Read more in the :ref:`User Guide <paper_rose>`.
+
     An encoder maps each row to a Gaussian posterior ``q(z | x)``, a decoder maps codes back to
     the mean of a Gaussian ``p(x | z)`` with a learned per-feature scale, and training maximises
     the mean ELBO (one reparameterised draw per row and step). ``score_samples`` is a bound on
