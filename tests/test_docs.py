@@ -40,3 +40,17 @@ def test_architecture_example_detector_runs_and_detects():
     )
     fitted = namespace["pipe"][-1]
     assert fitted.calibration_scores_.size > 0 and fitted.n_epochs_ >= 1
+
+
+def test_landing_page_shows_the_readme_example():
+    """The site's first code block is the README's, which test_compositions runs as written."""
+    import textwrap
+
+    index = (DOCS / "index.rst").read_text(encoding="utf-8")
+    shown = re.search(r"\.\. code-block:: python\n\n(.*?)\n\S", index, re.S).group(1)
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    assert textwrap.dedent(shown).strip() == _python_blocks_of(readme)[0].strip()
+
+
+def _python_blocks_of(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
