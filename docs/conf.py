@@ -29,6 +29,7 @@ extensions = [
     "sphinxarg.ext",
     "myst_parser",
     "sphinx_copybutton",
+    "sphinx-mathjax-offline",  # MathJax served from the site itself: equations render offline
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -47,9 +48,6 @@ numpydoc_attributes_as_param_list = True
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
 
-# MathJax from the theme's bundle is not available offline; equations are rendered by the
-# reader's browser when it is online and stay readable LaTeX when it is not.
-mathjax_path = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
