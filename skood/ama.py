@@ -268,6 +268,25 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     ----------
     Somepalli et al. "Unsupervised Anomaly Detection with Adversarial Mirrored AutoEncoders",
     UAI 2021; Gulrajani et al. "Improved Training of Wasserstein GANs", NeurIPS 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import AMADetector
+    >>> from skood.metrics import auroc
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 4))
+    >>> det = AMADetector(hidden_sizes=(16,), n_critic=1, max_epochs=2, random_state=0).fit(X)
+    >>> det.latent_dim_, det.n_epochs_
+    (2, 2)
+    >>> X_test = np.vstack([rng.normal(size=(50, 4)), rng.normal(loc=4.0, size=(50, 4))])
+    >>> scores = det.score_samples(X_test)  # log A: the Gaussian log-density of R
+    >>> scores.shape, scores.dtype
+    ((100,), dtype('float64'))
+    >>> bool(auroc(np.r_[np.ones(50), -np.ones(50)], scores) > 0.9)
+    True
+    >>> det.reconstruct(X_test).shape
+    (100, 4)
     """
 
     _renamed_parameters = {

@@ -103,6 +103,18 @@ def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") 
     -------
     ndarray of float64, shape (n + 1,)
         Indexed by the number of calibration scores ``<= s``: entry ``r`` is ``b_{r+1}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.round(calibration_conditional_bounds(4, delta=0.1, method="dkwm"), 3)
+    array([0.786, 1.   , 1.   , 1.   , 1.   ])
+    >>> bounds = calibration_conditional_bounds(99, delta=0.1)
+    >>> bounds.shape, bool(np.all(bounds >= np.arange(1, 101) / 100))  # above the marginal ones
+    ((100,), True)
+    >>> calibration = np.arange(1.0, 100.0)
+    >>> conformal_p_values(calibration, [0.5], bounds=bounds).round(3)  # marginal: 0.01
+    array([0.045])
     """
     if method == "dkwm":
         i = np.arange(1, n + 1)
@@ -131,6 +143,15 @@ def benjamini_hochberg(p_values, alpha: float) -> np.ndarray:
     ndarray of bool, shape (m,)
         True where the row is flagged (a discovery). With conformal p-values, the expected share
         of inliers among the flagged rows is at most ``alpha`` (Bates et al., Theorem 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([0.001, 0.008, 0.035, 0.039, 0.6])
+    >>> benjamini_hochberg(p, alpha=0.05)  # step-up: 0.039 <= 4 * 0.05 / 5 flags the 4 smallest
+    array([ True,  True,  True,  True, False])
+    >>> p <= 0.05 / 5  # Bonferroni (family-wise error rate) flags fewer
+    array([ True,  True, False, False, False])
     """
     p_values = np.asarray(p_values, dtype=np.float64)
     if p_values.size == 0:

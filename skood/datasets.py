@@ -25,7 +25,13 @@ __all__ = [
 
 
 def from_anomaly_labels(y) -> np.ndarray:
-    """Convert ADBench / PyOD labels (1 = anomaly, 0 = normal) to skood's (-1 / +1)."""
+    """Convert ADBench / PyOD labels (1 = anomaly, 0 = normal) to skood's (-1 / +1).
+
+    Examples
+    --------
+    >>> from_anomaly_labels([0, 1, 0, 0])
+    array([ 1, -1,  1,  1])
+    """
     y = np.asarray(y).ravel()
     values = set(np.unique(y).tolist())
     if not values <= {0, 1}:
@@ -41,6 +47,16 @@ def load_digits_ood(inlier_classes=(0, 1, 2, 3, 4)) -> tuple[np.ndarray, np.ndar
     X : ndarray of shape (1797, 64), float64 pixel values in [0, 16]
     y : ndarray of shape (1797,)
         The digit for inlier classes, ``-1`` for the others.
+
+    Examples
+    --------
+    >>> X, y = load_digits_ood(inlier_classes=(0, 1, 2, 3, 4))
+    >>> X.shape, X.dtype
+    ((1797, 64), dtype('float64'))
+    >>> int((y == -1).sum())  # the digits 5 to 9
+    896
+    >>> sorted(set(y[y != -1].tolist()))
+    [0, 1, 2, 3, 4]
     """
     X, digit = load_digits(return_X_y=True)
     inlier = np.isin(digit, list(inlier_classes))
@@ -48,7 +64,20 @@ def load_digits_ood(inlier_classes=(0, 1, 2, 3, 4)) -> tuple[np.ndarray, np.ndar
 
 
 def list_adbench(folder: str | os.PathLike) -> list[Path]:
-    """The ``.npz`` files in ``folder`` (sorted), e.g. ``shared/data/adbench``."""
+    """The ``.npz`` files in ``folder`` (sorted), e.g. ``shared/data/adbench``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("b_toy", "a_toy"):
+    ...         np.savez(Path(folder) / f"{name}.npz", X=np.eye(3), y=[0, 0, 1])
+    ...     names = [path.name for path in list_adbench(folder)]
+    >>> names
+    ['a_toy.npz', 'b_toy.npz']
+    """
     paths = sorted(Path(folder).glob("*.npz"))
     if not paths:
         raise FileNotFoundError(f"No ADBench-format .npz files in {folder!s}.")
@@ -59,6 +88,18 @@ def load_adbench(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Load an ADBench-format ``.npz`` (``X``, and ``y`` with 1 = anomaly).
 
     Returns ``X`` as float64 and ``y`` in skood's convention (``-1`` anomaly, ``+1`` normal).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "toy.npz"
+    ...     np.savez(path, X=np.eye(3, dtype=np.float32), y=[0, 0, 1])  # 1 = anomaly
+    ...     X, y = load_adbench(path)
+    >>> X.dtype, y
+    (dtype('float64'), array([ 1,  1, -1]))
     """
     with np.load(path, allow_pickle=False) as data:
         if "X" not in data or "y" not in data:
@@ -82,6 +123,15 @@ def novelty_split(X, y, *, train_fraction: float = 0.5, random_state=None):
     -------
     X_train, y_train, X_test, y_test
         The test set holds the remaining inliers and every outlier.
+
+    Examples
+    --------
+    >>> X, y = load_digits_ood()
+    >>> X_train, y_train, X_test, y_test = novelty_split(X, y, random_state=0)
+    >>> X_train.shape, X_test.shape
+    ((450, 64), (1347, 64))
+    >>> bool((y_train != -1).all()), int((y_test == -1).sum())  # every outlier is in the test set
+    (True, 896)
     """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}.")

@@ -497,6 +497,24 @@ class OEClassifier(_OutlierExposureDetector):
     ----------
     Liznerski et al., TMLR 2022; Hendrycks et al. "Deep Anomaly Detection with Outlier
     Exposure", ICLR 2019; Lin et al. "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import OEClassifier
+    >>> from skood.metrics import auroc
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(size=(200, 4)), rng.normal(loc=4.0, size=(20, 4))])
+    >>> y = np.r_[np.ones(200), -np.ones(20)]  # the last 20 rows are outlier exposure
+    >>> clf = OEClassifier(max_epochs=2, min_steps=0, random_state=0).fit(X, y)
+    >>> clf.n_outlier_exposure_, clf.offset_  # the boundary is P(normal) = 0.5
+    (20, 0.0)
+    >>> X_test = np.vstack([rng.normal(size=(50, 4)), rng.normal(loc=4.0, size=(50, 4))])
+    >>> scores = clf.score_samples(X_test)
+    >>> scores.shape, scores.dtype
+    ((100,), dtype('float64'))
+    >>> bool(auroc(np.r_[np.ones(50), -np.ones(50)], scores) > 0.9)
+    True
     """
 
     _natural_offset = 0.0
@@ -654,6 +672,24 @@ class DeepSADDetector(_OutlierExposureDetector):
     References
     ----------
     Ruff et al. "Deep Semi-Supervised Anomaly Detection", ICLR 2020; Liznerski et al., TMLR 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import DeepSADDetector
+    >>> from skood.metrics import auroc
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(size=(200, 4)), rng.normal(loc=4.0, size=(20, 4))])
+    >>> y = np.r_[np.ones(200), -np.ones(20)]  # the last 20 rows are outlier exposure
+    >>> det = DeepSADDetector(max_epochs=2, min_steps=0, random_state=0).fit(X, y)
+    >>> det.n_outlier_exposure_
+    20
+    >>> X_test = np.vstack([rng.normal(size=(50, 4)), rng.normal(loc=4.0, size=(50, 4))])
+    >>> scores = det.score_samples(X_test)  # -||phi(x)||^2
+    >>> scores.shape, bool((scores <= 0).all())
+    ((100,), True)
+    >>> bool(auroc(np.r_[np.ones(50), -np.ones(50)], scores) > 0.9)
+    True
     """
 
     _loss_kind = "sad"
@@ -798,6 +834,25 @@ class DeepSVDDDetector(_OutlierExposureDetector):
     References
     ----------
     Ruff et al. "Deep One-Class Classification", ICML 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import DeepSVDDDetector
+    >>> from skood.metrics import auroc
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 4))  # normal rows only: Deep SVDD takes no outlier exposure
+    >>> det = DeepSVDDDetector(max_epochs=2, min_steps=0, random_state=0).fit(X)
+    >>> det.center_.shape  # the default MLP's 32 output features
+    (32,)
+    >>> X_test = np.vstack([rng.normal(size=(50, 4)), rng.normal(loc=4.0, size=(50, 4))])
+    >>> scores = det.score_samples(X_test)  # -||phi(x) - c||^2
+    >>> scores.shape, scores.dtype
+    ((100,), dtype('float64'))
+    >>> bool(auroc(np.r_[np.ones(50), -np.ones(50)], scores) > 0.9)
+    True
+    >>> sorted(set(det.predict(X_test).tolist()))
+    [-1, 1]
     """
 
     _loss_kind = "svdd"

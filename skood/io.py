@@ -1028,6 +1028,23 @@ def load(file, *, device=None, trusted=None):
         The file is not a skood model, is truncated or damaged, or needs a newer skood.
     UntrustedTypesError
         The file names classes or functions outside skood's defaults and ``trusted``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skood import GaussianMahalanobis
+    >>> from skood.io import load, save
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> model = GaussianMahalanobis().fit(X)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.skood")
+    ...     save(model, path)
+    ...     loaded = load(path)
+    >>> type(loaded).__name__
+    'GaussianMahalanobis'
+    >>> bool(np.array_equal(loaded.score_samples(X), model.score_samples(X)))
+    True
     """
     path = _describe(file)
     trust = _Trust(trusted)
@@ -1077,6 +1094,24 @@ def get_untrusted_types(file) -> list[str]:
     """The dotted names in ``file`` that :func:`load` rebuilds only when told to (``trusted=``).
 
     Review them before trusting them: each is code that loading the file would import.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skood import GaussianMahalanobis
+    >>> from skood.io import get_untrusted_types, load, save
+    >>> model = GaussianMahalanobis().fit(np.random.default_rng(0).normal(size=(100, 3)))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     plain, extra = os.path.join(folder, "plain.skood"), os.path.join(folder, "extra.skood")
+    ...     save(model, plain)
+    ...     save({"model": model, "aggregate": np.median}, extra)  # a function is code
+    ...     names = get_untrusted_types(plain), get_untrusted_types(extra)
+    ...     bundle = load(extra, trusted=names[1])  # without trusted=: UntrustedTypesError
+    >>> names
+    ([], ['numpy.median'])
+    >>> bundle["aggregate"] is np.median
+    True
     """
 
     path = _describe(file)

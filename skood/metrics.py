@@ -65,13 +65,29 @@ def auroc(y, scores) -> float:
 
 
 def aupr_in(y, scores) -> float:
-    """Average precision with inliers as positives and the score as ranking (AUPR-In)."""
+    """Average precision with inliers as positives and the score as ranking (AUPR-In).
+
+    Examples
+    --------
+    >>> round(aupr_in([1, 1, -1, -1], [0.9, 0.8, 0.1, 0.85]), 3)
+    0.833
+    >>> aupr_in([1, 1, -1, -1], [0.9, 0.8, 0.1, 0.2])  # every inlier ranked first
+    1.0
+    """
     inlier, scores = _inlier_and_scores(y, scores)
     return float(average_precision_score(inlier, scores))
 
 
 def aupr_out(y, scores) -> float:
-    """Average precision with outliers as positives, ranked by ``-score`` (AUPR-Out)."""
+    """Average precision with outliers as positives, ranked by ``-score`` (AUPR-Out).
+
+    Examples
+    --------
+    >>> round(aupr_out([1, 1, -1, -1], [0.9, 0.8, 0.1, 0.85]), 3)
+    0.833
+    >>> aupr_out([True, True, False, False], [0.9, 0.8, 0.1, 0.2])  # a mask: True = inlier
+    1.0
+    """
     inlier, scores = _inlier_and_scores(y, scores)
     return float(average_precision_score(~inlier, -scores))
 
@@ -124,6 +140,20 @@ def make_ood_scorer(metric, *, greater_is_better: bool = True, **kwargs) -> _OOD
         If False the scorer returns ``-metric`` (sklearn maximises scores).
     **kwargs
         Passed to ``metric``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import GaussianMahalanobis
+    >>> rng = np.random.RandomState(0)
+    >>> det = GaussianMahalanobis().fit(rng.normal(size=(200, 3)))
+    >>> X_test = np.vstack([rng.normal(size=(50, 3)), rng.normal(loc=2.0, size=(10, 3))])
+    >>> y_test = np.r_[np.ones(50), -np.ones(10)]
+    >>> scorer = make_ood_scorer(fpr_at_tpr, greater_is_better=False, tpr=0.95)
+    >>> scorer
+    make_ood_scorer(fpr_at_tpr, greater_is_better=False, tpr=0.95)
+    >>> scorer(det, X_test, y_test) == -fpr_at_tpr(y_test, det.score_samples(X_test), tpr=0.95)
+    True
     """
     return _OODScorer(metric, 1 if greater_is_better else -1, **kwargs)
 
@@ -134,6 +164,17 @@ def normal_auc(estimator, X, y) -> float:
     The metric of Liznerski et al. (TMLR 2022), ``roc_auc_score(y == normal, score_samples)``,
     in skood's label convention (``-1`` = anomaly); the same as ``SCORERS["auroc"]``, usable as
     ``cross_val_score(det, X, y, scoring=normal_auc)`` with any sklearn version.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import GaussianMahalanobis
+    >>> rng = np.random.RandomState(0)
+    >>> det = GaussianMahalanobis().fit(rng.normal(size=(200, 3)))
+    >>> X_test = np.vstack([rng.normal(size=(50, 3)), rng.normal(loc=5.0, size=(10, 3))])
+    >>> y_test = np.r_[np.ones(50), -np.ones(10)]  # -1: the 10 shifted rows
+    >>> normal_auc(det, X_test, y_test)
+    1.0
     """
     return auroc(y, estimator.score_samples(X))
 

@@ -270,7 +270,14 @@ def _pyod_available() -> bool:
 
 
 def available_detectors() -> dict[str, str]:
-    """``{name: description}`` of the detectors :func:`make_detector` can build here."""
+    """``{name: description}`` of the detectors :func:`make_detector` can build here.
+
+    Examples
+    --------
+    >>> detectors = available_detectors()
+    >>> "flow" in detectors, detectors["iforest"]
+    (True, 'IsolationForest')
+    """
     pyod = _pyod_available()
     return {n: e.summary for n, e in _REGISTRY.items() if e.family != "pyod" or pyod}
 
@@ -343,6 +350,16 @@ def make_detector(
     Returns
     -------
     estimator : sklearn estimator (unfitted)
+
+    Examples
+    --------
+    >>> det = make_detector("flow:q=0.1,n_blocks=2", random_state=0)
+    >>> type(det).__name__, det.q, det.n_blocks, det.random_state
+    ('QuantileFlowDetector', 0.1, 2, 0)
+    >>> make_detector("hsc", quick=True).max_epochs  # the --quick settings
+    5
+    >>> make_detector(("iforest", {"n_estimators": 50}), random_state=0).n_estimators
+    50
     """
     name, params = parse_detector(spec) if isinstance(spec, str) else spec
     entry = _REGISTRY[name]
@@ -378,6 +395,17 @@ class InformativeColumns(TransformerMixin, BaseEstimator):
     ----------
     support_ : ndarray of bool, shape (`n_features_in_`,)
         The columns kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.RandomState(0)
+    >>> sparse = np.r_[np.ones(3), np.zeros(47)]  # only 3 rows differ from the mode
+    >>> X = np.c_[rng.normal(size=50), np.zeros(50), sparse]
+    >>> InformativeColumns().fit(X).support_
+    array([ True, False, False])
+    >>> InformativeColumns(min_rows=3).fit_transform(X).shape
+    (50, 2)
     """
 
     def __init__(self, min_rows=5):
@@ -408,7 +436,21 @@ class InformativeColumns(TransformerMixin, BaseEstimator):
 
 
 def make_pipeline_for(detector) -> Pipeline:
-    """The preprocessing every benchmark cell and ``skood score`` use, then ``detector``."""
+    """The preprocessing every benchmark cell and ``skood score`` use, then ``detector``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import IsolationForest
+    >>> pipe = make_pipeline_for(IsolationForest(random_state=0))
+    >>> [name for name, _ in pipe.steps]
+    ['columns', 'scale', 'detector']
+    >>> X = np.c_[np.random.RandomState(0).normal(size=(100, 2)), np.zeros(100)]
+    >>> pipe.fit(X).named_steps["columns"].support_  # the constant column is dropped
+    array([ True,  True, False])
+    >>> pipe.score_samples(X).shape
+    (100,)
+    """
     return Pipeline(
         [("columns", InformativeColumns()), ("scale", StandardScaler()), ("detector", detector)]
     )

@@ -26,6 +26,17 @@ def batch_quantile(values: Tensor, q: float) -> Tensor:
     (\ell_{(\lfloor h\rfloor + 1)} - \ell_{(\lfloor h\rfloor)})`, exactly
     ``torch.quantile(values, q)`` and ``numpy.quantile(values, q, method="linear")``. The
     gradient flows to (at most) the two samples at those ranks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> values = torch.tensor([3.0, 1.0, 4.0, 1.0, 5.0], requires_grad=True)
+    >>> q = batch_quantile(values, 0.9)  # h = 3.6: 4 + 0.6 * (5 - 4)
+    >>> round(q.item(), 4), bool(torch.allclose(q, torch.quantile(values, 0.9)))
+    (4.6, True)
+    >>> q.backward()
+    >>> values.grad  # only the two samples around the quantile get a gradient
+    tensor([0.0000, 0.0000, 0.4000, 0.0000, 0.6000])
     """
     if values.ndim != 1 or values.numel() == 0:
         raise ValueError(f"Expected a non-empty 1-D tensor, got shape {tuple(values.shape)}.")
