@@ -12,6 +12,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sphinx_gallery.sorting import FunctionSortKey  # noqa: E402
+
 import skood  # noqa: E402
 
 project = "skood"
@@ -49,12 +51,26 @@ myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
 
 
+#: The gallery's reading order: the contract's pictures first, then the tools, then the papers.
+_GALLERY_ORDER = [
+    "plot_score_distributions.py",
+    "plot_roc_curves.py",
+    "plot_grid_search_heatmap.py",
+    "plot_flow_on_classifier_features.py",
+    "plot_quantile_vs_mean.py",
+    "plot_open_set_confusion.py",
+    "plot_few_oe_hsc_vs_bce.py",
+    "plot_ice_vs_oe.py",
+    "plot_ama_dimmed_digits.py",
+    "plot_rose_blurred_digits.py",
+    "plot_clip_precomputed.py",
+]
+
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"(__init__|_offline_)\.py",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": FunctionSortKey(_GALLERY_ORDER.index, "skood's reading order"),
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
@@ -71,6 +87,8 @@ html_title = f"skood {release}"
 html_theme_options = {
     "navbar_end": ["navbar-icon-links"],
     "show_toc_level": 2,
+    # The gallery's code is up to 100 columns wide: its pages give the page-contents column to it.
+    "secondary_sidebar_items": {"auto_examples/*": []},
     "navigation_with_keys": False,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],

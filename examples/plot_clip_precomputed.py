@@ -13,7 +13,7 @@ needs neither torch weights nor images.
 No CLIP model can be downloaded while these docs are built, so this example **generates
 synthetic stand-ins for CLIP embeddings**. The AUROCs below say how the score behaves on these
 made-up vectors, *not* how CLIP performs; for real numbers run
-``examples/clip_zero_shot_cifar10.py`` with local ViT-B/32 weights.
+``benchmarks/clip_cifar10/clip_zero_shot_cifar10.py`` with local ViT-B/32 weights.
 """
 
 # %%

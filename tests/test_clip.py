@@ -14,6 +14,8 @@ from skood import CLIPZeroShot, ImageFiles
 from skood.clip import _Backend
 from tests._helpers import assert_float32_close
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -280,7 +282,7 @@ def test_cifar10_example_runs_offline_on_files_in_its_format(tmp_path, rng):
     out = subprocess.run(
         [
             sys.executable,
-            str(Path(__file__).resolve().parents[1] / "examples" / "clip_zero_shot_cifar10.py"),
+            str(REPO / "benchmarks" / "clip_cifar10" / "clip_zero_shot_cifar10.py"),
             "--cifar",
             str(cifar),
             "--hf-dir",

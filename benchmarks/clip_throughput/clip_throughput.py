@@ -3,7 +3,7 @@
 No CLIP weights can be downloaded on these machines, so the model is a randomly initialised
 transformers ``CLIPModel`` with ViT-B/32's vision shape but fewer layers (``--layers``, default 4
 of 12): throughput, not accuracy. The AUROC of a *random* CLIP is meaningless and is not reported;
-``examples/clip_zero_shot_cifar10.py`` reproduces the paper's number with downloaded weights.
+``benchmarks/clip_cifar10/clip_zero_shot_cifar10.py`` reproduces the paper's number with downloaded weights.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/clip_throughput/clip_throughput.py [--layers 4] [--device cpu]
 
