@@ -577,8 +577,11 @@ def build_net(
         iterator_valid=array_batches,
         iterator_train__shuffle=shuffle,
         iterator_train__drop_last=drop_last,
-        # skorch's PrintLog table is replaced by the progress bar above.
+        # skorch's PrintLog table is replaced by the progress bar above. Removed, not just
+        # silenced: it formats its table every epoch even at verbose=0, which is 15 % of a fit
+        # whose epochs are a single step.
         verbose=0,
+        callbacks__print_log=None,
         **params,
         **net_params,
     )

@@ -272,6 +272,16 @@ def test_fits_are_those_of_the_data_loader_and_use_the_fused_optimizer(monkeypat
         np.testing.assert_array_equal(fast.score_samples(X), slow.score_samples(X))
 
 
+def test_nets_carry_no_print_log():
+    """skood draws its own progress bar; skorch's PrintLog would format a table every epoch."""
+    from skood import HSCDetector
+
+    X = np.random.RandomState(0).normal(size=(60, 4))
+    net = HSCDetector(max_epochs=2, min_steps=0, random_state=0).fit(X).net_
+    names = [name for name, _ in net.callbacks_]
+    assert "print_log" not in names and "train_loss" in names
+
+
 def test_predict_batched_reads_float32_in_place_and_read_only_arrays_by_copy():
     from skood._training import predict_batched
 
