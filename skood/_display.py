@@ -107,6 +107,7 @@ class ScoreDistributionDisplay:
         name=None,
         bins=40,
         density=True,
+        xscale=None,
         inlier_kwargs=None,
         outlier_kwargs=None,
         threshold_kwargs=None,
@@ -123,6 +124,12 @@ class ScoreDistributionDisplay:
             Histogram bins, shared by both groups (an int spans both groups' range).
         density : bool, default=True
             Normalise each histogram to unit area, so that groups of different sizes compare.
+        xscale : str or None, default=None
+            A matplotlib scale for the score axis. ``"asinh"`` or ``"symlog"`` (linear near 0,
+            logarithmic beyond) show log-densities whose lower tail spans decades, where a
+            linear axis puts every inlier in one bar; an int ``bins`` is then spaced evenly on
+            that scale. Counts (``density=False``) read better than densities on such an axis,
+            whose bins have very different widths. None keeps the linear axis.
         inlier_kwargs, outlier_kwargs, threshold_kwargs : dict or None, default=None
             Passed to ``ax.hist`` (both groups) and ``ax.axvline`` (threshold).
 
@@ -140,11 +147,10 @@ class ScoreDistributionDisplay:
             raise ValueError("The scores contain NaN or inf; a histogram needs finite scores.")
         if ax is None:
             _, ax = plt.subplots()
+        if xscale is not None:
+            ax.set_xscale(xscale)
         if np.ndim(bins) == 0:
-            low, high = scores.min(), scores.max()
-            if self.threshold is not None:
-                low, high = min(low, self.threshold), max(high, self.threshold)
-            bins = np.linspace(low, high if high > low else low + 1.0, int(bins) + 1)
+            bins = self._bin_edges(scores, int(bins), ax, xscale)
 
         rejected, caught = np.nan, np.nan
         if self.threshold is not None:
@@ -181,6 +187,28 @@ class ScoreDistributionDisplay:
         self.inlier_rejection_rate_, self.outlier_detection_rate_ = rejected, caught
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+    def _bin_edges(self, scores, n_bins, ax, xscale):
+        """``n_bins`` bins over the scores and the threshold, of equal width on the x scale."""
+        low, high = scores.min(), scores.max()
+        if self.threshold is not None:
+            low, high = min(low, self.threshold), max(high, self.threshold)
+        if high <= low:
+            high = low + 1.0
+        if xscale in (None, "linear"):
+            return np.linspace(low, high, n_bins + 1)
+        # The axis's own transform, so that any matplotlib scale (and its parameters) works.
+        forward = ax.xaxis.get_transform()
+        ends = forward.transform(np.array([low, high]))
+        # A scale that cannot hold the scores (log of a negative) clips or masks them: its
+        # inverse then misses the ends.
+        back = forward.inverted().transform(ends)
+        if not (np.all(np.isfinite(ends)) and np.allclose(back, [low, high], rtol=1e-6)):
+            raise ValueError(
+                f"xscale={xscale!r} cannot show scores from {low:.4g} to {high:.4g} (log-densities "
+                'are often negative); use "asinh" or "symlog", which are linear around 0.'
+            )
+        return forward.inverted().transform(np.linspace(ends[0], ends[1], n_bins + 1))
 
     @classmethod
     def from_estimator(

@@ -140,3 +140,27 @@ def test_bad_inputs_get_clear_errors(data):
         ScoreDistributionDisplay.from_predictions(y_test, np.zeros(len(y_test)), threshold=np.inf)
     with pytest.raises(ValueError, match="no scores"):
         ScoreDistributionDisplay.from_predictions([], [])
+
+
+def test_asinh_scale_spaces_the_bins_evenly_on_that_scale():
+    """Log-densities with a long lower tail: one bar on a linear axis, readable on asinh."""
+    scores = np.r_[-np.logspace(0, 6, 90), -np.logspace(1, 8, 10)]
+    y = np.r_[np.zeros(90), -np.ones(10)]
+    display = ScoreDistributionDisplay.from_predictions(
+        y, scores, threshold=-100.0, xscale="asinh", density=False, bins=20
+    )
+    assert display.ax_.get_xscale() == "asinh"
+    edges = [p.get_x() for p in display.inlier_patches_] + [
+        display.inlier_patches_[-1].get_x() + display.inlier_patches_[-1].get_width()
+    ]
+    # asinh's default linear_width is 1: the edges are evenly spaced in arcsinh(x).
+    np.testing.assert_allclose(np.diff(np.arcsinh(edges)), np.diff(np.arcsinh(edges))[0])
+    assert edges[0] == pytest.approx(-1e8) and edges[-1] == pytest.approx(-1.0)
+    assert _bar_heights(display.inlier_patches_).sum() == 90
+    # The rates do not depend on the axis.
+    assert display.inlier_rejection_rate_ == pytest.approx(np.mean(scores[:90] < -100.0))
+
+
+def test_log_scale_of_negative_scores_is_a_clear_error():
+    with pytest.raises(ValueError, match='use "asinh" or "symlog"'):
+        ScoreDistributionDisplay.from_predictions([1, 1, -1], [-1.0, -2.0, -30.0], xscale="log")
