@@ -79,10 +79,10 @@ print(
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
 for ax, (name, pipe) in zip(axes, pipelines.items()):
     log_density = name != "IsolationForest"
+    xscale = "asinh" if log_density else None
     display = ScoreDistributionDisplay.from_estimator(
-        pipe, X_test, y_test, ax=ax, name=name, density=False,
-        xscale="asinh" if log_density else None,
-    )  # fmt: skip
+        pipe, X_test, y_test, ax=ax, name=name, density=False, xscale=xscale
+    )
     if log_density:
         ax.set_xlabel("log-density in nats, asinh axis (higher = more normal)")
     ax.legend(loc="upper left", fontsize="small")
