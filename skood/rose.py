@@ -375,7 +375,10 @@ class ROSEScorer(BaseDetector):
 
     # -- scoring ---------------------------------------------------------------------------------
     def _raw_layer_scores(self, X: np.ndarray) -> np.ndarray:
-        module = likelihood_module(self.estimator_).eval()
+        # A copy: torch.func swaps gradient-tracking tensors into the module's parameters while
+        # it runs, and the fitted model must stay picklable meanwhile (Dask ships it to another
+        # worker while this one scores; pickling a swapped-in tensor fails).
+        module = copy.deepcopy(likelihood_module(self.estimator_)).eval()
         log_prob = self._log_prob_fn(module)
         device = next(module.parameters()).device
         names = [k for c in self.curvatures_ for k in c.param_names]

@@ -409,3 +409,37 @@ def test_fisher_is_computed_with_pinned_torch_threads(digits_dequantised, vae, m
     before = torch.get_num_threads()
     ROSEScorer(vae, prefit=True, n_fisher_samples=50, n_threads=1).fit(X_train[:200])
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_the_fitted_model_pickles_while_another_thread_scores_with_it():
+    """Dask ships a model to a second worker while the first scores with it: the pickle must not
+    see torch.func's swapped-in tensors (it failed with 'Cannot access storage of TensorWrapper'
+    and left a cluster's scoring hung)."""
+    import threading
+    import warnings
+
+    from tests._settings import VAE_CHECKS
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = ROSEScorer(VAEDetector(**VAE_CHECKS), random_state=0).fit(rng.normal(size=(150, 3)))
+    X_new = rng.normal(size=(1000, 3))
+    expected = model.score_samples(X_new)
+    done, errors, pickled, result = threading.Event(), [], 0, {}
+
+    def score():
+        result["scores"] = model.score_samples(X_new)
+        done.set()
+
+    thread = threading.Thread(target=score)
+    thread.start()
+    while not done.is_set():
+        try:
+            pickle.loads(pickle.dumps(model))
+            pickled += 1
+        except Exception as exc:  # every failure is the finding
+            errors.append(repr(exc))
+    thread.join()
+    assert pickled > 0 and errors == []
+    np.testing.assert_array_equal(result["scores"], expected)

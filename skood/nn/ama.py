@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
 __all__ = [
@@ -49,6 +48,11 @@ class SpectralNorm(nn.Module):
 
     def __init__(self, layer: nn.Module, eps: float = 1e-12) -> None:
         super().__init__()
+        supported = isinstance(layer, nn.Linear) or (
+            isinstance(layer, nn.Conv2d) and layer.padding_mode == "zeros"
+        )
+        if not supported:
+            raise TypeError(f"SpectralNorm wraps nn.Linear or zero-padded nn.Conv2d, got {layer!r}.")
         self.layer = layer
         self.eps = eps
         out = layer.weight.shape[0]
@@ -68,7 +72,15 @@ class SpectralNorm(nn.Module):
         return weight / sigma
 
     def forward(self, x: Tensor) -> Tensor:
-        return functional_call(self.layer, {"weight": self.normalized_weight()}, (x,))
+        # The layer's own operation with the normalised weight, rather than swapping the weight
+        # into the layer: a swapped-in weight would be visible to a thread that pickles the
+        # model meanwhile (Dask ships a model to another worker while one scores with it).
+        weight, layer = self.normalized_weight(), self.layer
+        if isinstance(layer, nn.Conv2d):
+            return F.conv2d(
+                x, weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups
+            )
+        return F.linear(x, weight, layer.bias)
 
 
 def _sn(layer: nn.Module, use: bool) -> nn.Module:
