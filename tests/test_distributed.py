@@ -48,6 +48,16 @@ def client():
     cluster.close()
 
 
+def _computed(client, collection, timeout=300):
+    """``collection.compute()`` on the cluster, failing instead of hanging past ``timeout`` s.
+
+    distributed waits forever for a block whose input could not be sent between workers (it
+    happened when a model did not pickle while another thread scored with it): a clear failure
+    here instead of a CI run that stalls until its time limit.
+    """
+    return client.compute(collection).result(timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
@@ -127,7 +137,7 @@ def test_scoring_block_by_block_equals_scoring_in_memory(client, data, model):
         model.fit(X, y if not hasattr(model, "steps") else None)
     rng = np.random.default_rng(1)
     X_new = rng.normal(size=(1000, 3))
-    out = score_dataset(model, da.from_array(X_new, chunks=(128, 3))).compute()
+    out = _computed(client, score_dataset(model, da.from_array(X_new, chunks=(128, 3))))
     assert len(out) == 1000 and list(out.index) == list(range(1000))
     column = "p_value" if "p_value" in out else "score"
     expected = model.score_samples(X_new)
@@ -144,7 +154,7 @@ def test_a_parquet_dataset_and_a_dataframe(client, data, tmp_path):
     frame = pd.DataFrame(np.random.default_rng(2).normal(size=(400, 3)), columns=["a", "b", "c"])
     frame["id"] = np.arange(400)
     dd.from_pandas(frame, npartitions=4).to_parquet(tmp_path / "ds")
-    out = score_dataset(model, str(tmp_path / "ds"), columns=["a", "b", "c"]).compute()
+    out = _computed(client, score_dataset(model, str(tmp_path / "ds"), columns=["a", "b", "c"]))
     np.testing.assert_array_equal(
         out["score"].to_numpy(), model.score_samples(frame[["a", "b", "c"]].to_numpy())
     )
@@ -344,7 +354,8 @@ def test_the_model_travels_to_each_worker_once_not_once_per_block(client, data):
     X, _ = data
     model = _CountedModel(GaussianMahalanobis(random_state=0).fit(X))
     X_new = np.random.default_rng(7).normal(size=(4000, 3))
-    out = score_dataset(model, da.from_array(X_new, chunks=(100, 3))).compute()  # 40 blocks
+    blocks = da.from_array(X_new, chunks=(100, 3))  # 40 blocks
+    out = _computed(client, score_dataset(model, blocks))
     assert len(out) == 4000
     loads = client.run(lambda: _CountedModel.loads)
     assert sum(loads.values()) <= len(loads), loads  # at most once per worker
