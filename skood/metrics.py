@@ -117,7 +117,8 @@ class _OODScorer:
         self.metric, self.sign, self.kwargs = metric, sign, kwargs
 
     def __call__(self, estimator, X, y) -> float:
-        return self.sign * self.metric(y, estimator.score_samples(X), **self.kwargs)
+        # + 0.0: a negated 0 (no outlier accepted) is reported as 0.0, not -0.0
+        return self.sign * self.metric(y, estimator.score_samples(X), **self.kwargs) + 0.0
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())

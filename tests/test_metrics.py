@@ -79,3 +79,15 @@ def test_normal_auc_is_the_auroc_scorer():
     y = np.r_[np.ones(50), -np.ones(10)]
     det = IsolationForest(random_state=0).fit(X[:50])
     assert normal_auc(det, X, y) == SCORERS["auroc"](det, X, y) > 0.9
+
+
+def test_a_negated_scorer_reports_zero_not_negative_zero():
+    from skood import GaussianMahalanobis
+    from skood.metrics import SCORERS
+
+    rng = np.random.RandomState(0)
+    det = GaussianMahalanobis(random_state=0).fit(rng.normal(size=(200, 3)))
+    X = np.vstack([rng.normal(size=(50, 3)), rng.normal(loc=8.0, size=(10, 3))])
+    y = np.r_[np.ones(50), -np.ones(10)]
+    value = SCORERS["neg_fpr95"](det, X, y)  # every outlier is rejected: FPR95 = 0
+    assert value == 0.0 and not np.signbit(value)
