@@ -11,31 +11,29 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from skood.base import check_no_missing_labels, is_outlier_label
+
 _RESPONSE_METHODS = ("score_samples", "decision_function")
 
 
-def _inlier_mask(y, scores) -> np.ndarray:
+def _inlier_mask(y, n_scores: int) -> np.ndarray:
     """Inlier mask of ``y`` in skood's convention; one of the two groups may be empty."""
-    from skood.metrics import _inlier_and_scores
-
     y = np.asarray(y).ravel()
-    if y.shape[0] != scores.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} entries but the scores have {scores.shape[0]}.")
+    if y.shape[0] != n_scores:
+        raise ValueError(f"y has {y.shape[0]} entries but the scores have {n_scores}.")
     if y.dtype == bool:
         return y
-    try:
-        return _inlier_and_scores(y, scores)[0]
-    except ValueError:  # only inliers or only outliers: a histogram of one group is still useful
-        from skood.base import is_outlier_label
-
-        return ~is_outlier_label(y)
+    check_no_missing_labels(y, "ScoreDistributionDisplay")
+    return ~is_outlier_label(y)
 
 
-def _threshold_of(estimator, response_method: str) -> float | None:
-    """The score at which ``predict`` flips: ``offset_`` on the score scale, 0 on the decision one."""
+def _threshold_of(final, response_method: str) -> float | None:
+    """The score at which ``predict`` flips: ``offset_`` on the score scale, 0 on the decision one.
+
+    ``final`` is the detector itself (a Pipeline's last step).
+    """
     if response_method == "decision_function":
         return 0.0
-    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     offset = getattr(final, "offset_", None)
     return None if offset is None else float(offset)
 
@@ -261,9 +259,9 @@ class ScoreDistributionDisplay:
             )
         check_is_fitted(estimator)
         scores = np.asarray(getattr(estimator, response_method)(X), dtype=np.float64)
-        if threshold == "auto":
-            threshold = _threshold_of(estimator, response_method)
         final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+        if threshold == "auto":
+            threshold = _threshold_of(final, response_method)
         name = type(final).__name__ if name is None else name
         return cls.from_predictions(y, scores, threshold=threshold, name=name, ax=ax, **kwargs)
 
@@ -291,7 +289,7 @@ class ScoreDistributionDisplay:
         display : ScoreDistributionDisplay
         """
         scores = np.asarray(y_score, dtype=np.float64).ravel()
-        inlier = _inlier_mask(y_true, scores)
+        inlier = _inlier_mask(y_true, scores.shape[0])
         if threshold is not None:
             threshold = float(threshold)
             if not np.isfinite(threshold):

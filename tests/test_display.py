@@ -138,6 +138,8 @@ def test_bad_inputs_get_clear_errors(data):
         ScoreDistributionDisplay.from_predictions(y_test, np.full(len(y_test), np.nan))
     with pytest.raises(ValueError, match="threshold must be finite"):
         ScoreDistributionDisplay.from_predictions(y_test, np.zeros(len(y_test)), threshold=np.inf)
+    with pytest.raises(ValueError, match="missing label"):
+        ScoreDistributionDisplay.from_predictions([0.0, np.nan, -1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="no scores"):
         ScoreDistributionDisplay.from_predictions([], [])
 
