@@ -47,7 +47,7 @@ docs: $(VENV)/.installed-docs
 # What CI runs: a clean build, so that every gallery example and every page is built again.
 docs-check: $(VENV)/.installed-docs
 	rm -rf docs/_build docs/generated docs/auto_examples
-	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(MAKE) docs
 
 # The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
 bench: install
