@@ -219,7 +219,10 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         At least 2 (interpolations mix the codes of a batch).
     ood_score : {"A", "R", "recon"}, default="A"
         ``"A"``: ``log A = -(R - mu)^2 / (2 sigma^2) - log(sigma sqrt(2 pi))`` (ranks like A and
-        cannot underflow); ``"R"``: ``-R``; ``"recon"``: ``-mean |x - x_hat|``.
+        cannot underflow); ``"R"``: ``-R``; ``"recon"``: ``-mean |x - x_hat|``. Set on a fitted
+        model, it changes :meth:`score_samples` at once (no refit); ``predict`` and
+        ``decision_function`` then raise until the model is refitted, because ``offset_`` is a
+        quantile of the score it was fitted with.
     validation_fraction : float in [0, 1), default=0.0
         Share of the rows held out from training to fit mu, sigma and ``offset_`` (0: the training
         rows, as the paper; training R is biased low when the model overfits).
@@ -295,6 +298,8 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         "anomaly_score": "ood_score",
         "holdout_fraction": "validation_fraction",
     }
+    _scoring_params = ("ood_score",)
+
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple, callable],

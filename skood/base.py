@@ -395,6 +395,12 @@ class CalibratedThresholdMixin:
     #: The score at the method's natural decision boundary, or None where it has none.
     _natural_offset: float | None = None
 
+    #: Parameters that ``score_samples`` reads when it scores, not only when it fits (which score
+    #: to report, a temperature). ``set_params`` may change them on a fitted model to compare
+    #: scores without refitting, but ``offset_`` and ``calibration_scores_`` were computed with
+    #: the values at fit time, so :meth:`_checked_offset` refuses to threshold with other values.
+    _scoring_params: tuple[str, ...] = ()
+
     def _uses_natural_offset(self) -> bool:
         return self.contamination == "auto" and self._natural_offset is not None
 
@@ -419,11 +425,31 @@ class CalibratedThresholdMixin:
         check_calibration_scores(calibration_scores, type(self).__name__)
         self.calibration_scores_ = np.sort(np.asarray(calibration_scores, dtype=np.float64))
         self.calibration_held_out_ = bool(held_out)
+        self._calibrated_with_ = {name: getattr(self, name) for name in self._scoring_params}
         if self._uses_natural_offset():
             self.offset_ = float(self._natural_offset)
         else:
             q = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
             self.offset_ = float(np.quantile(self.calibration_scores_, q))
+
+    def _checked_offset(self) -> float:
+        """``offset_``, once the scoring parameters are checked to be those it was set with.
+
+        A changed one would compare scores of one kind with a threshold of another: every
+        ``predict`` would be wrong without an error.
+        """
+        # Models fitted before the check existed carry no record and are trusted as they are.
+        recorded = getattr(self, "_calibrated_with_", {})
+        changed = {k: v for k, v in recorded.items() if getattr(self, k) != v}
+        if changed:
+            now = ", ".join(f"{k}={getattr(self, k)!r}" for k in changed)
+            then = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            raise ValueError(
+                f"{type(self).__name__}: offset_ was set from scores with {then}, but the "
+                f"estimator now has {now}. score_samples follows the new setting; thresholding "
+                "needs an offset_ for it, so fit again (or set the parameter back)."
+            )
+        return self.offset_
 
     #: Parameters renamed since skood 0.1 (old -> new), so that a model pickled by 0.1 loads.
     _renamed_parameters: dict = {}
@@ -494,7 +520,7 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
         ndarray of float64, shape (n_samples,)
         """
         scores = self.score_samples(X)
-        return scores - self.offset_
+        return scores - self._checked_offset()
 
     def predict(self, X) -> np.ndarray:
         """+1 for inliers and -1 for outliers (``decision_function(X) < 0``).
@@ -649,7 +675,9 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
             Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
         scores, logits = self._scores_and_logits(self._validate(X))
-        return open_set_labels(self.classes_, np.argmax(logits, axis=1), scores < self.offset_)
+        return open_set_labels(
+            self.classes_, np.argmax(logits, axis=1), scores < self._checked_offset()
+        )
 
     def outlier_decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for inputs the gate rejects.
@@ -662,7 +690,7 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        return self.score_samples(X) - self.offset_
+        return self.score_samples(X) - self._checked_offset()
 
     def predict_outlier(self, X) -> np.ndarray:
         """The gate alone: +1 for accepted (in-distribution) inputs, -1 for rejected ones.

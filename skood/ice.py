@@ -115,7 +115,9 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         of ``exp(max h)``); ``"msp"``, the log of the maximum softmax probability; ``"energy"``,
         ``logsumexp`` of the logits (minus the free energy). ``"auto"`` is ``"max_logit"`` for the
         Gaussian head, ``"energy"`` for ``loss="energy"`` and ``"msp"`` otherwise: each method's
-        own score in the paper.
+        own score in the paper. Set on a fitted model, it changes :meth:`score_samples` at once;
+        the rejecting outputs (``predict_open_set``, ``predict_outlier``) then raise until the
+        model is refitted, because ``offset_`` was set on the fitted score.
     module : torch.nn.Module, callable or None, default=None
         The backbone x -> z: an instance (deep-copied) or a factory called as
         ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or a
@@ -245,6 +247,8 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     >>> sorted(set(clf.predict_open_set(X).tolist()))
     [-1, 0, 1, 2, 3, 4]
     """
+
+    _scoring_params = ("ood_score",)
 
     _parameter_constraints: dict = {
         "head": [StrOptions({"gaussian", "linear"})],

@@ -65,7 +65,9 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         threshold is set on the training rows, which the stages have seen, so it accepts more
         new inliers than ``1 - contamination`` and more outliers too.
     temperature : float > 0, default=1.0
-        Softmax / energy temperature for the ``"msp"`` and ``"energy"`` gates.
+        Softmax / energy temperature for the ``"msp"`` and ``"energy"`` gates. Set on a fitted
+        model, it changes :meth:`score_samples` at once; the rejecting outputs then raise until
+        the model is refitted, because ``offset_`` was set at the fitted temperature.
     random_state : int, RandomState instance or None, default=None
         Seeds the held-out split and, when ``features`` is None, stage 1.
 
@@ -124,6 +126,8 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     >>> bool((labels[y == -1] == -1).mean() > 0.5)  # most unseen digits are rejected
     True
     """
+
+    _scoring_params = ("temperature",)
 
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "transform_with_logits"]), None],

@@ -163,6 +163,18 @@ def _with_score(det, score):
     return copy.deepcopy(det).set_params(ood_score=score)
 
 
+def test_a_changed_ood_score_rescores_but_refuses_the_stale_threshold(ama, digits_one_class):
+    X_test = digits_one_class[1][:40]
+    as_r = _with_score(ama, "R")
+    np.testing.assert_array_equal(as_r.score_samples(X_test), -ama.r_score(X_test))
+    # offset_ is the 5 % quantile of held-out log A scores: against -R it would flag at random.
+    for method in (as_r.predict, as_r.decision_function):
+        with pytest.raises(ValueError, match=r"ood_score='A'.*ood_score='R'.*fit again"):
+            method(X_test)
+    as_r.set_params(ood_score="A")  # set back: thresholding works again
+    np.testing.assert_array_equal(as_r.predict(X_test), ama.predict(X_test))
+
+
 def test_training_changes_every_network_and_beats_the_untrained_model(
     ama, digits_one_class, ama_small
 ):

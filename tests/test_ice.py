@@ -4,6 +4,7 @@ The head's logits and the ICE loss against numpy / hand computations are in test
 sklearn's estimator checks run with every other estimator's in test_estimator_checks.py.
 """
 
+import copy
 import pickle
 import warnings
 
@@ -165,6 +166,17 @@ def test_open_set_predictions_and_offset(ice, digits_aux):
         rejected[len(digits_aux["X_te"]) :].mean()
         > rejected[: len(digits_aux["X_te"])].mean() + 0.3
     )
+
+
+def test_a_changed_ood_score_refuses_the_threshold_set_for_the_old_one(ice, digits_aux):
+    X_te = digits_aux["X_te"][:20]
+    other = copy.deepcopy(ice).set_params(ood_score="energy")
+    other.score_samples(X_te)
+    for method in (other.predict_open_set, other.predict_outlier, other.outlier_decision_function):
+        with pytest.raises(ValueError, match=r"ood_score='auto'.*ood_score='energy'"):
+            method(X_te)
+    # predict never rejects, so it needs no threshold
+    np.testing.assert_array_equal(other.predict(X_te), ice.predict(X_te))
 
 
 def test_held_out_calibration(digits_aux, ice_small):

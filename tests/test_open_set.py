@@ -3,6 +3,7 @@
 Its sklearn estimator checks run with every other estimator's in test_estimator_checks.py.
 """
 
+import copy
 import pickle
 
 import numpy as np
@@ -59,6 +60,17 @@ def test_temperature_scales_energy(digits6_split):
     np.testing.assert_allclose(
         clf.score_samples(X_test[:20]), 2.0 * logsumexp(logits / 2.0, axis=1), rtol=1e-12
     )
+
+
+def test_a_changed_temperature_refuses_the_threshold_set_at_the_old_one(fitted, digits6_split):
+    X_test = digits6_split[2][:20]
+    clf = copy.deepcopy(fitted["energy"]).set_params(temperature=3.0)
+    clf.score_samples(X_test)  # the score follows the new temperature
+    for method in (clf.predict, clf.predict_open_set, clf.predict_outlier):
+        with pytest.raises(ValueError, match=r"temperature=1.0.*temperature=3.0"):
+            method(X_test)
+    clf.fit(*digits6_split[:2])
+    assert clf.predict(X_test).shape == (20,)
 
 
 def test_logits_are_the_trained_networks(fitted, digits6_split):
