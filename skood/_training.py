@@ -36,6 +36,7 @@ __all__ = [
     "DIVERGENCE_ADVICE",
     "TORCH_PARAMETER_CONSTRAINTS",
     "EpochProgressBar",
+    "GridDequantization",
     "InputNoise",
     "OutlierExposureBatches",
     "OutlierExposureCollate",
@@ -258,6 +259,25 @@ class InputNoise(Callback):
         if training and self.std > 0:
             X = batch[0]
             X.add_(torch.randn_like(X) * self.std)
+
+
+class GridDequantization(Callback):
+    """Spread every training batch's grid-valued columns uniformly over one grid step.
+
+    ``steps`` holds each column's grid step (0 leaves a column as it is); row values move by
+    ``U(-step/2, step/2)``, so each grid point becomes the cell around it.
+    """
+
+    def __init__(self, steps: np.ndarray) -> None:
+        self.steps = steps
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._steps = torch.as_tensor(self.steps, dtype=torch.float32, device=net.device)
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        if training:
+            X = batch[0]
+            X.add_((torch.rand_like(X) - 0.5) * self._steps)
 
 
 class OutlierExposureBatches(torch.utils.data.Dataset):

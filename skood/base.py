@@ -296,6 +296,26 @@ def constant_columns(X: np.ndarray, *, return_stats: bool = False):
     return (constant, mean, std) if return_stats else constant
 
 
+def grid_steps(X: np.ndarray, *, tol: float = 0.01) -> np.ndarray:
+    """Each column's grid step: the spacing its values are whole multiples of, else 0.
+
+    Counts, ratings, pixel intensities and one-hot levels lie on a grid (after any affine
+    scaling too); a column whose distinct values are all within ``tol`` grid steps of a whole
+    multiple of their smallest gap gets that gap, any other column (continuous values, or a
+    constant) gets 0.
+    """
+    steps = np.zeros(X.shape[1])
+    for j in range(X.shape[1]):
+        values = np.unique(X[:, j].astype(np.float64))
+        if values.size < 2:
+            continue
+        step = np.diff(values).min()
+        multiples = (values - values[0]) / step
+        if np.abs(multiples - np.round(multiples)).max() <= tol:
+            steps[j] = step
+    return steps
+
+
 def split_holdout(
     n_samples: int,
     fraction: float,
@@ -455,9 +475,10 @@ class CalibratedThresholdMixin:
     _renamed_parameters: dict = {}
 
     def __setstate__(self, state: dict) -> None:
-        # A model pickled by skood 0.1: its renamed parameters take their new names; parameters it
-        # cannot map (added since, or renamed with another meaning, docs/names.md) take their
-        # defaults, which leaves the fitted model as it was but not its settings for a refit.
+        # A model saved by an older skood (0.1, or before a parameter was added): its renamed
+        # parameters take their new names; parameters it cannot map (added since, or renamed with
+        # another meaning, docs/names.md) take their defaults, which leaves the fitted model as it
+        # was but not its settings for a refit.
         for old, new in self._renamed_parameters.items():
             if old in state and new not in state:
                 state[new] = state.pop(old)
@@ -466,7 +487,7 @@ class CalibratedThresholdMixin:
         if defaulted:
             state.update({name: signature[name].default for name in defaulted})
             warn_user(
-                f"This {type(self).__name__} was pickled by skood 0.1: parameter(s) {defaulted} "
+                f"This {type(self).__name__} was saved by an older skood: parameter(s) {defaulted} "
                 "were renamed or added since (docs/names.md) and take their defaults. Its fitted "
                 "model is unchanged; check get_params() before refitting or cloning it."
             )

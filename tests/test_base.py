@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from skood._training import draw_seed, predict_batched, resolve_device, seeded
+from skood._training import (
+    GridDequantization,
+    draw_seed,
+    predict_batched,
+    resolve_device,
+    seeded,
+)
 from skood.base import (
     SCORE_FLOOR,
     finite_scores,
+    grid_steps,
     is_outlier_label,
     iter_slices,
     split_holdout,
@@ -52,6 +59,39 @@ def test_split_holdout_is_reproducible_and_keeps_enough_rows():
     assert split_holdout(5, 0.0, 0, 2, "X")[1].size == 0
     with pytest.raises(ValueError, match="needs at least 3 inlier rows"):
         split_holdout(2, 0.2, 0, 2, "X")
+
+
+def test_grid_steps_finds_the_spacing_of_grid_valued_columns_only(rng):
+    n = 500
+    columns = {
+        "pixels": rng.randint(0, 17, n),  # 17 levels, step 1
+        "binary": rng.randint(0, 2, n),
+        "halves": rng.randint(0, 9, n) / 2,  # step 0.5
+        "continuous": rng.normal(size=n),
+        "two decimals": np.round(rng.normal(size=n), 2),  # a grid, of 0.01
+        "constant": np.full(n, 3.0),
+    }
+    X = np.column_stack(list(columns.values())).astype(np.float64)
+    scale, shift = np.array([0.3, 2.0, 1.0, 1.0, 1.0, 1.0]), np.array([1.7, -0.2, 0, 0, 0, 5])
+    # a StandardScaler-like affine map, then the float32 cast every torch estimator makes
+    Z = ((X - shift) * scale).astype(np.float32)
+    np.testing.assert_allclose(grid_steps(Z), [0.3, 2.0, 0.5, 0.0, 0.01, 0.0], rtol=1e-4)
+    assert grid_steps(np.ones((1, 2))).tolist() == [0.0, 0.0]  # one value: no spacing to find
+
+
+def test_grid_dequantization_spreads_each_grid_column_over_one_step(rng):
+    steps = np.array([0.5, 0.0, 2.0], dtype=np.float32)
+    cb = GridDequantization(steps)
+    cb.on_train_begin(type("Net", (), {"device": "cpu"})())
+    X = torch.zeros(20000, 3)
+    cb.on_batch_begin(None, batch=(X, None), training=True)
+    moved = X.numpy()
+    assert (np.abs(moved) <= steps / 2).all() and not moved[:, 1].any()
+    # uniform over the cell: variance step^2 / 12
+    np.testing.assert_allclose(moved[:, [0, 2]].var(axis=0), steps[[0, 2]] ** 2 / 12, rtol=0.05)
+    before = X.clone()
+    cb.on_batch_begin(None, batch=(X, None), training=False)  # validation batches stay exact
+    assert torch.equal(X, before)
 
 
 def test_iter_slices_covers_everything_once():

@@ -212,6 +212,18 @@ def test_noise_and_progress_bar(rng, capsys, flow_tiny):
     pickle.loads(pickle.dumps(det))  # the progress bar does not stay on the fitted model
 
 
+def test_dequantizing_grid_valued_pixels_beats_fitting_the_grid_points(digits_split):
+    # Digits pixels take 17 values. At the paper's clamp the mean-NLL flow piles density onto
+    # the training grid points (AUROC 0.78 on this split, seed 0); dequantized, 0.94.
+    X_train, _, X_test, y_test = digits_split
+    plain = QuantileFlowDetector("mean", clamp=3.0, random_state=0).fit(X_train)
+    deq = QuantileFlowDetector("mean", clamp=3.0, dequantize=True, random_state=0).fit(X_train)
+    assert not plain.grid_steps_.any()
+    # every pixel is a grid column: its step is one intensity level in standardised units
+    assert (deq.grid_steps_ > 0).all()
+    assert auroc(y_test, deq.score_samples(X_test)) > auroc(y_test, plain.score_samples(X_test)) + 0.08
+
+
 def test_sample_draws_from_the_fitted_density(rng, flow_tiny):
     X = rng.normal(5.0, 1.0, size=(300, 3))
     det = QuantileFlowDetector(**flow_tiny, random_state=0).fit(X)
