@@ -404,6 +404,33 @@ def array_batches(
     )
 
 
+def array_batches_valid(dataset, batch_size: int = 1, **loader_params):
+    """skorch's ``iterator_valid``: :func:`array_batches` that leaves torch's global generator as it was.
+
+    ``DataLoader`` draws a base seed from the global generator on every pass, even unshuffled, so
+    validation passes would shift every later epoch's shuffle: passing any callback (which turns
+    the held-out rows into a validation set) would change the trained model.
+    """
+    return _KeepGlobalRNG(array_batches(dataset, batch_size=batch_size, **loader_params))
+
+
+class _KeepGlobalRNG:
+    """Iterate ``batches`` and then restore torch's global CPU generator to its state before."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        state = torch.get_rng_state()
+        try:
+            yield from self.batches
+        finally:
+            torch.set_rng_state(state)
+
+
 def _holds_plain_arrays(dataset) -> bool:
     def plain(a):
         return type(a) is np.ndarray and a.ndim >= 1 and a.dtype.kind in "biuf"
@@ -594,7 +621,7 @@ def build_net(
         train_split=train_split,
         callbacks=cbs,
         iterator_train=array_batches,
-        iterator_valid=array_batches,
+        iterator_valid=array_batches_valid,
         iterator_train__shuffle=shuffle,
         iterator_train__drop_last=drop_last,
         # skorch's PrintLog table is replaced by the progress bar above. Removed, not just

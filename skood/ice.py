@@ -125,9 +125,11 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     fine_tune : fitted ClassifierFeatures, torch.nn.Module or None, default=None
         Start from a trained classifier instead of from scratch (the paper's fine-tuning
         protocol, with e.g. ``max_epochs=10, lr=0.01``). A fitted :class:`skood.ClassifierFeatures`
-        (trained on the same classes) gives its feature map (its ``layer`` or
-        ``features``); an ``nn.Module`` with a ``features`` method gives that, any other module
-        is taken as the backbone itself. A linear head starts from the network's ``head`` when it
+        (trained on the same classes) gives its feature map (its ``layer`` or ``features``)
+        as the network's own head reads it, after the activation: fine-tuning continues that
+        classifier, whatever the ClassifierFeatures's ``pre_activation`` (which only chooses
+        what it hands a detector). An ``nn.Module`` with a ``features`` method gives that; any
+        other module is taken as the backbone itself. A linear head starts from the network's ``head`` when it
         is an ``nn.Linear`` of the right size; the Gaussian head from the data
         (``center_init="auto"``). Overrides ``module``.
     image_shape : tuple (C, H, W) or None, default=None

@@ -233,6 +233,25 @@ def test_array_batches_are_the_batches_of_torch_data_loader(shuffle, drop_last, 
     assert len(array_batches(Dataset(X, y), **params)) == (12 if drop_last else 13)
 
 
+@pytest.mark.parametrize("plain", [True, False])
+def test_validation_batches_leave_the_global_generator_as_it_was(plain):
+    from skorch.dataset import Dataset
+
+    from skood._training import array_batches, array_batches_valid
+
+    X = np.arange(40, dtype=np.float32).reshape(20, 2)
+    # plain arrays are cut by indexing; a collate_fn sends them through DataLoader
+    params = {} if plain else {"collate_fn": torch.utils.data.default_collate}
+    before = torch.get_rng_state()
+    batches = array_batches_valid(Dataset(X, None), batch_size=8, **params)
+    assert len(batches) == 3
+    got = [b[0] for b in batches]
+    assert torch.equal(torch.get_rng_state(), before)
+    expected = [b[0] for b in array_batches(Dataset(X, None), batch_size=8, **params)]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert not torch.equal(torch.get_rng_state(), before)  # what the training iterator does
+
+
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 0.3, 1.7])
 @pytest.mark.parametrize("replace", [True, False])
 def test_array_batches_give_the_outlier_exposure_batches_of_data_loader(ratio, replace):

@@ -193,6 +193,17 @@ def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng, flow_tiny)
     assert stopper.dynamic_threshold_ is None  # the user's object was copied, never trained
 
 
+def test_a_callback_that_does_nothing_leaves_the_fit_unchanged(rng, flow_tiny):
+    # A callback turns the held-out rows into skorch's validation set. Its passes must not draw
+    # from torch's global generator (DataLoader does), or every later epoch's shuffle would move.
+    X = rng.normal(size=(300, 4))
+    params = {**flow_tiny, "max_epochs": 6, "batch_size": 32, "random_state": 0}
+    plain = QuantileFlowDetector(**params).fit(X)
+    watched = QuantileFlowDetector(**params, callbacks=[Callback()]).fit(X)
+    assert "valid_loss" in watched.net_.history[-1]
+    np.testing.assert_array_equal(watched.score_samples(X), plain.score_samples(X))
+
+
 @pytest.mark.parametrize("coupling", ["glow", "realnvp", "nice", "gin"])
 @pytest.mark.parametrize("permutation", ["random", "learned"])
 def test_every_architecture_option_fits(rng, coupling, permutation, flow_tiny):
