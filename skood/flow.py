@@ -62,9 +62,9 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
     q : float in [0, 1) or "mean", default=0.05
         Quantile of the batch log-likelihoods that is maximised; ``"mean"`` is ordinary maximum
         likelihood and ``0`` maximises the batch minimum. At skood's default ``clamp`` the
-        ``"mean"`` loss scored higher everywhere measured: ``skood bench``'s 40 sets (0.817
-        against 0.808 mean AUROC, 2 seeds) and the paper's own setting at CPU scale, digits
-        classifier features (FPR95 0.397 against 0.483, 5 seeds;
+        ``"mean"`` loss scored a higher AUROC everywhere measured: ``skood bench``'s 40 sets
+        (0.817 against 0.808 mean AUROC, 2 seeds) and the paper's own setting at CPU scale,
+        digits classifier features (FPR95 0.397 against 0.483, 5 seeds;
         ``benchmarks/quantile_claim/quantile_claim.md``). 0.05 stays the default as the paper's
         method; at the paper's ``clamp=3.0`` it does beat ``"mean"`` on those features.
     coupling : {"glow", "realnvp", "nice", "gin"}, default="glow"
