@@ -98,10 +98,10 @@ for name, y_pred in predictions.items():
 
 # %%
 # Both gates keep the classifier's accuracy on what they accept. At this threshold the softmax
-# gate rejects 58 % of the unseen digits and the flow gate 71 %; the bottom rows show where the
+# gate rejects 54 % of the unseen digits and the flow gate 66 %; the bottom rows show where the
 # others go: most of the unseen digits that pass are classified as a 3. On these 450 training
 # images the flow gate rejects more of both kinds: more unseen digits, but also more known ones
-# (7.5 % against 4.2 %), so its threshold sits at a stricter point, and one split at one
+# (5.8 % against 4.0 %), so its threshold sits at a stricter point, and one split at one
 # threshold does not rank the two gates. Measured at the same 95 % of inliers accepted over
 # several seeds, skood's benchmark of the paper's Table 1 on digits
 # (``benchmarks/open_set_table1/open_set_table1.md``) found that the flow gate did not beat MSP.

@@ -7,8 +7,9 @@
   training where the estimator holds rows out (``validation_fraction > 0``, or out-of-fold scores),
   else the training rows themselves:
 
-  - a float ``c``: the ``c``-quantile of the calibration scores, so that about a fraction ``c``
-    of new inliers fall below it;
+  - a float ``c``: the ``c``-quantile of the calibration scores in the ``n + 1`` sense (the
+    ``k``-th smallest of ``n`` at ``k = c (n + 1)``, interpolated), so that in expectation a
+    fraction ``c`` of new inliers exchangeable with them falls below it;
   - ``"auto"``: the method's natural boundary where its score has one (a class declares it as
     ``_natural_offset``, e.g. P(normal) = 0.5), else the :data:`AUTO_CONTAMINATION` quantile.
 
@@ -450,7 +451,11 @@ class CalibratedThresholdMixin:
             self.offset_ = float(self._natural_offset)
         else:
             q = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
-            self.offset_ = float(np.quantile(self.calibration_scores_, q))
+            # A new inlier falls below the k-th smallest of n exchangeable scores with probability
+            # k / (n + 1): the "weibull" position k = q (n + 1) rejects q of new inliers. The
+            # default (n - 1) interpolation rejects (1 - 2q) / (n + 1) more, e.g. 7.4 % instead
+            # of 5 % from 36 held-out rows.
+            self.offset_ = float(np.quantile(self.calibration_scores_, q, method="weibull"))
 
     def _checked_offset(self) -> float:
         """``offset_``, once the scoring parameters are checked to be those it was set with.

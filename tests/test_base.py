@@ -94,6 +94,25 @@ def test_grid_dequantization_spreads_each_grid_column_over_one_step(rng):
     assert torch.equal(X, before)
 
 
+def test_offset_rejects_the_contamination_share_of_new_inliers_in_expectation():
+    from skood.base import CalibratedThresholdMixin
+
+    class Threshold(CalibratedThresholdMixin):
+        contamination = 0.05
+
+    # 19 held-out scores at contamination 0.05: the threshold is their minimum, below which a new
+    # exchangeable score falls with probability 1/20. np.quantile's default interpolation would
+    # put it between the two lowest scores and reject 9.5 %.
+    rng = np.random.RandomState(0)
+    trials = rng.normal(size=(20000, 20))
+    rejected = []
+    for row in trials:
+        t = Threshold()
+        t._set_offset(row[:19], held_out=True)
+        rejected.append(row[19] < t.offset_)
+    assert np.mean(rejected) == pytest.approx(0.05, abs=0.005)  # 0.05 +- 3.3 standard errors
+
+
 def test_iter_slices_covers_everything_once():
     covered = np.concatenate([np.arange(10)[s] for s in iter_slices(10, 3)])
     np.testing.assert_array_equal(covered, np.arange(10))
