@@ -172,7 +172,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         ``constant_scale``); empty when every column varies.
     offset_ : float
         Threshold on ``score_samples``; ``decision_function = score_samples - offset_``.
-    grid_steps_ : ndarray of float64, shape (n_features_in_,)
+    grid_steps_ : ndarray of float64, shape (`n_features_in_`,)
         Each column's grid step that ``dequantize`` spread the training batches over (0: not
         dequantized; all 0 when ``dequantize=False``).
     calibration_scores_ : ndarray of float64
