@@ -89,7 +89,7 @@ class ScoreDistributionDisplay:
     >>> detector = GaussianMahalanobis(random_state=0).fit(X_train, y_train)
     >>> display = ScoreDistributionDisplay.from_estimator(detector, X_test, y_test)
     >>> round(display.inlier_rejection_rate_, 2), round(display.outlier_detection_rate_, 2)
-    (0.04, 0.35)
+    (0.04, 0.33)
     """
 
     def __init__(self, *, inlier_scores, outlier_scores, threshold=None, estimator_name=None):
