@@ -129,8 +129,8 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         as the network's own head reads it, after the activation: fine-tuning continues that
         classifier, whatever the ClassifierFeatures's ``pre_activation`` (which only chooses
         what it hands a detector). An ``nn.Module`` with a ``features`` method gives that; any
-        other module is taken as the backbone itself. A linear head starts from the network's ``head`` when it
-        is an ``nn.Linear`` of the right size; the Gaussian head from the data
+        other module is taken as the backbone itself. A linear head starts from the network's
+        ``head`` when it is an ``nn.Linear`` of the right size; the Gaussian head from the data
         (``center_init="auto"``). Overrides ``module``.
     image_shape : tuple (C, H, W) or None, default=None
         Rows of ``X`` are flattened images of this shape; the default backbone is then a CNN.

@@ -66,8 +66,9 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         new inliers than ``1 - contamination`` and more outliers too.
     temperature : float > 0, default=1.0
         Softmax / energy temperature for the ``"msp"`` and ``"energy"`` gates. Set on a fitted
-        model, it changes :meth:`score_samples` at once; the rejecting outputs then raise until
-        the model is refitted, because ``offset_`` was set at the fitted temperature.
+        model with such a gate, it changes :meth:`score_samples` at once; the rejecting outputs
+        then raise until the model is refitted, because ``offset_`` was set at the fitted
+        temperature.
     random_state : int, RandomState instance or None, default=None
         Seeds the held-out split and, when ``features`` is None, stage 1.
 
@@ -127,7 +128,10 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     True
     """
 
-    _scoring_params = ("temperature",)
+    @property
+    def _scoring_params(self) -> tuple[str, ...]:
+        # Only the logit gates read the temperature; a fitted detector's score ignores it.
+        return ("temperature",) if isinstance(self.detector, str) else ()
 
     _parameter_constraints: dict = {
         "features": [HasMethods(["fit", "transform_with_logits"]), None],

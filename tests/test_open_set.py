@@ -71,6 +71,10 @@ def test_a_changed_temperature_refuses_the_threshold_set_at_the_old_one(fitted, 
             method(X_test)
     clf.fit(*digits6_split[:2])
     assert clf.predict(X_test).shape == (20,)
+    # a fitted detector's gate does not read the temperature: nothing to refuse
+    gauss = copy.deepcopy(fitted["mahalanobis"])
+    expected = gauss.predict(X_test)
+    np.testing.assert_array_equal(gauss.set_params(temperature=3.0).predict(X_test), expected)
 
 
 def test_logits_are_the_trained_networks(fitted, digits6_split):
