@@ -38,9 +38,7 @@ import importlib
 import io
 import json
 import math
-import os
 import platform
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -512,15 +510,10 @@ def save(model, file) -> None:
     if hasattr(file, "write"):
         write(file)
         return
-    path = Path(file)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from skood._files import atomic_file
+
+    with atomic_file(file) as f:
+        write(f)
 
 
 # -- reading ---------------------------------------------------------------------------------------
