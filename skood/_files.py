@@ -20,7 +20,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "check_output", "resolve_path"]
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "check_input_file",
+    "check_not_input",
+    "check_output",
+    "resolve_path",
+]
 
 
 def _umask() -> int:
@@ -43,6 +50,26 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
 
+def check_input_file(path: str | os.PathLike, what: str = "") -> Path:
+    """``path`` resolved, once it is known to be a regular file (symlinks followed).
+
+    A missing path raises ``FileNotFoundError``; a folder, a device such as ``/dev/zero`` (read
+    until memory runs out), a FIFO (a read blocks forever) or a socket raises ``ValueError``.
+    """
+    import stat
+
+    shown = f"{what} {os.fspath(path)}".strip()
+    target = resolve_path(path)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{shown}: no such file") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise ValueError(f"{shown} is {kind}; give a file.")
+    return target
+
+
 def _related(target: Path, given: Path) -> str | None:
     if target == given:
         return "is"
@@ -51,6 +78,30 @@ def _related(target: Path, given: Path) -> str | None:
     if target in given.parents:
         return "contains"
     return None
+
+
+def check_not_input(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str
+) -> Path:
+    """``path`` resolved, once it is known not to be, contain or lie inside any of ``inputs``."""
+    target = resolve_path(path)
+    for given in inputs:
+        if given is None:
+            continue
+        relation = _related(target, resolve_path(given))
+        if relation:
+            raise ValueError(
+                f"{_shown(path, target, what)} {relation} the input {os.fspath(given)}: refusing "
+                "to write there, since it could overwrite or remove what you gave. Choose a path "
+                "outside every input."
+            )
+    return target
+
+
+def _shown(path, target: Path, what: str) -> str:
+    given = os.fspath(path)
+    same = os.path.abspath(os.path.expanduser(given)) == str(target)
+    return f"{what} {given}" + ("" if same else f" (= {target})")
 
 
 def check_output(
@@ -80,22 +131,10 @@ def check_output(
     ------
     ValueError
         The output is, contains or lies inside an input; exists (and may not be replaced); is a
-        folder where a file is written, or the folder that would hold it does not exist.
+        folder where a file is written; or the folder that would hold it does not exist.
     """
-    target = resolve_path(path)
-    shown = f"{what} {os.fspath(path)}" + (
-        f" (= {target})" if os.path.abspath(os.fspath(path)) != str(target) else ""
-    )
-    for given in inputs:
-        if given is None:
-            continue
-        relation = _related(target, resolve_path(given))
-        if relation:
-            raise ValueError(
-                f"{shown} {relation} the input {os.fspath(given)}: refusing to write there, "
-                "since it could overwrite or remove what you gave. Choose a path outside every "
-                "input."
-            )
+    target = check_not_input(path, inputs, what)
+    shown = _shown(path, target, what)
     if folder and (target.exists() or target.is_symlink()):
         raise ValueError(f"{shown} exists; choose a new folder (nothing is replaced).")
     if not folder and target.is_dir():
@@ -161,4 +200,3 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-

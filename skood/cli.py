@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -131,8 +132,7 @@ def bench(args) -> int:
         f"{len(seeds)} seed(s) x {len(protocols)} protocol(s) -> {args.out}",
         file=sys.stderr,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _bench_output(args)
     partial = out / "results.partial.csv"
     previous = []
     if args.resume:  # an interrupted run's rows, else a finished run's (to add seeds or sets)
@@ -141,7 +141,7 @@ def bench(args) -> int:
         print(f"Resuming: {len(previous)} rows from {source}", file=sys.stderr)
         if source != partial:
             harness.write_csv(previous, partial)
-    elif partial.exists():
+    elif partial.exists():  # --force: the user asked to replace the earlier run's results
         partial.unlink()
 
     def record(row):  # so a long run that is cut off still leaves what it finished
@@ -163,10 +163,33 @@ def bench(args) -> int:
     )
     partial.unlink(missing_ok=True)
     command = "skood " + " ".join(shlex.quote(a) for a in args.argv)
-    md = harness.write_report(rows, args.out, command=command)
+    md = harness.write_report(rows, out, command=command)
     print(harness.headline_table(harness.summarize(rows)))
-    print(f"\nWrote {md}, {Path(args.out) / 'results.csv'} and the plots.", file=sys.stderr)
+    print(f"\nWrote {md}, {out / 'results.csv'} and the plots.", file=sys.stderr)
     return 0
+
+
+def _bench_output(args) -> Path:
+    """``--out`` resolved and created; refused inside a ``--data`` folder, or where an earlier
+    run's results are, unless ``--force`` (replace them) or ``--resume`` (add to them)."""
+    from skood._files import check_not_input
+
+    if args.force and args.resume:
+        raise ValueError("--force replaces earlier results and --resume adds to them: pick one.")
+    out = check_not_input(args.out, args.data or [], "--out")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; bench writes a folder of results.")
+    earlier = [name for name in _BENCH_OUTPUTS if (out / name).exists()]
+    if earlier and not (args.force or args.resume):
+        raise ValueError(
+            f"--out {args.out} holds an earlier run's results ({', '.join(earlier)}): pass "
+            "--resume to add to them, --force to replace them, or choose a new folder."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+_BENCH_OUTPUTS = ("results.csv", "results.md", "results.partial.csv")
 
 
 # -- skood score ---------------------------------------------------------------------------------
@@ -181,18 +204,29 @@ _OLD_MODEL_MAGIC = b"skood-model-v1\n"
 
 def _signing_key() -> bytes:
     """This user's key for the old signed pickles (``$SKOOD_MODEL_KEY``, else the config file)."""
-    import os
-
-    if os.environ.get("SKOOD_MODEL_KEY"):
-        return os.environ["SKOOD_MODEL_KEY"].encode()
     home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "skood"
     path = home / "model-signing-key"
-    if not path.exists():
+    if os.environ.get("SKOOD_MODEL_KEY"):
+        key, source = os.environ["SKOOD_MODEL_KEY"].strip().encode(), "$SKOOD_MODEL_KEY"
+    elif path.exists():
+        key, source = path.read_text().strip().encode(), str(path)
+    else:
         raise ValueError(
             f"no signing key ({path} or $SKOOD_MODEL_KEY): this machine signed no skood model "
             "file, so the signature of this one cannot be checked. Convert it where it was saved."
         )
-    return path.read_text().strip().encode()
+    # A short key (an empty file is b"") lets anyone forge a signature, and a forged signature
+    # would get a pickle unpickled: code run. skood wrote 64-character keys.
+    if len(key) < _MIN_KEY_BYTES:
+        raise ValueError(
+            f"the signing key in {source} is {len(key)} bytes long; a key shorter than "
+            f"{_MIN_KEY_BYTES} bytes proves nothing, so no file is unpickled with it. Use the key "
+            "that signed the file, on the machine that signed it."
+        )
+    return key
+
+
+_MIN_KEY_BYTES = 32
 
 
 def _unpickle_signed(path, data: bytes):
@@ -221,9 +255,11 @@ def convert(args) -> int:
     import joblib
 
     import skood
+    from skood._files import check_input_file, check_output
 
-    _check_writable(args.new, [args.old], args.force, "NEW")
-    data = Path(args.old).read_bytes()
+    old = check_input_file(args.old, "OLD")
+    check_output(args.new, [args.old], what="NEW", replace=args.force)
+    data = old.read_bytes()
     if data.startswith(_OLD_MODEL_MAGIC):
         model = _unpickle_signed(args.old, data)
     elif args.trust_pickle:
@@ -240,8 +276,10 @@ def convert(args) -> int:
 
 def _load_model(path, trusted):
     import skood
+    from skood._files import check_input_file
     from skood.io import UntrustedTypesError
 
+    check_input_file(path, "--model")
     try:
         saved = skood.load(path, trusted=trusted)
     except UntrustedTypesError as exc:
@@ -258,8 +296,16 @@ def _load_model(path, trusted):
 
 
 def _is_dataset(path) -> bool:
-    """A directory or a glob of Parquet / CSV files: scored block by block on Dask."""
-    return path is not None and (Path(path).is_dir() or any(c in str(path) for c in "*?["))
+    """A directory or a glob of Parquet / CSV files: scored block by block on Dask.
+
+    A path that exists is that path, whatever its name holds (``data[1].csv`` is a file); only
+    one that does not exist is read as a pattern.
+    """
+    if path is None:
+        return False
+    if Path(path).is_dir():
+        return True
+    return not os.path.lexists(path) and any(c in str(path) for c in "*?[")
 
 
 def _dataset_files(path) -> list[Path]:
@@ -280,9 +326,7 @@ def _read_partition(path, columns, drop):
     """One file of a dataset, checked as ``skood score`` checks one file (errors name it)."""
     import pandas as pd
 
-    from skood.tables import read_table
-
-    table = read_table(path, drop=drop)
+    table = _read_table(path, drop)
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{path} lacks the model's column(s) {missing}.")
@@ -307,6 +351,7 @@ def _score_dataset(args, dataset) -> int:
     """``skood score`` on a directory or glob: one output Parquet file per input file."""
     import numpy as np
 
+    from skood._files import atomic_directory, check_output
     from skood.distributed import _outputs, _require_dask
 
     _require_dask()
@@ -323,9 +368,9 @@ def _score_dataset(args, dataset) -> int:
         raise ValueError("with --model, give one file or dataset to score.")
     if args.out == "-":
         raise ValueError("a dataset's scores go to a directory: pass --out DIR.")
-    if Path(args.out).exists():
-        raise ValueError(f"--out {args.out} exists; choose a new directory (nothing is replaced).")
     files = _dataset_files(dataset)
+    folder = dataset if Path(dataset).is_dir() else None
+    check_output(args.out, [folder, *files, args.model], what="--out", folder=True)
     saved = _load_model(args.model, args.trust)
     pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
     _set_level(pipe[-1], args)
@@ -340,15 +385,10 @@ def _score_dataset(args, dataset) -> int:
     out_meta = _scored_partition(meta, pipe, columns, threshold).iloc[:0]
     shipped = dask.delayed(pipe, pure=True)  # the model goes to each worker once
     scored = frames.map_partitions(_scored_partition, shipped, columns, threshold, meta=out_meta)
-    write = scored.to_parquet(args.out, compute=False, write_index=False)
-    try:
-        with _dask_scheduler(args.scheduler) as progress:
-            progress(write)
-    except BaseException:  # a bad partition, Ctrl-C: no half-written directory left behind
-        import shutil
-
-        shutil.rmtree(args.out, ignore_errors=True)  # it did not exist before this run
-        raise
+    # Written to a new folder beside --out and renamed when every file is complete: a bad
+    # partition or Ctrl-C removes only that folder, which this run created.
+    with atomic_directory(args.out) as tmp, _dask_scheduler(args.scheduler) as progress:
+        progress(scored.to_parquet(tmp, compute=False, write_index=False))
     n_files = len(files)
     print(
         f"{spec}: scored {n_files} file(s) of {dataset} ({', '.join(_outputs(pipe))}) -> "
@@ -413,14 +453,14 @@ def _set_level(detector, args) -> None:
     )
 
 
-def _check_writable(path, inputs, force: bool, what: str) -> None:
-    """Refuse to write over an input file, or over any existing file without ``--force``."""
-    target = Path(path).resolve()
-    for given in inputs:
-        if given and Path(given).resolve() == target:
-            raise ValueError(f"{what} {path} is also an input file; refusing to overwrite it.")
-    if target.exists() and not force:
-        raise ValueError(f"{what} {path} exists; pass --force to overwrite it.")
+def _read_table(path, drop):
+    """:func:`skood.tables.read_table`, saying on stderr what it read differently."""
+    from skood.tables import read_table
+
+    table = read_table(path, drop=drop)
+    for note in table.notes:
+        print(note, file=sys.stderr)
+    return table
 
 
 def _check_same_columns(columns, table) -> None:
@@ -438,8 +478,8 @@ def _check_same_columns(columns, table) -> None:
 def score(args) -> int:
     import numpy as np
 
+    from skood._files import atomic_file, check_output
     from skood.registry import make_detector, make_pipeline_for, parse_detector
-    from skood.tables import read_table
 
     inputs = [args.train, args.test, args.model]
     dataset = args.test if args.test else args.train
@@ -447,20 +487,21 @@ def score(args) -> int:
         return _score_dataset(args, dataset)
     if args.scheduler:
         raise ValueError("--scheduler applies to a dataset: a directory or a glob of files.")
-    if args.out != "-":
-        _check_writable(args.out, inputs, args.force, "--out")
+    out = None if args.out == "-" else args.out
+    if out:
+        check_output(out, inputs, what="--out", replace=args.force)
     if args.save:
-        _check_writable(args.save, [*inputs, args.out], args.force, "--save")
+        check_output(args.save, [*inputs, out], what="--save", replace=args.force)
     if args.model:
         if args.test:
             raise ValueError("with --model, give one file to score (the model is already fitted).")
         saved = _load_model(args.model, args.trust)
         pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
-        to_score = read_table(args.train, drop=args.drop)
+        to_score = _read_table(args.train, args.drop)
         _set_level(pipe[-1], args)
     else:
-        train = read_table(args.train, drop=args.drop)
-        to_score = read_table(args.test, drop=args.drop) if args.test else train
+        train = _read_table(args.train, args.drop)
+        to_score = _read_table(args.test, args.drop) if args.test else train
         _check_same_columns(train.columns, to_score)
         if train.dropped:
             print(f"Dropped non-numeric column(s): {', '.join(train.dropped)}", file=sys.stderr)
@@ -513,10 +554,11 @@ def score(args) -> int:
             for i, (s, lab) in enumerate(zip(scores, labels))
         ]
     text = "\n".join(lines) + "\n"
-    if args.out == "-":
+    if out is None:
         sys.stdout.write(text)
     else:
-        Path(args.out).write_text(text)
+        with atomic_file(out, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
     n_out = int(np.sum(labels == -1))
     if conformal:
         rule = (
@@ -528,7 +570,7 @@ def score(args) -> int:
         rule = f"threshold {threshold:.6g}; higher score = more normal"
     print(
         f"{spec}: scored {len(scores)} rows of {to_score.path}; {n_out} flagged as outliers "
-        f"({rule})" + ("" if args.out == "-" else f" -> {args.out}"),
+        f"({rule})" + ("" if out is None else f" -> {out}"),
         file=sys.stderr,
     )
     return 0
@@ -576,6 +618,9 @@ def _parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--n-jobs", type=int, default=1)
     p_bench.add_argument("--out", default="skood-bench")
     p_bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_bench.add_argument(
+        "--force", action="store_true", help="replace the results of an earlier run in --out"
+    )
     p_bench.add_argument(
         "--resume",
         action="store_true",

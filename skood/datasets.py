@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from skood.base import OUTLIER_LABEL, is_outlier_label
 
 __all__ = [
+    "MAX_ADBENCH_BYTES",
     "from_anomaly_labels",
     "list_adbench",
     "load_adbench",
@@ -84,10 +85,20 @@ def list_adbench(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def load_adbench(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+#: The most memory :func:`load_adbench` lets one file's arrays take, as they are read (2 GiB).
+MAX_ADBENCH_BYTES = 2 * 1024**3
+
+
+def load_adbench(
+    path: str | os.PathLike, *, max_bytes: int = MAX_ADBENCH_BYTES
+) -> tuple[np.ndarray, np.ndarray]:
     """Load an ADBench-format ``.npz`` (``X``, and ``y`` with 1 = anomaly).
 
     Returns ``X`` as float64 and ``y`` in skood's convention (``-1`` anomaly, ``+1`` normal).
+
+    An ``.npz`` is a zip archive: a few megabytes can inflate to gigabytes. The arrays' sizes are
+    read from their headers first, and a file whose ``X`` (as float64) and ``y`` would take more
+    than ``max_bytes`` is refused before anything is inflated.
 
     Examples
     --------
@@ -101,10 +112,46 @@ def load_adbench(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     >>> X.dtype, y
     (dtype('float64'), array([ 1,  1, -1]))
     """
+    shapes = _npz_shapes(path)
+    if "X" not in shapes or "y" not in shapes:
+        raise ValueError(f"{path!s} is not ADBench format: expected arrays 'X' and 'y'.")
+    # X is converted to float64, so its size as float64 is what it will take.
+    needed = sum(8 * int(np.prod(shape, dtype=np.float64)) for shape, _ in shapes.values())
+    if needed > max_bytes:
+        described = ", ".join(f"{k} of shape {v[0]} ({v[1]})" for k, v in shapes.items())
+        raise ValueError(
+            f"{path!s} holds {described}: about {needed / 1024**3:.3g} GiB once read, more than "
+            f"max_bytes={max_bytes} ({max_bytes / 1024**3:.3g} GiB). Subsample it into a smaller "
+            "file, or pass a larger max_bytes if this machine has the memory."
+        )
     with np.load(path, allow_pickle=False) as data:
-        if "X" not in data or "y" not in data:
-            raise ValueError(f"{path!s} is not ADBench format: expected arrays 'X' and 'y'.")
         return np.asarray(data["X"], dtype=np.float64), from_anomaly_labels(data["y"])
+
+
+def _npz_shapes(path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array of an ``.npz`` with its shape and dtype, from its header alone."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with archive.open(name) as f:
+                    version = npy.read_magic(f)
+                    read = (
+                        npy.read_array_header_1_0
+                        if version == (1, 0)
+                        else (npy.read_array_header_2_0)
+                    )
+                    shape, _, dtype = read(f)
+                shapes[name.removesuffix(".npy")] = (shape, dtype)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ValueError(f"{path!s} is not a readable .npz file ({exc}).") from exc
+    return shapes
 
 
 def novelty_split(X, y, *, train_fraction: float = 0.5, random_state=None):

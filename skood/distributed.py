@@ -53,7 +53,10 @@ def _score_rows(model, X: np.ndarray) -> np.ndarray:
 def _score_frame(frame, model, columns, outputs):
     import pandas as pd
 
-    X = frame[columns].to_numpy(dtype=np.float64) if columns else frame.to_numpy(np.float64)
+    if getattr(model, "feature_names_in_", None) is not None:
+        X = frame[columns].astype(np.float64)  # by name: the model checks them as in memory
+    else:
+        X = frame[columns].to_numpy(dtype=np.float64) if columns else frame.to_numpy(np.float64)
     if X.shape[0] == 0:
         empty = pd.DataFrame({name: np.zeros(0) for name in outputs}, index=frame.index)
         return empty.astype({"label": np.int64})
@@ -77,8 +80,9 @@ def score_dataset(model, data, *, columns=None):
         or a Parquet dataset / CSV files (a directory or a glob, read with
         ``dask.dataframe.read_parquet`` / ``read_csv``).
     columns : list of str, default=None
-        The feature columns of a dataframe or dataset, in the order the model was fitted on
-        (default: every column).
+        The feature columns of a dataframe or dataset, in the order the model was fitted on.
+        Default: the model's ``feature_names_in_`` when it was fitted on a DataFrame (columns
+        are then selected and ordered by name, as in memory), else every column in its order.
 
     Returns
     -------
@@ -103,6 +107,9 @@ def score_dataset(model, data, *, columns=None):
     import pandas as pd
 
     outputs = _outputs(model)
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and not isinstance(data, da.Array):
+        columns = _model_columns(list(map(str, names)), columns)
     # One graph node for the model: each worker receives it once, not once per block.
     shipped = dask.delayed(model, pure=True)
     if isinstance(data, da.Array):
@@ -126,9 +133,26 @@ def score_dataset(model, data, *, columns=None):
             "score_dataset takes a dask array, a dask dataframe, or the path of a Parquet / CSV "
             f"dataset; got {type(data).__name__}"
         )
+    if columns is not None:
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise ValueError(
+                f"the data lacks the model's column(s) {missing[:10]} (it has "
+                f"{list(data.columns)[:10]}); give data with every column the model was fitted on."
+            )
     meta = pd.DataFrame({name: np.zeros(0) for name in outputs})
     meta["label"] = meta["label"].astype(np.int64)
     return data.map_partitions(_score_frame, shipped, columns, outputs, meta=meta)
+
+
+def _model_columns(names: list[str], columns) -> list[str]:
+    """The columns to score for a model fitted on ``names``: those, by name, in their order."""
+    if columns is not None and list(columns) != names:
+        raise ValueError(
+            f"columns={list(columns)[:10]} differ from the columns the model was fitted on "
+            f"({names[:10]}); leave columns=None to select the model's own by name."
+        )
+    return names
 
 
 def _read_dataset(path: str, columns):
@@ -275,6 +299,14 @@ def fit_gaussian(estimator, X, y=None):
     labels = None
     if y is not None:
         labels = np.asarray(da.unique(y).compute())
+        if labels.dtype.kind == "f" and np.isnan(labels).any():  # NaN would become a class
+            missing = da.isnan(y)
+            n_missing, first = dask.compute(missing.sum(), da.argmax(missing))
+            raise ValueError(
+                f"y has {int(n_missing)} missing label(s) (NaN; the first at row {int(first)}), "
+                f"which {name} cannot read as a class or an outlier. Label every row: -1 for an "
+                "outlier, a class or +1 for an inlier."
+            )
         labels = labels[labels != -1]
         if labels.size == 0:
             raise ValueError(f"y marks every row as an outlier (-1), so {name} has no inliers.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,17 @@ class TableError(ValueError):
 
 @dataclass
 class Table:
-    """The numeric part of a file: ``X`` (float64), its column names and what was dropped."""
+    """The numeric part of a file: ``X`` (float64), its column names and what was dropped.
+
+    ``notes`` says what was read differently from the file's plain columns (an index column
+    left out), for the caller to show.
+    """
 
     X: np.ndarray
     columns: list[str]
     dropped: list[str]
     path: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _parse(cell: str) -> float | None:
@@ -88,16 +93,37 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def _numeric_from_csv(path: Path):
     header, rows = _read_csv(path)
-    columns, dropped, data = [], [], []
+    columns, dropped, data, notes = [], [], [], []
     for j, name in enumerate(header):
         values = [_parse(r[j]) for r in rows]
+        if not name:
+            if j == 0 and _is_row_index(values):
+                # pandas' to_csv() writes the index as an unnamed first column: row numbers, which
+                # a detector would read as a feature (and a later chunk's numbers as outliers).
+                notes.append(
+                    f"Left out the unnamed first column of {path} (a row index, as pandas' "
+                    "to_csv() writes it; to_csv(index=False) writes none)."
+                )
+                continue
+            raise TableError(
+                f"{path}: column {j + 1} has no name in the header. Name it (or, for a row "
+                "index written by pandas, write the file with to_csv(index=False))."
+            )
         if any(v is None for v in values):
             dropped.append(name)
             continue
         columns.append(name)
         data.append(values)
     X = np.array(data, dtype=np.float64).T if data else np.empty((len(rows), 0))
-    return X, columns, dropped, 2  # data starts on line 2
+    return X, columns, dropped, 2, notes  # data starts on line 2
+
+
+def _is_row_index(values: list) -> bool:
+    """Whether a column counts rows: consecutive integers (0, 1, 2, ... or a later chunk's)."""
+    if any(v is None or not math.isfinite(v) for v in values):
+        return False
+    steps = np.diff(np.asarray(values, dtype=np.float64))
+    return float(values[0]).is_integer() and bool(np.all(steps == 1))
 
 
 def _numeric_from_parquet(path: Path):
@@ -117,7 +143,7 @@ def _numeric_from_parquet(path: Path):
     numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
     dropped = [str(c) for c in frame.columns if c not in numeric]
     X = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-    return X, [str(c) for c in numeric], dropped, 0  # row numbers from 0
+    return X, [str(c) for c in numeric], dropped, 0, []  # row numbers from 0
 
 
 def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> Table:
@@ -128,21 +154,29 @@ def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> 
     Raises
     ------
     FileNotFoundError
-        The path is not a file.
+        The path does not exist.
+    ValueError
+        The path is a folder, a device, a FIFO or a socket.
     TableError
         No numeric column, a ragged row, or an empty / NaN / infinite cell in a numeric column.
     """
+    from skood._files import check_input_file
+
+    check_input_file(path)  # a FIFO or a device would block or never end
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{os.fspath(path)!r} is not a file.")
     if path.suffix.lower() in {".parquet", ".pq"}:
-        X, columns, dropped, first = _numeric_from_parquet(path)
+        X, columns, dropped, first, notes = _numeric_from_parquet(path)
         where = "row"
     else:
-        X, columns, dropped, first = _numeric_from_csv(path)
+        X, columns, dropped, first, notes = _numeric_from_csv(path)
         where = "line"
-    if drop:
+    if drop is not None:
         names = [d.strip() for d in drop.split(",")] if isinstance(drop, str) else list(drop)
+        if not all(names):
+            raise TableError(
+                f"drop={drop!r} names an empty column; name each column to leave out, separated "
+                "by commas."
+            )
         unknown = [d for d in names if d not in columns and d not in dropped]
         if unknown:
             raise TableError(f"{path} has no column(s) {unknown} to drop.")
@@ -171,4 +205,4 @@ def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> 
             f"{col!r} at {where} {rows[0] + first}. Fill or drop them before scoring "
             "(e.g. sklearn.impute.SimpleImputer)."
         )
-    return Table(X, columns, dropped, os.fspath(path))
+    return Table(X, columns, dropped, os.fspath(path), notes)

@@ -162,6 +162,40 @@ def test_a_parquet_dataset_and_a_dataframe(client, data, tmp_path):
         score_dataset(model, frame)
 
 
+def test_a_dataset_is_scored_by_the_models_column_names_not_their_order(client, tmp_path):
+    # 8c543f1 scored the columns in the file's order: a Parquet dataset with the model's columns
+    # reordered flagged 19 of 20 rows, where the same frame in memory is refused.
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    rng = np.random.default_rng(7)
+    train = pd.DataFrame(rng.normal(size=(300, 3)) * [1.0, 10.0, 100.0], columns=["a", "b", "c"])
+    model = GaussianMahalanobis(random_state=0).fit(train)
+    new = pd.DataFrame(rng.normal(size=(20, 3)) * [1.0, 10.0, 100.0], columns=["a", "b", "c"])
+    reordered = new[["c", "a", "b"]].assign(id=np.arange(20))
+    dd.from_pandas(reordered, npartitions=2).to_parquet(tmp_path / "ds")
+    out = _computed(client, score_dataset(model, str(tmp_path / "ds")))
+    np.testing.assert_allclose(out["score"].to_numpy(), model.score_samples(new), rtol=1e-12)
+    assert (out["label"] == -1).sum() <= 3
+    frame = dd.from_pandas(reordered, npartitions=2)
+    out = _computed(client, score_dataset(model, frame))
+    np.testing.assert_allclose(out["score"].to_numpy(), model.score_samples(new), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"lacks the model's column\(s\) \['b'\]"):
+        score_dataset(model, frame.drop(columns="b"))
+    with pytest.raises(ValueError, match="differ from the columns the model was fitted on"):
+        score_dataset(model, frame, columns=["c", "a", "b"])
+
+
+def test_a_nan_label_in_a_dask_fit_is_named(client):
+    # 8c543f1 took NaN for a class and reported the fit as TrainingDiverged ("lower lr").
+    X = np.random.default_rng(8).normal(size=(400, 3))
+    y = np.zeros(400)
+    y[[17, 230]] = np.nan
+    with pytest.raises(ValueError, match=r"y has 2 missing label\(s\) \(NaN; the first at row 17"):
+        GaussianMahalanobis(random_state=0).fit(
+            da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=100)
+        )
+
+
 def test_a_worker_killed_mid_scoring_loses_no_row(client, data):
     X, _ = data
     model = GaussianMahalanobis(random_state=0).fit(X)
@@ -284,7 +318,7 @@ def test_skood_score_on_a_dataset_with_a_scheduler(client, tmp_path, capsys):
         )
         == 2
     )
-    assert "exists; choose a new directory" in capsys.readouterr().err
+    assert "exists; choose a new folder" in capsys.readouterr().err
 
 
 def test_sample_rows_is_an_exact_uniform_sample(client):

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from skood._files import atomic_file
+
 __all__ = [
     "FIELDS",
     "headline_table",
@@ -157,9 +159,14 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def write_csv(rows: Sequence[dict], path: str | os.PathLike, *, append: bool = False) -> None:
-    """Write result rows (the ``FIELDS`` columns); ``append`` adds to an existing file."""
+    """Write result rows (the ``FIELDS`` columns); ``append`` adds to an existing file.
+
+    A new file is written under a temporary name and renamed when complete; appending (a run's
+    progress file, one row per finished cell) adds to the file in place.
+    """
     header = not (append and Path(path).exists())
-    with open(path, "a" if append else "w", newline="") as f:
+    opened = open(path, "a", newline="") if append else atomic_file(path, "w", newline="")
+    with opened as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
         if header:
             writer.writeheader()
@@ -198,9 +205,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     fig.colorbar(im, ax=ax, label="AUROC")
     ax.set_title("AUROC per dataset")
     fig.tight_layout()
-    paths.append(out / "auroc_per_dataset.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save_png(fig, out / "auroc_per_dataset.png"))
 
     order = sorted(detectors, key=lambda d: np.nan_to_num(overall[d]["rank"], nan=1e9))
     fig, ax = plt.subplots(figsize=(6, max(2.0, 1.0 + 0.35 * len(order))))
@@ -210,9 +215,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     ax.set_xlabel("mean AUROC rank (1 = best)")
     ax.set_title("Mean rank over datasets")
     fig.tight_layout()
-    paths.append(out / "mean_rank.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save_png(fig, out / "mean_rank.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for d in detectors:
@@ -228,10 +231,17 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     ax.set_ylabel("mean AUROC")
     ax.set_title("Time vs AUROC")
     fig.tight_layout()
-    paths.append(out / "time_vs_auroc.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save_png(fig, out / "time_vs_auroc.png"))
     return paths
+
+
+def _save_png(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_report(rows: Sequence[dict], out: str | os.PathLike, *, command: str = "") -> Path:
@@ -277,5 +287,6 @@ def write_report(rows: Sequence[dict], out: str | os.PathLike, *, command: str =
             f"- {r['detector']} on {r['dataset']} (seed {r['seed']}): {r['error']}" for r in errors
         ]
     path = out / "results.md"
-    path.write_text("\n".join(md) + "\n")
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
     return path

@@ -1,0 +1,294 @@
+"""Nothing a user gave is lost: every path skood writes is resolved before it is checked, written
+under a temporary name and renamed when complete, and never an input; inputs that are read wrongly
+without a word (a glob-like file name, a pandas index column, a decompression bomb, a FIFO) are
+refused or read right. Each case was reproduced on 8c543f1 (issue 31) and fails there."""
+
+import hashlib
+import hmac
+import io
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skood
+from skood.cli import main
+from skood.datasets import load_adbench
+
+
+def _csv(path, X, header=("a", "b", "c")):
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in X) + "\n")
+    return path
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its bytes: what must be unchanged."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A user's working folder: a training file, a model, a dataset folder and unrelated files."""
+    rng = np.random.default_rng(0)
+    _csv(tmp_path / "train.csv", rng.normal(size=(60, 3)))
+    assert main(["score", "train.csv", "--save", "m.skood", "--out", "s.csv"]) == 0
+    (tmp_path / "data").mkdir()
+    _csv(tmp_path / "data" / "part0.csv", rng.normal(size=(20, 3)))
+    _csv(tmp_path / "data" / "part1.csv", rng.normal(size=(20, 3)))
+    (tmp_path / "notes.txt").write_text("my own notes\n")
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+# -- 1. --out can delete or overwrite the user's own files ------------------------------------------
+
+
+def test_dataset_out_that_resolves_to_an_existing_folder_is_refused(workdir, capsys):
+    pytest.importorskip("dask.dataframe")
+    # `nothere/..` is the working folder: 8c543f1 wrote into it, then on a bad file emptied it.
+    _csv(workdir / "data" / "part2.csv", [[1, 2, "x"]])  # a bad later file
+    before = _tree(workdir)
+    for out in ["nothere/..", "data/new/..", "data/new", ".", "data"]:
+        assert main(["score", "data", "--model", "m.skood", "--out", out]) == 2, out
+        err = capsys.readouterr().err
+        assert "refusing to write there" in err or "exists; choose a new folder" in err, err
+        assert _tree(workdir) == before, out
+    assert not (workdir / "nothere").exists() and not (workdir / "data" / "new").exists()
+
+
+def test_a_failed_dataset_run_removes_only_its_own_temporary_folder(workdir, capsys):
+    pytest.importorskip("dask.dataframe")
+    _csv(workdir / "data" / "part2.csv", [[1, 2, ""]])  # an empty cell: fails mid-run
+    before = _tree(workdir)
+    assert main(["score", "data", "--model", "m.skood", "--out", "scores"]) == 2
+    assert "part2.csv" in capsys.readouterr().err
+    assert _tree(workdir) == before
+    assert sorted(p.name for p in workdir.iterdir()) == sorted(
+        ["train.csv", "m.skood", "s.csv", "data", "notes.txt"]
+    )  # no `scores`, no temporary folder left beside it
+    (workdir / "data" / "part2.csv").unlink()
+    assert main(["score", "data", "--model", "m.skood", "--out", "scores"]) == 0
+    assert sorted(p.name for p in (workdir / "scores").iterdir()) == [
+        "part.0.parquet",
+        "part.1.parquet",
+    ]
+
+
+def test_out_through_a_symlink_to_an_input_is_refused(workdir, capsys):
+    os.symlink(workdir / "train.csv", workdir / "link.csv")
+    before = _tree(workdir)
+    assert main(["score", "train.csv", "--out", "link.csv", "--force"]) == 2
+    assert "is the input train.csv" in capsys.readouterr().err
+    assert main(["score", "train.csv", "--out", "nothere/../train.csv", "--force"]) == 2
+    assert _tree(workdir) == before
+
+
+def _run_with_file_size_limit(args, limit_bytes, cwd):
+    """``skood`` in a subprocess that may not write files beyond ``limit_bytes`` (a full disk)."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "skood.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        # the skood under test, not whichever the working folder's sys.path would find
+        env={
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(Path(skood.__file__).parents[1]),
+        },
+    )
+
+
+def test_a_write_error_part_way_leaves_the_old_file_whole(workdir):
+    _csv(workdir / "big.csv", np.random.default_rng(1).normal(size=(2000, 3)))
+    assert main(["score", "big.csv", "--out", "scores.csv"]) == 0
+    old = (workdir / "scores.csv").read_bytes()
+    assert old.count(b"\n") == 2001
+    # 8c543f1 wrote in place: the old 2001-line file became a 926-line CSV pandas reads happily.
+    done = _run_with_file_size_limit(
+        ["score", "big.csv", "--detector", "iforest", "--out", "scores.csv", "--force"],
+        40_000,
+        workdir,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "writing scores.csv failed" in done.stderr and "it is unchanged" in done.stderr
+    assert (workdir / "scores.csv").read_bytes() == old
+    assert [p.name for p in workdir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_bench_refuses_earlier_results_unless_force_or_resume(tmp_path, capsys):
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "results.md").write_text("my earlier run\n")
+    (out / "results.csv").write_text("detector\n")
+    run = ["bench", "--detector", "gauss", "--datasets", "wine", "--seeds", "0", "--quiet"]
+    assert main([*run, "--out", str(out)]) == 2
+    assert "holds an earlier run's results" in capsys.readouterr().err
+    assert (out / "results.md").read_text() == "my earlier run\n"
+    assert main([*run, "--out", str(out), "--force", "--resume"]) == 2
+    assert main([*run, "--out", str(out), "--force"]) == 0
+    assert (out / "results.md").read_text().startswith("# skood bench")
+    assert main([*run, "--out", str(out), "--resume"]) == 0
+
+
+def test_bench_out_inside_a_data_folder_is_refused(tmp_path, capsys):
+    data = tmp_path / "adbench"
+    data.mkdir()
+    np.savez(data / "toy.npz", X=np.eye(4), y=[0, 0, 0, 1])
+    for out in [data, data / "results", tmp_path]:
+        assert main(["bench", "--data", str(data), "--out", str(out), "--quiet"]) == 2
+        assert "refusing to write there" in capsys.readouterr().err
+    assert sorted(p.name for p in data.iterdir()) == ["toy.npz"]
+
+
+def test_atomic_helpers_leave_the_old_file_or_nothing(tmp_path):
+    from skood._files import atomic_directory, atomic_file, check_output
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_file(target, "w") as f:
+            f.write("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["f.txt"]
+    with atomic_file(target, "w") as f:
+        f.write("new")
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "d") as folder:
+            (folder / "x").write_text("x")
+            raise RuntimeError
+    assert sorted(os.listdir(tmp_path)) == ["f.txt"]
+    with atomic_directory(tmp_path / "d") as folder:
+        (folder / "x").write_text("x")
+    assert (tmp_path / "d" / "x").read_text() == "x"
+    with pytest.raises(ValueError, match=r"the folder .* does not exist"):
+        check_output(tmp_path / "missing" / "f.csv")
+    with pytest.raises(ValueError, match="is a folder"):
+        check_output(tmp_path / "d", replace=True)
+
+
+# -- 3. model files and signing keys -----------------------------------------------------------------
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.mark.parametrize("key", ["", "   \n", "short-key"])
+def test_convert_refuses_a_short_signing_key(tmp_path, monkeypatch, capsys, key):
+    # 8c543f1 took an empty key file as the key b"": a pickle "signed" with it was unpickled.
+    config = tmp_path / "config"
+    (config / "skood").mkdir(parents=True)
+    (config / "skood" / "model-signing-key").write_text(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.delenv("SKOOD_MODEL_KEY", raising=False)
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps(_Marker(marker))
+    tag = hmac.new(key.strip().encode(), payload, hashlib.sha256).hexdigest().encode()
+    (tmp_path / "old.model").write_bytes(b"skood-model-v1\n" + tag + b"\n" + payload)
+    assert main(["convert", "old.model", "new.skood"]) == 2
+    assert "proves nothing" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "new.skood").exists()
+
+
+def test_model_and_input_paths_that_are_not_regular_files(workdir, capsys):
+    os.mkfifo(workdir / "fifo")
+    cases = [
+        ("missing.skood", "--model missing.skood: no such file"),
+        ("fifo", "--model fifo is not a regular file"),
+        ("data", "--model data is a folder"),
+    ]
+    if os.path.exists("/dev/zero"):
+        cases.append(("/dev/zero", "--model /dev/zero is not a regular file"))
+    for model, message in cases:
+        assert main(["score", "train.csv", "--model", model]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["score", "fifo"]) == 2  # a FIFO to score: refused, not read forever
+    assert "fifo is not a regular file" in capsys.readouterr().err
+    assert main(["convert", "/dev/zero" if os.path.exists("/dev/zero") else "fifo", "n.skood"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+# -- 4. inputs read wrongly without a word ---------------------------------------------------------
+
+
+def test_an_existing_file_name_with_glob_characters_is_that_file(workdir, capsys):
+    rng = np.random.default_rng(3)
+    _csv(workdir / "data[1].csv", rng.normal(size=(200, 3)))
+    _csv(workdir / "data1.csv", rng.normal(size=(5, 3)))  # what the pattern data[1].csv matches
+    assert main(["score", "data[1].csv", "--model", "m.skood", "--out", "o.csv"]) == 0
+    assert "scored 200 rows of data[1].csv" in capsys.readouterr().err
+    assert (workdir / "o.csv").read_text().count("\n") == 201
+
+
+def test_a_pandas_index_column_is_left_out_saying_so(workdir, capsys):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.normal(size=(400, 3)), columns=["a", "b", "c"])
+    frame.iloc[:200].to_csv(workdir / "first.csv")  # pandas' default: the index as column 1
+    frame.iloc[200:].to_csv(workdir / "next.csv")  # the next chunk: index 200..399
+    frame.iloc[200:].to_csv(workdir / "plain.csv", index=False)
+    assert main(["score", "first.csv", "--save", "i.skood", "--out", "fit.csv"]) == 0
+    assert "Left out the unnamed first column of first.csv (a row index" in capsys.readouterr().err
+    assert main(["score", "next.csv", "--model", "i.skood", "--out", "next_scores.csv"]) == 0
+    assert "Left out the unnamed first column of next.csv" in capsys.readouterr().err
+    assert main(["score", "plain.csv", "--model", "i.skood", "--out", "plain_scores.csv"]) == 0
+    flagged = pd.read_csv(workdir / "next_scores.csv")
+    assert flagged.equals(pd.read_csv(workdir / "plain_scores.csv"))
+    assert (flagged["label"] == -1).mean() < 0.15  # 8c543f1: 81 % of the next chunk flagged
+    frame.sample(frac=1, random_state=0).to_csv(workdir / "shuffled.csv")  # not a row count
+    assert main(["score", "shuffled.csv"]) == 2
+    assert "column 1 has no name" in capsys.readouterr().err
+
+
+def test_drop_of_an_empty_name_is_refused(workdir, capsys):
+    for drop in ["", "a,", " "]:
+        assert main(["score", "train.csv", "--drop", drop]) == 2
+        assert "names an empty column" in capsys.readouterr().err
+
+
+def _npz_bomb(path, shape):
+    """An ``.npz`` whose ``X`` header claims ``shape`` (float64): a few bytes on disk."""
+    from numpy.lib import format as npy
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    y = io.BytesIO()
+    np.save(y, np.zeros(shape[0], dtype=np.int8))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", header.getvalue() + b"\0" * 1024)
+        archive.writestr("y.npy", y.getvalue())
+
+
+def test_an_npz_that_would_inflate_past_the_bound_is_refused_unread(tmp_path, capsys):
+    _npz_bomb(tmp_path / "bomb.npz", (1_000_000, 1_000))  # 7.45 GiB once read
+    with pytest.raises(ValueError, match=r"about 7.46 GiB once read, more than max_bytes"):
+        load_adbench(tmp_path / "bomb.npz")
+    assert main(["bench", "--data", str(tmp_path), "--out", str(tmp_path.parent / "b")]) == 2
+    assert "bomb.npz" in capsys.readouterr().err
+    np.savez(tmp_path / "ok.npz", X=np.eye(3), y=[0, 0, 1])
+    with pytest.raises(ValueError, match="max_bytes=10"):
+        load_adbench(tmp_path / "ok.npz", max_bytes=10)
+    assert load_adbench(tmp_path / "ok.npz")[0].shape == (3, 3)
