@@ -51,7 +51,7 @@ docs-check: $(VENV)/.installed-docs
 
 # The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
 bench: install
-	$(VENV)/bin/skood bench --data ../shared/data/adbench --bundled --n-jobs 2 --out docs/bench
+	$(VENV)/bin/skood bench --data ../shared/data/adbench --bundled --n-jobs 2 --out docs/bench --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/generated docs/auto_examples
