@@ -71,8 +71,8 @@ def check_input_file(path: str | os.PathLike, what: str = "") -> Path:
 
 
 def _related(target: Path, given: Path) -> str | None:
-    if target == given:
-        return "is"
+    if target == given or (target.exists() and given.exists() and os.path.samefile(target, given)):
+        return "is"  # the same path, or another name (a hard link) of the same file
     if given in target.parents:
         return "lies inside"
     if target in given.parents:

@@ -84,12 +84,13 @@ def test_a_failed_dataset_run_removes_only_its_own_temporary_folder(workdir, cap
     ]
 
 
-def test_out_through_a_symlink_to_an_input_is_refused(workdir, capsys):
+def test_out_through_a_symlink_or_hard_link_to_an_input_is_refused(workdir, capsys):
     os.symlink(workdir / "train.csv", workdir / "link.csv")
+    os.link(workdir / "train.csv", workdir / "hard.csv")  # another name of the same file
     before = _tree(workdir)
-    assert main(["score", "train.csv", "--out", "link.csv", "--force"]) == 2
-    assert "is the input train.csv" in capsys.readouterr().err
-    assert main(["score", "train.csv", "--out", "nothere/../train.csv", "--force"]) == 2
+    for out in ["link.csv", "nothere/../train.csv", "hard.csv"]:
+        assert main(["score", "train.csv", "--out", out, "--force"]) == 2
+        assert "is the input train.csv" in capsys.readouterr().err
     assert _tree(workdir) == before
 
 
