@@ -84,6 +84,8 @@ def check_not_input(
     path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str
 ) -> Path:
     """``path`` resolved, once it is known not to be, contain or lie inside any of ``inputs``."""
+    if not os.fspath(path).strip():  # "" resolves to the working folder
+        raise ValueError(f"{what} is empty; give a path.")
     target = resolve_path(path)
     for given in inputs:
         if given is None:

@@ -488,9 +488,9 @@ def score(args) -> int:
     if args.scheduler:
         raise ValueError("--scheduler applies to a dataset: a directory or a glob of files.")
     out = None if args.out == "-" else args.out
-    if out:
+    if out is not None:
         check_output(out, inputs, what="--out", replace=args.force)
-    if args.save:
+    if args.save is not None:
         check_output(args.save, [*inputs, out], what="--save", replace=args.force)
     if args.model:
         if args.test:
@@ -527,7 +527,7 @@ def score(args) -> int:
             warnings.simplefilter("ignore", category=UserWarning)
             pipe.fit(train.X)
         columns = train.columns
-        if args.save:
+        if args.save is not None:
             import skood
 
             skood.save({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)

@@ -91,6 +91,9 @@ def test_out_through_a_symlink_or_hard_link_to_an_input_is_refused(workdir, caps
     for out in ["link.csv", "nothere/../train.csv", "hard.csv"]:
         assert main(["score", "train.csv", "--out", out, "--force"]) == 2
         assert "is the input train.csv" in capsys.readouterr().err
+    for flag in ["--out", "--save"]:  # "" is the working folder; 8c543f1 saved nothing silently
+        assert main(["score", "train.csv", flag, ""]) == 2
+        assert f"{flag} is empty" in capsys.readouterr().err
     assert _tree(workdir) == before
 
 
