@@ -28,7 +28,12 @@ import numpy as np
 from scipy.stats import false_discovery_control
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils import _safe_indexing, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from skood.base import fit_context, split_holdout, split_labels
@@ -89,8 +94,8 @@ def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") 
 
     Parameters
     ----------
-    n : int
-        Number of calibration rows.
+    n : int >= 0
+        Number of calibration rows (with none, the only bound is ``b_1 = 1``).
     delta : float in (0, 1)
     method : {"simes", "dkwm"}
         ``"simes"``: the generalised Simes inequality with ``k = ceil(n / 2)`` (the paper's
@@ -116,17 +121,19 @@ def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") 
     >>> conformal_p_values(calibration, [0.5], bounds=bounds).round(3)  # marginal: 0.01
     array([0.045])
     """
+    if method not in ("simes", "dkwm"):
+        raise ValueError(f"method must be 'simes' or 'dkwm', got {method!r}")
+    if n == 0:  # no calibration row (both formulas divide by n): the only p-value is 1
+        return np.ones(1)
     if method == "dkwm":
         i = np.arange(1, n + 1)
         bounds = np.minimum(1.0, i / n + math.sqrt(math.log(1.0 / delta) / (2.0 * n)))
-    elif method == "simes":
+    else:
         k = math.ceil(n / 2)
         bounds = np.ones(n)
         for i in range(k, n + 1):  # b_{n+1-i}, from the log of the falling factorials
             log_ratio = sum(math.log(i - j) - math.log(n - j) for j in range(k))
             bounds[n - i] = 1.0 - math.exp((math.log(delta) + log_ratio) / k)
-    else:
-        raise ValueError(f"method must be 'simes' or 'dkwm', got {method!r}")
     return np.append(np.maximum.accumulate(bounds), 1.0)
 
 
@@ -189,10 +196,13 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         more abnormal) is negated.
     alpha : float in (0, 1), default=0.05
         The level: ``predict`` flags rows with a p-value ``<= alpha`` (or, with ``fdr``, the
-        BH discoveries at FDR ``alpha``).
+        BH discoveries at FDR ``alpha``). It may be changed on a fitted model with
+        ``set_params`` (nothing is refitted); ``predict``, ``decision_function`` and
+        ``offset_`` validate it as ``fit`` does, and refuse a level no p-value can reach.
     fdr : bool, default=False
         ``predict`` applies Benjamini–Hochberg to the rows it is given together: its flags then
-        depend on the batch (``decision_function`` stays the per-row level test).
+        depend on the batch (``decision_function`` stays the per-row level test). Like
+        ``alpha``, it may be changed on a fitted model.
     method : {"split", "cross"}, default="split"
         ``"split"``: one model, calibrated on inliers it never saw. A skood estimator that holds
         its own calibration inliers out (``calibration_held_out_``) is fitted on every row and
@@ -211,7 +221,10 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Mondrian calibration: the inlier rows of each class (their label in ``y``) calibrate
         a p-value per class, and a row's p-value is the largest over the classes. For each
         class ``c``, ``P(p(X) <= alpha | Y = c) <= alpha``: the guarantee holds per class, which
-        a pooled calibration does not give when the classes are scored differently.
+        a pooled calibration does not give when the classes are scored differently. Every
+        class needs ``n_c + 1 >= 1 / alpha`` calibration inliers (marginal p-values; more with
+        ``calibration_conditional``), else no row can be flagged and ``fit`` refuses, naming
+        the class.
     calibration_conditional : {None, "simes", "dkwm"}, default=None
         ``"split"`` only: replace the marginal p-values by ones valid conditionally on the
         calibration rows (Bates et al., Section 3): with probability ``1 - delta`` over the
@@ -219,6 +232,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         (the marginal guarantee holds only on average over draws). See
         :func:`calibration_conditional_bounds`; more conservative, more so for small ``n``.
     delta : float in (0, 1), default=0.1
+        The ``delta`` of ``calibration_conditional``.
     random_state : int, RandomState or None, default=None
         The calibration split and the folds.
 
@@ -236,13 +250,22 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     n_calibration_ : int
         The number of calibration inliers (per class: the smallest).
     possible_p_values_ : ndarray
-        Every value ``score_samples`` can return, sorted.
+        Every value ``score_samples`` can return, sorted (per class: only those at or above
+        the largest of the classes' smallest p-values, as a row's p-value is the largest
+        over the classes).
     offset_ : float
         The smallest of them above ``alpha``: ``decision_function = score_samples - offset_`` is
         negative exactly when the p-value is at most ``alpha``. ``alpha`` and ``fdr`` may be
         changed with ``set_params`` after fitting: nothing is refitted, and ``offset_`` follows.
     reused_calibration_ : bool
         Whether the estimator's own held-out calibration scores were reused.
+
+    Notes
+    -----
+    ``alpha`` and ``fdr`` may be changed on a fitted model; the methods that read them validate
+    them as ``fit`` does. ``method``, ``class_conditional``, ``calibration_conditional`` and
+    (with it) ``delta`` define the fitted models and calibration rows: changed on a fitted
+    model, scoring refuses until it is fitted again (or they are set back).
 
     Examples
     --------
@@ -256,6 +279,14 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     >>> bool(p[0] > 0.1), bool(p[1] <= 0.1)
     (True, True)
     """
+
+    #: What ``predict`` and ``offset_`` read, and may change on a fitted model: nothing depends
+    #: on them until a p-value is compared with ``alpha``.
+    _level_params = ("alpha", "fdr")
+
+    #: What ``score_samples`` reads that also shaped the fit (the models, the calibration rows,
+    #: ``possible_p_values_``): fixed from ``fit`` on (``_fixed_at_fit`` says which apply).
+    _calibration_params = ("method", "class_conditional", "calibration_conditional", "delta")
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
@@ -334,6 +365,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         fitted = self.estimators_[0] if self.method == "cross" else self.estimator_
         if hasattr(fitted, "n_features_in_"):
             self.n_features_in_ = fitted.n_features_in_
+        self._calibrated_with_ = {k: getattr(self, k) for k in self._calibration_params}
         self._set_level()
         return self
 
@@ -410,22 +442,83 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self.possible_p_values_ = self._possible_p_values(sizes)
         self._check_level()
 
-    def _check_level(self) -> None:
-        smallest = self.possible_p_values_[0]
-        if smallest > self.alpha:
+    @property
+    def _fixed_at_fit(self) -> tuple[str, ...]:
+        # delta is read only by the calibration-conditional bounds: without them, changing it
+        # is harmless, and refusing it would be a false alarm.
+        if self.calibration_conditional is None:
+            return self._calibration_params[:-1]
+        return self._calibration_params
+
+    def _check_params(self, names) -> None:
+        """Validate the parameters ``names`` that a scoring method is about to read.
+
+        ``set_params`` validates nothing, so a value set on a fitted model (as ``skood score
+        --model m.skood --alpha X`` does) is checked here, against the constraints ``fit``
+        checks, with the same message. A parameter that shaped the fit must also still have
+        its fitted value: scoring with another would mix two calibrations.
+        """
+        check_is_fitted(self)
+        validate_parameter_constraints(
+            {k: self._parameter_constraints[k] for k in names},
+            {k: getattr(self, k) for k in names},
+            caller_name=type(self).__name__,
+        )
+        # Models fitted before the record existed carry none and are trusted as they are.
+        recorded = getattr(self, "_calibrated_with_", {})
+        changed = [k for k in names if k in recorded and getattr(self, k) != recorded[k]]
+        if changed:
+            then = ", ".join(f"{k}={recorded[k]!r}" for k in changed)
+            now = ", ".join(f"{k}={getattr(self, k)!r}" for k in changed)
             raise ValueError(
-                f"{type(self).__name__}: with {self.n_calibration_} calibration inliers"
-                + (" (in the smallest class)" if self.class_conditional else "")
-                + f" the smallest p-value is {smallest:.4g}, so level alpha={self.alpha} can "
-                "never be reached (marginal p-values need n + 1 > 1 / alpha: "
-                f"{math.ceil(1 / self.alpha) - 1} or more calibration inliers). Give more inlier "
-                "rows, raise calibration_fraction, or raise alpha."
+                f"{type(self).__name__} was fitted with {then}, but now has {now}. These define "
+                "the fitted models and calibration rows, so fit again (or set them back); only "
+                "alpha and fdr can change on a fitted model."
             )
+
+    def _check_level(self) -> None:
+        """Refuse a level ``alpha`` that no p-value can reach: ``predict`` would flag nothing."""
+        alpha, name, smallest = self.alpha, type(self).__name__, self.possible_p_values_[0]
+        if smallest <= alpha:
+            return
+        need = f"marginal p-values need n + 1 >= 1 / alpha: {math.ceil(1 / alpha) - 1} or more"
+        more = "; calibration-conditional ones need more" if self.calibration_conditional else ""
+        if not self.class_conditional:
+            raise ValueError(
+                f"{name}: with {self.n_calibration_} calibration inliers the smallest p-value is "
+                f"{smallest:.4g}, so level alpha={alpha} can never be reached ({need} "
+                f"calibration inliers{more}). Give more inlier rows, raise calibration_fraction, "
+                "or raise alpha."
+            )
+        # A row's p-value is the largest of its per-class ones, so one class whose smallest
+        # p-value is above alpha keeps every row above it: the detector would accept everything,
+        # even a row far from all the data. That is refused, as in the pooled case above, rather
+        # than warned about: nothing the model could then do is useful, and a warning is easily
+        # lost inside a Pipeline or a search (which records a fit that raises as failed).
+        short = []
+        for label, n in zip(self.classes_, self._calibration_sizes()):
+            floor = self._grid(n)[0]
+            if floor > alpha:
+                reach = f"1/({n} + 1) = " if self.calibration_conditional is None else ""
+                rows = f"{n} calibration inlier" + ("" if n == 1 else "s")
+                short.append(
+                    f"class {_plain(label)!r} has {rows}, so the smallest level it can reach "
+                    f"is {reach}{floor:.4g}"
+                )
+        split = "raise calibration_fraction or use method='cross' (every inlier calibrates), "
+        raise ValueError(
+            f"{name}(class_conditional=True): {'; '.join(short)}. A row's p-value is the largest "
+            f"over the classes, so level alpha={alpha} can never be reached, not even by a row "
+            f"far from all the data ({need} calibration inliers in every class{more}). Give "
+            f"those classes more rows, {split if self.method == 'split' else ''}raise alpha to "
+            f"at least {smallest:.4g}, merge the small classes into others, or set "
+            "class_conditional=False."
+        )
 
     @property
     def offset_(self) -> float:
         """The smallest p-value above ``alpha`` this detector can return (follows ``alpha``)."""
-        check_is_fitted(self)
+        self._check_params(("alpha", *self._fixed_at_fit))
         self._check_level()
         possible = self.possible_p_values_
         return float(possible[possible > self.alpha].min(initial=1.0))
@@ -447,12 +540,16 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             return None
         return calibration_conditional_bounds(n, self.delta, self.calibration_conditional)
 
+    def _grid(self, n: int) -> np.ndarray:
+        """The p-values ``n`` calibration inliers can give, sorted."""
+        bounds = self._bounds(n)
+        return np.arange(1, n + 2) / (n + 1) if bounds is None else bounds
+
     def _possible_p_values(self, sizes) -> np.ndarray:
-        values = []
-        for n in sizes:
-            bounds = self._bounds(n)
-            values.append(np.arange(1, n + 2) / (n + 1) if bounds is None else bounds)
-        return np.unique(np.concatenate(values))
+        grids = [self._grid(n) for n in sizes]
+        values = np.unique(np.concatenate(grids))
+        # The largest of per-class p-values is never below the largest of their minima.
+        return values[values >= max(grid[0] for grid in grids)]
 
     # -- scoring ---------------------------------------------------------------------------------
     @staticmethod
@@ -472,7 +569,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
 
     def detector_scores(self, X) -> np.ndarray:
         """The wrapped detector's own scores (``"cross"``: the mean over the fold models)."""
-        check_is_fitted(self)
+        self._check_params(("method",))
         if self.method == "cross":
             return np.mean([self._detector_scores(m, X) for m in self.estimators_], axis=0)
         return self._detector_scores(self.estimator_, X)
@@ -488,7 +585,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        check_is_fitted(self)
+        self._check_params(self._fixed_at_fit)
         if self.method == "split":
             scores = self._detector_scores(self.estimator_, X)
             if not self.class_conditional:
@@ -519,7 +616,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
 
     def decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative exactly where the p-value is ``<= alpha``."""
-        return self.score_samples(X) - self.offset_
+        offset = self.offset_  # checks alpha before any scoring work
+        return self.score_samples(X) - offset
 
     def predict(self, X) -> np.ndarray:
         """-1 where the p-value is ``<= alpha`` (or, with ``fdr``, for BH's discoveries), else +1.
@@ -532,8 +630,10 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of int, shape (n_samples,)
         """
-        p_values = self.score_samples(X)
+        # Before any scoring work; _check_level reads the fixed parameters too.
+        self._check_params((*self._level_params, *self._fixed_at_fit))
         self._check_level()
+        p_values = self.score_samples(X)
         flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha
         return np.where(flagged, -1, 1)
 
@@ -553,6 +653,11 @@ def _as_rows(X, name: str):
     if hasattr(X, "__array__") and not hasattr(X, "iloc"):
         return np.asarray(X)
     return X  # a list (of image paths, say) or a DataFrame, for the wrapped Pipeline
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, for messages (``1``, not ``np.int64(1)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _num_samples(X) -> int:

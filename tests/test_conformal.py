@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import make_pipeline
@@ -323,3 +324,162 @@ def test_the_documented_compositions_on_digits(digits_split):
     fdr = ConformalDetector(IsolationForest(random_state=0), alpha=0.1, fdr=True, random_state=0)
     flagged = fdr.fit(X_train).predict(X_test) == -1
     assert (flagged & ~is_outlier).sum() / max(flagged.sum(), 1) <= 0.1 + 0.05
+
+
+# -- small classes, and parameters set on a fitted model --------------------------------------------
+
+
+def _big_and_rare(n_rare, seed=13):
+    """200 rows of class "big", ``n_rare`` of class "rare", both around the origin."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(200 + n_rare, 2))
+    return X, np.array(["big"] * 200 + ["rare"] * n_rare)
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")  # cross with 1 rare row
+@pytest.mark.parametrize(
+    "method, n_rare, n_calibration",
+    # split holds out round(0.3 n) of a class but keeps one row to train; cross calibrates on all
+    [("split", 1, 0), ("split", 5, 2), ("cross", 1, 1), ("cross", 5, 5)],
+)
+def test_class_conditional_refuses_a_class_too_small_to_reach_alpha(method, n_rare, n_calibration):
+    """A row's p-value is the largest over the classes: a class with n_c + 1 < 1 / alpha kept
+    every p-value above alpha, so even (8, 8) was accepted (p = 1 with n_c = 0), silently."""
+    X, y = _big_and_rare(n_rare)
+    det = ConformalDetector(
+        _gauss(), alpha=ALPHA, method=method, class_conditional=True, random_state=0
+    )
+    n = n_calibration
+    reach = f"the smallest level it can reach is 1/({n} + 1) = {1 / (n + 1):.4g}"
+    with pytest.raises(ValueError, match=f"class 'rare' has {n} calibration inlier") as err:
+        det.fit(X, y)
+    message = str(err.value)
+    assert reach in message, message
+    assert "alpha=0.1 can never be reached" in message and "9 or more" in message
+    assert "class 'big'" not in message  # only the class at fault is named
+    assert "class_conditional=False" in message and "more rows" in message
+    assert ("method='cross'" in message) == (method == "split")  # cross calibrates on every row
+    with pytest.raises(NotFittedError):  # a fit that raises leaves nothing behind
+        det.score_samples(X)
+
+
+def test_class_conditional_refuses_an_empty_class_with_calibration_conditional_bounds():
+    X, y = _big_and_rare(1)
+    det = ConformalDetector(
+        _gauss(), alpha=ALPHA, class_conditional=True, calibration_conditional="simes"
+    )
+    with pytest.raises(ValueError, match=r"class 'rare' has 0 calibration inliers.* reach is 1\."):
+        det.fit(X, y)  # no calibration row: the bounds are [1], not an IndexError
+
+
+@pytest.mark.parametrize("method", ["split", "cross"])
+def test_class_conditional_with_populated_classes_flags_far_rows(method):
+    X, y = _big_and_rare(100)  # split: 60 and 30 calibration inliers; cross: 200 and 100
+    det = ConformalDetector(
+        _gauss(), alpha=ALPHA, method=method, class_conditional=True, random_state=0
+    ).fit(X, y)
+    p = det.score_samples(np.array([[8.0, 8.0], [0.0, 0.0]]))
+    n_rare = 30 if method == "split" else 100
+    # the far row ranks below every calibration score of both classes: the larger 1 / (n_c + 1)
+    np.testing.assert_allclose(p[0], 1 / (n_rare + 1))
+    assert det.possible_p_values_[0] == pytest.approx(1 / (n_rare + 1))
+    assert p[1] > 0.5
+    np.testing.assert_array_equal(det.predict(np.array([[8.0, 8.0], [0.0, 0.0]])), [-1, 1])
+
+
+def test_class_conditional_level_boundary_is_one_over_n_plus_one():
+    """Cross-conformal: a class of 9 rows reaches alpha = 0.1 (1 / 10), one of 8 does not."""
+    X, y = _big_and_rare(9)
+    det = ConformalDetector(_gauss(), alpha=ALPHA, method="cross", class_conditional=True)
+    assert det.set_params(random_state=0).fit(X, y).predict(np.array([[8.0, 8.0]]))[0] == -1
+    with pytest.raises(ValueError, match="class 'rare' has 8 calibration inliers"):
+        det.fit(*_big_and_rare(8))
+
+
+@pytest.mark.parametrize("alpha", [np.nan, 1, 1.5, np.inf, 0, -0.5])
+@pytest.mark.parametrize("method", ["split", "cross"])
+def test_an_alpha_set_after_fit_is_validated_as_at_fit(alpha, method):
+    """skood score --model m.skood --alpha X calls set_params: nan flagged nothing, 1 / 1.5 / inf
+    flagged every row, 0 raised ZeroDivisionError and -0.5 asked for "-3 or more" rows."""
+    rng = np.random.default_rng(14)
+    X, X_new = rng.normal(size=(200, 2)), rng.normal(size=(50, 2))
+    with pytest.raises(ValueError) as at_fit:
+        ConformalDetector(_gauss(), alpha=alpha, method=method).fit(X)
+    assert "The 'alpha' parameter of ConformalDetector must be" in str(at_fit.value)
+    det = ConformalDetector(_gauss(), alpha=ALPHA, method=method, random_state=0).fit(X)
+    det.set_params(alpha=alpha)
+    for use in (det.predict, det.decision_function, lambda X: det.offset_):
+        with pytest.raises(ValueError) as when_used:
+            use(X_new)
+        assert str(when_used.value) == str(at_fit.value)  # same constraint, same message
+    det.score_samples(X_new)  # the p-values do not depend on alpha
+
+
+@pytest.mark.parametrize("fdr", ["yes", None, 1])
+def test_an_fdr_set_after_fit_is_validated_as_at_fit(fdr):
+    rng = np.random.default_rng(15)
+    X, X_new = rng.normal(size=(200, 2)), rng.normal(size=(50, 2))
+    det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="The 'fdr' parameter of ConformalDetector must be"):
+        det.set_params(fdr=fdr).predict(X_new)  # "yes" silently switched BH on
+
+
+def test_a_valid_alpha_set_after_fit_sets_the_flagged_share():
+    rng = np.random.default_rng(16)
+    X, X_new = rng.normal(size=(1000, 2)), rng.normal(size=(5000, 2))  # 300 calibration rows
+    det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=0).fit(X)
+    p = det.score_samples(X_new)
+    shares = []
+    for alpha in (0.02, 0.1, 0.3):
+        flagged = det.set_params(alpha=alpha).predict(X_new) == -1
+        np.testing.assert_array_equal(flagged, p <= alpha)
+        shares.append(flagged.mean())
+        assert abs(flagged.mean() - alpha) <= 0.05  # one calibration draw of 300: alpha + noise
+    assert shares == sorted(shares) and shares[0] < shares[-1]
+
+
+def test_a_class_conditional_alpha_set_after_fit_is_checked_per_class():
+    X, y = _big_and_rare(40)  # split: 60 and 12 calibration inliers
+    det = ConformalDetector(_gauss(), alpha=ALPHA, class_conditional=True, random_state=0)
+    det.fit(X, y).set_params(alpha=0.05)  # 1 / 13 > 0.05 > 1 / 61
+    with pytest.raises(ValueError, match=r"class 'rare' has 12 calibration inliers.*1/\(12 \+ 1\)"):
+        det.predict(X)
+
+
+@pytest.mark.parametrize(
+    "fitted, changed",
+    [
+        ({}, {"method": "cross"}),  # was an AttributeError (no estimators_)
+        ({"method": "cross"}, {"method": "split"}),
+        ({}, {"class_conditional": True}),
+        ({"class_conditional": True}, {"class_conditional": False}),
+        ({}, {"calibration_conditional": "simes"}),  # offset_ was set from the marginal grid
+        ({"calibration_conditional": "simes"}, {"delta": 0.5}),
+    ],
+)
+def test_parameters_that_shaped_the_fit_are_refused_when_changed(fitted, changed):
+    X, y = _big_and_rare(100)
+    det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=0, **fitted).fit(X, y)
+    p = det.score_samples(X)
+    det.set_params(**changed)
+    name, value = next(iter(changed.items()))
+    for use in (det.score_samples, det.predict, det.decision_function):
+        with pytest.raises(ValueError, match=f"now has {name}={value!r}.*fit again"):
+            use(X)
+    det.set_params(**{name: ConformalDetector(_gauss(), **fitted).get_params()[name]})
+    np.testing.assert_array_equal(det.score_samples(X), p)  # set back: as fitted
+
+
+def test_invalid_fitted_parameters_get_the_fit_message_and_an_unread_delta_is_free():
+    X = np.random.default_rng(17).normal(size=(200, 2))
+    det = ConformalDetector(_gauss(), alpha=ALPHA, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="The 'method' parameter of ConformalDetector must be"):
+        det.set_params(method="jackknife").score_samples(X)
+    det.set_params(method="split", delta=2.0)  # delta is read only by calibration_conditional
+    det.predict(X)
+    det.set_params(delta=0.1, calibration_conditional="simes")
+    with pytest.raises(ValueError, match="calibration_conditional=None, but now has"):
+        det.predict(X)
+    det.set_params(delta=2.0)  # now read: validated first
+    with pytest.raises(ValueError, match="The 'delta' parameter of ConformalDetector must be"):
+        det.predict(X)
