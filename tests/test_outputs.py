@@ -150,6 +150,23 @@ def test_bench_refuses_earlier_results_unless_force_or_resume(tmp_path, capsys):
     assert main([*run, "--out", str(out), "--resume"]) == 0
 
 
+def test_bench_resume_reruns_a_row_cut_off_mid_write(tmp_path):
+    from skood import bench
+
+    out = tmp_path / "bench"
+    run = ["bench", "--detector", "gauss", "--datasets", "wine", "--seeds", "0", "1", "--quiet"]
+    assert main([*run, "--out", str(out)]) == 0
+    done = (out / "results.csv").read_text()
+    # a crash (or a full disk) while the second cell's row was appended: its AUROC cut short
+    cut = done[: done.rindex(",ok,") + len(",ok,0.9")]
+    (out / "results.partial.csv").write_text(cut)
+    assert len(bench.read_csv(out / "results.partial.csv")) == 1  # 8c543f1 kept 2 (AUROC 0.9)
+    assert main([*run, "--out", str(out), "--resume"]) == 0
+    (tmp_path / "done.csv").write_text(done)
+    aurocs = [r["auroc"] for r in bench.read_csv(tmp_path / "done.csv")]
+    assert [r["auroc"] for r in bench.read_csv(out / "results.csv")] == aurocs
+
+
 def test_bench_out_inside_a_data_folder_is_refused(tmp_path, capsys):
     data = tmp_path / "adbench"
     data.mkdir()

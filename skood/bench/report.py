@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import os
 import platform
 from collections.abc import Sequence
@@ -147,9 +148,15 @@ _INTS = {"seed", "n_train", "n_test", "n_features"}
 
 
 def read_csv(path: str | os.PathLike) -> list[dict]:
-    """Rows written by :func:`write_csv` (or a run's ``results.partial.csv``), typed again."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """Rows written by :func:`write_csv` (or a run's ``results.partial.csv``), typed again.
+
+    A last row without its line end was cut off mid-write (a crash, a full disk): it is left
+    out, so ``--resume`` runs that cell again instead of keeping a truncated result.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     for r in rows:
         for k in _FLOATS:
             r[k] = float(r[k]) if r.get(k) else np.nan
