@@ -34,11 +34,14 @@ from __future__ import annotations
 
 import collections
 import enum
+import errno
 import importlib
 import io
 import json
 import math
+import os
 import platform
+import stat
 import warnings
 import zipfile
 import zlib
@@ -73,10 +76,14 @@ _OLD_SIGNED_PICKLE = b"skood-model-v1\n"  # `skood score --save` before this for
 # they are rebuilt from data (cls.__new__ + attributes) and never run code chosen by the file.
 _TRUSTED_MODULES = ("skood.",)
 _TRUSTED_TORCH_MODULES = ("torch.nn.modules.", "torchvision.models.", "torchvision.transforms.")
-_TRUSTED_CLASSES = {
+# scikit-learn's containers, rebuilt as objects (their steps may be skood estimators), and skorch's
+# nets, rebuilt only through their constructor with checked parameters (never as plain objects).
+_TRUSTED_SKLEARN = {
     "sklearn.pipeline.Pipeline",
     "sklearn.pipeline.FeatureUnion",
     "sklearn.compose._column_transformer.ColumnTransformer",
+}
+_TRUSTED_SKORCH = {
     "skorch.net.NeuralNet",
     "skorch.classifier.NeuralNetClassifier",
     "skorch.classifier.NeuralNetBinaryClassifier",
@@ -147,6 +154,148 @@ def _versions() -> dict[str, str]:
 
 def _dotted(obj) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
+
+
+# -- what a rebuilt object may hold ----------------------------------------------------------------
+
+# Private fitted state (beyond parameters and the public fitted attributes, which end in "_"), with
+# the classes whose instances keep it: an object of one of them, or of a subclass, may hold it.
+# Inventoried by fitting every skood estimator class and the scikit-learn containers skood stores;
+# tests/test_io.py round-trips them all, so private state added to a class but not here fails there.
+_PRIVATE_STATE = {
+    # the output width that ClassNamePrefixFeaturesOutMixin names features from (skood's feature
+    # extractors set it in fit)
+    "_n_features_out": ("sklearn.base.ClassNamePrefixFeaturesOutMixin",),
+    # what set_output(transform="pandas") stores on any transformer
+    "_sklearn_output_config": ("sklearn.utils._set_output._SetOutputMixin",),
+    # ConformalDetector(method="cross"): the class codes of each fold's calibration rows
+    "_fold_codes": ("skood.conformal.ConformalDetector",),
+    "_columns": ("sklearn.compose._column_transformer.ColumnTransformer",),
+    "_remainder": ("sklearn.compose._column_transformer.ColumnTransformer",),
+    "_transformer_to_input_indices": ("sklearn.compose._column_transformer.ColumnTransformer",),
+    "_transformers_feature_names_out": (
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.pipeline.FeatureUnion",
+    ),
+}
+
+_MISSING = object()
+
+
+def _class_attribute(cls: type, name: str):
+    """What ``cls`` defines under ``name``, itself or through its MRO (``_MISSING`` if nothing).
+
+    Read from the classes' ``__dict__``, as :func:`inspect.getattr_static` does, so that no
+    descriptor or ``__getattr__`` runs; the metaclass's attributes are not an instance's, so they
+    are not looked at.
+    """
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return _MISSING
+
+
+def _slot_refusal(cls: type, name: str, value) -> str | None:
+    """Why no instance of ``cls`` may hold ``name = value`` (None: it may, as far as the class says).
+
+    An instance attribute named like a method (any non-data descriptor) shadows it: set on a
+    module's ``_call_impl`` or on an estimator's ``predict``, a function of the file's choosing
+    (even a trusted one, a torch function) would run in the method's place. A data descriptor (a
+    property) ignores the instance's value, and no fitted object holds one: refused too. A name the
+    class defines as data (``nn.Module._compiled_call_impl = None``) may take data, but nothing
+    callable, which the class's own code may call.
+    """
+    defined = _class_attribute(cls, name)
+    if defined is _MISSING:
+        return None
+    if callable(defined) or hasattr(type(defined), "__get__"):
+        return f"{name!r} ({cls.__name__} defines it as a {type(defined).__name__})"
+    if callable(value):
+        return (
+            f"{name!r} to a {type(value).__name__} ({cls.__name__} defines it as the data "
+            f"{defined!r:.40}, and a file puts nothing callable there)"
+        )
+    return None
+
+
+def _is_estimator_state(cls: type, name: str) -> bool:
+    """Whether a fitted scikit-learn estimator of class ``cls`` can hold attribute ``name``.
+
+    Its ``__init__`` parameters, its fitted attributes (a trailing underscore, by scikit-learn's
+    convention), what it leaves out of files (``_not_saved``) and the private fitted state listed
+    in ``_PRIVATE_STATE``; nothing else, so that no attribute that its methods read from the class
+    (``_parameter_constraints``, ``_scoring_params``, ...) can be replaced by a file.
+    """
+    if name in cls._get_param_names() or name in getattr(cls, "_not_saved", ()):
+        return True
+    if name.endswith("_"):  # dunder names never get here: _Reader._state refuses them
+        return True
+    owners = _PRIVATE_STATE.get(name, ())
+    return any(_dotted(klass) in owners for klass in cls.__mro__)
+
+
+def _object_refusals(cls: type, state: dict) -> list[str]:
+    """The attributes in ``state`` that an object of ``cls`` (not a module) may not be given."""
+    from sklearn.base import BaseEstimator
+
+    estimator = issubclass(cls, BaseEstimator)
+    refused = []
+    for name, value in state.items():
+        reason = _slot_refusal(cls, name, value)
+        if reason is None and estimator and not _is_estimator_state(cls, name):
+            reason = f"{name!r} (neither a parameter nor fitted state of a {cls.__name__})"
+        if reason is not None:
+            refused.append(reason)
+    return refused
+
+
+def _holds(mapping, kind: type) -> bool:
+    """A dict of names to ``kind`` or None: how nn.Module registers parameters, buffers, modules."""
+    return isinstance(mapping, dict) and all(
+        isinstance(k, str) and (v is None or isinstance(v, kind)) for k, v in mapping.items()
+    )
+
+
+# The state nn.Module.__init__ sets that a file holds, and what each must be; the rest of what it
+# sets is hooks (_MODULE_SKIP), which a file never holds.
+_MODULE_STATE = {
+    "training": (lambda v: isinstance(v, bool), "a bool"),
+    "_parameters": (lambda v: _holds(v, torch.nn.Parameter), "a dict of names to Parameters"),
+    "_buffers": (lambda v: _holds(v, torch.Tensor), "a dict of names to tensors"),
+    "_modules": (lambda v: _holds(v, torch.nn.Module), "a dict of names to modules"),
+    "_non_persistent_buffers_set": (
+        lambda v: isinstance(v, set) and all(isinstance(k, str) for k in v),
+        "a set of names",
+    ),
+}
+
+
+def _module_refusals(cls: type, state: dict) -> list[str]:
+    """The attributes in ``state`` that a torch module of ``cls`` may not be given.
+
+    Its registered state, of the types torch registers, and plain attributes (what its
+    ``__init__`` sets: sizes, flags, a function such as an activation) that neither shadow what
+    the class defines nor hide a registered parameter, buffer or submodule of the same name
+    (attribute lookup finds the instance's own attribute first, torch's registries last).
+    """
+    registered = set()
+    for key in ("_parameters", "_buffers", "_modules"):
+        if isinstance(state.get(key), dict):
+            registered.update(state[key])
+    refused = []
+    for name, value in state.items():
+        if name in _MODULE_SKIP:
+            reason = f"{name!r} (hooks are functions the module would call)"
+        elif name in _MODULE_STATE:
+            is_valid, what = _MODULE_STATE[name]
+            reason = None if is_valid(value) else f"{name!r} to anything but {what}"
+        elif name in registered:
+            reason = f"{name!r} (it would hide the registered parameter, buffer or submodule)"
+        else:
+            reason = _slot_refusal(cls, name, value)
+        if reason is not None:
+            refused.append(reason)
+    return refused
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -316,7 +465,7 @@ class _Writer:
             kind = "object"
         elif not _holds_skood(obj):  # scikit-learn's own objects, and any other library's
             return self._skops(obj, where)
-        elif name in _TRUSTED_CLASSES:  # a Pipeline, FeatureUnion or ColumnTransformer
+        elif name in _TRUSTED_SKLEARN:  # a Pipeline, FeatureUnion or ColumnTransformer
             state = dict(vars(obj))
             kind = "object"
         else:
@@ -324,6 +473,12 @@ class _Writer:
                 f"{where}: a {name} holding torch or skood objects cannot be saved: skood's format "
                 "stores those only inside skood estimators and sklearn's Pipeline / FeatureUnion / "
                 "ColumnTransformer (for a search, save its fitted best_estimator_)"
+            )
+        refused = (_module_refusals if kind == "module" else _object_refusals)(cls, state)
+        if refused:  # what load would refuse: never written
+            raise TypeError(
+                f"{where}: the {cls.__name__} holds {'; '.join(refused)}, which a .skood file "
+                f"cannot hold: it stores only the attributes a fitted {cls.__name__} has, as data"
             )
         ident = self._remember(obj)
         node = {"type": kind, "id": ident, "class": name}
@@ -558,13 +713,13 @@ class _Trust:
     @staticmethod
     def by_default(name: str, kind: str) -> bool:
         if kind == "skorch":
-            return name in _TRUSTED_CLASSES or name.startswith(_TRUSTED_MODULES)
+            return name in _TRUSTED_SKORCH or name.startswith(_TRUSTED_MODULES)
         if kind == "module":
             return name.startswith(_TRUSTED_MODULES + _TRUSTED_TORCH_MODULES)
         if kind == "class":  # a class passed as a parameter: a module, optimizer or loss class
             return name.startswith(_TRUSTED_MODULES + _TRUSTED_TORCH_MODULES + ("torch.optim.",))
         if kind == "object":
-            return name.startswith(_TRUSTED_MODULES) or name in _TRUSTED_CLASSES
+            return name.startswith(_TRUSTED_MODULES) or name in _TRUSTED_SKLEARN
         if kind == "function":  # torch's functional ops; any other function is asked for
             return name.startswith("torch.nn.functional.")
         return False
@@ -606,6 +761,77 @@ _NODE_TYPES = frozenset(
 _TORCH_DTYPES = {
     str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
 }
+
+# Which field of a node names the class or function it needs, and the trust kind of that name.
+# The one place that decides it, for get_untrusted_types (which lists the names) and for load
+# (which resolves them): a hostile node that carries both a "name" and a "class" cannot show the
+# one to the listing and give the other to the loader.
+_NAMED_NODES = {
+    "class": ("name", "class"),
+    "function": ("name", "function"),
+    "enum": ("class", "class"),  # an enum's class is looked up as any class parameter is
+    "object": ("class", "object"),
+    "module": ("class", "module"),
+    "skorch": ("class", "skorch"),
+}
+
+
+def _named(node: dict, path: str) -> tuple[str, str] | None:
+    """The dotted name that ``node`` needs resolved and its trust kind; None for a node of data.
+
+    Raises
+    ------
+    ModelFileError
+        The node is of a kind that names something, but its name is missing or not a string.
+    """
+    kind = node.get("type")
+    if not isinstance(kind, str) or kind not in _NAMED_NODES:
+        return None
+    field, trust_kind = _NAMED_NODES[kind]
+    name = node.get(field)
+    if not isinstance(name, str):
+        raise ModelFileError(f"{path}: a {kind} node without a {field!r} name")
+    return name, trust_kind
+
+
+# Where each kind of node keeps the nodes inside it, as _Reader reads them: "node" (one node),
+# "list" (a list of nodes), "map" (a dict of names to nodes). get_untrusted_types walks the tree
+# by it, so it visits exactly the nodes load would rebuild, and never mistakes a plain dict saved
+# in a model (whose items happen to read {"type": "function", ...}) for a node.
+_CHILDREN = {
+    "list": (("items", "list"),),
+    "tuple": (("items", "list"),),
+    "set": (("items", "list"),),
+    "frozenset": (("items", "list"),),
+    "numpy_scalar": (("value", "node"),),
+    "enum": (("value", "node"),),
+    "ndarray": (("values", "list"),),
+    "object": (("state", "map"),),
+    "module": (("state", "map"),),
+    "skorch": (("module", "node"), ("criterion", "node"), ("params", "map"), ("history", "node")),
+}
+
+
+def _children(node: dict) -> list:
+    """The nodes directly inside ``node`` that :class:`_Reader` would read."""
+    kind = node.get("type")
+    if kind == "dict":  # _Reader._dict: its [key, value] pairs if it has them, else its items
+        if "pairs" in node:
+            pairs = node["pairs"] if isinstance(node["pairs"], list) else []
+            return [part for pair in pairs if isinstance(pair, list) for part in pair]
+        fields = (("items", "map"),)
+    else:
+        fields = _CHILDREN.get(kind, ()) if isinstance(kind, str) else ()
+    children = []
+    for field, shape in fields:
+        value = node.get(field)
+        if shape == "node":
+            children.append(value)
+        elif shape == "list" and isinstance(value, list):
+            children.extend(value)
+        elif shape == "map" and isinstance(value, dict):
+            children.extend(value.values())
+    return children
 
 
 class _Reader:
@@ -773,14 +999,19 @@ class _Reader:
             tensor.requires_grad_(True)
         return self._keep(node, tensor)
 
+    def _resolve(self, node):
+        """The class or function a node names, as ``_named`` reads it and ``trust`` allows."""
+        name, kind = _named(node, self.path)
+        return self.trust.resolve(name, kind, self.path)
+
     def _class(self, node):
-        return self.trust.resolve(str(node.get("name")), "class", self.path)
+        return self._resolve(node)
 
     def _path(self, node):
         return Path(str(node.get("value")))
 
     def _enum(self, node):
-        cls = self.trust.resolve(str(node.get("class")), "class", self.path)
+        cls = self._resolve(node)
         if not issubclass(cls, enum.Enum):
             self.fail(f"{cls.__name__} is stored as an enum but is not one")
         try:
@@ -789,7 +1020,7 @@ class _Reader:
             self.fail(f"{node.get('value')!r} is not a {cls.__name__}")
 
     def _function(self, node):
-        return self.trust.resolve(str(node.get("name")), "function", self.path)
+        return self._resolve(node)
 
     def _state(self, node) -> dict:
         state = self._items(node, "state", dict)
@@ -799,33 +1030,45 @@ class _Reader:
         return {key: self.node(value) for key, value in state.items()}
 
     def _object(self, node):
-        cls = self.trust.resolve(str(node.get("class")), "object", self.path)
+        from sklearn.base import BaseEstimator
+        from skorch import NeuralNet
+
+        cls = self._resolve(node)
+        if not isinstance(cls, type) or issubclass(cls, (torch.nn.Module, NeuralNet)):
+            # A module or a net rebuilt from raw attributes would skip the checks of its own
+            # node kind (hooks, registered state; a net's parameters): never as an object.
+            self.fail(f"{getattr(cls, '__name__', cls)} is stored as a plain object")
         obj = self._keep(node, cls.__new__(cls))
         state = self._state(node)
         for name in self._items(node, "not_saved") if "not_saved" in node else []:
             if name in getattr(cls, "_not_saved", ()):
                 state.setdefault(name, None)
-        from sklearn.base import BaseEstimator
-
         if isinstance(obj, BaseEstimator) and type(obj).__module__.startswith("skood"):
-            # skood's own __setstate__ maps parameters renamed since (see base.py).
+            # skood's own __setstate__ maps parameters renamed since (see base.py): what it
+            # leaves in vars() is what gets checked.
             obj.__setstate__(state)
             self.estimators.append(obj)
         else:
             vars(obj).update(state)
+        self._refuse(cls, _object_refusals(cls, vars(obj)))
         return obj
 
+    def _refuse(self, cls: type, refused: list[str]) -> None:
+        if refused:
+            self.fail(
+                f"its {cls.__name__} ({_dotted(cls)}) may not set {'; '.join(refused[:5])}: a "
+                "model file sets only the data a fitted object of its class holds, never code to "
+                "run in place of the class's own. The file was altered; nothing in it was run."
+            )
+
     def _module(self, node):
-        cls = self.trust.resolve(str(node.get("class")), "module", self.path)
-        if not issubclass(cls, torch.nn.Module):
-            self.fail(f"{cls.__name__} is stored as a torch module but is not one")
+        cls = self._resolve(node)
+        if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+            self.fail(f"{getattr(cls, '__name__', cls)} is stored as a torch module but is not one")
         obj = self._keep(node, cls.__new__(cls))
         torch.nn.Module.__init__(obj)  # torch's bookkeeping (hook dicts), then the saved state
         state = self._state(node)
-        # Hooks and an instance-level forward are functions the module would call: never data.
-        refused = [k for k in state if k in _MODULE_SKIP or k in ("forward", "__call__")]
-        if refused:
-            self.fail(f"its {cls.__name__} module sets {refused}, which a model file may not set")
+        self._refuse(cls, _module_refusals(cls, state))
         vars(obj).update(state)
         return obj
 
@@ -833,9 +1076,9 @@ class _Reader:
         from skorch import NeuralNet
         from skorch.history import History
 
-        cls = self.trust.resolve(str(node.get("class")), "skorch", self.path)
-        if not issubclass(cls, NeuralNet):
-            self.fail(f"{cls.__name__} is stored as a skorch net but is not one")
+        cls = self._resolve(node)
+        if not isinstance(cls, type) or not issubclass(cls, NeuralNet):
+            self.fail(f"{getattr(cls, '__name__', cls)} is stored as a skorch net but is not one")
         module, criterion = self.node(node.get("module")), self.node(node.get("criterion"))
         if not isinstance(module, torch.nn.Module) or not isinstance(criterion, torch.nn.Module):
             self.fail(f"its {cls.__name__} needs a module and a criterion instance")
@@ -930,9 +1173,61 @@ def _describe(file) -> str:
     return str(file)
 
 
-def _open(file, path: str) -> tuple[zipfile.ZipFile, dict]:
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+def _read(file, path: str) -> bytes:
+    """The bytes of a model file: a file object's, read to its end, or a regular file's.
+
+    A path must lead (through any symlinks) to a regular file, checked before it is opened:
+    opening a FIFO blocks until someone writes to it, a device such as ``/dev/zero`` never ends,
+    and opening some devices acts on the device. A regular file is read to the size it had when
+    opened, so the read is bounded by the file itself; no fixed cap is imposed, since a model's
+    weights may take gigabytes, all of which are read into memory anyway.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing exists at the path (an OSError, as are the other errors of opening the file, such
+        as PermissionError: a problem with the path, not with a model file's contents).
+    ModelFileError
+        The path is a directory, a device, a FIFO or a socket, or the file grew while being read.
+    """
+    if hasattr(file, "read"):  # the caller opened it, and bounds it
+        return file.read()
+    name = os.fspath(file)
+    try:
+        info = os.stat(name)  # follows symlinks, as opening does
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "No such model file", str(name)) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(
+            f"{path} is not a regular file ({_file_kind(info.st_mode)}); a model file is one, "
+            "written by skood.save or `skood score --save`. Nothing was read."
+        )
+    # Non-blocking, in case the path was swapped for a FIFO since the check: the open returns
+    # instead of waiting for a writer, and fstat, which describes what was opened, refuses it.
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{path} is not a regular file ({_file_kind(info.st_mode)})")
+        data = f.read(info.st_size + 1)
+    if len(data) > info.st_size:
+        raise ModelFileError(f"{path} grew while it was read; load it once it is fully written")
+    return data
+
+
+def _open(data: bytes, path: str) -> tuple[zipfile.ZipFile, dict]:
     """The archive and its parsed header, or a ModelFileError that says what the file is."""
-    data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
     if not zipfile.is_zipfile(io.BytesIO(data)):
         if data.startswith(_OLD_SIGNED_PICKLE):
             raise ModelFileError(
@@ -996,6 +1291,98 @@ def _warn_versions(saved: dict, path: str) -> None:
         )
 
 
+def _estimators_in(model) -> list:
+    """Every scikit-learn estimator in a loaded model: itself, its steps, their fitted parts.
+
+    A skorch net is not entered: it is rebuilt by its constructor from checked parameters.
+    """
+    from sklearn.base import BaseEstimator
+    from skorch import NeuralNet
+
+    found, seen, pending = [], set(), [model]
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:  # everything here is alive in the model: no id is reused
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            pending.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            pending.extend(obj)
+        elif isinstance(obj, BaseEstimator) and not isinstance(obj, NeuralNet):
+            found.append(obj)
+            pending.extend(vars(obj).values())
+    return found
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite(values) -> bool:
+    return values.dtype.kind in "iuf" and bool(np.isfinite(values).all())
+
+
+def _fitted_state_problem(state: dict) -> str | None:
+    """What is wrong with the fitted attributes every estimator shares, or None.
+
+    Each is checked where present: ``offset_`` a finite number (a float for skood's estimators, a
+    1-element array for scikit-learn's OneClassSVM), ``calibration_scores_`` finite and 1-D, and
+    sorted as skood keeps them (a list of such arrays for ConformalDetector's folds or classes,
+    unsorted where they stay in row order), ``n_features_in_`` a positive integer, and
+    ``feature_names_in_`` that many strings. A model that fails one scores nonsense, or nothing.
+    """
+    if "offset_" in state:
+        offset = state["offset_"]
+        is_number = isinstance(offset, (float, np.ndarray, np.floating)) or _is_int(offset)
+        offset = np.asarray(offset) if is_number else None
+        if offset is None or offset.size != 1 or not _finite(offset):
+            return f"has offset_ = {state['offset_']!r:.60}, not a finite number"
+    if "calibration_scores_" in state:
+        scores = state["calibration_scores_"]
+        parts = scores if isinstance(scores, list) else [scores]
+        if not all(isinstance(p, np.ndarray) and p.ndim == 1 and _finite(p) for p in parts):
+            return "has calibration_scores_ that are not 1-D arrays of finite numbers"
+        if isinstance(scores, np.ndarray) and np.any(scores[1:] < scores[:-1]):
+            return "has calibration_scores_ out of order (they are kept sorted)"
+    n_features = state.get("n_features_in_")
+    if "n_features_in_" in state and not (_is_int(n_features) and n_features > 0):
+        return f"has n_features_in_ = {n_features!r:.40}, not a positive integer"
+    if "feature_names_in_" in state:
+        names = state["feature_names_in_"]
+        if (
+            not isinstance(names, np.ndarray)
+            or names.ndim != 1
+            or not all(isinstance(n, str) for n in names.tolist())
+            or (n_features is not None and names.size != n_features)
+        ):
+            return f"has feature_names_in_ that are not {n_features} column names"
+    return None
+
+
+def _check_estimators(model, path: str) -> None:
+    """Refuse a model whose estimators the file gave invalid parameters or fitted state.
+
+    A hand-edited ``inference_batch_size: -1`` scores no rows and ``offset_ = nan`` flags every
+    row, without an error: each skood estimator's parameters are validated as its ``fit``
+    validates them (``_parameter_constraints``), and every estimator's shared fitted state
+    (``_fitted_state_problem``) is checked.
+    """
+    for estimator in _estimators_in(model):
+        problem = _fitted_state_problem(vars(estimator))
+        skood_own = type(estimator).__module__.startswith("skood")
+        if problem is None and skood_own and hasattr(estimator, "_parameter_constraints"):
+            try:
+                estimator._validate_params()
+            except (ValueError, TypeError) as exc:  # sklearn's InvalidParameterError is both
+                problem = f"has an invalid parameter ({exc})"
+        if problem is not None:
+            raise ModelFileError(
+                f"{path}: its {type(estimator).__name__} {problem}. The file was altered or "
+                "damaged; refit the model (nothing in the file was run)."
+            )
+
+
 def load(file, *, device=None, trusted=None):
     """Read a model written by :func:`save`; nothing in the file is executed.
 
@@ -1017,8 +1404,15 @@ def load(file, *, device=None, trusted=None):
 
     Raises
     ------
+    FileNotFoundError
+        Nothing is at ``file``; other OSErrors of opening it (PermissionError, ...) also pass
+        through as they are.
     ModelFileError
-        The file is not a skood model, is truncated or damaged, or needs a newer skood.
+        ``file`` is not a regular file (a directory, a device, a FIFO), or not a skood model, is
+        truncated or damaged, needs a newer skood, or was altered: it sets an attribute that no
+        fitted object of its class has (or code in place of a method), or parameters or fitted
+        state that its estimator would never have (``inference_batch_size=-1``, a NaN
+        ``offset_``).
     UntrustedTypesError
         The file names classes or functions outside skood's defaults and ``trusted``.
 
@@ -1045,13 +1439,15 @@ def load(file, *, device=None, trusted=None):
         from skood._training import resolve_device
 
         device = resolve_device(device)
+    data = _read(file, path)  # an OSError (no such file, no permission) is not about a model
     try:
-        archive, header = _open(file, path)
-        untrusted = _untrusted(archive, header, trust)
+        archive, header = _open(data, path)
+        untrusted = _untrusted(archive, header, trust, path)
         if untrusted:  # all of them at once, before anything is rebuilt
             raise UntrustedTypesError(untrusted, path)
         reader = _Reader(archive, header, path, trust, device)
         model = reader.node(header.get("root"))
+        _check_estimators(model, path)
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, RecursionError) as exc:
@@ -1088,6 +1484,23 @@ def get_untrusted_types(file) -> list[str]:
 
     Review them before trusting them: each is code that loading the file would import.
 
+    Parameters
+    ----------
+    file : str, path-like or binary file object
+        As for :func:`load`.
+
+    Returns
+    -------
+    names : list of str
+        Sorted: exactly the names that make :func:`load` raise :class:`UntrustedTypesError`
+        (it reads each node's name where ``load`` does). Trusting them does not vouch for the
+        rest of the file, which ``load`` still checks.
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+        As for :func:`load`, when the file cannot be read as a skood model at all.
+
     Examples
     --------
     >>> import os, tempfile
@@ -1108,31 +1521,32 @@ def get_untrusted_types(file) -> list[str]:
     """
 
     path = _describe(file)
-    archive, header = _open(file, path)
-    return _untrusted(archive, header, _Trust(None))
+    archive, header = _open(_read(file, path), path)
+    return _untrusted(archive, header, _Trust(None), path)
 
 
-def _untrusted(archive: zipfile.ZipFile, header: dict, trust: _Trust) -> list[str]:
-    """Every class / function name in the file that ``trust`` does not allow (skops parts too)."""
+def _untrusted(archive: zipfile.ZipFile, header: dict, trust: _Trust, path: str) -> list[str]:
+    """Every class / function name in the file that ``trust`` does not allow (skops parts too).
+
+    It visits the nodes that :class:`_Reader` would read (``_children``) and reads each node's name
+    where the reader does (``_named``), so it lists what :func:`load` would refuse.
+    """
     import skops.io
 
     found: set[str] = set()
     pending = [header.get("root")]
     while pending:  # iterative: a hostile file may nest deeper than Python's recursion limit
         node = pending.pop()
-        if isinstance(node, list):
-            pending.extend(node)
-        elif isinstance(node, dict):
-            kind = node.get("type")
-            name = str(node.get("name", node.get("class")))
-            if kind in ("class", "function", "object", "module", "skorch", "enum"):
-                if not trust.allows(name, "class" if kind == "enum" else kind):
-                    found.add(name)
-            if kind == "skops" and node.get("key") in archive.namelist():
-                try:
-                    types = skops.io.get_untrusted_types(data=archive.read(node["key"]))
-                except Exception:
-                    types = []  # a damaged part: reading it reports that
-                found.update(t for t in types if t not in trust.strings())
-            pending.extend(node.values())
+        if not isinstance(node, dict):
+            continue
+        named = _named(node, path)
+        if named is not None and not trust.allows(*named):
+            found.add(named[0])
+        if node.get("type") == "skops" and node.get("key") in archive.namelist():
+            try:
+                types = skops.io.get_untrusted_types(data=archive.read(node["key"]))
+            except Exception:
+                types = []  # a damaged part: reading it reports that
+            found.update(t for t in types if t not in trust.strings())
+        pending.extend(_children(node))
     return sorted(found)

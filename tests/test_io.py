@@ -3,7 +3,9 @@ with a clear error and run nothing; tensors move between devices; versions are c
 
 import io
 import json
+import os
 import pickle
+import threading
 import warnings
 import zipfile
 
@@ -527,3 +529,316 @@ def test_small_files_cannot_claim_huge_memory(saved):
     _edit_json(saved, wide_strings)
     with pytest.raises(ModelFileError, match="string array"):
         skood.load(saved)
+
+
+def _nodes(node, kind):
+    """Every node of a type in a saved tree."""
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == kind else []
+        return found + [n for value in node.values() for n in _nodes(value, kind)]
+    if isinstance(node, list):
+        return [n for value in node for n in _nodes(value, kind)]
+    return []
+
+
+_SIGMOID = {"type": "function", "name": "torch.nn.functional.sigmoid"}  # trusted: torch's own
+
+
+# -- a file sets only what a fitted object of its class holds -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ["_call_impl", "_compiled_call_impl", "_slow_forward", "_apply", "extra_repr"]
+)
+def test_a_module_cannot_be_given_code_in_place_of_its_own(saved, key):
+    """8c543f1 loaded these: set to sigmoid on the VAE's ReLU layers, ``_call_impl`` (or
+    ``_compiled_call_impl``) ran sigmoid in place of ReLU, and the scores changed silently."""
+
+    def edit(header):
+        relus = [n for n in _nodes(header["root"], "module") if n["class"].endswith(".ReLU")]
+        assert relus
+        for node in relus:
+            node["state"][key] = _SIGMOID
+
+    _edit_json(saved, edit)
+    assert get_untrusted_types(saved) == []  # a trusted function: not a question of trust
+    with pytest.raises(ModelFileError, match=rf"its ReLU \(torch\.nn.*\) may not set '{key}'"):
+        skood.load(saved)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"_modules": {"type": "dict", "items": {"0": _SIGMOID}}},  # a function as a layer
+        {"_parameters": {"type": "dict", "items": {"w": {"type": "float", "value": "nan"}}}},
+        {"training": "yes"},
+    ],
+    ids=["function-layer", "float-parameter", "training"],
+)
+def test_a_modules_registered_state_is_of_torchs_types(saved, state):
+    def edit(header):
+        node = next(
+            n for n in _nodes(header["root"], "module") if n["class"].endswith("Sequential")
+        )
+        key = next(iter(state))
+        if key == "training":
+            node["state"].update(state)
+        else:
+            node["state"][key]["items"].update(state[key]["items"])
+
+    _edit_json(saved, edit)
+    with pytest.raises(
+        ModelFileError, match=rf"its Sequential .* may not set '{next(iter(state))}'"
+    ):
+        skood.load(saved)
+
+
+def test_a_plain_attribute_cannot_hide_a_registered_layer(saved):
+    """Attribute lookup finds an instance's own attribute before torch's registered layers."""
+
+    def edit(header):
+        vae = next(n for n in _nodes(header["root"], "module") if n["class"].endswith(".VAE"))
+        assert "encoder" in vae["state"]["_modules"]["items"]
+        vae["state"]["encoder"] = _SIGMOID  # VAE.encode would call sigmoid on its input
+
+    _edit_json(saved, edit)
+    with pytest.raises(ModelFileError, match=r"its VAE .* may not set 'encoder' \(it would hide"):
+        skood.load(saved)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("predict", _SIGMOID),  # shadows the method: the file's function would answer
+        ("score_samples", _SIGMOID),
+        ("_parameter_constraints", {"type": "dict", "items": {}}),  # would turn validation off
+        ("_scoring_params", {"type": "tuple", "items": []}),
+        ("anything", 1),  # no fitted VAEDetector has it
+    ],
+)
+def test_an_estimator_takes_only_its_parameters_and_fitted_state(saved, key, value):
+    _edit_json(saved, lambda header: header["root"]["state"].update({key: value}))
+    with pytest.raises(ModelFileError, match=rf"its VAEDetector \(skood.*\) may not set '{key}'"):
+        skood.load(saved)
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"type": "object", "class": "skorch.net.NeuralNet", "state": {"module_": None}},
+        {"type": "object", "class": "skood.nn.vae.VAE", "state": {"_forward_hooks": None}},
+    ],
+    ids=["skorch-net", "torch-module"],
+)
+def test_nets_and_modules_are_never_rebuilt_as_plain_objects(saved, node):
+    """As plain objects they would skip the checks of their own node kinds (net parameters, hooks)."""
+    _edit_json(saved, lambda header: header["root"]["state"].update(callbacks=node))
+    with pytest.raises(ModelFileError, match="is stored as a plain object"):
+        skood.load(saved, trusted=[node["class"]])  # not even when the class is trusted
+    if node["class"].startswith("skorch."):  # and a net as an object is not trusted unasked
+        with pytest.raises(UntrustedTypesError, match=r"skorch\.net\.NeuralNet"):
+            skood.load(saved)
+
+
+class ScaledNet(torch.nn.Module):
+    """A user module with a class-level default that instances override: plain data, allowed."""
+
+    scale = 1.0
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(4, 2)
+        self.scale = 2.0
+
+    def forward(self, x):
+        return self.scale * self.body(x)
+
+
+def test_legitimate_state_loads_and_save_refuses_what_load_would(tmp_path):
+    X, _ = _data(None)
+    model = TorchFeatures(ScaledNet(), random_state=0).fit(X)
+    loaded = _round_trip(model, tmp_path, trusted=[ScaledNet])
+    assert loaded.module_.scale == 2.0
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    model.module_.body.forward = torch.nn.functional.relu  # code in place of a method
+    with pytest.raises(TypeError, match=r"Linear holds 'forward' \(Linear defines it"):
+        skood.save(model, tmp_path / "bad.skood")
+    gauss = GaussianMahalanobis().fit(X)
+    gauss.note = "fitted on Monday"  # not an attribute a GaussianMahalanobis has
+    with pytest.raises(TypeError, match=r"'note' \(neither a parameter nor fitted state"):
+        skood.save(gauss, tmp_path / "bad.skood")
+    assert not (tmp_path / "bad.skood").exists()
+
+
+def test_private_fitted_state_of_every_kind_round_trips(tmp_path):
+    """The private attributes in skood.io's inventory: set_output, column transformers, folds."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_union
+
+    from skood import ConformalDetector
+
+    X, y = _data(None)
+    features = TorchFeatures(torch.nn.Linear(2, 2), random_state=0).set_output(transform="default")
+    columns = make_column_transformer((features, [0, 1]), remainder="passthrough")
+    assert "_sklearn_output_config" in vars(features)
+    union = make_union(TorchFeatures(torch.nn.Linear(4, 2), random_state=0), StandardScaler())
+    cross = ConformalDetector(GaussianMahalanobis(), method="cross", random_state=0)
+    for model in (columns.fit(X), union.fit(X), cross.fit(X, np.where(y == -1, -1, 1))):
+        loaded = _round_trip(model, tmp_path)
+        method = "transform" if hasattr(model, "transform") else "score_samples"
+        np.testing.assert_array_equal(
+            np.asarray(getattr(loaded, method)(X)), np.asarray(getattr(model, method)(X))
+        )
+
+
+# -- what a file rebuilds is validated -----------------------------------------------------------
+
+
+def _edit_array(path, node_of, edit):
+    """Replace the stored array of the node that ``node_of(header)`` picks by ``edit(array)``."""
+    from safetensors.numpy import load as read
+    from safetensors.numpy import save as write
+
+    members = _members(path)
+    arrays = read(members["arrays.safetensors"])
+    key = node_of(json.loads(members["skood.json"]))["key"]
+    arrays[key] = np.ascontiguousarray(edit(arrays[key]))
+    _rewrite(path, {**members, "arrays.safetensors": write(arrays)})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("inference_batch_size", -1, "'inference_batch_size' parameter"),  # scored 0 rows
+        ("contamination", 3.0, "'contamination' parameter"),
+        ("offset_", {"type": "float", "value": "nan"}, "offset_"),  # flagged every row
+        ("offset_", "-3.5", "offset_"),
+        ("n_features_in_", 0, "n_features_in_"),
+        ("n_features_in_", True, "n_features_in_"),
+        (
+            "feature_names_in_",
+            {"type": "ndarray", "dtype": "|O", "shape": [2], "values": ["a", "b"]},
+            "feature_names_in_",
+        ),
+    ],
+)
+def test_parameters_and_fitted_state_from_a_file_are_validated(saved, key, value, message):
+    _edit_json(saved, lambda header: header["root"]["state"].update({key: value}))
+    with pytest.raises(ModelFileError, match=rf"VAEDetector .*{message}.*altered or damaged"):
+        skood.load(saved)
+
+
+@pytest.mark.parametrize(
+    "edit", [lambda a: a[::-1], lambda a: np.r_[a[:-1], np.nan]], ids=["unsorted", "nan"]
+)
+def test_calibration_scores_from_a_file_are_validated(saved, edit):
+    _edit_array(saved, lambda header: header["root"]["state"]["calibration_scores_"], edit)
+    with pytest.raises(ModelFileError, match="calibration_scores_"):
+        skood.load(saved)
+
+
+def test_sklearns_own_fitted_state_passes_the_checks(tmp_path):
+    from sklearn.svm import OneClassSVM
+
+    X, _ = _data(None)
+    svm = make_pipeline(StandardScaler(), OneClassSVM(nu=0.1)).fit(X)
+    assert svm[-1].offset_.shape == (1,)  # an array, where skood keeps a float
+    loaded = _round_trip({"svm": svm, "gauss": GaussianMahalanobis().fit(X)}, tmp_path)
+    np.testing.assert_array_equal(loaded["svm"].decision_function(X), svm.decision_function(X))
+
+
+# -- what a path may be -----------------------------------------------------------------------------
+
+
+def test_a_missing_file_is_an_oserror_that_says_so(tmp_path, capsys):
+    from skood.cli import main
+
+    missing = tmp_path / "missing.skood"
+    for read in (skood.load, get_untrusted_types):
+        with pytest.raises(FileNotFoundError, match=r"No such model file: .*missing\.skood"):
+            read(missing)
+    assert main(["score", str(tmp_path / "x.csv"), "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "no such" in err.lower() and "valid model" not in err
+
+
+def test_only_a_regular_file_is_read(saved, tmp_path):
+    with pytest.raises(ModelFileError, match=r"not a regular file \(a directory\)"):
+        skood.load(tmp_path)
+    link = tmp_path / "link.skood"
+    link.symlink_to(saved)  # a symlink is followed
+    assert type(skood.load(link)).__name__ == "VAEDetector"
+    (tmp_path / "dir-link").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ModelFileError, match=r"not a regular file \(a directory\)"):
+        get_untrusted_types(tmp_path / "dir-link")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "model.skood"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            skood.load(fifo)
+        except Exception as exc:  # the outcome is what the test checks
+            outcome.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked in open(): let it go (a writer that writes nothing)
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+        pytest.fail("load blocked on a FIFO, waiting for a writer")
+    assert isinstance(outcome[0], ModelFileError)
+    assert "not a regular file (a FIFO" in str(outcome[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_device_is_refused_unread():
+    with pytest.raises(ModelFileError, match=r"not a regular file \(a character device\)"):
+        skood.load("/dev/zero")  # read to its end, it filled the memory
+
+
+# -- get_untrusted_types lists what load resolves ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node", "resolved"),
+    [
+        ({"type": "object", "name": "skood.vae.VAEDetector", "class": "os.system"}, "os.system"),
+        (
+            {"type": "module", "name": "torch.nn.modules.linear.Linear", "class": "os.system"},
+            "os.system",
+        ),
+        ({"type": "skorch", "name": "skorch.net.NeuralNet", "class": "os.system"}, "os.system"),
+        (
+            {"type": "enum", "name": "torch.nn.modules.linear.Linear", "class": "os.system"},
+            "os.system",
+        ),
+        (
+            {"type": "class", "name": "subprocess.Popen", "class": "torch.nn.Linear"},
+            "subprocess.Popen",
+        ),
+        ({"type": "function", "name": "os.system", "class": "torch.nn.Linear"}, "os.system"),
+    ],
+    ids=lambda value: value["type"] if isinstance(value, dict) else None,
+)
+def test_the_listing_and_the_loader_read_the_same_name(saved, node, resolved):
+    """A node carrying a benign "name" and another "class": both read the one load resolves."""
+    _edit_json(saved, lambda header: header["root"]["state"].update(callbacks=node))
+    listed = get_untrusted_types(saved)
+    with pytest.raises(UntrustedTypesError) as refused:
+        skood.load(saved)
+    assert listed == refused.value.types == [resolved]
+
+
+def test_a_plain_dict_that_looks_like_a_node_is_data(tmp_path):
+    X, _ = _data(None)
+    note = {"type": "function", "name": "os.system", "class": "subprocess.Popen"}
+    model = {"model": GaussianMahalanobis().fit(X), "note": note}
+    skood.save(model, tmp_path / "m.skood")
+    assert get_untrusted_types(tmp_path / "m.skood") == []  # strings, never resolved
+    assert skood.load(tmp_path / "m.skood")["note"] == note
