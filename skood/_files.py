@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "check_input_file",
     "check_not_input",
     "check_output",
+    "read_input_file",
     "resolve_path",
 ]
 
@@ -50,14 +52,33 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
 
-def check_input_file(path: str | os.PathLike, what: str = "") -> Path:
-    """``path`` resolved, once it is known to be a regular file (symlinks followed).
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
-    A missing path raises ``FileNotFoundError``; a folder, a device such as ``/dev/zero`` (read
-    until memory runs out), a FIFO (a read blocks forever) or a socket raises ``ValueError``.
+
+def check_input_file(
+    path: str | os.PathLike, what: str = "", *, error: type[Exception] = ValueError
+) -> Path:
+    """``path`` resolved, once it is known to lead (through any symlinks) to a regular file.
+
+    Checked before anything opens it: opening a FIFO blocks until someone writes to it, a device
+    such as ``/dev/zero`` never ends, and opening some devices acts on the device.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing exists at the path.
+    error
+        The path is a directory, a device, a FIFO or a socket (``ValueError`` unless the caller
+        names its own error class).
     """
-    import stat
-
     shown = f"{what} {os.fspath(path)}".strip()
     target = resolve_path(path)
     try:
@@ -65,9 +86,30 @@ def check_input_file(path: str | os.PathLike, what: str = "") -> Path:
     except FileNotFoundError:
         raise FileNotFoundError(f"{shown}: no such file") from None
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-        raise ValueError(f"{shown} is {kind}; give a file.")
+        raise error(f"{shown} is not a regular file ({_file_kind(mode)}); nothing was read.")
     return target
+
+
+def read_input_file(
+    path: str | os.PathLike, what: str = "", *, error: type[Exception] = ValueError
+) -> bytes:
+    """The bytes of a regular file (:func:`check_input_file`), read no further than its size.
+
+    The file is opened non-blocking and checked again on what was opened, in case the path was
+    swapped for a FIFO after the check; it is read to the size it had when opened, so the read is
+    bounded by the file itself, and a file that grows meanwhile is refused.
+    """
+    shown = f"{what} {os.fspath(path)}".strip()
+    target = check_input_file(path, what, error=error)
+    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{shown} is not a regular file ({_file_kind(info.st_mode)})")
+        data = f.read(info.st_size + 1)
+    if len(data) > info.st_size:
+        raise error(f"{shown} grew while it was read; read it once it is fully written.")
+    return data
 
 
 def _related(target: Path, given: Path) -> str | None:

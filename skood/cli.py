@@ -255,11 +255,10 @@ def convert(args) -> int:
     import joblib
 
     import skood
-    from skood._files import check_input_file, check_output
+    from skood._files import check_output, read_input_file
 
-    old = check_input_file(args.old, "OLD")
+    data = read_input_file(args.old, "OLD")
     check_output(args.new, [args.old], what="NEW", replace=args.force)
-    data = old.read_bytes()
     if data.startswith(_OLD_MODEL_MAGIC):
         model = _unpickle_signed(args.old, data)
     elif args.trust_pickle:

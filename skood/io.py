@@ -41,7 +41,6 @@ import json
 import math
 import os
 import platform
-import stat
 import warnings
 import zipfile
 import zlib
@@ -1173,25 +1172,12 @@ def _describe(file) -> str:
     return str(file)
 
 
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    )
-    return next((name for test, name in kinds if test(mode)), "not a plain file")
-
-
 def _read(file, path: str) -> bytes:
     """The bytes of a model file: a file object's, read to its end, or a regular file's.
 
-    A path must lead (through any symlinks) to a regular file, checked before it is opened:
-    opening a FIFO blocks until someone writes to it, a device such as ``/dev/zero`` never ends,
-    and opening some devices acts on the device. A regular file is read to the size it had when
-    opened, so the read is bounded by the file itself; no fixed cap is imposed, since a model's
-    weights may take gigabytes, all of which are read into memory anyway.
+    A path must lead (through any symlinks) to a regular file, read no further than its size
+    (:func:`skood._files.read_input_file`); no fixed cap is imposed, since a model's weights may
+    take gigabytes, all of which are read into memory anyway.
 
     Raises
     ------
@@ -1203,27 +1189,12 @@ def _read(file, path: str) -> bytes:
     """
     if hasattr(file, "read"):  # the caller opened it, and bounds it
         return file.read()
-    name = os.fspath(file)
+    from skood._files import read_input_file
+
     try:
-        info = os.stat(name)  # follows symlinks, as opening does
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "No such model file", str(name)) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelFileError(
-            f"{path} is not a regular file ({_file_kind(info.st_mode)}); a model file is one, "
-            "written by skood.save or `skood score --save`. Nothing was read."
-        )
-    # Non-blocking, in case the path was swapped for a FIFO since the check: the open returns
-    # instead of waiting for a writer, and fstat, which describes what was opened, refuses it.
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with open(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelFileError(f"{path} is not a regular file ({_file_kind(info.st_mode)})")
-        data = f.read(info.st_size + 1)
-    if len(data) > info.st_size:
-        raise ModelFileError(f"{path} grew while it was read; load it once it is fully written")
-    return data
+        return read_input_file(file, "model file", error=ModelFileError)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(errno.ENOENT, "No such model file", os.fspath(file)) from exc
 
 
 def _open(data: bytes, path: str) -> tuple[zipfile.ZipFile, dict]:

@@ -239,7 +239,7 @@ def test_model_and_input_paths_that_are_not_regular_files(workdir, capsys):
     cases = [
         ("missing.skood", "--model missing.skood: no such file"),
         ("fifo", "--model fifo is not a regular file"),
-        ("data", "--model data is a folder"),
+        ("data", "--model data is not a regular file (a directory)"),
     ]
     if os.path.exists("/dev/zero"):
         cases.append(("/dev/zero", "--model /dev/zero is not a regular file"))
