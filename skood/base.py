@@ -14,6 +14,10 @@
     ``_natural_offset``, e.g. P(normal) = 0.5), else the :data:`AUTO_CONTAMINATION` quantile.
 
   The calibration scores are kept, sorted, as ``calibration_scores_``.
+* ``predict`` flags a score below ``offset_``, unless it ties (within :data:`TIE_RTOL`) with
+  the calibration score at which the threshold is reached: float32 scores of the same row
+  differ by that much between batches. It refuses while a parameter the score reads
+  (``_scoring_params``) differs from its value at fit.
 * Labels: ``y == -1`` marks an outlier row; every other value is an inlier label (a class, or +1).
 
 Nothing here knows about a particular method.
@@ -51,6 +55,7 @@ __all__ = [
     "GATE_CONTAMINATION_CONSTRAINT",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
+    "TIE_RTOL",
     "WIDTHS_CONSTRAINT",
     "BaseDetector",
     "CalibratedThresholdMixin",
@@ -63,6 +68,7 @@ __all__ = [
     "constant_columns",
     "finite_scores",
     "fit_context",
+    "is_at_or_above",
     "is_outlier_label",
     "iter_slices",
     "non_numeric_columns",
@@ -81,6 +87,38 @@ OUTLIER_LABEL = -1
 #: float32 log-likelihood). It ranks below every real score, and is small enough in magnitude that
 #: ``score - offset_`` and a mean over up to ~1e200 rows stay finite.
 SCORE_FLOOR = -1e100
+
+#: Scores within this relative distance of each other are ties. A float32 network scores the
+#: same row about 1e-7 apart (relative) in batches of different sizes, as BLAS kernels sum in
+#: another order; measured up to 4e-7 for Deep SVDD on a constant training set (its held-out
+#: calibration rows, scored as a batch of 2, landed above the same rows scored as a batch of
+#: 20, and every training row was flagged). That rounding must not decide a row's side of a
+#: threshold, nor move its conformal p-value.
+TIE_RTOL = 1e-6
+
+
+def is_at_or_above(scores, reference: float) -> np.ndarray:
+    """Whether each score is at or above ``reference``, ties within :data:`TIE_RTOL` included.
+
+    A score below ``reference`` by at most ``TIE_RTOL`` times its own magnitude is a tie and
+    counts as at it: how :mod:`skood.conformal` counts the calibration scores ``<=`` a score.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+    reference : float
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+
+    Examples
+    --------
+    >>> is_at_or_above([-2.0, -1.0000001, -1.1], -1.0)
+    array([False,  True, False])
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores + TIE_RTOL * np.abs(scores) >= reference
 
 
 def fit_context(*, prefer_skip_nested_validation: bool) -> Callable:
@@ -416,10 +454,16 @@ class CalibratedThresholdMixin:
     #: The score at the method's natural decision boundary, or None where it has none.
     _natural_offset: float | None = None
 
-    #: Parameters that ``score_samples`` reads when it scores, not only when it fits (which score
-    #: to report, a temperature). ``set_params`` may change them on a fitted model to compare
-    #: scores without refitting, but ``offset_`` and ``calibration_scores_`` were computed with
-    #: the values at fit time, so :meth:`_checked_offset` refuses to threshold with other values.
+    #: Every parameter that ``score_samples`` reads when it scores, not only when it fits (which
+    #: score to report, how class densities combine, a temperature). ``set_params`` may change
+    #: them on a fitted model to compare scores without refitting, but ``offset_`` and
+    #: ``calibration_scores_`` were computed with the values at fit time, so
+    #: :meth:`_checked_offset` refuses to threshold with other values. A parameter the score
+    #: reads only in some configurations may be declared by a property that names it only then
+    #: (refusing a change that moves no score would be a false alarm). Batch sizes and devices
+    #: are not declared: they move a score by float32 rounding only.
+    #: ``tests/test_scoring_params.py`` checks every estimator's declaration against what its
+    #: scores do.
     _scoring_params: tuple[str, ...] = ()
 
     def _uses_natural_offset(self) -> bool:
@@ -461,11 +505,13 @@ class CalibratedThresholdMixin:
         """``offset_``, once the scoring parameters are checked to be those it was set with.
 
         A changed one would compare scores of one kind with a threshold of another: every
-        ``predict`` would be wrong without an error.
+        ``predict`` would be wrong without an error. Call it before scoring, so that the
+        refusal comes before any work (and before a score that cannot be computed any more).
         """
+        check_is_fitted(self)
         # Models fitted before the check existed carry no record and are trusted as they are.
         recorded = getattr(self, "_calibrated_with_", {})
-        changed = {k: v for k, v in recorded.items() if getattr(self, k) != v}
+        changed = {k: v for k, v in recorded.items() if not _same_value(getattr(self, k), v)}
         if changed:
             now = ", ".join(f"{k}={getattr(self, k)!r}" for k in changed)
             then = ", ".join(f"{k}={v!r}" for k, v in changed.items())
@@ -475,6 +521,23 @@ class CalibratedThresholdMixin:
                 "needs an offset_ for it, so fit again (or set the parameter back)."
             )
         return self.offset_
+
+    def _at_or_above_offset(self, scores: np.ndarray, offset: float) -> np.ndarray:
+        """Whether each score is at or above ``offset``: not flagged by the threshold.
+
+        A score just below ``offset`` is not flagged when it ties (:func:`is_at_or_above`) with
+        the calibration score at which the threshold is reached, the smallest one at or above
+        ``offset``: it is that row, or one identical to it, scored in a batch of another size
+        (a tie is counted as conformal p-values count it). Ties are with that calibration
+        score, not with ``offset`` itself: an ``offset`` interpolated between two close
+        calibration scores still flags the lower one, as the quantile rule says.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        calibration = getattr(self, "calibration_scores_", np.empty(0))  # sorted
+        reached = calibration[np.searchsorted(calibration, offset) :][:1]
+        if reached.size == 0:  # a natural boundary above every calibration score
+            return scores >= offset
+        return (scores >= offset) | is_at_or_above(scores, reached[0])
 
     #: Parameters renamed since skood 0.1 (old -> new), so that a model pickled by 0.1 loads.
     _renamed_parameters: dict = {}
@@ -497,6 +560,22 @@ class CalibratedThresholdMixin:
                 "model is unchanged; check get_params() before refitting or cloning it."
             )
         super().__setstate__(state)
+
+
+def _same_value(now, then) -> bool:
+    """Whether a parameter still holds the value it was recorded with.
+
+    Arrays compare by their elements; any other value by ``==`` (objects without their own
+    ``__eq__``, such as a callable, by identity), and a value ``==`` cannot decide is changed.
+    """
+    if now is then:
+        return True
+    try:
+        if isinstance(now, np.ndarray) or isinstance(then, np.ndarray):
+            return bool(np.array_equal(now, then))
+        return bool(now == then)
+    except (TypeError, ValueError):
+        return False
 
 
 class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
@@ -545,11 +624,17 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        scores = self.score_samples(X)
-        return scores - self._checked_offset()
+        offset = self._checked_offset()
+        return self.score_samples(X) - offset
 
     def predict(self, X) -> np.ndarray:
-        """+1 for inliers and -1 for outliers (``decision_function(X) < 0``).
+        """+1 for inliers and -1 for outliers, whose score is below ``offset_``.
+
+        A score below ``offset_`` that ties, within :data:`TIE_RTOL` (relative), with the
+        calibration score at which the threshold is reached counts as at the threshold, an
+        inlier: the same row scores that little apart in batches of different sizes. So where
+        ``decision_function`` is negative by no more than that rounding, ``predict`` may still
+        say +1.
 
         Parameters
         ----------
@@ -559,7 +644,8 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
         -------
         ndarray of int, shape (n_samples,)
         """
-        return np.where(self.decision_function(X) >= 0, 1, -1)
+        offset = self._checked_offset()
+        return np.where(self._at_or_above_offset(self.score_samples(X), offset), 1, -1)
 
     def score(self, X, y=None) -> float:
         """Mean of :meth:`score_samples` over ``X``: the mean log-likelihood for density models.
@@ -691,6 +777,9 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
     def predict_open_set(self, X) -> np.ndarray:
         """The class for accepted inputs, ``-1`` for inputs whose score is below ``offset_``.
 
+        A score that ties with the calibration score at which the threshold is reached (within
+        :data:`TIE_RTOL`) is accepted, as in :meth:`BaseDetector.predict`.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -700,9 +789,10 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         ndarray of shape (n_samples,)
             Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
+        offset = self._checked_offset()
         scores, logits = self._scores_and_logits(self._validate(X))
         return open_set_labels(
-            self.classes_, np.argmax(logits, axis=1), scores < self._checked_offset()
+            self.classes_, np.argmax(logits, axis=1), ~self._at_or_above_offset(scores, offset)
         )
 
     def outlier_decision_function(self, X) -> np.ndarray:
@@ -716,10 +806,14 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        return self.score_samples(X) - self._checked_offset()
+        offset = self._checked_offset()
+        return self.score_samples(X) - offset
 
     def predict_outlier(self, X) -> np.ndarray:
         """The gate alone: +1 for accepted (in-distribution) inputs, -1 for rejected ones.
+
+        A score that ties with the calibration score at which the threshold is reached (within
+        :data:`TIE_RTOL`) is accepted, as in :meth:`BaseDetector.predict`.
 
         Parameters
         ----------
@@ -729,7 +823,8 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of int, shape (n_samples,)
         """
-        return np.where(self.outlier_decision_function(X) >= 0, 1, -1)
+        offset = self._checked_offset()
+        return np.where(self._at_or_above_offset(self.score_samples(X), offset), 1, -1)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

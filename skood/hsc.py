@@ -269,6 +269,8 @@ class HSCDetector(_OutlierExposureDetector):
     ----------
     radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
         The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best.
+        The score reads it: set on a fitted model, it rescores, and ``predict`` refuses until
+        the model is fitted again.
     module : torch.nn.Module, callable or None, default=None
         The representation network phi: an instance (deep-copied) or a factory called as
         ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
@@ -352,6 +354,7 @@ class HSCDetector(_OutlierExposureDetector):
 
     _loss_kind = "hsc"
     _natural_offset = -math.log(2.0)
+    _scoring_params = ("radial",)  # the score is -h(phi(x)), with h the radial function
     _parameter_constraints: dict = {
         **_OutlierExposureDetector._parameter_constraints,
         "radial": [StrOptions({"pseudo_huber", "squared", "l2", "l1"})],

@@ -108,7 +108,10 @@ class ROSEScorer(BaseDetector):
     p : float >= 1, default=inf
         Norm over layers; ``inf`` gives ``max(0, max_l s_hat_l)`` (the paper's default).
     clip : bool, default=True
-        Apply the ReLU; ``False`` takes the norm of ``|s_hat + beta|`` (two-sided).
+        Apply the ReLU; ``False`` takes the norm of ``|s_hat + beta|`` (two-sided). ``beta``,
+        ``p``, ``clip`` and ``log_prob`` may be set on a fitted model to compare scores without
+        refitting; ``predict`` then refuses until it is fitted again (``offset_`` is for the
+        scores of the fitted values).
     damping : float, default=1e-8
         Added to every curvature entry, relative to their mean (the paper has none).
     validation_fraction : float in [0, 1), default=0.0
@@ -177,6 +180,8 @@ class ROSEScorer(BaseDetector):
         "batch_size": "inference_batch_size",
         "holdout_fraction": "validation_fraction",
     }
+    # The gradients are of log_prob; beta, p and clip combine the z-scored layer scores.
+    _scoring_params = ("log_prob", "beta", "p", "clip")
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "estimator": [HasMethods(["fit"])],

@@ -5,6 +5,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from skood._training import (
     GridDequantization,
@@ -15,12 +18,15 @@ from skood._training import (
 )
 from skood.base import (
     SCORE_FLOOR,
+    BaseDetector,
+    LogitClassifierMixin,
     finite_scores,
     grid_steps,
     is_outlier_label,
     iter_slices,
     split_holdout,
     split_labels,
+    validate_numeric,
 )
 
 
@@ -111,6 +117,98 @@ def test_offset_rejects_the_contamination_share_of_new_inliers_in_expectation():
         t._set_offset(row[:19], held_out=True)
         rejected.append(row[19] < t.offset_)
     assert np.mean(rejected) == pytest.approx(0.05, abs=0.005)  # 0.05 +- 3.3 standard errors
+
+
+class _Weighted(BaseDetector):
+    """``score = X @ weights``: a detector with one scoring parameter, for the threshold alone."""
+
+    _scoring_params = ("weights",)
+
+    def __init__(self, weights=None, contamination=0.25):
+        self.weights = weights
+        self.contamination = contamination
+
+    def _score(self, X):
+        if self.weights is None:
+            return X.sum(axis=1)
+        return X @ np.asarray(self.weights, dtype=np.float64)  # 1-D: fails for another width
+
+    def fit(self, X, y=None):
+        X = self._validate_X(X, reset=True, dtype=np.float64)
+        self._set_offset(self._score(X), held_out=True)
+        return self
+
+    def score_samples(self, X):
+        return self._score(self._check_fitted_and_validate(X, dtype=np.float64))
+
+
+class _Gate(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
+    """The logits are ``X``; the gate's score is the largest one."""
+
+    def __init__(self, contamination=0.25):
+        self.contamination = contamination
+
+    def fit(self, X, y=None):
+        X = validate_numeric(self, X, dtype=np.float64)
+        self.classes_ = np.arange(X.shape[1])
+        self._set_offset(X.max(axis=1), held_out=True)
+        return self
+
+    def _validate(self, X):  # float64, so that the rows below sit exactly where they are put
+        check_is_fitted(self)
+        return validate_numeric(self, X, dtype=np.float64, reset=False)
+
+    def _logits(self, X):
+        return X
+
+    def _scores_and_logits(self, X):
+        return X.max(axis=1), X
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_score_tied_with_the_calibration_score_at_the_threshold_is_not_flagged(sign):
+    """The same row scores ~1e-7 (relative) apart in float32 batches of other sizes: such a
+    difference must not flag it. decision_function stays score_samples - offset_."""
+    from skood.base import TIE_RTOL
+
+    calibration = sign * np.arange(1.0, 10.0)
+    det = _Weighted(contamination=0.1).fit(calibration[:, None])
+    offset = det.offset_  # the smallest of 9 scores: k = 0.1 * (9 + 1) = 1
+    assert offset == calibration.min()
+    tied, below = offset - 0.5 * TIE_RTOL * abs(offset), offset - 2 * TIE_RTOL * abs(offset)
+    rows = np.array([[offset], [tied], [below], [offset + 1.0]])
+    np.testing.assert_array_equal(det.predict(rows), [1, 1, -1, 1])
+    np.testing.assert_array_equal(det.decision_function(rows), rows[:, 0] - offset)
+    gate = _Gate(contamination=0.1).fit(np.c_[calibration, np.full(9, -20.0)])
+    logits = np.c_[rows[:, 0], np.full(4, -20.0)]
+    assert gate.offset_ == offset
+    np.testing.assert_array_equal(gate.predict_outlier(logits), [1, 1, -1, 1])
+    np.testing.assert_array_equal(gate.predict_open_set(logits), [0, 0, -1, 0])
+    np.testing.assert_array_equal(gate.outlier_decision_function(logits), rows[:, 0] - offset)
+
+
+def test_an_offset_between_two_close_calibration_scores_still_flags_the_lower_one():
+    """Ties are with calibration scores, not with the interpolated offset_: 2 and 2 (1 + 1.5e-6)
+    are two rows, not one, and the quantile puts offset_ between them (sklearn's
+    check_outliers_fit_predict counts exactly contamination * n training rows flagged)."""
+    calibration = np.array([1.0, 2.0, 2.0 * (1 + 1.5e-6), 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    det = _Weighted(contamination=0.25).fit(calibration[:, None])  # k = 2.5
+    assert calibration[1] < det.offset_ < calibration[2]
+    np.testing.assert_array_equal(det.predict(calibration[1:3, None]), [-1, 1])
+
+
+def test_a_changed_scoring_parameter_is_refused_before_scoring_and_arrays_compare():
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    det = _Weighted(weights=np.array([1.0, 2.0, 3.0])).fit(X)
+    labels = det.predict(X)
+    same = _Weighted(weights=np.array([1.0, 2.0, 3.0]))  # equal, another array object
+    np.testing.assert_array_equal(det.set_params(weights=same.weights).predict(X), labels)
+    det.set_params(weights=np.array([1.0, 2.0]))  # score_samples cannot even compute with it
+    for method in (det.predict, det.decision_function):
+        with pytest.raises(ValueError, match=r"weights=array\(\[1\., 2\., 3\.\]\).*fit again"):
+            method(X)
+    with pytest.raises(NotFittedError):  # unfitted: sklearn's error, not the refusal
+        _Weighted().predict(X)
 
 
 def test_iter_slices_covers_everything_once():

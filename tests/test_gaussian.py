@@ -1,12 +1,16 @@
 """GaussianMahalanobis against closed forms (scipy, numpy), singular covariance, batching."""
 
+import copy
 import pickle
+import re
+import warnings
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
-from sklearn.covariance import MinCovDet
+from sklearn.covariance import EmpiricalCovariance, MinCovDet
+from sklearn.datasets import make_blobs
 
 from skood import GaussianMahalanobis
 from skood.metrics import auroc
@@ -75,6 +79,7 @@ def test_singular_covariance_from_dead_features_is_handled(rng):
     assert scores[:5].max() < scores[5:].min()
 
 
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")  # 40 rows, 30 features
 @pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "oas", "shrunk"])
 def test_covariance_estimators(rng, covariance):
     X = rng.normal(size=(40, 30))
@@ -90,7 +95,8 @@ def test_shrinkage_helps_when_features_outnumber_rows(rng):
     test_out = rng.normal(size=(150, 60)) * 1.3
     y = np.r_[np.ones(150), -np.ones(150)]
     Z = np.r_[test_in, test_out]
-    emp = auroc(y, GaussianMahalanobis().fit(train).score_samples(Z))
+    with pytest.warns(UserWarning, match="it is singular"):
+        emp = auroc(y, GaussianMahalanobis().fit(train).score_samples(Z))
     lw = auroc(y, GaussianMahalanobis(covariance="ledoit_wolf").fit(train).score_samples(Z))
     assert lw > emp
 
@@ -104,6 +110,7 @@ def test_batched_scoring_equals_one_shot(rng):
     np.testing.assert_allclose(small.score_samples(X), det.score_samples(X))
 
 
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")  # 100 rows, 40 features
 def test_out_of_fold_offset_is_not_biased_by_the_training_rows(rng):
     """With many features and few rows, training scores overstate normality."""
     X = rng.normal(size=(400, 40))
@@ -198,3 +205,43 @@ def test_gram_identity_and_centred_blocks_give_the_same_covariance(rng, monkeypa
         monkeypatch.undo()
         np.testing.assert_allclose(det.covariance_, centred.covariance_, rtol=1e-9)
         np.testing.assert_allclose(det.offset_, centred.offset_, rtol=1e-9)
+
+
+def test_a_changed_aggregate_refuses_the_threshold_set_for_the_old_one():
+    """Three overlapping classes: max and GEM's logsumexp scores differ, and so do their offsets
+    (measured: the max model's offset_ flags 2.5 % of new inliers; the logsumexp scores of the
+    same model, against it, 11.4 %)."""
+    X, y = make_blobs(n_samples=2000, centers=[[0, 0], [1.5, 0], [0, 1.5]], random_state=0)
+    det = GaussianMahalanobis(random_state=0).fit(X[:1000], y[:1000])
+    new = X[1000:]
+    labels = det.predict(new)
+    gem = copy.deepcopy(det).set_params(aggregate="logsumexp")
+    assert not np.allclose(gem.score_samples(new), det.score_samples(new))  # rescoring works
+    for method in (gem.predict, gem.decision_function):
+        with pytest.raises(ValueError, match=r"aggregate='max'.*aggregate='logsumexp'.*fit again"):
+            method(new)
+    np.testing.assert_array_equal(gem.set_params(aggregate="max").predict(new), labels)
+    # One Gaussian has no class densities to combine: aggregate changes nothing, refuses nothing.
+    single = GaussianMahalanobis(random_state=0).fit(X[:1000])
+    same = copy.deepcopy(single).set_params(aggregate="logsumexp")
+    np.testing.assert_array_equal(same.predict(new), single.predict(new))
+
+
+def test_too_few_rows_for_the_empirical_covariance_warn_with_what_to_do(rng):
+    """12 rows of 10 features: the fold models' covariances are singular, offset_ lands at -1e7
+    and a point 6 sigma out on every feature passes. Ledoit-Wolf flags it."""
+    d, far = 10, np.full((1, 10), 6.0)
+    X = rng.normal(size=(12, d))
+    with pytest.warns(UserWarning, match=r"8 degrees of freedom.*covariance='ledoit_wolf'") as w:
+        GaussianMahalanobis(random_state=0).fit(X)
+    enough = int(re.search(r"at least (\d+) inlier rows", str(w[0].message)).group(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shrunk = GaussianMahalanobis(covariance="ledoit_wolf", random_state=0).fit(X)
+        assert shrunk.predict(far)[0] == -1
+        GaussianMahalanobis(random_state=0).fit(rng.normal(size=(1000, d)))
+        GaussianMahalanobis().fit(rng.normal(size=(enough, d)))  # the advice is enough
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        GaussianMahalanobis().fit(rng.normal(size=(enough - 1, d)))
+    with pytest.warns(UserWarning, match="degrees of freedom"):  # the estimator object too
+        GaussianMahalanobis(covariance=EmpiricalCovariance()).fit(X)

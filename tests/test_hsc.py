@@ -3,6 +3,7 @@
 Their sklearn estimator checks run with every other estimator's in test_estimator_checks.py.
 """
 
+import copy
 import math
 import pickle
 import warnings
@@ -204,6 +205,44 @@ def test_determinism_and_pickle(toy):
         restored = pickle.loads(pickle.dumps(a))
         np.testing.assert_array_equal(restored.score_samples(X_test), a.score_samples(X_test))
         np.testing.assert_array_equal(restored.predict(X_test), a.predict(X_test))
+
+
+def test_a_changed_radial_rescores_but_refuses_the_stale_threshold(toy):
+    X, y, X_test, _ = toy
+    det = HSCDetector(**HSC_SMALL).fit(X, y)
+    squared = copy.deepcopy(det).set_params(radial="squared")
+    assert not np.allclose(squared.score_samples(X_test), det.score_samples(X_test))
+    for method in (squared.predict, squared.decision_function):
+        with pytest.raises(ValueError, match=r"radial='pseudo_huber'.*radial='squared'.*fit again"):
+            method(X_test)
+
+
+# -- ties at the threshold ----------------------------------------------------------------------
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize(
+    "X",
+    [
+        np.ones((20, 8)),
+        np.repeat(np.random.RandomState(2).normal(size=(4, 8)), 5, axis=0),
+    ],
+    ids=["constant", "four-repeated-rows"],
+)
+def test_identical_training_rows_tie_with_offset_and_are_not_flagged(X):
+    """offset_ comes from the 2 held-out rows, scored as a batch of 2; the same rows scored as a
+    batch of 20 land up to 4e-7 (relative) below it in float32 (measured: all 20 constant rows,
+    or the 5 copies of the lowest-scored row, were flagged). A tie is no outlier."""
+    from skood.base import TIE_RTOL
+
+    det = DeepSVDDDetector(max_epochs=10, min_steps=0, contamination=0.1, random_state=0).fit(X)
+    assert det.offset_ == det.calibration_scores_.min()  # k = 0.1 * (2 + 1) < 1: the smaller
+    scores, flagged = det.score_samples(X), det.predict(X) == -1
+    assert not flagged.any()
+    np.testing.assert_array_equal(det.decision_function(X), scores - det.offset_)
+    below = scores < det.offset_  # where the tie rule decided, the rows were within TIE_RTOL
+    assert np.all(det.offset_ - scores[below] <= TIE_RTOL * np.abs(scores[below]))
+    assert det.predict(3.0 * X[:1])[0] == -1  # a clear outlier is still flagged
 
 
 # -- bad input ----------------------------------------------------------------------------------

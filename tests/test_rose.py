@@ -294,6 +294,29 @@ def test_rose_combination_layer_choice_and_layer_scores(digits_dequantised, vae)
     assert whole.layer_names_ == ["encoder"] and whole.layer_kinds_ == ["diag"]
 
 
+def test_rose_rescores_with_other_combination_parameters_but_refuses_the_stale_threshold(
+    digits_dequantised, vae
+):
+    X_train, X_test = digits_dequantised
+    rose = ROSEScorer(
+        vae, prefit=True, layers=["encoder.*"], n_fisher_samples=200, random_state=0
+    ).fit(X_train)
+    X_test = X_test[:50]
+    for param, value in [
+        ("beta", 1.0),
+        ("p", 2.0),
+        ("clip", False),
+        ("log_prob", lambda module, x: 2.0 * module.log_prob(x)),
+    ]:
+        other = copy.deepcopy(rose).set_params(**{param: value})
+        assert not np.allclose(other.score_samples(X_test), rose.score_samples(X_test)), param
+        for method in (other.predict, other.decision_function):
+            with pytest.raises(ValueError, match=f"{param}=.*fit again"):
+                method(X_test)
+    other = copy.deepcopy(rose).set_params(inference_batch_size=7, gradients="loop")
+    assert other.predict(X_test).shape == (50,)  # batching reads no score: no false alarm
+
+
 def test_rose_fits_the_model_unless_prefit_and_holds_out_for_statistics(
     digits_dequantised, vae_small
 ):
