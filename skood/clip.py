@@ -230,6 +230,12 @@ class CLIPZeroShot(BaseDetector):
     #: P(normal) = 0.5: the normal prompts and the anomaly prompt are equally likely.
     _natural_offset = math.log(0.5)
 
+    @property
+    def _scoring_params(self) -> tuple[str, ...]:
+        # images go through image_shape and preprocess; precomputed embeddings do not
+        reads = ("logit_scale", "precomputed")
+        return reads if self.precomputed else (*reads, "image_shape", "preprocess")
+
     _renamed_parameters = {"batch_size": "inference_batch_size"}
     # skood.save stores the text embeddings, not the CLIP model: its weights belong to open_clip
     # or transformers, and it is reloaded from `encoder` (a local directory or an architecture

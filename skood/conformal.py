@@ -36,10 +36,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import fit_context, split_holdout, split_labels
-
-#: Scores closer than this (relative) count as tied; see the module docstring.
-TIE_RTOL = 1e-6
+from skood.base import TIE_RTOL, fit_context, split_holdout, split_labels
 
 __all__ = [
     "ConformalDetector",
@@ -285,7 +282,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     _level_params = ("alpha", "fdr")
 
     #: What ``score_samples`` reads that also shaped the fit (the models, the calibration rows,
-    #: ``possible_p_values_``): fixed from ``fit`` on (``_fixed_at_fit`` says which apply).
+    #: ``possible_p_values_``): fixed from ``fit`` on (``_scoring_params`` says which apply).
     _calibration_params = ("method", "class_conditional", "calibration_conditional", "delta")
 
     _parameter_constraints: dict = {
@@ -443,7 +440,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self._check_level()
 
     @property
-    def _fixed_at_fit(self) -> tuple[str, ...]:
+    def _scoring_params(self) -> tuple[str, ...]:
         # delta is read only by the calibration-conditional bounds: without them, changing it
         # is harmless, and refusing it would be a false alarm.
         if self.calibration_conditional is None:
@@ -518,7 +515,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     @property
     def offset_(self) -> float:
         """The smallest p-value above ``alpha`` this detector can return (follows ``alpha``)."""
-        self._check_params(("alpha", *self._fixed_at_fit))
+        self._check_params(("alpha", *self._scoring_params))
         self._check_level()
         possible = self.possible_p_values_
         return float(possible[possible > self.alpha].min(initial=1.0))
@@ -585,7 +582,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        self._check_params(self._fixed_at_fit)
+        self._check_params(self._scoring_params)
         if self.method == "split":
             scores = self._detector_scores(self.estimator_, X)
             if not self.class_conditional:
@@ -631,7 +628,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         ndarray of int, shape (n_samples,)
         """
         # Before any scoring work; _check_level reads the fixed parameters too.
-        self._check_params((*self._level_params, *self._fixed_at_fit))
+        self._check_params((*self._level_params, *self._scoring_params))
         self._check_level()
         p_values = self.score_samples(X)
         flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha

@@ -250,7 +250,12 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     [-1, 0, 1, 2, 3, 4]
     """
 
-    _scoring_params = ("ood_score",)
+    @property
+    def _scoring_params(self) -> tuple[str, ...]:
+        # ood_score="auto" picks the score from the head and, for the linear head, from the loss
+        if self.ood_score != "auto":
+            return ("ood_score",)
+        return ("ood_score", "head") if self.head == "gaussian" else ("ood_score", "head", "loss")
 
     _parameter_constraints: dict = {
         "head": [StrOptions({"gaussian", "linear"})],

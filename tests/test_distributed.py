@@ -185,6 +185,15 @@ def test_a_dataset_is_scored_by_the_models_column_names_not_their_order(client, 
         score_dataset(model, frame, columns=["c", "a", "b"])
 
 
+def test_a_dask_fit_warns_of_too_few_rows_per_feature_as_in_memory(client):
+    X = np.random.default_rng(9).normal(size=(12, 10))
+    with pytest.warns(UserWarning, match="degrees of freedom") as memory:
+        GaussianMahalanobis(random_state=0).fit(X)
+    with pytest.warns(UserWarning, match="degrees of freedom") as blocks:
+        GaussianMahalanobis(random_state=0).fit(da.from_array(X, chunks=(4, 10)))
+    assert str(blocks[0].message) == str(memory[0].message)
+
+
 def test_a_nan_label_in_a_dask_fit_is_named(client):
     # 8c543f1 took NaN for a class and reported the fit as TrainingDiverged ("lower lr").
     X = np.random.default_rng(8).normal(size=(400, 3))

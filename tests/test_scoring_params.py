@@ -12,7 +12,7 @@ values (:data:`ALTERNATIVES`):
   false alarm.
 
 A new detector, or a new parameter without an entry in :data:`ALTERNATIVES`, fails here until
-it is added. Cases in :data:`UNDECLARED` are known gaps in files whose owners declare them.
+it is added.
 """
 
 import copy
@@ -320,42 +320,6 @@ ALTERNATIVES = {
     "model": (KNN(n_neighbors=3) if KNN else None,),
 }
 
-#: Parameters whose scores change but that their class does not declare yet, in files this test's
-#: owner does not edit: (config id, parameter) -> what the class should declare. The marks are
-#: strict: once a class declares them, its cases pass, and their entries here must go.
-_CLIP = (
-    "clip.py: CLIPZeroShot's score reads logit_scale and precomputed, and for images "
-    "(precomputed=False) image_shape and preprocess; declare them with a property: "
-    "_scoring_params = property(lambda self: ('logit_scale', 'precomputed') if self.precomputed "
-    "else ('logit_scale', 'precomputed', 'image_shape', 'preprocess'))"
-)
-_ICE = (
-    "ice.py: ICEClassifier's ood_score='auto' picks the score from head and, for the linear head, "
-    "from loss; declare them only then, e.g. a property returning ('ood_score',) when ood_score "
-    "is not 'auto', ('ood_score', 'head') for the Gaussian head, else ('ood_score', 'head', "
-    "'loss')"
-)
-_CONFORMAL = (
-    "conformal.py: ConformalDetector refuses these through its own record (_fixed_at_fit, "
-    "checked in score_samples), not the base's _scoring_params; name that property "
-    "_scoring_params so that one declaration serves every estimator"
-)
-UNDECLARED = {
-    ("CLIPZeroShot", "logit_scale"): _CLIP,
-    ("CLIPZeroShot", "precomputed"): _CLIP,
-    ("CLIPZeroShot-encoder", "logit_scale"): _CLIP,
-    ("CLIPZeroShot-encoder", "precomputed"): _CLIP,
-    ("CLIPZeroShot-encoder", "image_shape"): _CLIP,
-    ("CLIPZeroShot-encoder", "preprocess"): _CLIP,
-    ("ICEClassifier", "head"): _ICE,
-    ("ICEClassifier-linear", "head"): _ICE,
-    ("ICEClassifier-linear", "loss"): _ICE,
-    ("ConformalDetector", "method"): _CONFORMAL,
-    ("ConformalDetector", "class_conditional"): _CONFORMAL,
-    ("ConformalDetector", "calibration_conditional"): _CONFORMAL,
-    ("ConformalDetector", "delta"): _CONFORMAL,
-}
-
 
 # -- the checks -----------------------------------------------------------------------------------
 
@@ -368,9 +332,7 @@ def _class(config: str) -> type:
 def _cases():
     for config in CONFIGS:
         for param in _class(config)._get_param_names():
-            reason = UNDECLARED.get((config, param))
-            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-            yield pytest.param(config, param, id=f"{config}-{param}", marks=marks)
+            yield pytest.param(config, param, id=f"{config}-{param}")
 
 
 @functools.cache
