@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 import sys
 import warnings
@@ -500,6 +501,24 @@ class CalibratedThresholdMixin:
             # default (n - 1) interpolation rejects (1 - 2q) / (n + 1) more, e.g. 7.4 % instead
             # of 5 % from 36 held-out rows.
             self.offset_ = float(np.quantile(self.calibration_scores_, q, method="weibull"))
+            self._warn_if_too_few_to_reach(q, len(self.calibration_scores_))
+
+    def _warn_if_too_few_to_reach(self, q: float, n: int) -> None:
+        """Warn when ``n`` calibration scores cannot reject as few as ``q`` of new inliers.
+
+        Below position ``k = 1`` the threshold is the smallest score, under which a new inlier
+        falls with probability ``1 / (n + 1)``: more than ``q`` when ``q (n + 1) < 1``, e.g. a
+        third of new inliers from 2 held-out rows at ``contamination=0.1``.
+        """
+        if q == 0 or q * (n + 1) >= 1:
+            return
+        needed = math.ceil(1 / q) - 1
+        warn_user(
+            f"{type(self).__name__}: contamination={q:g} asks offset_ to reject {q:.1%} of new "
+            f"inliers, but {n} calibration score(s) can reject no fewer than 1/({n} + 1) = "
+            f"{1 / (n + 1):.1%}. Give at least {needed} calibration rows (more inlier rows, or "
+            "a larger validation_fraction), or raise contamination."
+        )
 
     def _checked_offset(self) -> float:
         """``offset_``, once the scoring parameters are checked to be those it was set with.
