@@ -516,8 +516,9 @@ class CalibratedThresholdMixin:
         warn_user(
             f"{type(self).__name__}: contamination={q:g} asks offset_ to reject {q:.1%} of new "
             f"inliers, but {n} calibration score(s) can reject no fewer than 1/({n} + 1) = "
-            f"{1 / (n + 1):.1%}. Give at least {needed} calibration rows (more inlier rows, or "
-            "a larger validation_fraction), or raise contamination."
+            f"{1 / (n + 1):.1%}. Give at least {needed} calibration rows (more inlier rows"
+            + (", or a larger validation_fraction" if hasattr(self, "validation_fraction") else "")
+            + "), or raise contamination."
         )
 
     def _checked_offset(self) -> float:

@@ -522,9 +522,13 @@ def score(args) -> int:
         elif args.fdr:
             raise ValueError("--fdr needs --alpha, the false discovery rate to control.")
         pipe = make_pipeline_for(det)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", category=UserWarning)
             pipe.fit(train.X)
+        # What the fit warns of is about the user's data (too few rows for a threshold, a
+        # covariance that cannot be estimated): said once each, on one line, not as a traceback.
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            print(f"skood score: warning: {message}", file=sys.stderr)
         columns = train.columns
         if args.save is not None:
             import skood

@@ -330,3 +330,14 @@ def test_alpha_and_fdr_misuse_is_named(files, capsys):
     assert main(["score", str(train), "--drop", "id", "--model", str(tmp / "m.skood"),
                  "--alpha", "0.1"]) == 2  # fmt: skip
     assert "saved without: refit it with --alpha" in capsys.readouterr().err
+
+
+def test_what_the_fit_warns_of_reaches_the_user_once(tmp_path, capsys):
+    # 8c543f1 silenced every UserWarning of the fit: 12 rows cannot set a 5 % threshold.
+    path = _write_csv(
+        tmp_path / "small.csv", ["a", "b"], np.random.RandomState(0).normal(size=(12, 2))
+    )
+    assert main(["score", str(path), "--out", str(tmp_path / "s.csv")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skood score: warning:") == 1
+    assert "12 calibration score(s) can reject no fewer than 1/(12 + 1) = 7.7%" in err
