@@ -223,6 +223,9 @@ def library_cases() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     print(f"skood from {SOURCE}\n\n| case | outcome |\n|---|---|")
     library_cases()
     with tempfile.TemporaryDirectory() as folder:
