@@ -1,6 +1,6 @@
 """Writing files so that nothing a user had is lost: the one way every skood writer writes.
 
-* :func:`check_output` resolves an output path (``~``, ``..`` and symlinks) *before* checking it,
+* :func:`check_output` resolves an output path (``..`` and symlinks) *before* checking it,
   and refuses an output that is, contains, or lies inside an input, or that exists (unless the
   caller allows replacing a file).
 * :func:`atomic_file` writes to a temporary file beside the target and renames it into place
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -44,12 +45,14 @@ _UMASK = _umask()
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """``path`` made absolute with ``~``, ``..`` and every symlink resolved.
+    """``path`` made absolute with ``..`` and every symlink resolved.
 
     ``Path("missing/..").exists()`` is False although the path names the current folder: checks
-    on the unresolved path are checks on another file than the one written.
+    on the unresolved path are checks on another file than the one written. A ``~`` is a name
+    like any other, as for :func:`open` (the shell expands it before skood sees it): a check on
+    the expanded path would be a check on another file than the one read or written.
     """
-    return Path(os.path.realpath(Path(path).expanduser()))
+    return Path(os.path.realpath(path))
 
 
 def _file_kind(mode: int) -> str:
@@ -80,6 +83,8 @@ def check_input_file(
         names its own error class).
     """
     shown = f"{what} {os.fspath(path)}".strip()
+    if not os.fspath(path).strip():  # "" would resolve to the working folder
+        raise error(f"{what or 'the path'} is empty; give a file.")
     target = resolve_path(path)
     try:
         mode = target.stat().st_mode
@@ -108,7 +113,10 @@ def read_input_file(
             raise error(f"{shown} is not a regular file ({_file_kind(info.st_mode)})")
         data = f.read(info.st_size + 1)
     if len(data) > info.st_size:
-        raise error(f"{shown} grew while it was read; read it once it is fully written.")
+        raise error(
+            f"{shown} holds more than the {info.st_size} bytes it reports: it grew while it was "
+            "read, or it is not a file on disk (a /proc file); read it once it is complete."
+        )
     return data
 
 
@@ -144,7 +152,7 @@ def check_not_input(
 
 def _shown(path, target: Path, what: str) -> str:
     given = os.fspath(path)
-    same = os.path.abspath(os.path.expanduser(given)) == str(target)
+    same = os.path.abspath(given) == str(target)
     return f"{what} {given}" + ("" if same else f" (= {target})")
 
 
@@ -167,7 +175,8 @@ def check_output(
     what : str
         How the error messages name the output (``"--out"``, ``"NEW"``).
     replace : bool
-        Whether an existing *file* may be replaced (``--force``). An existing folder never is.
+        Whether an existing regular *file* may be replaced (``--force``). A folder, a device, a
+        FIFO or a socket never is.
     folder : bool
         Whether the output is a folder, created by this run.
 
@@ -175,54 +184,122 @@ def check_output(
     ------
     ValueError
         The output is, contains or lies inside an input; exists (and may not be replaced); is a
-        folder where a file is written; or the folder that would hold it does not exist.
+        folder or a special file where a file is written; or the folder that would hold it does
+        not exist.
     """
     target = check_not_input(path, inputs, what)
     shown = _shown(path, target, what)
     if folder and (target.exists() or target.is_symlink()):
         raise ValueError(f"{shown} exists; choose a new folder (nothing is replaced).")
-    if not folder and target.is_dir():
-        raise ValueError(f"{shown} is a folder; give a file name.")
-    if not folder and target.exists() and not replace:
-        raise ValueError(f"{shown} exists; pass --force to replace it.")
+    if not folder:
+        if os.fspath(path).endswith(("/", os.sep)):
+            raise ValueError(f"{shown} ends with a slash, as a folder does; give a file name.")
+        _check_replaceable(target, shown, replace)
     if not target.parent.is_dir():
-        raise ValueError(f"{shown}: the folder {target.parent} does not exist; create it first.")
+        where = "is not a folder" if target.parent.exists() else "does not exist; create it first"
+        raise ValueError(f"{shown}: {target.parent} {where}.")
     return target
 
 
+def _check_replaceable(target: Path, shown: str, replace: bool) -> None:
+    """Refuse to put a file where a folder, a special file or (without ``replace``) a file is."""
+    if target.is_symlink():  # still a link once resolved: a loop, which nothing can write through
+        raise ValueError(f"{shown} is a symlink that leads nowhere (a loop); remove it first.")
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or its "folder" is a file)
+        return
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{shown} is a folder; give a file name.")
+    if not stat.S_ISREG(mode):  # replacing /dev/null or a FIFO would delete it
+        raise ValueError(
+            f"{shown} is {_file_kind(mode)}, not a regular file: skood replaces only files. "
+            "Write to a file (`-` is standard output)."
+        )
+    if not replace:
+        raise ValueError(f"{shown} exists; pass --force to replace it.")
+
+
+def _temporary_prefix(target: Path) -> str:
+    # Beside the target, so the rename stays on one file system; the name is cut so that a
+    # target name of 255 characters (the most most file systems allow) still leaves room.
+    return f".{target.name[:64]}."
+
+
+def _put_in_place(tmp: str, target: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``target``; without ``replace``, never over anything that is there.
+
+    The existence check at the start of a run is minutes old by now: a file created meanwhile
+    (another run, the user) is kept. A hard link creates the name only if it is free, atomically;
+    where the file system has no hard links, the check is repeated just before the rename.
+    """
+    if replace:
+        _check_replaceable(target, os.fspath(target), True)
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise FileExistsError(
+            errno.EEXIST, "it appeared while this run wrote it, and was kept", os.fspath(target)
+        ) from None
+    except OSError:  # no hard links here
+        if os.path.lexists(target):
+            raise FileExistsError(
+                errno.EEXIST, "it appeared meanwhile", os.fspath(target)
+            ) from None
+        os.rename(tmp, target)
+        return
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Iterator:
-    """Open a temporary file beside ``path``; rename it to ``path`` when the block completes.
+def atomic_file(
+    path: str | os.PathLike, mode: str = "wb", *, replace: bool = False, **open_kwargs
+) -> Iterator:
+    """Open a temporary file beside ``path``; move it to ``path`` when the block completes.
 
     On any exception (a write error, a full disk, Ctrl-C) the temporary file is removed and
-    ``path`` is left as it was. An ``OSError`` is re-raised naming the file and saying so.
+    ``path`` is left as it was. An ``OSError`` is re-raised naming ``path`` and saying so.
 
     Parameters
     ----------
     path : path-like
-        The file to write (replaced only when the block completes).
+        The file to write. Resolved first, so a symlink is written through.
     mode : {"wb", "w"}
         Binary or text.
+    replace : bool, default=False
+        Whether an existing regular file at ``path`` is replaced (keeping its permission bits;
+        its other hard links keep the old contents). Without it, a file at ``path``, even one
+        that appeared while the block ran, is never replaced: ``FileExistsError``. A folder, a
+        device, a FIFO or a socket is never replaced.
     **open_kwargs
         Passed to :func:`open` (``encoding``, ``newline``).
     """
     target = resolve_path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        _check_replaceable(target, os.fspath(path), replace=True)  # special files: refused now
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=_temporary_prefix(target), suffix=".tmp"
+        )
+        old = target.stat().st_mode if target.exists() else 0o666 & ~_UMASK
+        os.chmod(tmp, stat.S_IMODE(old))
         with open(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        _put_in_place(tmp, target, replace)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        before = "is unchanged" if target.exists() else "was not created"
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        before = "is unchanged" if os.path.lexists(target) else "was not created"
         raise OSError(
             exc.errno, f"writing {os.fspath(path)} failed ({exc.strerror or exc}); it {before}"
         ) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -230,16 +307,16 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Ite
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new temporary folder beside ``path``; rename it to ``path`` when the block completes.
 
-    ``path`` must not exist. On any exception only the temporary folder, which this call
-    created, is removed.
+    ``path`` must not exist, and is not replaced if it appears meanwhile. On any exception only
+    the temporary folder, which this call created, is removed.
     """
     target = resolve_path(path)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target), suffix=".tmp"))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)
-        if target.exists() or target.is_symlink():  # appeared meanwhile: never replaced
-            raise FileExistsError(f"{os.fspath(path)} appeared while it was written; left as is")
+        if os.path.lexists(target):  # appeared meanwhile: never replaced
+            raise FileExistsError(errno.EEXIST, "it appeared while it was written; kept", str(path))
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

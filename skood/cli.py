@@ -161,9 +161,9 @@ def bench(args) -> int:
         on_row=record,
         previous=previous,
     )
-    partial.unlink(missing_ok=True)
     command = "skood " + " ".join(shlex.quote(a) for a in args.argv)
-    md = harness.write_report(rows, out, command=command)
+    md = harness.write_report(rows, out, command=command, replace=args.force or args.resume)
+    partial.unlink(missing_ok=True)  # only once the results are written: else they stay here
     print(harness.headline_table(harness.summarize(rows)))
     print(f"\nWrote {md}, {out / 'results.csv'} and the plots.", file=sys.stderr)
     return 0
@@ -172,6 +172,7 @@ def bench(args) -> int:
 def _bench_output(args) -> Path:
     """``--out`` resolved and created; refused inside a ``--data`` folder, or where an earlier
     run's results are, unless ``--force`` (replace them) or ``--resume`` (add to them)."""
+    from skood import bench as harness
     from skood._files import check_not_input
 
     if args.force and args.resume:
@@ -179,17 +180,23 @@ def _bench_output(args) -> Path:
     out = check_not_input(args.out, args.data or [], "--out")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out} is a file; bench writes a folder of results.")
-    earlier = [name for name in _BENCH_OUTPUTS if (out / name).exists()]
+    names = [*harness.REPORT_FILES, "results.partial.csv"]
+    earlier = [name for name in names if os.path.lexists(out / name)]
     if earlier and not (args.force or args.resume):
         raise ValueError(
             f"--out {args.out} holds an earlier run's results ({', '.join(earlier)}): pass "
             "--resume to add to them, --force to replace them, or choose a new folder."
         )
+    for name in earlier:  # read, appended to or replaced: each must be a file of its own
+        path = out / name
+        if path.is_symlink() or not path.is_file():
+            raise ValueError(
+                f"--out {args.out}: {name} is not a regular file (a symlink, folder or special "
+                "file); skood reads, appends to and replaces only its own files. Remove it or "
+                "choose a new folder."
+            )
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-_BENCH_OUTPUTS = ("results.csv", "results.md", "results.partial.csv")
 
 
 # -- skood score ---------------------------------------------------------------------------------
@@ -209,7 +216,10 @@ def _signing_key() -> bytes:
     if os.environ.get("SKOOD_MODEL_KEY"):
         key, source = os.environ["SKOOD_MODEL_KEY"].strip().encode(), "$SKOOD_MODEL_KEY"
     elif path.exists():
-        key, source = path.read_text().strip().encode(), str(path)
+        from skood._files import read_input_file
+
+        # a regular file, read no further than its size: a FIFO or /dev/zero is refused
+        key, source = read_input_file(path, "the signing key").strip(), str(path)
     else:
         raise ValueError(
             f"no signing key ({path} or $SKOOD_MODEL_KEY): this machine signed no skood model "
@@ -255,7 +265,7 @@ def convert(args) -> int:
     import joblib
 
     import skood
-    from skood._files import check_output, read_input_file
+    from skood._files import atomic_file, check_output, read_input_file
 
     data = read_input_file(args.old, "OLD")
     check_output(args.new, [args.old], what="NEW", replace=args.force)
@@ -268,7 +278,8 @@ def convert(args) -> int:
             f"{args.old} is not a signed `skood score --save` file; unpickling it can run any "
             "code in it. If you (or someone you trust) wrote it, pass --trust-pickle."
         )
-    skood.save(model, args.new)
+    with atomic_file(args.new, replace=args.force) as f:  # never over a file made meanwhile
+        skood.save(model, f)
     print(f"Wrote {args.new} (skood's format: no pickle)", file=sys.stderr)
     return 0
 
@@ -300,7 +311,7 @@ def _is_dataset(path) -> bool:
     A path that exists is that path, whatever its name holds (``data[1].csv`` is a file); only
     one that does not exist is read as a pattern.
     """
-    if path is None:
+    if not path:  # None, or "" (which would name the working folder)
         return False
     if Path(path).is_dir():
         return True
@@ -316,6 +327,8 @@ def _dataset_files(path) -> list[Path]:
         )
     else:
         files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+        if not files:
+            raise FileNotFoundError(f"{path}: no such file, and as a pattern it matches no file.")
     if not files:
         raise ValueError(f"{path} holds no .csv / .parquet file to score.")
     return files
@@ -358,6 +371,7 @@ def _score_dataset(args, dataset) -> int:
     import dask.dataframe as dd
     import pandas as pd
 
+    files = _dataset_files(dataset)
     if not args.model:
         raise ValueError(
             f"{dataset} is a dataset (a directory or a glob): fit on one file with --save, then "
@@ -367,7 +381,6 @@ def _score_dataset(args, dataset) -> int:
         raise ValueError("with --model, give one file or dataset to score.")
     if args.out == "-":
         raise ValueError("a dataset's scores go to a directory: pass --out DIR.")
-    files = _dataset_files(dataset)
     folder = dataset if Path(dataset).is_dir() else None
     check_output(args.out, [folder, *files, args.model], what="--out", folder=True)
     saved = _load_model(args.model, args.trust)
@@ -477,7 +490,7 @@ def _check_same_columns(columns, table) -> None:
 def score(args) -> int:
     import numpy as np
 
-    from skood._files import atomic_file, check_output
+    from skood._files import atomic_file, check_output, resolve_path
     from skood.registry import make_detector, make_pipeline_for, parse_detector
 
     inputs = [args.train, args.test, args.model]
@@ -490,7 +503,9 @@ def score(args) -> int:
     if out is not None:
         check_output(out, inputs, what="--out", replace=args.force)
     if args.save is not None:
-        check_output(args.save, [*inputs, out], what="--save", replace=args.force)
+        if out is not None and resolve_path(out) == resolve_path(args.save):
+            raise ValueError(f"--save {args.save} and --out {out} name the same file; give two.")
+        check_output(args.save, inputs, what="--save", replace=args.force)
     if args.model:
         if args.test:
             raise ValueError("with --model, give one file to score (the model is already fitted).")
@@ -533,7 +548,9 @@ def score(args) -> int:
         if args.save is not None:
             import skood
 
-            skood.save({"pipeline": pipe, "columns": columns, "detector": spec}, args.save)
+            saved = {"pipeline": pipe, "columns": columns, "detector": spec}
+            with atomic_file(args.save, replace=args.force) as f:
+                skood.save(saved, f)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
     _check_same_columns(columns, to_score)
     labels = pipe.predict(to_score.X)
@@ -560,7 +577,7 @@ def score(args) -> int:
     if out is None:
         sys.stdout.write(text)
     else:
-        with atomic_file(out, "w", encoding="utf-8", newline="") as f:
+        with atomic_file(out, "w", replace=args.force, encoding="utf-8", newline="") as f:
             f.write(text)
     n_out = int(np.sum(labels == -1))
     if conformal:

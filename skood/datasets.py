@@ -6,6 +6,7 @@ inlier (a class label, or ``+1``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -112,46 +113,63 @@ def load_adbench(
     >>> X.dtype, y
     (dtype('float64'), array([ 1,  1, -1]))
     """
-    shapes = _npz_shapes(path)
-    if "X" not in shapes or "y" not in shapes:
-        raise ValueError(f"{path!s} is not ADBench format: expected arrays 'X' and 'y'.")
-    # X is converted to float64, so its size as float64 is what it will take.
-    needed = sum(8 * int(np.prod(shape, dtype=np.float64)) for shape, _ in shapes.values())
-    if needed > max_bytes:
-        described = ", ".join(f"{k} of shape {v[0]} ({v[1]})" for k, v in shapes.items())
-        raise ValueError(
-            f"{path!s} holds {described}: about {needed / 1024**3:.3g} GiB once read, more than "
-            f"max_bytes={max_bytes} ({max_bytes / 1024**3:.3g} GiB). Subsample it into a smaller "
-            "file, or pass a larger max_bytes if this machine has the memory."
-        )
-    with np.load(path, allow_pickle=False) as data:
-        return np.asarray(data["X"], dtype=np.float64), from_anomaly_labels(data["y"])
+    X, y = _read_npz(path, max_bytes)
+    return np.asarray(X, dtype=np.float64), from_anomaly_labels(y)
 
 
-def _npz_shapes(path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each array of an ``.npz`` with its shape and dtype, from its header alone."""
+def _read_npz(path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` and ``y`` of an ``.npz``, each read only once its header shows it fits ``max_bytes``.
+
+    The members are read here, not through ``np.load``, so that the member whose header was
+    checked is the one read (``np.load`` would prefer a member named ``X`` over ``X.npy``).
+    """
     import zipfile
 
     from numpy.lib import format as npy
 
-    shapes = {}
+    from skood._files import check_input_file
+
+    check_input_file(path)  # a FIFO would block, /dev/zero never end
+    headers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
     try:
         with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if not name.endswith(".npy"):
-                    continue
-                with archive.open(name) as f:
-                    version = npy.read_magic(f)
-                    read = (
-                        npy.read_array_header_1_0
-                        if version == (1, 0)
-                        else (npy.read_array_header_2_0)
+            names = set(archive.namelist())
+            members, needed, described = {}, 0, []
+            for key in ("X", "y"):
+                found = [name for name in (key, f"{key}.npy") if name in names]
+                if not found:
+                    raise ValueError(
+                        f"{path!s} is not ADBench format: expected arrays 'X' and 'y'."
                     )
-                    shape, _, dtype = read(f)
-                shapes[name.removesuffix(".npy")] = (shape, dtype)
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+                if len(found) > 1:
+                    raise ValueError(f"{path!s} holds both {found}: which one is {key}?")
+                with archive.open(found[0]) as f:
+                    version = npy.read_magic(f)
+                    if version not in headers:
+                        raise ValueError(f"{path!s}: {found[0]} is .npy version {version}")
+                    shape, _, dtype = headers[version](f)
+                if dtype.kind not in "biuf":
+                    raise ValueError(
+                        f"{path!s}: {key} has dtype {dtype}; ADBench arrays are numbers."
+                    )
+                count = math.prod(shape)
+                needed += count * (dtype.itemsize + 8)  # as stored, and as float64 / int64 labels
+                members[key] = found[0]
+                described.append(f"{key} of shape {shape} ({dtype})")
+            if needed > max_bytes:
+                raise ValueError(
+                    f"{path!s} holds {', '.join(described)}: about {needed / 1024**3:.3g} GiB once "
+                    f"read, more than max_bytes={max_bytes} ({max_bytes / 1024**3:.3g} GiB). "
+                    "Subsample it into a smaller file, or pass a larger max_bytes if this machine "
+                    "has the memory."
+                )
+            arrays = []
+            for key in ("X", "y"):
+                with archive.open(members[key]) as f:
+                    arrays.append(npy.read_array(f, allow_pickle=False))
+    except zipfile.BadZipFile as exc:
         raise ValueError(f"{path!s} is not a readable .npz file ({exc}).") from exc
-    return shapes
+    return arrays[0], arrays[1]
 
 
 def novelty_split(X, y, *, train_fraction: float = 0.5, random_state=None):

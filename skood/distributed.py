@@ -156,7 +156,14 @@ def _model_columns(names: list[str], columns) -> list[str]:
 
 
 def _read_dataset(path: str, columns):
+    import os
+
     import dask.dataframe as dd
+
+    from skood._files import check_input_file
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        check_input_file(path)  # one file: a FIFO would block a worker forever
 
     if path.endswith((".csv", ".csv.gz")) or "*.csv" in path:
         return dd.read_csv(path, usecols=columns) if columns else dd.read_csv(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark (Excel's, pandas' encoding="utf-8-sig") is not part of the
+    # first column's name
+    with open(path, newline="", encoding="utf-8-sig") as f:
         sample = f.read(64_000)
         f.seek(0)
         try:
@@ -76,6 +79,12 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         if header is None or not any(h.strip() for h in header):
             raise TableError(f"{path} is empty: expected a header row of column names.")
         header = [h.strip() for h in header]
+        repeated = sorted({h for h in header if h and header.count(h) > 1})
+        if repeated:  # which of the two would a model file's column name mean?
+            raise TableError(
+                f"{path}: column name(s) {repeated[:5]} appear more than once in the header; "
+                "give each column its own name."
+            )
         rows = []
         for line, row in enumerate(reader, start=2):
             if not row:  # blank line
@@ -96,7 +105,7 @@ def _numeric_from_csv(path: Path):
     columns, dropped, data, notes = [], [], [], []
     for j, name in enumerate(header):
         values = [_parse(r[j]) for r in rows]
-        if not name:
+        if not name or (j == 0 and _PANDAS_UNNAMED.fullmatch(name)):
             if j == 0 and _is_row_index(values):
                 # pandas' to_csv() writes the index as an unnamed first column: row numbers, which
                 # a detector would read as a feature (and a later chunk's numbers as outliers).
@@ -105,9 +114,10 @@ def _numeric_from_csv(path: Path):
                     "to_csv() writes it; to_csv(index=False) writes none)."
                 )
                 continue
+            placeholder = f" (only pandas' placeholder {name!r})" if name else ""
             raise TableError(
-                f"{path}: column {j + 1} has no name in the header. Name it (or, for a row "
-                "index written by pandas, write the file with to_csv(index=False))."
+                f"{path}: column {j + 1} has no name in the header{placeholder}. Name it (or, "
+                "for a row index written by pandas, write the file with to_csv(index=False))."
             )
         if any(v is None for v in values):
             dropped.append(name)
@@ -116,6 +126,10 @@ def _numeric_from_csv(path: Path):
         data.append(values)
     X = np.array(data, dtype=np.float64).T if data else np.empty((len(rows), 0))
     return X, columns, dropped, 2, notes  # data starts on line 2
+
+
+# What pandas names an unnamed column when it reads one (and writes back with to_csv()).
+_PANDAS_UNNAMED = re.compile(r"Unnamed: \d+")
 
 
 def _is_row_index(values: list) -> bool:

@@ -9,6 +9,7 @@ import io
 import os
 import pickle
 import resource
+import stat
 import subprocess
 import sys
 import zipfile
@@ -187,9 +188,20 @@ def test_atomic_helpers_leave_the_old_file_or_nothing(tmp_path):
             f.write("half")
             raise KeyboardInterrupt
     assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["f.txt"]
-    with atomic_file(target, "w") as f:
+    with pytest.raises(FileExistsError, match=r"f.txt failed .* it is unchanged"):
+        with atomic_file(target, "w") as f:  # no replace: never over an existing file
+            f.write("new")
+    os.chmod(target, 0o600)
+    with atomic_file(target, "w", replace=True) as f:
         f.write("new")
-    assert target.read_text() == "new"
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
+    fresh = tmp_path / "fresh.txt"
+    with pytest.raises(FileExistsError, match="appeared while this run wrote it"):
+        with atomic_file(fresh, "w") as f:
+            f.write("mine")
+            fresh.write_text("someone else's")  # created while the block ran: kept
+    assert fresh.read_text() == "someone else's"
+    fresh.unlink()
     with pytest.raises(RuntimeError):
         with atomic_directory(tmp_path / "d") as folder:
             (folder / "x").write_text("x")
@@ -198,7 +210,12 @@ def test_atomic_helpers_leave_the_old_file_or_nothing(tmp_path):
     with atomic_directory(tmp_path / "d") as folder:
         (folder / "x").write_text("x")
     assert (tmp_path / "d" / "x").read_text() == "x"
-    with pytest.raises(ValueError, match=r"the folder .* does not exist"):
+    long_name = tmp_path / ("n" * 250)  # a legal name: the temporary one must fit beside it
+    with atomic_file(long_name, "w") as f:
+        f.write("x")
+    assert long_name.read_text() == "x"
+    long_name.unlink()
+    with pytest.raises(ValueError, match=r"missing does not exist; create it first"):
         check_output(tmp_path / "missing" / "f.csv")
     with pytest.raises(ValueError, match="is a folder"):
         check_output(tmp_path / "d", replace=True)
@@ -305,7 +322,7 @@ def _npz_bomb(path, shape):
 
 def test_an_npz_that_would_inflate_past_the_bound_is_refused_unread(tmp_path, capsys):
     _npz_bomb(tmp_path / "bomb.npz", (1_000_000, 1_000))  # 7.45 GiB once read
-    with pytest.raises(ValueError, match=r"about 7.46 GiB once read, more than max_bytes"):
+    with pytest.raises(ValueError, match=r"about 14.9 GiB once read, more than max_bytes"):
         load_adbench(tmp_path / "bomb.npz")
     assert main(["bench", "--data", str(tmp_path), "--out", str(tmp_path.parent / "b")]) == 2
     assert "bomb.npz" in capsys.readouterr().err
@@ -313,3 +330,131 @@ def test_an_npz_that_would_inflate_past_the_bound_is_refused_unread(tmp_path, ca
     with pytest.raises(ValueError, match="max_bytes=10"):
         load_adbench(tmp_path / "ok.npz", max_bytes=10)
     assert load_adbench(tmp_path / "ok.npz")[0].shape == (3, 3)
+
+
+# -- what a second hostile review found (after the first fixes) ------------------------------------
+
+
+def test_a_device_or_fifo_at_an_output_path_is_never_replaced(workdir, capsys):
+    import skood
+
+    os.mkfifo(workdir / "pipe")
+    os.symlink("/dev/null", workdir / "null")  # a device, reached through a link
+    for out in ["pipe", "null"]:
+        assert main(["score", "train.csv", "--out", out, "--force"]) == 2
+        assert "not a regular file: skood replaces only files" in capsys.readouterr().err
+        assert main(["score", "train.csv", "--save", out, "--force"]) == 2
+        assert main(["convert", "m.skood", out, "--force"]) == 2
+    with pytest.raises(ValueError, match="not a regular file"):
+        skood.save(skood.load("m.skood"), workdir / "pipe")  # the Python API too
+    assert stat.S_ISFIFO(os.lstat(workdir / "pipe").st_mode)
+    assert os.path.islink(workdir / "null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_odd_output_names_are_refused_with_the_right_reason(workdir, capsys):
+    os.symlink("loop", workdir / "loop")
+    cases = [
+        (["--out", "loop"], "leads nowhere (a loop)"),
+        (["--out", "results/"], "ends with a slash"),
+        (["--out", "notes.txt/o.csv"], "notes.txt is not a folder"),
+        (["--out", "o.csv", "--save", "./o.csv"], "name the same file"),
+    ]
+    for args, message in cases:
+        assert main(["score", "train.csv", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert os.path.islink(workdir / "loop") and not (workdir / "results").exists()
+    assert main(["score", ""]) == 2
+    assert "the path is empty" in capsys.readouterr().err
+    assert main(["score", "data[2].csv", "--model", "m.skood"]) == 2  # neither file nor match
+    assert "data[2].csv: no such file, and as a pattern it matches no file" in (
+        capsys.readouterr().err
+    )
+
+
+def test_bench_never_replaces_a_users_file_or_follows_a_link(tmp_path, capsys):
+    run = ["bench", "--detector", "gauss", "--datasets", "wine", "--seeds", "0", "--quiet"]
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    (pics / "mean_rank.png").write_text("my own plot")
+    assert main([*run, "--out", str(pics)]) == 2
+    assert "mean_rank.png" in capsys.readouterr().err
+    assert (pics / "mean_rank.png").read_text() == "my own plot"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(notes, linked / "results.partial.csv")
+    assert main([*run, "--out", str(linked), "--resume"]) == 2
+    assert "results.partial.csv is not a regular file" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+    # a report that cannot be written keeps the run's rows in results.partial.csv
+    broken = tmp_path / "broken"
+    (broken / "results.md").mkdir(parents=True)
+    assert main([*run, "--out", str(broken), "--force"]) == 2  # refused before running
+    assert "results.md is not a regular file" in capsys.readouterr().err
+
+
+def test_a_byte_order_mark_duplicate_names_and_pandas_placeholders(workdir, capsys):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.random.default_rng(5).normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame.to_csv(workdir / "bom.csv", encoding="utf-8-sig")  # Excel's BOM, and the index
+    frame.to_csv(workdir / "plain.csv", index=False)
+    pd.read_csv(workdir / "plain.csv").reset_index().rename(columns={"index": "Unnamed: 0"}).to_csv(
+        workdir / "roundtrip.csv", index=False
+    )  # what reading to_csv() output and writing it back gives: an 'Unnamed: 0' index column
+    assert main(["score", "plain.csv", "--save", "p.skood", "--out", "p.csv"]) == 0
+    for name in ["bom.csv", "roundtrip.csv"]:
+        assert main(["score", name, "--model", "p.skood", "--out", f"{name}.out"]) == 0, name
+        assert f"Left out the unnamed first column of {name}" in capsys.readouterr().err
+        assert (workdir / f"{name}.out").read_text() == (workdir / "p.csv").read_text()
+    (workdir / "dup.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
+    assert main(["score", "dup.csv"]) == 2
+    assert "column name(s) ['a'] appear more than once" in capsys.readouterr().err
+
+
+def test_a_tilde_is_a_name_for_the_check_and_the_read_alike(workdir, monkeypatch, capsys):
+    home = workdir / "home"
+    home.mkdir()
+    _csv(home / "t.csv", np.random.default_rng(6).normal(size=(40, 3)))
+    monkeypatch.setenv("HOME", str(home))
+    (workdir / "~").mkdir()
+    os.mkfifo(workdir / "~" / "t.csv")  # 8c543f1 checked $HOME/t.csv, then read this: a hang
+    assert main(["score", "~/t.csv"]) == 2
+    assert "~/t.csv is not a regular file (a FIFO" in capsys.readouterr().err
+
+
+def test_npz_members_are_read_as_checked(tmp_path):
+    from numpy.lib import format as npy
+
+    def member(array):
+        buffer = io.BytesIO()
+        npy.write_array(buffer, array)
+        return buffer.getvalue()
+
+    decoy = tmp_path / "decoy.npz"
+    with zipfile.ZipFile(decoy, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", member(np.zeros((2, 2))))
+        archive.writestr("y.npy", member(np.zeros(2, dtype=int)))
+        archive.writestr("X", member(np.zeros((100_000, 2))))  # what np.load reads for "X"
+    with pytest.raises(ValueError, match=r"holds both \['X', 'X.npy'\]"):
+        load_adbench(decoy, max_bytes=100_000)
+    wide = tmp_path / "wide.npz"
+    with zipfile.ZipFile(wide, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", member(np.zeros(1, dtype="V64")))
+        archive.writestr("y.npy", member(np.zeros(1, dtype=int)))
+    with pytest.raises(ValueError, match="X has dtype"):
+        load_adbench(wide)
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_adbench(tmp_path / "pipe.npz")
+
+
+def test_a_signing_key_that_is_not_a_file_is_refused_unread(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config"
+    (config / "skood").mkdir(parents=True)
+    os.mkfifo(config / "skood" / "model-signing-key")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.delenv("SKOOD_MODEL_KEY", raising=False)
+    (tmp_path / "old.model").write_bytes(b"skood-model-v1\n" + b"0" * 64 + b"\n" + b"x")
+    assert main(["convert", "old.model", "new.skood"]) == 2
+    assert "the signing key" in (err := capsys.readouterr().err) and "a FIFO" in err

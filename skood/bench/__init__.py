@@ -18,6 +18,7 @@ they lived in this module.
 from skood.bench.data import DEFAULT_BUNDLED, BenchData, bundled_datasets, load_datasets, split
 from skood.bench.report import (
     FIELDS,
+    REPORT_FILES,
     headline_table,
     per_dataset_table,
     read_csv,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_BUNDLED",
     "FIELDS",
     "QUICK_DETECTORS",
+    "REPORT_FILES",
     "BenchData",
     "InformativeColumns",
     "PyODAdapter",

@@ -92,7 +92,10 @@ def load_datasets(names: Iterable[str] = (), folders: Iterable[str | os.PathLike
             raise ValueError(f"Unknown bundled dataset {name!r}. Available: {', '.join(loaders)}.")
         out.append(loaders[name]())
     for folder in folders:
-        paths = sorted(Path(folder).rglob("*.npz"))
+        if Path(folder).is_file():  # one .npz file rather than a folder of them
+            paths = [Path(folder)]
+        else:
+            paths = sorted(Path(folder).rglob("*.npz"))
         if not paths:
             raise FileNotFoundError(f"No ADBench-format .npz files under {os.fspath(folder)!r}.")
         for path in paths:

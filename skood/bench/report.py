@@ -17,6 +17,7 @@ from skood._files import atomic_file
 
 __all__ = [
     "FIELDS",
+    "REPORT_FILES",
     "headline_table",
     "per_dataset_table",
     "read_csv",
@@ -165,14 +166,20 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def write_csv(rows: Sequence[dict], path: str | os.PathLike, *, append: bool = False) -> None:
+def write_csv(
+    rows: Sequence[dict], path: str | os.PathLike, *, append: bool = False, replace: bool = True
+) -> None:
     """Write result rows (the ``FIELDS`` columns); ``append`` adds to an existing file.
 
-    A new file is written under a temporary name and renamed when complete; appending (a run's
-    progress file, one row per finished cell) adds to the file in place.
+    A new file is written under a temporary name and renamed when complete, over an existing
+    one only with ``replace``; appending (a run's progress file, one row per finished cell) adds
+    to the file in place.
     """
     header = not (append and Path(path).exists())
-    opened = open(path, "a", newline="") if append else atomic_file(path, "w", newline="")
+    if append:
+        opened = open(path, "a", newline="")
+    else:
+        opened = atomic_file(path, "w", replace=replace, newline="")
     with opened as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
         if header:
@@ -181,8 +188,23 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike, *, append: bool = F
             writer.writerow({k: r.get(k, "") for k in FIELDS})
 
 
-def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
-    """Per-dataset AUROC, mean rank, and time vs AUROC as PNGs; [] without matplotlib."""
+#: The files :func:`write_report` writes in its folder.
+REPORT_FILES = (
+    "results.csv",
+    "results.md",
+    "auroc_per_dataset.png",
+    "mean_rank.png",
+    "time_vs_auroc.png",
+)
+
+
+def write_plots(
+    summary: dict, rows: Sequence[dict], out: Path, *, replace: bool = True
+) -> list[Path]:
+    """Per-dataset AUROC, mean rank, and time vs AUROC as PNGs; [] without matplotlib.
+
+    An existing PNG of the same name is replaced only with ``replace``.
+    """
     try:
         import matplotlib
 
@@ -212,7 +234,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     fig.colorbar(im, ax=ax, label="AUROC")
     ax.set_title("AUROC per dataset")
     fig.tight_layout()
-    paths.append(_save_png(fig, out / "auroc_per_dataset.png"))
+    paths.append(_save_png(fig, out / "auroc_per_dataset.png", replace))
 
     order = sorted(detectors, key=lambda d: np.nan_to_num(overall[d]["rank"], nan=1e9))
     fig, ax = plt.subplots(figsize=(6, max(2.0, 1.0 + 0.35 * len(order))))
@@ -222,7 +244,7 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     ax.set_xlabel("mean AUROC rank (1 = best)")
     ax.set_title("Mean rank over datasets")
     fig.tight_layout()
-    paths.append(_save_png(fig, out / "mean_rank.png"))
+    paths.append(_save_png(fig, out / "mean_rank.png", replace))
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for d in detectors:
@@ -238,29 +260,34 @@ def write_plots(summary: dict, rows: Sequence[dict], out: Path) -> list[Path]:
     ax.set_ylabel("mean AUROC")
     ax.set_title("Time vs AUROC")
     fig.tight_layout()
-    paths.append(_save_png(fig, out / "time_vs_auroc.png"))
+    paths.append(_save_png(fig, out / "time_vs_auroc.png", replace))
     return paths
 
 
-def _save_png(fig, path: Path) -> Path:
+def _save_png(fig, path: Path, replace: bool) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_file(path) as f:
+    with atomic_file(path, replace=replace) as f:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
     return path
 
 
-def write_report(rows: Sequence[dict], out: str | os.PathLike, *, command: str = "") -> Path:
-    """Write ``results.csv``, ``results.md`` and the plots to ``out``; return the markdown path."""
+def write_report(
+    rows: Sequence[dict], out: str | os.PathLike, *, command: str = "", replace: bool = True
+) -> Path:
+    """Write ``results.csv``, ``results.md`` and the plots to ``out``; return the markdown path.
+
+    Existing files of those names (:data:`REPORT_FILES`) are replaced only with ``replace``.
+    """
     import sklearn
     import torch
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
-    write_csv(rows, out / "results.csv")
-    plots = write_plots(summary, rows, out)
+    write_csv(rows, out / "results.csv", replace=replace)
+    plots = write_plots(summary, rows, out, replace=replace)
     errors = [r for r in rows if r["status"] == "error"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
@@ -294,6 +321,6 @@ def write_report(rows: Sequence[dict], out: str | os.PathLike, *, command: str =
             f"- {r['detector']} on {r['dataset']} (seed {r['seed']}): {r['error']}" for r in errors
         ]
     path = out / "results.md"
-    with atomic_file(path, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w", replace=replace, encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
     return path
