@@ -12,7 +12,7 @@ from torch import nn
 
 from skood import CLIPZeroShot, ImageFiles
 from skood.clip import _Backend
-from tests._helpers import assert_float32_close
+from tests._helpers import StandInCLIP, assert_float32_close, hash_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,37 +58,16 @@ def test_float_contamination_is_a_quantile_of_the_fit_rows_without_outliers(rng,
     y = np.ones(50)
     y[:10] = -1
     det = CLIPZeroShot(precomputed=True, text_embeddings=text, contamination=0.2).fit(X, y)
-    assert det.offset_ == pytest.approx(np.quantile(det.score_samples(X[10:]), 0.2, method="weibull"))
-
-
-class _StandInCLIP(nn.Module):
-    """An open_clip-style model: a random linear image encoder, a hashed bag-of-words text one."""
-
-    visual = type("V", (), {"image_size": 8})()
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.image = nn.Linear(3 * 8 * 8, 5)
-        self.words = nn.Embedding(64, 5)
-
-    def encode_image(self, pixels):
-        return self.image(pixels.flatten(1))
-
-    def encode_text(self, tokens):
-        return self.words(tokens).sum(1)
-
-
-def _hash_tokenizer(texts):
-    ids = [[sum(map(ord, w)) % 63 + 1 for w in t.split()] for t in texts]
-    return torch.tensor([row + [0] * (8 - len(row)) for row in ids])  # padded with id 0
+    assert det.offset_ == pytest.approx(
+        np.quantile(det.score_samples(X[10:]), 0.2, method="weibull")
+    )
 
 
 @pytest.mark.numerics
 def test_open_clip_style_back_end_matches_a_hand_computation_and_batches(rng):
-    model = _StandInCLIP().eval()
+    model = StandInCLIP().eval()
     X = rng.uniform(size=(7, 64)).astype(np.float32)  # 1 x 8 x 8 grey images in [0, 1]
-    tok = _hash_tokenizer
+    tok = hash_tokenizer
     det = CLIPZeroShot(["cat", "dog"], encoder=model, tokenizer=tok, image_shape=(1, 8, 8))
     det.fit(X)
     assert det.prompts_ == ["a photo of a cat", "a photo of a dog", "a photo of something"]
@@ -111,8 +90,8 @@ def test_open_clip_style_back_end_matches_a_hand_computation_and_batches(rng):
 
 
 def test_prompt_ensemble_averages_normalised_template_embeddings(rng):
-    model = _StandInCLIP().eval()
-    tok = _hash_tokenizer
+    model = StandInCLIP().eval()
+    tok = hash_tokenizer
     templates = ["a photo of a {}", "a blurry photo of a {}"]
     det = CLIPZeroShot(
         ["cat"], encoder=model, tokenizer=tok, prompt_template=templates, image_shape=(1, 8, 8)
@@ -205,7 +184,7 @@ def test_image_files_step_feeds_the_detector_in_a_pipeline(tmp_path, rng):
                 "clip",
                 CLIPZeroShot(
                     ["cat"],
-                    encoder=_StandInCLIP().eval(),
+                    encoder=StandInCLIP().eval(),
                     image_shape=(3, 8, 8),
                     tokenizer=lambda t: torch.zeros(len(t), 2, dtype=torch.long),
                 ),
@@ -233,7 +212,7 @@ def test_bad_input_and_missing_back_ends_give_clear_errors(rng, text, tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         det.score_samples(np.full((1, 6), np.nan))
     with pytest.raises(ValueError, match="class_names must be a non-empty list"):
-        CLIPZeroShot(encoder=_StandInCLIP(), image_shape=(1, 8, 8)).fit(rng.uniform(size=(2, 64)))
+        CLIPZeroShot(encoder=StandInCLIP(), image_shape=(1, 8, 8)).fit(rng.uniform(size=(2, 64)))
     with pytest.raises(ValueError, match="pass encoder="):
         CLIPZeroShot(["cat"], image_shape=(1, 8, 8)).fit(rng.uniform(size=(2, 64)))
     with pytest.raises(TypeError, match="is not a CLIP model"):
@@ -241,11 +220,11 @@ def test_bad_input_and_missing_back_ends_give_clear_errors(rng, text, tmp_path):
             rng.uniform(size=(2, 64))
         )
     with pytest.raises(ValueError, match="image_shape=\\(1, 8, 8\\) holds 64"):
-        CLIPZeroShot(["cat"], encoder=_StandInCLIP(), tokenizer=str, image_shape=(1, 8, 8)).fit(X)
+        CLIPZeroShot(["cat"], encoder=StandInCLIP(), tokenizer=str, image_shape=(1, 8, 8)).fit(X)
     with pytest.raises(ValueError, match="needs a '\\{\\}'"):
         CLIPZeroShot(
             ["cat"],
-            encoder=_StandInCLIP(),
+            encoder=StandInCLIP(),
             tokenizer=str,
             image_shape=(1, 8, 8),
             prompt_template="a photo",

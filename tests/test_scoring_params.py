@@ -21,7 +21,6 @@ import inspect
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_blobs
 from torch import nn
 
@@ -44,7 +43,7 @@ from skood import (
     VAEDetector,
 )
 from skood.registry import PyODAdapter
-from tests._helpers import FLOAT32_RTOL
+from tests._helpers import FLOAT32_RTOL, StandInCLIP, hash_tokenizer
 from tests._settings import AMA_CHECKS, HSC_CHECKS, STAGE1_CHECKS, TINY_FLOW, VAE_CHECKS
 
 try:
@@ -61,32 +60,8 @@ X_POSITIVE = np.abs(X) + 0.5  # CLIP embeddings need a non-zero norm
 X_IMAGES = np.random.RandomState(0).uniform(size=(40, 64)).astype(np.float32)  # 1 x 8 x 8
 
 
-class _StandInCLIP(nn.Module):
-    """An open_clip-style model: a random linear image encoder, a bag-of-words text one."""
-
-    visual = type("V", (), {"image_size": 8})()
-
-    def __init__(self, seed=0):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):  # leaves the global generator as it was
-            torch.manual_seed(seed)
-            self.image = nn.Linear(3 * 8 * 8, 5)
-            self.words = nn.Embedding(64, 5)
-
-    def encode_image(self, pixels):
-        return self.image(pixels.flatten(1))
-
-    def encode_text(self, tokens):
-        return self.words(tokens).sum(1)
-
-
-def _tokenizer(texts):
-    ids = [[sum(map(ord, w)) % 63 + 1 for w in t.split()] for t in texts]
-    return torch.tensor([row + [0] * (8 - len(row)) for row in ids])
-
-
 def _other_tokenizer(texts):
-    return _tokenizer(texts) % 7
+    return hash_tokenizer(texts) % 7
 
 
 def _no_normalisation(images):  # a CLIP preprocess: grey to RGB, no mean / std
@@ -166,8 +141,8 @@ CONFIGS = {
     "CLIPZeroShot-encoder": (
         lambda: CLIPZeroShot(
             ["cat", "dog"],
-            encoder=_StandInCLIP().eval(),
-            tokenizer=_tokenizer,
+            encoder=StandInCLIP().eval(),
+            tokenizer=hash_tokenizer,
             image_shape=(1, 8, 8),
             contamination=0.1,
         ),
@@ -300,7 +275,7 @@ ALTERNATIVES = {
     "anomaly_prompt": ("an image of something",),
     "checkpoint": ("other.pt",),
     "class_names": (["cat", "cow"],),
-    "encoder": (_StandInCLIP(seed=1).eval(),),
+    "encoder": (StandInCLIP(seed=1).eval(),),
     "logit_scale": (10.0,),
     "precomputed": (False, True),
     "preprocess": (_no_normalisation,),
