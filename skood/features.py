@@ -111,7 +111,12 @@ class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ndarray of float64
         """
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        return self._features(self._validate(X, reset=False))
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of validated rows. ``fit`` calls this, not ``transform``: with
+        ``set_output(transform="pandas")`` sklearn wraps ``transform`` to name its columns,
+        which needs the ``_n_features_out`` that ``fit`` is about to set."""
         return predict_batched(
             self._extract, X, batch_size=self.inference_batch_size, module=self.module_
         )
@@ -215,7 +220,7 @@ class TorchFeatures(_TorchTransformer):
             self.module_ = module.to(self.device_).eval()
             if self.layer is not None:
                 _find_layer(self.module_, self.layer, name)
-            self._n_features_out = self.transform(X[:1]).shape[1]
+            self._n_features_out = self._features(X[:1]).shape[1]
         return self
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
@@ -436,7 +441,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
                 f"{name}: the network has no `features` method; name the penultimate layer with "
                 "layer=..."
             )
-        probe = self.transform(X[:256])  # the training loss can stay finite while features blow up
+        probe = self._features(X[:256])  # the training loss can stay finite while features blow up
         if not np.isfinite(probe).all():
             raise TrainingDiverged(
                 f"{name}: the trained network's features are NaN or infinite on training rows "

@@ -174,7 +174,7 @@ class TorchvisionFeatures(_TorchTransformer):
         self.module_ = model.to(self.device_).eval()
         if self.layer is not None:
             _find_layer(self.module_, self.layer, name)
-        self._n_features_out = self.transform(X[:1]).shape[1]
+        self._n_features_out = self._features(X[:1]).shape[1]
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -190,7 +190,11 @@ class TorchvisionFeatures(_TorchTransformer):
         ndarray of float64
         """
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        return self._features(self._validate(X, reset=False))
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of validated rows; ``fit`` calls this, since a ``transform``
+        wrapped by ``set_output(transform="pandas")`` needs ``_n_features_out`` first."""
         if self.preprocess and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 f"{type(self).__name__}: pixel values must lie in [0, 1] for the model's "

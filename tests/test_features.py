@@ -168,3 +168,22 @@ def test_a_pickle_from_before_pre_activation_keeps_its_post_relu_features(digits
     restored = ClassifierFeatures.__new__(ClassifierFeatures)
     restored.__setstate__(state)
     np.testing.assert_array_equal(restored.transform(X), old.transform(X))
+
+
+def test_pandas_output_names_the_features():
+    # 8c543f1: fit called the transform that set_output wraps, which needs _n_features_out
+    # before fit set it: NotFittedError.
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 4)).astype(np.float32), np.repeat([0, 1, 2], 20)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    plain = TorchFeatures(net, layer="1").fit(X)
+    framed = TorchFeatures(net, layer="1").set_output(transform="pandas").fit(X)
+    out = framed.transform(X)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == [
+        f"torchfeatures{i}" for i in range(3)
+    ]
+    np.testing.assert_array_equal(out.to_numpy(), plain.transform(X))
+    stage1 = ClassifierFeatures(hidden_sizes=(8,), max_epochs=2, random_state=0)
+    features = stage1.set_output(transform="pandas").fit(X, y).transform(X)
+    assert isinstance(features, pd.DataFrame) and features.shape == (60, stage1._n_features_out)
