@@ -1,11 +1,15 @@
 """Writing files so that nothing a user had is lost: the one way every skood writer writes.
 
 * :func:`check_output` resolves an output path (``..`` and symlinks) *before* checking it,
-  and refuses an output that is, contains, or lies inside an input, or that exists (unless the
-  caller allows replacing a file).
-* :func:`atomic_file` writes to a temporary file beside the target and renames it into place
+  and refuses an output that is, contains, or lies inside an input (a hard link included), a
+  folder or special file (a device, a FIFO), or an existing file unless the caller allows
+  replacing it.
+* :func:`atomic_file` writes to a temporary file beside the target and moves it into place
   only when the write completed: a crash, Ctrl-C or a full disk leaves the old file or nothing,
-  never a truncated file that reads as a complete one.
+  never a truncated file that reads as a complete one; without ``replace``, a file that appeared
+  at the target meanwhile is kept.
+* :func:`check_input_file` / :func:`read_input_file`: an input must be a regular file, read no
+  further than its size (a FIFO would block, ``/dev/zero`` never end).
 * :func:`atomic_directory` does the same for a folder of outputs: it is filled under a temporary
   name this run created, and renamed into place when complete. On failure only that temporary
   folder is removed; nothing skood did not create in this run is ever removed.
