@@ -25,6 +25,7 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import gammaln
 from scipy.stats import false_discovery_control
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils import _safe_indexing, check_random_state
@@ -128,9 +129,12 @@ def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") 
     else:
         k = math.ceil(n / 2)
         bounds = np.ones(n)
-        for i in range(k, n + 1):  # b_{n+1-i}, from the log of the falling factorials
-            log_ratio = sum(math.log(i - j) - math.log(n - j) for j in range(k))
-            bounds[n - i] = 1.0 - math.exp((math.log(delta) + log_ratio) / k)
+        # b_{n+1-i} for i = k..n, from the log of the falling factorials i (i-1) ... (i-k+1) =
+        # Gamma(i + 1) / Gamma(i - k + 1): O(n), where summing the k factors per i was O(n^2)
+        # (7 s at n = 10,000, on every score_samples).
+        i = np.arange(k, n + 1)
+        log_ratio = (gammaln(i + 1) - gammaln(i - k + 1)) - (gammaln(n + 1) - gammaln(n - k + 1))
+        bounds[n - i] = -np.expm1((math.log(delta) + log_ratio) / k)
     return np.append(np.maximum.accumulate(bounds), 1.0)
 
 

@@ -3,6 +3,7 @@
 persistence and bad input."""
 
 import io
+import math
 import pickle
 
 import numpy as np
@@ -69,6 +70,20 @@ def test_calibration_conditional_bounds_hold_simultaneously(method, n):
     assert violated <= 0.1 + 0.007
     if method == "simes":  # the generalised Simes band is tight, not just valid
         assert violated >= 0.1 - 0.01
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
+@pytest.mark.parametrize("delta", [0.01, 0.1, 0.5])
+def test_simes_bounds_equal_the_papers_falling_factorials(n, delta):
+    """Bates et al.'s b_{n+1-i} = 1 - (delta i (i-1)...(i-k+1) / (n (n-1)...(n-k+1)))^(1/k),
+    k = ceil(n / 2), multiplied out factor by factor (the O(n^2) form the code replaced)."""
+    k = math.ceil(n / 2)
+    expected = np.ones(n)
+    for i in range(k, n + 1):
+        ratio = math.prod((i - j) / (n - j) for j in range(k))
+        expected[n - i] = 1.0 - (delta * ratio) ** (1.0 / k)
+    expected = np.append(np.maximum.accumulate(expected), 1.0)
+    np.testing.assert_allclose(calibration_conditional_bounds(n, delta), expected, rtol=1e-12)
 
 
 def test_benjamini_hochberg_is_scipys():
