@@ -72,10 +72,12 @@ __all__ = [
     "is_at_or_above",
     "is_outlier_label",
     "iter_slices",
+    "missing_labels_error",
     "non_numeric_columns",
     "open_set_labels",
     "split_holdout",
     "split_labels",
+    "tie_ceiling",
     "validate_numeric",
     "warn_user",
 ]
@@ -98,6 +100,16 @@ SCORE_FLOOR = -1e100
 TIE_RTOL = 1e-6
 
 
+def tie_ceiling(scores) -> np.ndarray:
+    """The largest value each score ties with: ``s + TIE_RTOL |s|``, as float64.
+
+    The one place the tie rule is written: :func:`is_at_or_above` (thresholds) and
+    :mod:`skood.conformal` (p-values, counting the calibration scores ``<=`` a score) use it.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores + TIE_RTOL * np.abs(scores)
+
+
 def is_at_or_above(scores, reference: float) -> np.ndarray:
     """Whether each score is at or above ``reference``, ties within :data:`TIE_RTOL` included.
 
@@ -118,8 +130,7 @@ def is_at_or_above(scores, reference: float) -> np.ndarray:
     >>> is_at_or_above([-2.0, -1.0000001, -1.1], -1.0)
     array([False,  True, False])
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    return scores + TIE_RTOL * np.abs(scores) >= reference
+    return tie_ceiling(scores) >= reference
 
 
 def fit_context(*, prefer_skip_nested_validation: bool) -> Callable:
@@ -248,12 +259,23 @@ def check_no_missing_labels(y: np.ndarray, estimator_name: str) -> None:
     else:
         return
     if missing.any():
-        raise ValueError(
-            f"y has {int(missing.sum())} missing label(s) (NaN or None; the first at row "
-            f"{int(np.flatnonzero(missing)[0])}), which {estimator_name} cannot read as a class "
-            f"or an outlier. Label every row: {OUTLIER_LABEL} for an outlier, a class or +1 for "
-            "an inlier."
-        )
+        first = int(np.flatnonzero(missing)[0])
+        raise missing_labels_error(int(missing.sum()), first, estimator_name, "NaN or None")
+
+
+def missing_labels_error(
+    n_missing: int, first: int, estimator_name: str, kinds: str = "NaN or None"
+) -> ValueError:
+    """The error for ``n_missing`` rows of ``y`` without a label, the first at row ``first``.
+
+    :func:`check_no_missing_labels` raises it for ``y`` in memory; a Dask fit, which counts the
+    missing labels block by block, raises the same.
+    """
+    return ValueError(
+        f"y has {n_missing} missing label(s) ({kinds}; the first at row {first}), which "
+        f"{estimator_name} cannot read as a class or an outlier. Label every row: "
+        f"{OUTLIER_LABEL} for an outlier, a class or +1 for an inlier."
+    )
 
 
 def is_outlier_label(y) -> np.ndarray:

@@ -325,12 +325,12 @@ def _dataset_files(path) -> list[Path]:
         files = sorted(
             p for p in Path(path).iterdir() if p.suffix.lower() in {".csv", ".parquet", ".pq"}
         )
-    else:
-        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
         if not files:
-            raise FileNotFoundError(f"{path}: no such file, and as a pattern it matches no file.")
+            raise ValueError(f"{path} holds no .csv / .parquet file to score.")
+        return files
+    files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
     if not files:
-        raise ValueError(f"{path} holds no .csv / .parquet file to score.")
+        raise FileNotFoundError(f"{path}: no such file, and as a pattern it matches no file.")
     return files
 
 

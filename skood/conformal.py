@@ -37,7 +37,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import TIE_RTOL, fit_context, split_holdout, split_labels
+from skood.base import fit_context, split_holdout, split_labels, tie_ceiling
 
 __all__ = [
     "ConformalDetector",
@@ -78,7 +78,7 @@ def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray
 
 def _ranks(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """``#{i : S_i <= s}`` per score, ties within ``TIE_RTOL`` included."""
-    return np.searchsorted(sorted_calibration, scores + TIE_RTOL * np.abs(scores), side="right")
+    return np.searchsorted(sorted_calibration, tie_ceiling(scores), side="right")
 
 
 def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") -> np.ndarray:

@@ -294,6 +294,8 @@ def fit_gaussian(estimator, X, y=None):
     import dask.array as da
     from sklearn.utils import check_random_state
 
+    from skood.base import missing_labels_error
+
     name = type(estimator).__name__
     if not isinstance(estimator.covariance, str):
         raise ValueError(
@@ -309,11 +311,7 @@ def fit_gaussian(estimator, X, y=None):
         if labels.dtype.kind == "f" and np.isnan(labels).any():  # NaN would become a class
             missing = da.isnan(y)
             n_missing, first = dask.compute(missing.sum(), da.argmax(missing))
-            raise ValueError(
-                f"y has {int(n_missing)} missing label(s) (NaN; the first at row {int(first)}), "
-                f"which {name} cannot read as a class or an outlier. Label every row: -1 for an "
-                "outlier, a class or +1 for an inlier."
-            )
+            raise missing_labels_error(int(n_missing), int(first), name, "NaN")
         labels = labels[labels != -1]
         if labels.size == 0:
             raise ValueError(f"y marks every row as an outlier (-1), so {name} has no inliers.")
