@@ -175,6 +175,16 @@ _REGISTRY: dict[str, _Entry] = {
         "GaussianMahalanobis, class-conditional, logsumexp (GEM)",
         uses_classes=True,
     ),
+    "knn": _Entry(
+        "skood",
+        _by_path("skood.KNNDetector"),
+        "KNNDetector (distance to the k-th nearest training inlier, exact, in torch)",
+    ),
+    "ensemble": _Entry(
+        "skood",
+        _by_path("skood.EnsembleDetector"),
+        "EnsembleDetector (its default members, standardised by their calibration scores)",
+    ),
     "hsc": _Entry(
         "skood",
         _by_path("skood.HSCDetector"),
@@ -226,6 +236,9 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "pyod-ecod": _Entry(
         "pyod", _by_path("pyod.models.ecod.ECOD", seeded=False, pyod=True), "PyOD ECOD"
+    ),
+    "pyod-gmm": _Entry(
+        "pyod", _by_path("pyod.models.gmm.GMM", pyod=True), "PyOD GMM (one full-covariance component)"
     ),
     "pyod-copod": _Entry(
         "pyod", _by_path("pyod.models.copod.COPOD", seeded=False, pyod=True), "PyOD COPOD"

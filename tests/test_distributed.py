@@ -22,9 +22,11 @@ from skood import (  # noqa: E402
     ClassifierFeatures,
     CLIPZeroShot,
     ConformalDetector,
+    EnsembleDetector,
     GaussianMahalanobis,
     HSCDetector,
     ICEClassifier,
+    KNNDetector,
     OpenSetClassifier,
     QuantileFlowDetector,
     ROSEScorer,
@@ -101,6 +103,19 @@ def test_a_search_on_the_cluster_equals_the_sequential_one(client, data, estimat
     )
 
 
+def test_ensemble_members_fit_on_the_cluster_as_in_one_process(client, data):
+    X, _ = data
+    members = [
+        ("flow", QuantileFlowDetector(**TINY_FLOW)),
+        ("gaussian", GaussianMahalanobis()),
+        ("knn", KNNDetector()),
+    ]
+    sequential = EnsembleDetector(members, random_state=0).fit(X)
+    with joblib.parallel_backend("dask"):
+        on_cluster = EnsembleDetector(members, n_jobs=-1, random_state=0).fit(X)
+    np.testing.assert_array_equal(on_cluster.score_samples(X), sequential.score_samples(X))
+
+
 @pytest.mark.parametrize(
     "model",
     [
@@ -116,6 +131,8 @@ def test_a_search_on_the_cluster_equals_the_sequential_one(client, data, estimat
             ClassifierFeatures(**STAGE1_CHECKS), GaussianMahalanobis(), random_state=0
         ),
         CLIPZeroShot(precomputed=True, text_embeddings=np.eye(3)[:2] + 0.1),
+        KNNDetector(random_state=0),
+        EnsembleDetector(random_state=0),
     ],
     ids=[
         "gaussian",
@@ -128,6 +145,8 @@ def test_a_search_on_the_cluster_equals_the_sequential_one(client, data, estimat
         "rose",
         "open-set",
         "clip",
+        "knn",
+        "ensemble",
     ],
 )
 def test_scoring_block_by_block_equals_scoring_in_memory(client, data, model):

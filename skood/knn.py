@@ -1,0 +1,190 @@
+"""KNNDetector: the distance to the k-th nearest training inlier (Sun et al., ICML 2022)."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from skood.base import BaseDetector, fit_context
+
+__all__ = ["KNNDetector"]
+
+
+class KNNDetector(BaseDetector):
+    """k-nearest-neighbour distance to the training inliers, exact, in torch.
+
+    ``score_samples(x) = -d_k(x)``, minus the Euclidean distance from ``x`` to its ``k``-th
+    nearest training inlier (``aggregate="kth"``; ``"mean"`` averages the ``k`` nearest), after
+    dividing every row by its L2 norm when ``normalize=True``. With normalised rows it is the
+    deep nearest-neighbour score of Sun et al. (2022), which needs no assumption on the shape of
+    the inliers' distribution; without, the classical kNN outlier score (Ramaswamy et al., 2000)
+    that PyOD's ``KNN`` computes.
+
+    The search is exact and brute force: blocks of ``inference_batch_size`` query rows against
+    blocks of training rows, a matrix product per pair (:func:`skood.nn.neighbors.knn_distances`),
+    so memory stays bounded for any number of rows, on CPU or GPU.
+
+    ``offset_`` needs no held-out rows: each calibration row is scored by its distance to the
+    *other* training rows (leave-one-out). Distances to a set only shrink when a row joins it,
+    so these scores are at most the full-conformal scores of the same rows and every threshold
+    or conformal p-value set from them is conservative, never optimistic
+    (:class:`skood.ConformalDetector` reuses them).
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        ``k``. At most the number of training inliers minus one.
+    aggregate : {"kth", "mean"}, default="kth"
+        The distance to the ``k``-th neighbour, or the mean distance to the ``k`` nearest.
+    normalize : bool, default=False
+        Divide every row by its L2 norm first (Sun et al.; for embeddings, where the direction
+        carries the meaning). A row of zeros stays zero.
+    contamination : float in (0, 0.5] or "auto", default=0.05
+        Share of calibration inliers below ``offset_`` ("auto": 0.1).
+    inference_batch_size : int, default=1024
+        Query rows per block; memory is ``inference_batch_size x 8192`` float32 distances.
+    device : str, default="auto"
+        Torch device of the search (``"auto"``: CUDA when present).
+    random_state : int, RandomState or None, default=None
+        Draws the calibration rows when there are more than 10,000 inliers.
+
+    Attributes
+    ----------
+    reference_ : ndarray of shape (n_reference, n_features_in_), float64
+        The training inliers (normalised when ``normalize=True``): the model.
+    offset_ : float
+        The threshold; ``predict`` is -1 where ``score_samples < offset_``.
+    calibration_scores_ : ndarray
+        The sorted leave-one-out scores of the calibration rows.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` has string column names.
+
+    See Also
+    --------
+    skood.EnsembleDetector : combines it with other detectors through their calibration scores.
+
+    References
+    ----------
+    .. [1] Y. Sun, Y. Ming, X. Zhu and Y. Li, "Out-of-distribution detection with deep nearest
+       neighbors", ICML 2022.
+    .. [2] S. Ramaswamy, R. Rastogi and K. Shim, "Efficient algorithms for mining outliers from
+       large data sets", SIGMOD 2000.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood import KNNDetector
+    >>> X = np.random.RandomState(0).normal(size=(200, 2))
+    >>> det = KNNDetector(random_state=0).fit(X)
+    >>> det.predict([[0.0, 0.0], [6.0, 6.0]])
+    array([ 1, -1])
+    """
+
+    _scoring_params = ("n_neighbors", "aggregate", "normalize")
+
+    _parameter_constraints: dict = {
+        **BaseDetector._parameter_constraints,
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "aggregate": [StrOptions({"kth", "mean"})],
+        "normalize": ["boolean"],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+    }
+
+    #: At most this many training rows (drawn at random beyond it) are scored to set ``offset_``:
+    #: each costs a pass over the training rows, and the 0.05-quantile of 10,000 scores is known
+    #: to +-0.004 in probability (two standard errors).
+    _MAX_CALIBRATION_ROWS = 10_000
+
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        aggregate="kth",
+        normalize=False,
+        contamination=0.05,
+        inference_batch_size=1024,
+        device="auto",
+        random_state=None,
+    ):
+        self.n_neighbors = n_neighbors
+        self.aggregate = aggregate
+        self.normalize = normalize
+        self.contamination = contamination
+        self.inference_batch_size = inference_batch_size
+        self.device = device
+        self.random_state = random_state
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Keep the inlier rows of ``X`` and set ``offset_`` from leave-one-out scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            ``-1`` marks outlier rows (left out); other values are ignored.
+
+        Returns
+        -------
+        self : KNNDetector
+        """
+        from skood._training import resolve_device
+
+        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float64)
+        X = X[inliers]
+        resolve_device(self.device)  # an unusable device is refused now, not at scoring
+        if self.n_neighbors > X.shape[0] - 1:
+            raise ValueError(
+                f"KNNDetector: n_neighbors={self.n_neighbors} needs at least "
+                f"{self.n_neighbors + 1} inlier rows (each calibration row's neighbours are the "
+                f"others); got {X.shape[0]}. Give more rows or lower n_neighbors."
+            )
+        self.reference_ = self._normalized(X) if self.normalize else X
+        rows = np.arange(X.shape[0])
+        if rows.size > self._MAX_CALIBRATION_ROWS:
+            rng = check_random_state(self.random_state)
+            rows = np.sort(rng.choice(rows.size, self._MAX_CALIBRATION_ROWS, replace=False))
+        self._set_offset(self._score(self.reference_[rows], leave_out=rows), held_out=True)
+        return self
+
+    def score_samples(self, X) -> np.ndarray:
+        """Minus the distance to the k-th nearest training inlier (or the mean of the k nearest).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+            Higher = more normal.
+        """
+        X = self._check_fitted_and_validate(X, dtype=np.float64)
+        return self._score(self._normalized(X) if self.normalize else X)
+
+    @staticmethod
+    def _normalized(X: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(norms > 0, norms, 1.0)
+
+    def _score(self, X: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
+        from skood._training import resolve_device
+        from skood.nn.neighbors import knn_distances
+
+        device = resolve_device(self.device)
+        distances = knn_distances(
+            torch.as_tensor(X, device=device),
+            torch.as_tensor(self.reference_, device=device),
+            self.n_neighbors,
+            query_block=self.inference_batch_size,
+            exclude_self=None if leave_out is None else torch.as_tensor(leave_out, device=device),
+        )
+        score = distances[:, -1] if self.aggregate == "kth" else distances.mean(1)
+        return -score.cpu().numpy().astype(np.float64)
