@@ -336,7 +336,7 @@ def fit_gaussian(estimator, X, y=None):
     n_rows = counts.sum()
     if n_rows < 2:
         raise ValueError(f"{name} needs at least 2 inlier rows, got {int(n_rows)}.")
-    estimator._warn_if_underdetermined(int(n_rows), n_features, n_classes)  # as in memory
+    estimator._choose_covariance(int(n_rows), n_features, n_classes)  # as in memory
     means = sums.sum(axis=0) / counts.sum(axis=0)[:, None]
     fold_means = [
         (sums.sum(axis=0) - sums[k]) / (counts.sum(axis=0) - counts[k])[:, None]

@@ -58,12 +58,17 @@ class GaussianMahalanobis(BaseDetector):
         How class log-densities combine: ``"max"`` (Mahalanobis) or ``"logsumexp"`` minus
         ``log K`` (GEM). Set on a fitted class-conditional model, it changes the scores, and
         ``predict`` refuses until the model is fitted again (``offset_`` is for the old ones).
-    covariance : {"empirical", "ledoit_wolf", "oas", "shrunk"} or estimator, default="empirical"
+    covariance : {"auto", "empirical", "ledoit_wolf", "oas", "shrunk"} or estimator, \
+default="auto"
         sklearn covariance estimator fitted on the centred features; any object with ``fit`` and
-        a ``covariance_`` attribute works (it is cloned). ``"ledoit_wolf"`` is the better choice
-        when rows are few for the features: ``fit`` warns when the empirical covariance has
-        fewer than 2 degrees of freedom (rows minus classes, in the ``offset_cv`` fold models)
-        per feature, where ``offset_`` lets outliers through.
+        a ``covariance_`` attribute works (it is cloned). ``"auto"``: the empirical covariance
+        (the authors' code) when it has at least 2 degrees of freedom (rows minus classes, in
+        the ``offset_cv`` fold models) per feature, else OAS. Below that, ``fit`` warns about an
+        explicit ``"empirical"``: its inverse inflates new rows' distances and ``offset_`` lets
+        outliers through. Measured on the development suite (``benchmarks/dev_suite/``, 55
+        sets, 3 seeds, group-equal mean AUROC %): ``"auto"`` 87.78, empirical 87.70, OAS 87.62,
+        Ledoit–Wolf 87.56; on the 30 pretrained-feature sets, all with fewer rows than
+        features, OAS 87.6 against the empirical 87.2.
     reg_covar : float, default=1e-6
         Added to the covariance diagonal, and the floor of its eigenvalues: dead (constant) ReLU
         features make the covariance singular, and the detector must still work.
@@ -93,6 +98,9 @@ class GaussianMahalanobis(BaseDetector):
         ``W`` with ``W W^T = (Sigma + reg I)^-1`` (eigenvalues floored at ``reg_covar``).
     log_det_ : float
         Log-determinant of the regularised covariance.
+    covariance_method_ : str
+        The covariance used: ``covariance`` with ``"auto"`` resolved (a class name for an
+        estimator object).
     offset_ : float
         Threshold on ``score_samples``.
     calibration_scores_ : ndarray of float64
@@ -142,7 +150,7 @@ class GaussianMahalanobis(BaseDetector):
         **BaseDetector._parameter_constraints,
         "class_conditional": [StrOptions({"auto"}), "boolean"],
         "aggregate": [StrOptions({"max", "logsumexp"})],
-        "covariance": [StrOptions(set(_COVARIANCES)), HasMethods(["fit"])],
+        "covariance": [StrOptions({"auto", *_COVARIANCES}), HasMethods(["fit"])],
         "reg_covar": [Interval(Real, 0, None, closed="left")],
         "offset_cv": [Interval(Integral, 2, None, closed="left"), None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -154,7 +162,7 @@ class GaussianMahalanobis(BaseDetector):
         class_conditional="auto",
         *,
         aggregate="max",
-        covariance="empirical",
+        covariance="auto",
         reg_covar=1e-6,
         contamination=0.05,
         offset_cv=5,
@@ -203,7 +211,7 @@ class GaussianMahalanobis(BaseDetector):
         )
         labels = labels if use_classes else None
         n_classes = 1 if labels is None else np.unique(labels).size
-        self._warn_if_underdetermined(X.shape[0], X.shape[1], n_classes)
+        self._choose_covariance(X.shape[0], X.shape[1], n_classes)
         if isinstance(self.covariance, str):
             model, calibration = self._fit_from_moments(X, labels)
         else:  # a covariance estimator object needs the centred rows themselves
@@ -247,9 +255,28 @@ class GaussianMahalanobis(BaseDetector):
     #: pixels: 0.4-1.1 % of new inliers flagged against Ledoit-Wolf's 2.9-3.7 %.
     _MIN_DOF_PER_FEATURE = 2
 
+    def _choose_covariance(self, n_rows: int, n_features: int, n_classes: int) -> None:
+        """Set ``covariance_method_``: ``"auto"`` resolved, then warn if it is underdetermined.
+
+        ``"auto"`` is the empirical covariance where it has at least
+        :attr:`_MIN_DOF_PER_FEATURE` degrees of freedom per feature, and OAS (the shrinkage
+        made for fewer rows than that) below: exactly where an empirical one would be warned
+        about.
+        """
+        if self.covariance == "auto":
+            enough = self._covariance_dof(n_rows, n_classes) >= (
+                self._MIN_DOF_PER_FEATURE * n_features
+            )
+            self.covariance_method_ = "empirical" if enough else "oas"
+        elif isinstance(self.covariance, str):
+            self.covariance_method_ = self.covariance
+        else:
+            self.covariance_method_ = type(self.covariance).__name__
+        self._warn_if_underdetermined(n_rows, n_features, n_classes)
+
     def _warn_if_underdetermined(self, n_rows: int, n_features: int, n_classes: int) -> None:
         """Warn when an unshrunk covariance has too few rows per feature to threshold with."""
-        empirical = self.covariance == "empirical" or type(self.covariance) is EmpiricalCovariance
+        empirical = self.covariance_method_ in ("empirical", "EmpiricalCovariance")
         dof = self._covariance_dof(n_rows, n_classes)
         needed = self._MIN_DOF_PER_FEATURE * n_features
         if not empirical or dof >= needed:
@@ -339,7 +366,7 @@ class GaussianMahalanobis(BaseDetector):
             fold_scatter = scatter - Z_test.T @ Z_test - (shift[keep].T * rest[keep]) @ shift[keep]
             fold_parts.append((X_test, rest[keep].sum(), fold_scatter, shift))
         fourth, fold_fourth = 0.0, np.zeros(len(fold_parts))
-        if self.covariance == "ledoit_wolf":
+        if self.covariance_method_ == "ledoit_wolf":
             shifts = [part[3] for part in fold_parts]
             fourth, fold_fourth = self._fourth_moments(X, codes, means, shifts, rows, folds)
         covariance = self._covariance_from_moments(scatter, fourth, n)
@@ -462,7 +489,7 @@ class GaussianMahalanobis(BaseDetector):
         """
         p = scatter.shape[0]
         emp_cov = scatter / n
-        name = self.covariance
+        name = self.covariance_method_
         if name == "empirical":
             return emp_cov
         if name == "shrunk":

@@ -17,8 +17,8 @@ __all__ = ["KNNDetector"]
 class KNNDetector(BaseDetector):
     """k-nearest-neighbour distance to the training inliers, exact, in torch.
 
-    ``score_samples(x) = -d_k(x)``, minus the Euclidean distance from ``x`` to its ``k``-th
-    nearest training inlier (``aggregate="kth"``; ``"mean"`` averages the ``k`` nearest), after
+    ``score_samples(x)`` is minus the mean Euclidean distance from ``x`` to its ``k`` nearest
+    training inliers (``aggregate="mean"``), or to the ``k``-th alone (``"kth"``), after
     dividing every row by its L2 norm when ``normalize=True``. With normalised rows it is the
     deep nearest-neighbour score of Sun et al. (2022), which needs no assumption on the shape of
     the inliers' distribution; without, the classical kNN outlier score (Ramaswamy et al., 2000)
@@ -38,11 +38,18 @@ class KNNDetector(BaseDetector):
     ----------
     n_neighbors : int, default=5
         ``k``. At most the number of training inliers minus one.
-    aggregate : {"kth", "mean"}, default="kth"
-        The distance to the ``k``-th neighbour, or the mean distance to the ``k`` nearest.
+    aggregate : {"mean", "kth"}, default="mean"
+        The mean distance to the ``k`` nearest neighbours, or the distance to the ``k``-th
+        (PyOD's ``KNN`` default, ``method="largest"``; Sun et al.). Measured on the development
+        suite (``benchmarks/dev_suite/``, 55 sets in three groups, 3 seeds, after a
+        StandardScaler), ``"mean"`` scored a group-equal mean AUROC of 87.83 against 86.95 and
+        led on every group (tables 82.5 / 81.6, pretrained features 84.1 / 83.0, small tables
+        96.9 / 96.2).
     normalize : bool, default=False
-        Divide every row by its L2 norm first (Sun et al.; for embeddings, where the direction
-        carries the meaning). A row of zeros stays zero.
+        Divide every row by its L2 norm first (Sun et al., for a network's raw, non-negative
+        features, where the direction carries the meaning). A row of zeros stays zero. On
+        standardised columns it loses (73.1 on the suite): there the direction is not the
+        meaning.
     contamination : float in (0, 0.5] or "auto", default=0.05
         Share of calibration inliers below ``offset_`` ("auto": 0.1).
     inference_batch_size : int, default=1024
@@ -106,7 +113,7 @@ class KNNDetector(BaseDetector):
         self,
         n_neighbors=5,
         *,
-        aggregate="kth",
+        aggregate="mean",
         normalize=False,
         contamination=0.05,
         inference_batch_size=1024,

@@ -134,17 +134,38 @@ def _rose(params: dict, random_state):
     return ROSEScorer(VAEDetector(**vae), **params)
 
 
+def _ensemble(params: dict, random_state):
+    """EnsembleDetector; ``members`` (a tuple of detector specs) builds its members by name."""
+    from skood import EnsembleDetector
+
+    params = dict(params)
+    members = params.pop("members", None)
+    if isinstance(members, str):
+        members = (members,)
+    if members is not None:
+        members = [(spec.partition(":")[0].replace("-", "_") + f"_{i}", make_detector(spec))
+                   for i, spec in enumerate(members)]
+    params.setdefault("random_state", random_state)
+    return EnsembleDetector(members, **params)
+
+
 _REGISTRY: dict[str, _Entry] = {
     "flow": _Entry(
         "skood",
         _by_path("skood.QuantileFlowDetector"),
-        "QuantileFlowDetector, q=0.05, skood's CPU defaults (4 blocks of 64 x 2)",
+        "QuantileFlowDetector(): skood's CPU defaults (mean NLL, 4 blocks of 64 x 2)",
         quick={"max_epochs": 5, "min_steps": 100},
     ),
     "flow-mean": _Entry(
         "skood",
         _by_path("skood.QuantileFlowDetector", q="mean"),
-        "QuantileFlowDetector, mean NLL (the paper's baseline)",
+        "QuantileFlowDetector, mean NLL (the paper's baseline; the default since 0.3)",
+        quick={"max_epochs": 5, "min_steps": 100},
+    ),
+    "flow-q05": _Entry(
+        "skood",
+        _by_path("skood.QuantileFlowDetector", q=0.05),
+        "QuantileFlowDetector, the paper's q=0.05 loss at skood's CPU size",
         quick={"max_epochs": 5, "min_steps": 100},
     ),
     "flow-paper": _Entry(
@@ -182,8 +203,8 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "ensemble": _Entry(
         "skood",
-        _by_path("skood.EnsembleDetector"),
-        "EnsembleDetector (its default members, standardised by their calibration scores)",
+        lambda params, random_state: _ensemble(params, random_state),
+        "EnsembleDetector (default members; members=('gauss','knn:normalize=True') picks others)",
     ),
     "hsc": _Entry(
         "skood",

@@ -37,6 +37,21 @@ def test_parse_detector():
         parse_detector("flow:0.05")
 
 
+def test_an_ensemble_spec_builds_its_members_by_name():
+    det = make_detector(
+        "ensemble:members=('gauss','knn:n_neighbors=3,aggregate=mean'),combine=pvalue",
+        random_state=4,
+    )
+    assert det.combine == "pvalue" and det.random_state == 4
+    (_, gauss), (_, knn) = det.estimators
+    assert type(gauss).__name__ == "GaussianMahalanobis" and gauss.covariance == "ledoit_wolf"
+    assert (knn.n_neighbors, knn.aggregate) == (3, "mean")
+    assert make_detector("ensemble").estimators is None  # the default members
+    rows = run_benchmark(["ensemble:members=('gauss','knn')"], [_blobs()], seeds=[0],
+                         progress=False)
+    assert rows[0]["status"] == "ok" and rows[0]["auroc"] > 0.9
+
+
 def test_harness_auroc_is_sklearns_on_the_same_split():
     data = _blobs()
     rows = run_benchmark(["gauss", "iforest"], [data], seeds=[3], progress=False)

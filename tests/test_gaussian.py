@@ -96,9 +96,30 @@ def test_shrinkage_helps_when_features_outnumber_rows(rng):
     y = np.r_[np.ones(150), -np.ones(150)]
     Z = np.r_[test_in, test_out]
     with pytest.warns(UserWarning, match="it is singular"):
-        emp = auroc(y, GaussianMahalanobis().fit(train).score_samples(Z))
+        emp = auroc(y, GaussianMahalanobis(covariance="empirical").fit(train).score_samples(Z))
     lw = auroc(y, GaussianMahalanobis(covariance="ledoit_wolf").fit(train).score_samples(Z))
     assert lw > emp
+    # the default picks the shrinkage here, without a warning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*degrees of freedom")
+        auto = GaussianMahalanobis().fit(train)
+    assert auto.covariance_method_ == "oas"
+    oas = GaussianMahalanobis(covariance="oas").fit(train)
+    np.testing.assert_array_equal(auto.score_samples(Z), oas.score_samples(Z))
+    assert auroc(y, auto.score_samples(Z)) > emp
+
+
+def test_auto_covariance_is_empirical_from_two_degrees_of_freedom_per_feature(rng):
+    """5 folds of n rows leave n - ceil(n / 5) rows; minus 1 class mean: >= 2 * d needed."""
+    d = 10  # 26 rows: 26 - 6 - 1 = 19 < 20; 27 rows: 27 - 6 - 1 = 20
+    assert GaussianMahalanobis().fit(rng.normal(size=(26, d))).covariance_method_ == "oas"
+    det = GaussianMahalanobis().fit(rng.normal(size=(27, d)))
+    assert det.covariance_method_ == "empirical"
+    X = rng.normal(size=(27, d))
+    np.testing.assert_array_equal(
+        GaussianMahalanobis().fit(X).score_samples(X),
+        GaussianMahalanobis(covariance="empirical").fit(X).score_samples(X),
+    )
 
 
 @pytest.mark.numerics
@@ -233,7 +254,7 @@ def test_too_few_rows_for_the_empirical_covariance_warn_with_what_to_do(rng):
     d, far = 10, np.full((1, 10), 6.0)
     X = rng.normal(size=(12, d))
     with pytest.warns(UserWarning, match=r"8 degrees of freedom.*covariance='ledoit_wolf'") as w:
-        GaussianMahalanobis(random_state=0).fit(X)
+        GaussianMahalanobis(covariance="empirical", random_state=0).fit(X)
     enough = int(re.search(r"at least (\d+) inlier rows", str(w[0].message)).group(1))
     with warnings.catch_warnings():
         # (12 rows are also too few for contamination=0.05: a warning of its own, not this one)
@@ -241,8 +262,9 @@ def test_too_few_rows_for_the_empirical_covariance_warn_with_what_to_do(rng):
         shrunk = GaussianMahalanobis(covariance="ledoit_wolf", random_state=0).fit(X)
         assert shrunk.predict(far)[0] == -1
         GaussianMahalanobis(random_state=0).fit(rng.normal(size=(1000, d)))
-        GaussianMahalanobis().fit(rng.normal(size=(enough, d)))  # the advice is enough
+        GaussianMahalanobis(covariance="empirical").fit(rng.normal(size=(enough, d)))  # enough, as advised
+        GaussianMahalanobis().fit(X)  # the default shrinks here: nothing to warn about
     with pytest.warns(UserWarning, match="degrees of freedom"):
-        GaussianMahalanobis().fit(rng.normal(size=(enough - 1, d)))
+        GaussianMahalanobis(covariance="empirical").fit(rng.normal(size=(enough - 1, d)))
     with pytest.warns(UserWarning, match="degrees of freedom"):  # the estimator object too
         GaussianMahalanobis(covariance=EmpiricalCovariance()).fit(X)

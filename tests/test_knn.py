@@ -68,7 +68,7 @@ def test_normalize_scores_the_directions_of_the_rows():
 
 
 def test_offset_comes_from_leave_one_out_scores_of_the_training_rows():
-    det = KNNDetector(5, contamination=0.1).fit(X_TRAIN)
+    det = KNNDetector(5, aggregate="kth", contamination=0.1).fit(X_TRAIN)
     loo = -_sklearn_distances(X_TRAIN, X_TRAIN, 6)[:, -1]  # 6 neighbours, the first is itself
     np.testing.assert_allclose(det.calibration_scores_, np.sort(loo), rtol=1e-12)
     assert det.offset_ == pytest.approx(np.quantile(np.sort(loo), 0.1, method="weibull"))
