@@ -84,6 +84,7 @@ def run(args) -> None:
         args.detectors,
         datasets,
         seeds=args.seeds,
+        protocols=[args.protocol],
         train_fraction=TRAIN_FRACTION,
         max_train=MAX_TRAIN,
         max_test=MAX_TEST,
@@ -97,7 +98,7 @@ def run(args) -> None:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def tables(rows, detectors=None, reference=None, seeds=None):
+def tables(rows, detectors=None, reference=None, seeds=None, protocol="semi"):
     """Per-(detector, group, dataset) seed means, and the per-seed group means.
 
     Returns ``(means, per_seed)``: ``means[det][group]`` is the group's mean over datasets of
@@ -105,7 +106,7 @@ def tables(rows, detectors=None, reference=None, seeds=None):
     datasets where every listed detector has every seed are counted, so that all are compared
     on the same cells.
     """
-    rows = [r for r in rows if r["status"] == "ok" and r["protocol"] == "semi"]
+    rows = [r for r in rows if r["status"] == "ok" and r["protocol"] == protocol]
     if seeds is not None:
         rows = [r for r in rows if int(r["seed"]) in seeds]
     detectors = detectors or list(dict.fromkeys(r["detector"] for r in rows))
@@ -151,7 +152,7 @@ def report(args) -> str:
         rows += read_csv(path)
     detectors = args.detectors or list(dict.fromkeys(r["detector"] for r in rows))
     means, per_seed, per_set, fit, complete, seeds, group_of = tables(
-        rows, detectors, seeds=args.seeds
+        rows, detectors, seeds=args.seeds, protocol=args.protocol
     )
     groups = list(next(iter(means.values())))
     counts = {g: sum(group_of[d] == g for d in complete) for g in groups}
@@ -215,6 +216,11 @@ def main(argv=None) -> None:
     p_run.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
     p_run.add_argument("--datasets", nargs="+", help="only datasets whose name contains one")
     p_run.add_argument("--n-jobs", type=int, default=1)
+    p_run.add_argument(
+        "--protocol", choices=["semi", "unsup"], default="semi",
+        help="semi: train on 70 %% of the normal rows (the suite); unsup: train on every row, "
+        "anomalies included, and score the same rows (ADBench's unsupervised setting)",
+    )
     p_run.add_argument("--quiet", action="store_true")
     p_rep = sub.add_parser("report", help="print the markdown tables from --csv")
     p_rep.add_argument("--csv", required=True, help="one CSV, or several separated by commas")
@@ -222,6 +228,7 @@ def main(argv=None) -> None:
     p_rep.add_argument("--reference", help="the detector the paired differences are against")
     p_rep.add_argument("--seeds", type=int, nargs="+")
     p_rep.add_argument("--per-dataset", action="store_true")
+    p_rep.add_argument("--protocol", choices=["semi", "unsup"], default="semi")
     args = parser.parse_args(argv)
     if args.command == "run":
         os.environ.setdefault("OMP_NUM_THREADS", "1")
