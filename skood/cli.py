@@ -30,7 +30,7 @@ def _demo_detectors(random_state: int, verbose: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from skood import GaussianMahalanobis, QuantileFlowDetector
+    from skood import EnsembleDetector, GaussianMahalanobis, KNNDetector, QuantileFlowDetector
 
     def flow(q):
         return QuantileFlowDetector(q, random_state=random_state, verbose=verbose)
@@ -39,6 +39,11 @@ def _demo_detectors(random_state: int, verbose: int):
         return [VarianceThreshold(), StandardScaler()]  # pixel 0 is constant in digits
 
     return {
+        "EnsembleDetector()": (
+            make_pipeline(*prep(), EnsembleDetector(random_state=random_state)),
+            False,
+        ),
+        "KNNDetector()": (make_pipeline(*prep(), KNNDetector()), False),
         "QuantileFlowDetector(q=0.05)": (make_pipeline(*prep(), flow(0.05)), False),
         "QuantileFlowDetector(q='mean')": (make_pipeline(*prep(), flow("mean")), False),
         "GaussianMahalanobis (class-cond.)": (
@@ -656,7 +661,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_score.add_argument("train", metavar="TRAIN", help="CSV or Parquet file to fit on")
     p_score.add_argument("test", metavar="TEST", nargs="?", help="file to score (default TRAIN)")
-    p_score.add_argument("--detector", default="gauss", help="NAME or NAME:key=value,...")
+    p_score.add_argument(
+        "--detector",
+        default="ensemble",
+        help="NAME or NAME:key=value,... (default: ensemble, skood's EnsembleDetector())",
+    )
     p_score.add_argument("--params", help="key=value,... added to the detector's parameters")
     p_score.add_argument("--contamination", type=float)
     p_score.add_argument(

@@ -337,7 +337,8 @@ def test_what_the_fit_warns_of_reaches_the_user_once(tmp_path, capsys):
     path = _write_csv(
         tmp_path / "small.csv", ["a", "b"], np.random.RandomState(0).normal(size=(12, 2))
     )
-    assert main(["score", str(path), "--out", str(tmp_path / "s.csv")]) == 0
+    out = str(tmp_path / "s.csv")
+    assert main(["score", str(path), "--detector", "gauss", "--out", out]) == 0
     err = capsys.readouterr().err
     assert err.count("skood score: warning:") == 1
     assert "12 calibration score(s) can reject no fewer than 1/(12 + 1) = 7.7%" in err
