@@ -55,6 +55,8 @@ myst_enable_extensions = ["dollarmath"]
 _GALLERY_ORDER = [
     "plot_score_distributions.py",
     "plot_roc_curves.py",
+    "plot_ensemble.py",
+    "plot_knn_deep_features.py",
     "plot_grid_search_heatmap.py",
     "plot_flow_on_classifier_features.py",
     "plot_quantile_vs_mean.py",

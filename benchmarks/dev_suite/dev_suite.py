@@ -148,8 +148,12 @@ def tables(rows, detectors=None, reference=None, seeds=None, protocol="semi"):
 
 def report(args) -> str:
     rows = []
-    for path in args.csv.split(","):
-        rows += read_csv(path)
+    for item in args.csv.split(","):
+        path, _, tag = item.partition("@")  # "before.csv@a655ec3": its detectors are tagged
+        for r in read_csv(path):
+            if tag:
+                r["detector"] = f"{r['detector']} @{tag}"
+            rows.append(r)
     detectors = args.detectors or list(dict.fromkeys(r["detector"] for r in rows))
     means, per_seed, per_set, fit, complete, seeds, group_of = tables(
         rows, detectors, seeds=args.seeds, protocol=args.protocol
@@ -223,7 +227,11 @@ def main(argv=None) -> None:
     )
     p_run.add_argument("--quiet", action="store_true")
     p_rep = sub.add_parser("report", help="print the markdown tables from --csv")
-    p_rep.add_argument("--csv", required=True, help="one CSV, or several separated by commas")
+    p_rep.add_argument(
+        "--csv",
+        required=True,
+        help="one CSV, or several separated by commas; CSV@TAG appends ' @TAG' to its detectors",
+    )
     p_rep.add_argument("--detectors", nargs="+")
     p_rep.add_argument("--reference", help="the detector the paired differences are against")
     p_rep.add_argument("--seeds", type=int, nargs="+")
