@@ -61,6 +61,9 @@ class KNNDetector(BaseDetector):
 
     Attributes
     ----------
+    device_ : str
+        The device the search runs on (``device`` resolved at fit; the CPU where a model
+        fitted on a GPU is scored without one).
     reference_ : ndarray of shape (n_reference, n_features_in_), float64
         The training inliers (normalised when ``normalize=True``): the model.
     offset_ : float
@@ -146,7 +149,7 @@ class KNNDetector(BaseDetector):
 
         X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float64)
         X = X[inliers]
-        resolve_device(self.device)  # an unusable device is refused now, not at scoring
+        self.device_ = resolve_device(self.device)  # an unusable device is refused now
         if self.n_neighbors > X.shape[0] - 1:
             raise ValueError(
                 f"KNNDetector: n_neighbors={self.n_neighbors} needs at least "
@@ -182,10 +185,13 @@ class KNNDetector(BaseDetector):
         return X / np.where(norms > 0, norms, 1.0)
 
     def _score(self, X: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
-        from skood._training import resolve_device
         from skood.nn.neighbors import knn_distances
 
-        device = resolve_device(self.device)
+        device = self.device_
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            # A model fitted on a GPU keeps its training rows as a NumPy array: the same exact
+            # search runs on the CPU.
+            device = "cpu"
         distances = knn_distances(
             torch.as_tensor(X, device=device),
             torch.as_tensor(self.reference_, device=device),

@@ -137,3 +137,13 @@ def test_matches_pyods_knn():
         np.testing.assert_allclose(
             -ours.score_samples(X_TEST), pyod.decision_function(X_TEST), rtol=1e-10
         )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_model_fitted_on_a_gpu_scores_on_the_cpu():
+    det = KNNDetector(device="cpu").fit(X_TRAIN)
+    expected = det.score_samples(X_TEST)
+    det.device_ = "cuda"  # as a model fitted on a GPU arrives on a machine without one
+    np.testing.assert_array_equal(det.score_samples(X_TEST), expected)
+    with pytest.raises(ValueError, match="sees no CUDA device"):  # a fit there is refused
+        KNNDetector(device="cuda").fit(X_TRAIN)

@@ -56,21 +56,24 @@ def knn_distances(
     for q0 in range(0, queries.shape[0], query_block):
         q = queries[q0 : q0 + query_block]
         q32 = q.to(torch.float32)
-        q_sq = q32.square().sum(1, keepdim=True)
-        best = torch.full((q.shape[0], 0), float("inf"), device=q.device)
-        best_idx = torch.empty((q.shape[0], 0), dtype=torch.long, device=q.device)
+        best = best_idx = None
         for r0 in range(0, n_ref, reference_block):
             r = slice(r0, r0 + reference_block)
-            d2 = torch.addmm(ref_sq[r].unsqueeze(0), q32, ref32[r].T, alpha=-2.0).add_(q_sq)
+            # |q - r|^2 - |q|^2 = |r|^2 - 2 q.r: |q|^2 is the same for every candidate of a row,
+            # so it is left out of the ranking (the kept ones are measured exactly below).
+            d2 = torch.addmm(ref_sq[r].unsqueeze(0), q32, ref32[r].T, alpha=-2.0)
             if exclude_self is not None:
                 own = exclude_self[q0 : q0 + query_block] - r0
-                inside = (own >= 0) & (own < d2.shape[1])
-                rows = torch.nonzero(inside).squeeze(1)
+                rows = torch.nonzero((own >= 0) & (own < d2.shape[1])).squeeze(1)
                 d2[rows, own[rows]] = float("inf")
-            idx = torch.arange(r0, r0 + d2.shape[1], device=q.device).expand(q.shape[0], -1)
-            cand, cand_idx = torch.cat([best, d2], 1), torch.cat([best_idx, idx], 1)
-            best, pos = torch.topk(cand, min(k, cand.shape[1]), dim=1, largest=False)
-            best_idx = torch.gather(cand_idx, 1, pos)
+            # The block's own k nearest, then merged with the k kept so far: 2k candidates.
+            values, pos = torch.topk(d2, min(k, d2.shape[1]), dim=1, largest=False)
+            pos += r0
+            if best is not None:
+                values, pos = torch.cat([best, values], 1), torch.cat([best_idx, pos], 1)
+                values, keep = torch.topk(values, min(k, values.shape[1]), dim=1, largest=False)
+                pos = torch.gather(pos, 1, keep)
+            best, best_idx = values, pos
         # The kept neighbours measured exactly: float64 differences, no |q|^2 + |r|^2 - 2 q.r.
         # One neighbour at a time, so that this holds query_block x n_features, not k times it.
         exact = torch.stack([(q - reference[i]).norm(dim=1) for i in best_idx.T], 1)
