@@ -17,6 +17,8 @@ its members and a plain sum on the four bundled small tables of ``skood bench``.
 # --------------------------------------------
 # Benign breast-cancer rows are the inliers. Each member of the default ensemble is fitted on
 # them; the first plot shows each member's raw scores of test rows.
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.pipeline import make_pipeline
@@ -52,8 +54,6 @@ print(f"ensemble   AUROC {auroc(y_test, ensemble.score_samples(X_test)):.3f}")
 # ------------------------------------------------------
 # Each dataset is split as ``skood bench`` does (70 % of the normal rows train; the rest and
 # every anomaly test), over three seeds. "plain sum" adds the members' raw scores.
-import warnings
-
 # Wine and digits-ovr-0 leave 9-12 held-out rows: too few for a 5 % threshold, which fit warns
 # about. Only the scores are compared here.
 warnings.filterwarnings("ignore", message=".*calibration score")

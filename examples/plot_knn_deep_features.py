@@ -19,7 +19,6 @@ normalisation, beside the same detector on the raw pixels.
 # digits 5-9 appear only in the test set. :class:`~skood.ClassifierFeatures` trains a small
 # network on the inliers and outputs its penultimate layer.
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 

@@ -138,7 +138,7 @@ def test_saves_and_loads_bit_identically_with_an_sklearn_member(tmp_path):
     ).fit(X_TRAIN)
     skood.save(ens, tmp_path / "ensemble.skood")
     # the forest's trees are skops-stored code types, named as for any sklearn model that has them
-    with pytest.raises(skood.io.UntrustedTypesError, match="sklearn.tree._tree.Tree"):
+    with pytest.raises(skood.io.UntrustedTypesError, match=r"sklearn\.tree\._tree\.Tree"):
         skood.load(tmp_path / "ensemble.skood")
     loaded = skood.load(tmp_path / "ensemble.skood", trusted=["sklearn.tree._tree.Tree"])
     for method in ("score_samples", "decision_function", "predict"):

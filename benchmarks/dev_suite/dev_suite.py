@@ -32,8 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from benchmarks._common import ADBENCH_DIR  # noqa: E402
-from skood.bench import (  # noqa: E402
+from benchmarks._common import ADBENCH_DIR
+from skood.bench import (
     DEFAULT_BUNDLED,
     BenchData,
     load_datasets,

@@ -35,12 +35,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dev_suite import MAX_TEST, MAX_TRAIN, TRAIN_FRACTION, suite_datasets  # noqa: E402
+from dev_suite import MAX_TEST, MAX_TRAIN, TRAIN_FRACTION, suite_datasets
 
-from skood.bench import make_detector, make_pipeline_for, parse_detector, split  # noqa: E402
-from skood.bench import write_csv  # noqa: E402
-from skood.ensemble import EnsembleDetector  # noqa: E402
-from skood.metrics import aupr_out, auroc, fpr_at_tpr  # noqa: E402
+from skood.bench import (
+    make_detector,
+    make_pipeline_for,
+    parse_detector,
+    split,
+    write_csv,
+)
+from skood.ensemble import EnsembleDetector
+from skood.metrics import aupr_out, auroc, fpr_at_tpr
 
 
 def _key(spec: str) -> str:
