@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import BaseDetector, fit_context, split_holdout
+from skood.base import BaseDetector, finite_scores, fit_context, split_holdout
 
 __all__ = ["EnsembleDetector", "default_members"]
 
@@ -209,7 +209,7 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
         )
         self.member_names_ = [name for name, _ in members]
         X_held = X[inlier_rows[held]]
-        held_scores = [np.asarray(e.score_samples(X_held), np.float64) for e in self.estimators_]
+        held_scores = [self._member_scores(e, X_held) for e in self.estimators_]
         own = [getattr(e, "calibration_scores_", None) for e in self.estimators_]
         self.reference_scores_ = [
             np.sort(held if ref is None else np.asarray(ref, np.float64))
@@ -275,5 +275,11 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False, dtype=np.float64)
-        scores = np.column_stack([e.score_samples(X) for e in self.estimators_])
-        return self._combine(scores.astype(np.float64))
+        scores = np.column_stack([self._member_scores(e, X) for e in self.estimators_])
+        return finite_scores(self._combine(scores))
+
+    @staticmethod
+    def _member_scores(estimator, X) -> np.ndarray:
+        # skood's convention for every score: NaN or -inf is the most abnormal (an sklearn or
+        # PyOD member may return them), +inf the most normal; see skood.base.finite_scores.
+        return finite_scores(estimator.score_samples(X))

@@ -144,3 +144,20 @@ def test_saves_and_loads_bit_identically_with_an_sklearn_member(tmp_path):
     for method in ("score_samples", "decision_function", "predict"):
         np.testing.assert_array_equal(getattr(loaded, method)(X_TEST), getattr(ens, method)(X_TEST))
     assert list(loaded.named_estimators_) == ["iforest", "gaussian"]
+
+
+class _NaNOnFarRows(KNNDetector):
+    """A member that answers NaN for rows far from the origin (as a broken peer might)."""
+
+    def score_samples(self, X):
+        scores = super().score_samples(X)
+        return np.where(np.abs(np.asarray(X)).max(axis=1) > 3.5, np.nan, scores)
+
+
+def test_a_member_answering_nan_makes_the_row_an_outlier_never_a_nan_score():
+    ens = EnsembleDetector([("gaussian", GaussianMahalanobis()), ("odd", _NaNOnFarRows())],
+                           random_state=0).fit(X_TRAIN)
+    far = np.full((1, 4), 6.0)
+    scores = ens.score_samples(np.r_[X_TEST, far])
+    assert np.isfinite(scores).all()
+    assert ens.predict(far)[0] == -1 and scores[-1] == scores.min()
