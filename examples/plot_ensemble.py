@@ -1,7 +1,7 @@
 """
-=========================================================
+=============================================================
 An ensemble of detectors, combined through calibration scores
-=========================================================
+=============================================================
 
 Detectors disagree: a Gaussian sees rows far from the mean in unusual directions, a nearest-
 neighbour score sees rows far from every training row, a flow learns curved densities. Their

@@ -1,7 +1,7 @@
 """
-=====================================================
+===============================================================
 Deep nearest neighbours: KNNDetector on a classifier's features
-=====================================================
+===============================================================
 
 :class:`~skood.KNNDetector` scores a row by minus its distance to the ``k``-th nearest training
 inlier. Sun et al. ("Out-of-distribution detection with deep nearest neighbors", ICML 2022)

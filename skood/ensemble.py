@@ -94,8 +94,9 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
         The sorted combined scores of the held-out rows.
     calibration_held_out_ : bool
     n_features_in_ : int
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
-        Defined when ``X`` has string column names.
+        Names of features seen during ``fit``, when ``X`` has string column names.
 
     See Also
     --------

@@ -64,15 +64,16 @@ class KNNDetector(BaseDetector):
     device_ : str
         The device the search runs on (``device`` resolved at fit; the CPU where a model
         fitted on a GPU is scored without one).
-    reference_ : ndarray of shape (n_reference, n_features_in_), float64
+    reference_ : ndarray of shape (n_reference, `n_features_in_`), float64
         The training inliers (normalised when ``normalize=True``): the model.
     offset_ : float
         The threshold; ``predict`` is -1 where ``score_samples < offset_``.
     calibration_scores_ : ndarray
         The sorted leave-one-out scores of the calibration rows.
     n_features_in_ : int
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
-        Defined when ``X`` has string column names.
+        Names of features seen during ``fit``, when ``X`` has string column names.
 
     See Also
     --------
