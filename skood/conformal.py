@@ -37,7 +37,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import fit_context, split_holdout, split_labels, tie_ceiling
+from skood.base import fit_context, is_outlier_label, split_holdout, split_labels, tie_ceiling
 
 __all__ = [
     "ConformalDetector",
@@ -433,7 +433,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             y_rows = None if y is None else _safe_indexing(np.asarray(y), rows)
             return estimator.fit(_safe_indexing(X, rows), y_rows)
         if y is not None:
-            rows = rows & ~(np.asarray(y) == -1)
+            rows = rows & ~is_outlier_label(y)
         return estimator.fit(_safe_indexing(X, rows))
 
     def _set_level(self) -> None:

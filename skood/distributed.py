@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skood.base import is_outlier_label
+
 try:  # this module is the optional dask integration; the core of skood never imports it
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # pragma: no cover - without distributed, TorchThreads cannot be registered
@@ -230,7 +232,7 @@ def _inlier_rows(x, y, block, classes, n_splits, seed):
     x = np.asarray(x, dtype=np.float64)
     codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
     if y is not None and classes is None:
-        codes = np.where(np.asarray(y) == -1, -1, 0)
+        codes = np.where(is_outlier_label(y), -1, 0)
     folds = _folds(len(x), block, max(n_splits, 1), seed)
     keep = codes >= 0
     return x[keep], codes[keep], folds[keep]
@@ -312,7 +314,7 @@ def fit_gaussian(estimator, X, y=None):
             missing = da.isnan(y)
             n_missing, first = dask.compute(missing.sum(), da.argmax(missing))
             raise missing_labels_error(int(n_missing), int(first), name, "NaN")
-        labels = labels[labels != -1]
+        labels = labels[~is_outlier_label(labels)]
         if labels.size == 0:
             raise ValueError(f"y marks every row as an outlier (-1), so {name} has no inliers.")
     if estimator.class_conditional is True and labels is None:

@@ -498,3 +498,14 @@ def test_invalid_fitted_parameters_get_the_fit_message_and_an_unread_delta_is_fr
     det.set_params(delta=2.0)  # now read: validated first
     with pytest.raises(ValueError, match="The 'delta' parameter of ConformalDetector must be"):
         det.predict(X)
+
+
+def test_a_string_outlier_label_is_left_out_of_a_non_skood_estimator():
+    # y as text (read from a CSV): "-1" is the outlier label there too, as for skood's own
+    from sklearn.neighbors import LocalOutlierFactor
+
+    X = np.random.RandomState(0).normal(size=(120, 3))
+    y = np.array(["1"] * 100 + ["-1"] * 20)
+    conformal = ConformalDetector(LocalOutlierFactor(novelty=True), random_state=0).fit(X, y)
+    n_calibration = conformal.calibration_scores_.size
+    assert conformal.estimator_.n_samples_fit_ + n_calibration == 100  # no "-1" row trained

@@ -206,6 +206,21 @@ def test_a_dataset_is_scored_by_the_models_column_names_not_their_order(client, 
         score_dataset(model, frame, columns=["c", "a", "b"])
 
 
+def test_a_dask_fit_reads_a_string_outlier_label_as_in_memory(client):
+    X = np.random.default_rng(4).normal(size=(200, 3))
+    y = np.array(["a", "b"] * 90 + ["-1"] * 20)  # text labels, "-1" marks outlier rows
+    memory = GaussianMahalanobis(random_state=0).fit(X, y)
+    blocks = GaussianMahalanobis(random_state=0).fit(
+        da.from_array(X, chunks=(50, 3)), da.from_array(y, chunks=50)
+    )
+    assert list(blocks.classes_) == list(memory.classes_) == ["a", "b"]
+    np.testing.assert_allclose(blocks.means_, memory.means_, rtol=1e-12)
+    # without classes: the "-1" rows are left out of the single Gaussian too
+    one = GaussianMahalanobis(class_conditional=False, random_state=0)
+    one.fit(da.from_array(X, chunks=(50, 3)), da.from_array(y, chunks=50))
+    np.testing.assert_allclose(one.means_[0], X[:180].mean(0), rtol=1e-12)
+
+
 def test_a_dask_fit_warns_of_too_few_rows_per_feature_as_in_memory(client):
     X = np.random.default_rng(9).normal(size=(12, 10))
     with pytest.warns(UserWarning, match="degrees of freedom") as memory:
