@@ -558,7 +558,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         """The wrapped detector's scores, higher = more normal."""
         last = _last_step(model)
         if type(last).__module__.startswith("pyod."):  # PyOD: higher = more abnormal
-            return -np.asarray(model.decision_function(X), dtype=np.float64)
+            from skood.registry import pyod_scores
+
+            return pyod_scores(model, X)
         if hasattr(model, "score_samples"):
             return np.asarray(model.score_samples(X), dtype=np.float64)
         if hasattr(model, "decision_function"):

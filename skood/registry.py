@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from skood.base import iter_slices
 
@@ -34,6 +35,7 @@ __all__ = [
     "make_detector",
     "make_pipeline_for",
     "parse_detector",
+    "pyod_scores",
     "uses_classes",
 ]
 
@@ -77,20 +79,32 @@ class PyODAdapter(OutlierMixin, BaseEstimator):
     def score_samples(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        # ECOD and COPOD refit their empirical CDFs on training + scored rows, so a test set
-        # with many anomalies moves the reference and flips the scores (AUROC 0.50 instead of
-        # 0.996 on digits-ovr-0). Scoring at most 1 % of the training size at a time keeps
-        # each row judged against the training distribution.
-        n_train = getattr(self.model_, "X_train", None)
-        chunk = X.shape[0] if n_train is None else max(1, len(n_train) // 100)
-        parts = [self.model_.decision_function(X[sl]) for sl in iter_slices(X.shape[0], chunk)]
-        return -np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
+        return pyod_scores(self.model_, X)
 
     def decision_function(self, X):
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
         return np.where(self.decision_function(X) >= 0, 1, -1)
+
+
+def pyod_scores(model, X) -> np.ndarray:
+    """The scores of a fitted PyOD model, or a Pipeline ending in one, higher = more normal.
+
+    PyOD's ``decision_function`` is an anomaly score, so it is negated. ECOD and COPOD refit
+    their empirical CDFs on training + scored rows, so a test set with many anomalies moves the
+    reference and flips the scores (AUROC 0.50 instead of 0.996 on digits-ovr-0): rows are
+    scored at most 1 % of the training size at a time (models that keep ``X_train``), which
+    keeps each row judged against the training distribution.
+    """
+    last = model[-1] if hasattr(model, "steps") else model
+    n_rows = _num_samples(X)
+    n_train = getattr(last, "X_train", None)
+    chunk = n_rows if n_train is None else max(1, len(n_train) // 100)
+    parts = [
+        model.decision_function(_safe_indexing(X, sl)) for sl in iter_slices(n_rows, chunk)
+    ]
+    return -np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
 
 
 @dataclass(frozen=True)

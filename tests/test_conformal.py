@@ -509,3 +509,18 @@ def test_a_string_outlier_label_is_left_out_of_a_non_skood_estimator():
     conformal = ConformalDetector(LocalOutlierFactor(novelty=True), random_state=0).fit(X, y)
     n_calibration = conformal.calibration_scores_.size
     assert conformal.estimator_.n_samples_fit_ + n_calibration == 100  # no "-1" row trained
+
+
+def test_a_pyod_ecod_scores_each_row_against_its_training_rows_not_the_batch():
+    # ECOD refits its empirical CDFs on the rows it scores: a batch full of anomalies moved the
+    # reference (inliers' p-values moved by up to 0.64, and an anomaly 8 sigma out got p = 1.0).
+    # Scored as PyODAdapter scores, in chunks of 1 % of the training rows
+    # (skood.registry.pyod_scores), a row shares its reference with at most that many others.
+    ecod = pytest.importorskip("pyod.models.ecod")
+    rng = np.random.RandomState(0)
+    X_train, inliers = rng.normal(size=(2000, 3)), rng.normal(size=(10, 3))
+    conformal = ConformalDetector(ecod.ECOD(), random_state=0).fit(X_train)
+    alone = conformal.score_samples(inliers)
+    in_a_crowd = conformal.score_samples(np.r_[inliers, rng.normal(8.0, 1.0, size=(2000, 3))])
+    assert np.abs(in_a_crowd[:10] - alone).max() < 0.05  # 0.013 measured
+    assert in_a_crowd[10:].max() < 0.01  # every anomaly keeps a small p-value (0.0017)
