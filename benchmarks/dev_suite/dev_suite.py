@@ -98,7 +98,7 @@ def run(args) -> None:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def tables(rows, detectors=None, reference=None, seeds=None, protocol="semi"):
+def tables(rows, detectors=None, seeds=None, protocol="semi"):
     """Per-(detector, group, dataset) seed means, and the per-seed group means.
 
     Returns ``(means, per_seed)``: ``means[det][group]`` is the group's mean over datasets of

@@ -82,8 +82,8 @@ def fit(args) -> None:
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for data in suite_datasets(args.groups):
+    jobs, datasets = [], suite_datasets(args.groups)
+    for data in datasets:
         for seed in args.seeds:
             s = split(data, "semi", seed, train_fraction=TRAIN_FRACTION, max_train=MAX_TRAIN,
                       max_test=MAX_TEST)
@@ -93,7 +93,7 @@ def fit(args) -> None:
         delayed(_fit_cell)(spec, s, meta, cache) for spec, s, meta in jobs
     )
     (cache / "groups.txt").write_text(
-        "".join(f"{d.name} {d.group}\n" for d in suite_datasets(args.groups))
+        "".join(f"{d.name} {d.group}\n" for d in datasets)
     )
 
 
