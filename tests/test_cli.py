@@ -1,7 +1,12 @@
 """The README's main job: `skood demo` runs on bundled data and reports every detector."""
 
-import pytest
+import warnings
 
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import make_pipeline
+
+import skood.cli.demo
 from skood.cli import main
 
 
@@ -24,13 +29,13 @@ def test_demo_runs_and_prints_the_side_by_side_table(capsys):
 def test_demo_flows_and_the_bench_flows_are_the_class_defaults():
     """The demo and `skood bench`'s "flow" show what `QuantileFlowDetector()` gives a user."""
     from skood import QuantileFlowDetector
-    from skood.cli import _demo_detectors
+    from skood.cli.demo import demo_detectors
     from skood.registry import make_detector
 
     defaults = QuantileFlowDetector().get_params()
     shared = ["n_blocks", "hidden_sizes", "dropout", "lr", "max_epochs", "min_steps"]
     for name in ["QuantileFlowDetector(q=0.05)", "QuantileFlowDetector(q='mean')"]:
-        flow = _demo_detectors(random_state=0, verbose=0)[name][0][-1]
+        flow = demo_detectors(random_state=0, verbose=0)[name][0][-1]
         assert {k: flow.get_params()[k] for k in shared} == {k: defaults[k] for k in shared}
     bench_flow = make_detector("flow", random_state=0)
     assert {k: bench_flow.get_params()[k] for k in shared} == {k: defaults[k] for k in shared}
@@ -43,3 +48,42 @@ def test_demo_flows_and_the_bench_flows_are_the_class_defaults():
 def test_unknown_command_exits_with_usage():
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+class _ThirdPartyNoise(TransformerMixin, BaseEstimator):
+    """A step whose fit warns as torch's own code would (a UserWarning from a torch module)."""
+
+    def fit(self, X, y=None):
+        warnings.warn_explicit(
+            "noise from torch", UserWarning, "torch/nn/modules/module.py", 1, module="torch.nn"
+        )
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_a_skood_warning_in_the_demo_reaches_the_user(monkeypatch):
+    """The demo silenced every UserWarning during its fits, skood's own among them; now only
+    those the libraries it drives raise from their own modules."""
+    from skood import GaussianMahalanobis
+
+    def detectors(random_state, verbose):
+        # 450 training rows: contamination=0.001 asks for a threshold 1 / 451 cannot reach
+        gauss = GaussianMahalanobis(covariance="ledoit_wolf", contamination=0.001)
+        return {"GaussianMahalanobis (tiny contamination)": (make_pipeline(gauss), False)}
+
+    def noisy(random_state, verbose):
+        gauss = GaussianMahalanobis(covariance="ledoit_wolf")
+        return {"noisy": (make_pipeline(_ThirdPartyNoise(), gauss), False)}
+
+    monkeypatch.setattr(skood.cli.demo, "demo_detectors", detectors)
+    with pytest.warns(UserWarning, match=r"contamination=0\.001 asks offset_") as caught:
+        assert main(["demo", "--quiet"]) == 0
+    assert caught[0].filename == __file__  # skood names the caller's line (here, this test's)
+
+    monkeypatch.setattr(skood.cli.demo, "demo_detectors", noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["demo", "--quiet"]) == 0
+    assert [str(w.message) for w in caught] == []  # the libraries' own stay unsaid, as before
