@@ -15,17 +15,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from skood.base import is_outlier_label
+from skood.base import fit_context, is_outlier_label, missing_labels_error
 
 try:  # this module is the optional dask integration; the core of skood never imports it
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # pragma: no cover - without distributed, TorchThreads cannot be registered
     _WorkerPlugin = object
 
-__all__ = ["OneGPUPerWorker", "TorchThreads", "fit_gaussian", "sample_rows", "score_dataset"]
+__all__ = [
+    "OneGPUPerWorker",
+    "TorchThreads",
+    "fit_gaussian",
+    "output_columns",
+    "require_dask",
+    "sample_rows",
+    "score_dataset",
+    "score_frame",
+    "score_rows",
+]
 
 
-def _require_dask():
+def require_dask() -> None:
+    """Raise an ImportError naming what to install unless dask and dask.dataframe import."""
     try:
         import dask
         import dask.dataframe  # noqa: F401
@@ -36,13 +47,14 @@ def _require_dask():
         ) from exc
 
 
-def _outputs(model) -> list[str]:
+def output_columns(model) -> list[str]:
+    """The columns a model's scores come in: ``score, label``, ``score, p_value, label`` (conformal)."""
     last = model[-1] if hasattr(model, "steps") else model
     return ["score", "p_value", "label"] if hasattr(last, "detector_scores") else ["score", "label"]
 
 
-def _score_rows(model, X: np.ndarray) -> np.ndarray:
-    """One block: ``(n, k)`` float64 columns in the order of :func:`_outputs`."""
+def score_rows(model, X: np.ndarray) -> np.ndarray:
+    """One block of rows scored: ``(n, k)`` float64 columns in the order of :func:`output_columns`."""
     last = model[-1] if hasattr(model, "steps") else model
     labels = np.asarray(model.predict(X), dtype=np.float64)
     if hasattr(last, "detector_scores"):  # conformal: the detector's score, then the p-value
@@ -52,7 +64,8 @@ def _score_rows(model, X: np.ndarray) -> np.ndarray:
     return np.column_stack([np.asarray(model.score_samples(X), dtype=np.float64), labels])
 
 
-def _score_frame(frame, model, columns, outputs):
+def score_frame(frame, model, columns, outputs):
+    """One dataframe block scored: a pandas frame of ``outputs`` (:func:`output_columns`) on its index."""
     import pandas as pd
 
     if getattr(model, "feature_names_in_", None) is not None:
@@ -62,7 +75,7 @@ def _score_frame(frame, model, columns, outputs):
     if X.shape[0] == 0:
         empty = pd.DataFrame({name: np.zeros(0) for name in outputs}, index=frame.index)
         return empty.astype({"label": np.int64})
-    values = _score_rows(model, X)
+    values = score_rows(model, X)
     out = pd.DataFrame(values, columns=outputs, index=frame.index)
     out["label"] = out["label"].astype(np.int64)
     return out
@@ -102,13 +115,13 @@ def score_dataset(model, data, *, columns=None):
     >>> bool(np.array_equal(out["score"].to_numpy(), model.score_samples(X)))
     True
     """
-    _require_dask()
+    require_dask()
     import dask
     import dask.array as da
     import dask.dataframe as dd
     import pandas as pd
 
-    outputs = _outputs(model)
+    outputs = output_columns(model)
     names = getattr(model, "feature_names_in_", None)
     if names is not None and not isinstance(data, da.Array):
         columns = _model_columns(list(map(str, names)), columns)
@@ -121,7 +134,7 @@ def score_dataset(model, data, *, columns=None):
             raise ValueError("columns applies to dataframes and datasets, not to a dask array")
         data = data.rechunk({1: data.shape[1]})  # whole rows in every block
         blocks = data.map_blocks(
-            lambda block, m: _score_rows(m, np.asarray(block, dtype=np.float64)),
+            lambda block, m: score_rows(m, np.asarray(block, dtype=np.float64)),
             shipped,
             chunks=(data.chunks[0], (len(outputs),)),
             dtype=np.float64,
@@ -144,7 +157,7 @@ def score_dataset(model, data, *, columns=None):
             )
     meta = pd.DataFrame({name: np.zeros(0) for name in outputs})
     meta["label"] = meta["label"].astype(np.int64)
-    return data.map_partitions(_score_frame, shipped, columns, outputs, meta=meta)
+    return data.map_partitions(score_frame, shipped, columns, outputs, meta=meta)
 
 
 def _model_columns(names: list[str], columns) -> list[str]:
@@ -203,100 +216,95 @@ def _as_blocks(X, y):
 
 def _tree_sum(parts):
     """Add delayed partial results pairwise, so no task receives more than two."""
+    import operator
+
     import dask
 
-    add = dask.delayed(lambda a, b: [x + z for x, z in zip(a, b)], pure=True)
+    add = dask.delayed(operator.add, pure=True)
     while len(parts) > 1:
         parts = [add(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]  # fmt: skip
     return parts[0]
 
 
-def _block_codes(y_block, classes):
-    """Class codes of a block's rows (-1 for outlier rows and for labels outside ``classes``)."""
-    if y_block is None:
-        return None
-    y_block = np.asarray(y_block)
-    codes = np.searchsorted(classes, y_block)
-    codes = np.clip(codes, 0, len(classes) - 1)
-    return np.where(classes[codes] == y_block, codes, -1)
-
-
-def _folds(n_rows: int, block: int, n_splits: int, seed: int) -> np.ndarray:
-    """The calibration fold of every row of a block (seeded per block, so reproducible)."""
-    return np.random.default_rng([seed, block]).integers(n_splits, size=n_rows)
-
-
-def _inlier_rows(x, y, block, classes, n_splits, seed):
-    """A block's inlier rows with their class codes and calibration folds."""
+def _inliers(x, y, classes):
+    """A block's inlier rows as float64, and their labels where the model has classes."""
     x = np.asarray(x, dtype=np.float64)
-    codes = np.zeros(len(x), dtype=np.intp) if classes is None else _block_codes(y, classes)
-    if y is not None and classes is None:
-        codes = np.where(is_outlier_label(y), -1, 0)
-    folds = _folds(len(x), block, max(n_splits, 1), seed)
-    keep = codes >= 0
-    return x[keep], codes[keep], folds[keep]
+    if y is None:
+        return x, None
+    y = np.asarray(y)
+    keep = ~is_outlier_label(y)
+    return x[keep], None if classes is None else y[keep]
 
 
-def _first_moments(x, y, block, classes, n_classes, n_splits, seed):
-    """Per fold and class: row counts and row sums of the inlier rows."""
-    x, codes, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
-    counts = np.zeros((max(n_splits, 1), n_classes))
-    sums = np.zeros((max(n_splits, 1), n_classes, x.shape[1]))
-    np.add.at(counts, (folds, codes), 1.0)
-    np.add.at(sums, (folds, codes), x)
-    return [counts, sums]
+def _count_inliers(y) -> np.ndarray:
+    return np.array([np.count_nonzero(~is_outlier_label(np.asarray(y)))])
 
 
-def _second_moments(x, y, block, classes, n_splits, seed, means, fold_means):
-    """``Z^T Z`` and ``sum ||z||^4`` of the class-centred inlier rows: for the model on every
-    row, and for each fold's model (the rows outside that fold, centred by its means)."""
-    x, codes, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
+def _block_moments(x, y, classes, folds, about):
+    """The :class:`~skood.gaussian.GaussianMoments` of a block's inlier rows."""
+    from skood.gaussian import GaussianMoments
 
-    def moments(rows, centres):
-        z = x[rows] - centres[codes[rows]]
-        return z.T @ z, np.sum(np.sum(z * z, axis=1) ** 2)
-
-    scatter, fourth = moments(slice(None), means)
-    out = [scatter, np.array(fourth)]
-    for k in range(n_splits):
-        fold_scatter, fold_fourth = moments(folds != k, fold_means[k])
-        out += [fold_scatter, np.array(fold_fourth)]
-    return out
+    x, labels = _inliers(x, y, classes)
+    return GaussianMoments.from_rows(x, labels, classes=classes, folds=folds, about=about)
 
 
-def _calibration_block(x, y, block, classes, n_splits, seed, estimator, models):
-    """Each inlier row's score under the model that did not see it (or the full model)."""
-    x, _, folds = _inlier_rows(x, y, block, classes, n_splits, seed)
-    scores = np.empty(len(x))
-    for k, (means, whitening, log_det) in enumerate(models):
-        rows = folds == k if n_splits else slice(None)
-        scores[rows] = estimator._score(x[rows], means, whitening, log_det)
-    return scores
+def _block_scores(x, y, calibration, models):
+    """A block's calibration rows, each scored by the model that did not see it."""
+    x, _ = _inliers(x, y, None)
+    scores = [model.score_samples(x[rows]) for rows, model in zip(calibration, models) if rows.size]
+    return np.concatenate(scores) if scores else np.empty(0)
 
 
+def _rows_in(calibration, start: int, stop: int) -> list[np.ndarray]:
+    """The calibration rows (indices into every inlier row) in ``[start, stop)``, from ``start``."""
+    return [
+        rows[np.searchsorted(rows, start) : np.searchsorted(rows, stop)] - start
+        for rows in calibration
+    ]
+
+
+@fit_context(prefer_skip_nested_validation=True)
 def fit_gaussian(estimator, X, y=None):
     """Fit a :class:`~skood.GaussianMahalanobis` on blocks: what ``fit`` does with dask input.
 
-    Per-block moments (row counts and sums per class, then the class-centred scatter ``Z^T Z``
-    and ``sum ||z||^4``) are added up in a tree, three passes over the data: the means, the
-    centred moments, and the out-of-fold calibration scores. Every covariance that skood names
-    (``empirical``, ``shrunk``, ``ledoit_wolf``, ``oas``) is a function of these moments, so
-    means, covariance and whitening equal the in-memory fit to rounding. A covariance
-    *estimator* object (``MinCovDet``, ...) needs the rows themselves and is refused: fit it on a
-    sample in memory.
+    The in-memory fit, with the rows left where they are. Its public steps, run on the
+    cluster where they touch rows:
 
-    ``offset_cv`` folds are drawn per block (seeded by ``random_state`` and the block's index),
-    not by ``KFold`` over the row order as in memory, so ``offset_`` differs from the in-memory
-    one by the sampling noise of the folds (with ``offset_cv=None`` it is equal too). The
-    calibration scores of every inlier row are kept (8 bytes a row).
+    1. the labels and each block's inlier count (one pass over ``y``);
+       ``estimator.modelled_classes`` and ``estimator.calibration_folds`` of the inlier count
+       say which classes are modelled and which inlier rows calibrate ``offset_`` (at most
+       50,000, in ``offset_cv`` folds), as in memory;
+    2. each block's :class:`~skood.gaussian.GaussianMoments` (counts, sums, scatter ``Z^T Z``,
+       and the fold models' by leaving out each fold's rows), added in a tree; a second pass
+       ``about=`` the first where ``estimator.moments_suffice`` says so (Ledoit–Wolf's fourth
+       moment, or means far from the origin);
+    3. ``estimator.fit_moments(moments)``, and ``estimator.fold_model(moments.folds[f])`` for the
+       ``offset_cv`` fold models;
+    4. each block's calibration rows scored by ``score_samples`` of the model that did not see
+       them, and ``estimator.calibrate_offset(scores, held_out=False)``.
+
+    So ``means_``, ``covariance_``, ``whitening_``, ``offset_`` and ``calibration_scores_``
+    equal the in-memory fit's to rounding, with or without ``offset_cv``. A covariance
+    *estimator* object (``MinCovDet``, ...) needs the rows themselves and is refused: fit it
+    on a sample in memory. Beyond 50,000 inlier rows, drawing the calibration rows takes a
+    permutation of the inlier row indices on the client (8 bytes a row, briefly).
+
+    Parameters
+    ----------
+    estimator : GaussianMahalanobis
+    X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
+    y : dask array or series of shape (n_samples,), default=None
+        ``-1`` marks outlier rows (left out); other values are inlier class labels.
+
+    Returns
+    -------
+    estimator : GaussianMahalanobis
+        Fitted.
     """
-    _require_dask()
+    require_dask()
     import dask
     import dask.array as da
-    from sklearn.utils import check_random_state
-
-    from skood.base import missing_labels_error
 
     name = type(estimator).__name__
     if not isinstance(estimator.covariance, str):
@@ -306,10 +314,13 @@ def fit_gaussian(estimator, X, y=None):
             "'oas', or fit this estimator on a sample that fits in memory."
         )
     X, y = _as_blocks(X, y)
-    n_features = X.shape[1]
-    labels = None
+    x_blocks = X.to_delayed().ravel()
+    y_blocks = [None] * len(x_blocks) if y is None else list(y.to_delayed().ravel())
+    labels, inliers = None, np.asarray(X.chunks[0])
     if y is not None:
-        labels = np.asarray(da.unique(y).compute())
+        count = dask.delayed(_count_inliers, pure=True)
+        labels, inliers = dask.compute(da.unique(y), [count(yb) for yb in y_blocks])
+        labels, inliers = np.asarray(labels), np.concatenate(inliers)
         if labels.dtype.kind == "f" and np.isnan(labels).any():  # NaN would become a class
             missing = da.isnan(y)
             n_missing, first = dask.compute(missing.sum(), da.argmax(missing))
@@ -317,59 +328,32 @@ def fit_gaussian(estimator, X, y=None):
         labels = labels[~is_outlier_label(labels)]
         if labels.size == 0:
             raise ValueError(f"y marks every row as an outlier (-1), so {name} has no inliers.")
-    if estimator.class_conditional is True and labels is None:
-        raise ValueError(f"{name}: class_conditional=True needs inlier class labels in y.")
-    use_classes = labels is not None and (
-        estimator.class_conditional is True
-        or (estimator.class_conditional == "auto" and labels.size >= 2)
-    )
-    classes = np.sort(labels) if use_classes else None
-    n_classes = 1 if classes is None else classes.size
-    n_splits = estimator.offset_cv or 0
-    seed = int(check_random_state(estimator.random_state).randint(2**31 - 1))
-    x_blocks = X.to_delayed().ravel()
-    y_blocks = [None] * len(x_blocks) if y is None else y.to_delayed().ravel()
-
-    first = dask.delayed(_first_moments, pure=True)
-    counts, sums = dask.compute(_tree_sum([
-        first(xb, yb, b, classes, n_classes, n_splits, seed)
-        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
-    ]))[0]  # fmt: skip
-    n_rows = counts.sum()
+    classes = estimator.modelled_classes(labels)
+    n_rows = int(inliers.sum())
     if n_rows < 2:
-        raise ValueError(f"{name} needs at least 2 inlier rows, got {int(n_rows)}.")
-    estimator._choose_covariance(int(n_rows), n_features, n_classes)  # as in memory
-    means = sums.sum(axis=0) / counts.sum(axis=0)[:, None]
-    fold_means = [
-        (sums.sum(axis=0) - sums[k]) / (counts.sum(axis=0) - counts[k])[:, None]
-        for k in range(n_splits)
-    ]
-    second = dask.delayed(_second_moments, pure=True)
-    moments = dask.compute(_tree_sum([
-        second(xb, yb, b, classes, n_splits, seed, means, fold_means)
-        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
-    ]))[0]  # fmt: skip
-    covariance = estimator._covariance_from_moments(moments[0], float(moments[1]), n_rows)
-    whitening, log_det = estimator._whiten(covariance)
-    estimator.classes_, estimator.means_, estimator.covariance_ = classes, means, covariance
-    estimator.whitening_, estimator.log_det_ = whitening, log_det
-    estimator.n_features_in_ = n_features
-    models = [(means, whitening, log_det)]
-    if n_splits:
-        models = []
-        for k in range(n_splits):
-            n_k = n_rows - counts[k].sum()
-            cov_k = estimator._covariance_from_moments(
-                moments[2 + 2 * k], float(moments[3 + 2 * k]), n_k
-            )
-            models.append((fold_means[k], *estimator._whiten(cov_k)))
-    calib = dask.delayed(_calibration_block, pure=True)
+        raise ValueError(f"{name} needs at least 2 inlier rows, got {n_rows}.")
+    calibration = estimator.calibration_folds(n_rows)
+    starts = np.concatenate([[0], np.cumsum(inliers)])
+    block_rows = [_rows_in(calibration, starts[b], starts[b + 1]) for b in range(len(x_blocks))]
+    block_folds = block_rows if len(calibration) > 1 else [[]] * len(x_blocks)
+
+    def moments(about=None):
+        task, about = dask.delayed(_block_moments, pure=True), dask.delayed(about, pure=True)
+        parts = [
+            task(xb, yb, classes, f, about) for xb, yb, f in zip(x_blocks, y_blocks, block_folds)
+        ]
+        return dask.compute(_tree_sum(parts))[0]
+
+    total = moments()
+    if not estimator.moments_suffice(total):  # Ledoit-Wolf's fourth moment, or far means
+        total = moments(about=total)
+    estimator.fit_moments(total)
+    models = [estimator.fold_model(fold) for fold in total.folds] or [estimator]
+    task, shipped = dask.delayed(_block_scores, pure=True), dask.delayed(models, pure=True)
     scores = dask.compute([
-        calib(xb, yb, b, classes, n_splits, seed, estimator, models)
-        for b, (xb, yb) in enumerate(zip(x_blocks, y_blocks))
+        task(xb, yb, rows, shipped) for xb, yb, rows in zip(x_blocks, y_blocks, block_rows)
     ])[0]  # fmt: skip
-    estimator._set_offset(np.concatenate(scores), held_out=False)
-    return estimator
+    return estimator.calibrate_offset(np.concatenate(scores), held_out=False)
 
 
 class TorchThreads(_WorkerPlugin):
@@ -441,7 +425,7 @@ def sample_rows(data, n_rows: int, *, random_state=None) -> np.ndarray:
     -------
     ndarray of float64, shape (n_rows, n_features)
     """
-    _require_dask()
+    require_dask()
     import dask
     import dask.array as da
     import dask.dataframe as dd

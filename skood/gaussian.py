@@ -1,8 +1,14 @@
-"""GaussianMahalanobis: Gaussian and class-conditional tied-covariance (Mahalanobis / GEM) scores."""
+"""GaussianMahalanobis: Gaussian and class-conditional tied-covariance (Mahalanobis / GEM) scores.
+
+Its model is a function of sums over the inlier rows, :class:`GaussianMoments`, which add up
+block by block: the in-memory fit and the Dask fit (:func:`skood.distributed.fit_gaussian`) both
+compute them and call the same code, :meth:`GaussianMahalanobis.fit_moments`.
+"""
 
 from __future__ import annotations
 
 import math
+import sys
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,10 +25,11 @@ from sklearn.covariance import (
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from skood.base import BaseDetector, finite_scores, fit_context, iter_slices, warn_user
+from skood.base import BaseDetector, fit_context, iter_slices, warn_user
 
-__all__ = ["GaussianMahalanobis"]
+__all__ = ["GaussianMahalanobis", "GaussianMoments"]
 
 _COVARIANCES = {
     "empirical": EmpiricalCovariance,
@@ -31,11 +38,345 @@ _COVARIANCES = {
     "shrunk": ShrunkCovariance,
 }
 _LOG_2PI = math.log(2.0 * math.pi)
+#: |x| above this overflows the squares a covariance sums (float64 reaches 1.8e308).
+_MAX_MAGNITUDE = 1e150
 
 
-def _is_dask(data) -> bool:
-    """A dask array, dataframe or series, recognised without importing dask."""
-    return type(data).__module__.split(".")[0] in ("dask", "dask_expr")
+def _is_dask_collection(data) -> bool:
+    """Whether ``data`` is a Dask collection, asked of dask itself only where it is loaded.
+
+    A Dask array or dataframe cannot exist before dask is imported, so skood never imports it.
+    """
+    dask_base = sys.modules.get("dask.base")
+    return dask_base is not None and bool(dask_base.is_dask_collection(data))
+
+
+def _check_magnitude(X: np.ndarray) -> None:
+    peak = max(float(np.max(X)), -float(np.min(X))) if X.size else 0.0
+    if peak > _MAX_MAGNITUDE or not np.isfinite(peak):
+        raise ValueError(
+            f"GaussianMahalanobis: X holds values up to {peak:.3g}, whose squares overflow "
+            "float64 in the covariance. Scale the features first (e.g. StandardScaler), as "
+            "the Mahalanobis distance does not depend on the unit."
+        )
+
+
+def _class_codes(y, classes, n_rows: int):
+    """``(classes, codes)``: no classes and every row coded 0 when ``y`` is None."""
+    if y is None:
+        if classes is not None:
+            raise ValueError("GaussianMoments: classes were given without the labels y.")
+        return None, np.zeros(n_rows, dtype=np.intp)
+    y = np.asarray(y)
+    if y.shape != (n_rows,):
+        raise ValueError(f"GaussianMoments: y has shape {y.shape}, X has {n_rows} rows.")
+    if classes is None:
+        classes, codes = np.unique(y, return_inverse=True)
+        return classes, codes.reshape(-1)
+    classes = np.unique(np.asarray(classes))
+    codes = np.clip(np.searchsorted(classes, y), 0, classes.size - 1)
+    unknown = classes[codes] != y
+    if unknown.any():
+        raise ValueError(
+            f"GaussianMoments: y holds label(s) {list(np.unique(y[unknown]))[:10]} that are not "
+            f"among classes ({list(classes)[:10]})."
+        )
+    return classes, codes
+
+
+def _class_sums(X: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    if n_classes == 1:  # a BLAS product: faster than a reduction over the rows
+        return (np.ones(codes.size) @ X)[None]
+    onehot = sp.csr_matrix(
+        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_classes, codes.size)
+    )
+    return np.asarray(onehot @ X)
+
+
+def _about_means(moments: GaussianMoments):
+    """``(classes present, their means, mean - centre, scatter about the means, rows)``.
+
+    The scatter about the means is ``scatter - sum_k n_k d_k d_k^T`` with ``d_k`` the mean's
+    offset from the centre: about the origin, the Gram identity ``X^T X - sum_k n_k mu_k
+    mu_k^T``.
+    """
+    keep = moments.counts > 0
+    counts = moments.counts[keep]
+    delta = moments.sums[keep] / counts[:, None]
+    scatter = moments.scatter - (delta.T * counts) @ delta
+    return keep, moments.centre[keep] + delta, delta, scatter, counts.sum()
+
+
+class GaussianMoments:
+    """Sums over inlier rows from which :class:`GaussianMahalanobis` computes its model.
+
+    Per class: the row count, the sum of ``z = x - centre[class]``, and over all classes the
+    scatter ``sum z z^T`` and ``sum ||z||^4``. They are sums over rows, so the moments of two
+    blocks of rows are ``a + b`` (``sum(parts)`` too): data in blocks, on a cluster or arriving
+    over time, is summarised block by block, and :meth:`GaussianMahalanobis.fit_moments` turns
+    the total into the model, the same code as ``fit``. Every covariance the estimator names
+    (``"empirical"``, ``"shrunk"``, ``"oas"``, ``"ledoit_wolf"``) is a function of them; a
+    covariance *estimator object* needs the rows themselves.
+
+    With ``offset_cv`` folds, ``folds`` holds the moments of each fold model's training rows
+    (every row outside that fold): its scores of the fold's rows set ``offset_``.
+
+    Moments about the origin (the default) give the model in one pass. Two cases need a second
+    pass over the same rows, ``from_rows(..., about=first)``, about the class means (and each
+    fold model's about its own), which :meth:`GaussianMahalanobis.moments_suffice` tells: means
+    more than 10 spreads from the origin (the scatter about the origin would lose digits to
+    cancellation), and Ledoit–Wolf, whose ``fourth`` must be about the means.
+
+    Parameters
+    ----------
+    counts : array-like of shape (n_classes,)
+        Rows per class.
+    sums : array-like of shape (n_classes, n_features)
+        ``sum (x - centre[k])`` over the rows of class ``k``.
+    scatter : array-like of shape (n_features, n_features)
+        ``sum (x - centre[k]) (x - centre[k])^T`` over every row, ``k`` its class.
+    fourth : float or None, default=None
+        ``sum ||x - centre[k]||^4`` over every row, or None where not computed (only
+        Ledoit–Wolf reads it, as the fourth moment about the class means).
+    classes : array-like of shape (n_classes,) or None, default=None
+        The sorted class labels, or None for one Gaussian.
+    centre : array-like of shape (n_classes, n_features) or None, default=None
+        The point each class's rows are taken about; None: the origin.
+    folds : sequence of GaussianMoments, default=()
+        The moments of each ``offset_cv`` fold model's training rows.
+
+    Attributes
+    ----------
+    counts, sums, scatter, fourth, classes, centre : as the parameters (ndarrays, float64)
+    folds : tuple of GaussianMoments
+
+    See Also
+    --------
+    GaussianMahalanobis.fit_moments : The model from these moments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skood.gaussian import GaussianMahalanobis, GaussianMoments
+    >>> X = np.random.default_rng(0).normal(size=(1000, 3))
+    >>> moments = sum(GaussianMoments.from_rows(block) for block in np.array_split(X, 4))
+    >>> det = GaussianMahalanobis(offset_cv=None).fit_moments(moments)
+    >>> det = det.calibrate_offset(det.score_samples(X), held_out=False)
+    >>> full = GaussianMahalanobis(offset_cv=None).fit(X)
+    >>> bool(np.allclose(det.covariance_, full.covariance_, rtol=1e-12))
+    True
+    >>> bool(np.isclose(det.offset_, full.offset_, rtol=1e-12))
+    True
+    """
+
+    #: Rows per block when rows are centred: a block and its centred copy stay in the CPU cache.
+    _BLOCK_ROWS = 4096
+
+    def __init__(
+        self, counts, sums, scatter, fourth=None, *, classes=None, centre=None, folds=()
+    ) -> None:
+        self.counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+        self.sums = np.asarray(sums, dtype=np.float64)
+        self.scatter = np.asarray(scatter, dtype=np.float64)
+        self.fourth = None if fourth is None else float(fourth)
+        self.classes = None if classes is None else np.asarray(classes)
+        self.centre = (
+            np.zeros_like(self.sums) if centre is None else np.asarray(centre, dtype=np.float64)
+        )
+        self.folds = tuple(folds)
+        n_classes, n_features = self.counts.size, self.sums.shape[-1]
+        if (
+            self.sums.shape != (n_classes, n_features)
+            or self.scatter.shape != (n_features, n_features)
+            or self.centre.shape != self.sums.shape
+            or (self.classes is not None and self.classes.shape != (n_classes,))
+            or (self.classes is None and n_classes != 1)
+        ):
+            raise ValueError(
+                f"GaussianMoments: counts {self.counts.shape}, sums {self.sums.shape}, scatter "
+                f"{self.scatter.shape} and centre {self.centre.shape} do not agree on "
+                "(n_classes,), (n_classes, n_features), (n_features, n_features) and "
+                "(n_classes, n_features); one class without classes."
+            )
+
+    @classmethod
+    def from_rows(cls, X, y=None, *, classes=None, folds=(), about=None) -> GaussianMoments:
+        """The moments of the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inlier rows (leave the outlier rows out).
+        y : array-like of shape (n_samples,), default=None
+            Their class labels for class-conditional moments; None for one Gaussian.
+        classes : array-like, default=None
+            Every class of the whole data, of which a block may lack some (moments add only
+            with the same classes). Default: the labels in ``y``.
+        folds : sequence of array-like of int, default=()
+            The rows of ``X`` in each ``offset_cv`` fold
+            (:meth:`GaussianMahalanobis.calibration_folds`): each fold model's training rows
+            are every other row, and their moments are kept in ``folds``.
+        about : GaussianMoments, default=None
+            The total moments of a first pass over all the data (every block of which ``X`` is
+            one, with the same classes and folds): these are taken about its class means, each
+            fold model's about its own, and include ``fourth``. Default: about the origin,
+            without ``fourth``.
+
+        Returns
+        -------
+        GaussianMoments
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"GaussianMoments: X must be 2-D, got {X.ndim}-D.")
+        classes, codes = _class_codes(y, classes, X.shape[0])
+        n_classes = 1 if classes is None else classes.size
+        folds = [np.asarray(test, dtype=np.intp).reshape(-1) for test in folds]
+        counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+        if about is None:
+            centre = np.zeros((n_classes, X.shape[1]))
+            fold_centres = [centre] * len(folds)
+            sums = _class_sums(X, codes, n_classes)
+            scatter = X.T @ X
+            if not np.isfinite(scatter).all():  # |x| beyond ~1e154: the squares overflow
+                _check_magnitude(X)
+            fourth, fold_fourth = None, [None] * len(folds)
+        else:
+            about._check_matches(classes, len(folds), X.shape[1])
+            centre = np.where(np.isfinite(about.means), about.means, 0.0)  # 0: a class without rows
+            fold_centres = [np.where(np.isfinite(f.means), f.means, centre) for f in about.folds]
+            sums, scatter, fourth, fold_fourth = cls._centred_sums(
+                X, codes, centre, folds, fold_centres
+            )
+        fold_moments = []
+        for test, fold_centre, fold_4 in zip(folds, fold_centres, fold_fourth):
+            # the fold model's rows: every row less the fold's, then taken about its own centre
+            Z = X[test] - centre[codes[test]]
+            rest = counts - np.bincount(codes[test], minlength=n_classes)
+            rest_sums = sums - _class_sums(Z, codes[test], n_classes)
+            shift = fold_centre - centre  # zero about the origin
+            rest_scatter = scatter - Z.T @ Z - rest_sums.T @ shift - shift.T @ rest_sums
+            rest_scatter += (shift.T * rest) @ shift
+            rest_sums = rest_sums - rest[:, None] * shift
+            fold_moments.append(
+                cls(rest, rest_sums, rest_scatter, fold_4, classes=classes, centre=fold_centre)
+            )
+        return cls(
+            counts, sums, scatter, fourth, classes=classes, centre=centre, folds=fold_moments
+        )
+
+    @classmethod
+    def _centred_sums(cls, X, codes, centre, folds, fold_centres):
+        """Sums, scatter and fourth moment of every row about ``centre``, block by block (no
+        full-size copy), and each fold model's fourth moment: of its training rows about its
+        own centre, ``||z - shift||^2 = ||z||^2 - 2 z.shift + ||shift||^2``."""
+        n_classes, n_features = centre.shape
+        n_folds = len(folds)
+        in_fold = np.full(X.shape[0], -1)
+        for f, test in enumerate(folds):
+            in_fold[test] = f
+        shifts = np.array([c - centre for c in fold_centres]).reshape(n_folds, *centre.shape)
+        shift_sq = np.einsum("fkj,fkj->fk", shifts, shifts)
+        one_product = n_folds * n_classes <= n_features  # z.shift of every fold and class at once
+        sums, scatter = np.zeros_like(centre), np.zeros((n_features, n_features))
+        fourth, fold_fourth = 0.0, np.zeros(n_folds)
+        for sl in iter_slices(X.shape[0], cls._BLOCK_ROWS):
+            Z, block_codes = X[sl] - centre[codes[sl]], codes[sl]
+            sums += _class_sums(Z, block_codes, n_classes)
+            scatter += Z.T @ Z
+            sq = np.einsum("ij,ij->i", Z, Z)
+            fourth += float(sq @ sq)
+            if not n_folds:
+                continue
+            if one_product:
+                proj = (Z @ shifts.reshape(-1, n_features).T).reshape(-1, n_folds, n_classes)
+                proj = proj[np.arange(Z.shape[0]), :, block_codes]
+            else:
+                proj = np.stack(
+                    [np.einsum("ij,ij->i", Z, shift[block_codes]) for shift in shifts], axis=1
+                )
+            sq_f = sq[:, None] - 2 * proj + shift_sq[:, block_codes].T  # (rows, folds)
+            sq_f[in_fold[sl][:, None] == np.arange(n_folds)] = (
+                0.0  # a fold's own rows: not its model's
+            )
+            fold_fourth += np.einsum("ij,ij->j", sq_f, sq_f)
+        return sums, scatter, fourth, list(fold_fourth)
+
+    @property
+    def n_rows(self) -> int:
+        """The number of rows summed."""
+        return round(float(self.counts.sum()))
+
+    @property
+    def n_features(self) -> int:
+        """The number of features."""
+        return self.sums.shape[1]
+
+    @property
+    def means(self) -> np.ndarray:
+        """The class means, shape (n_classes, n_features); NaN for a class without rows."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.centre + self.sums / self.counts[:, None]
+
+    def _check_matches(self, classes, n_folds: int, n_features: int) -> None:
+        if not _same_classes(self.classes, classes) or len(self.folds) != n_folds:
+            raise ValueError(
+                "GaussianMoments: about= must be moments of the same rows, with the same classes "
+                f"and folds; it has classes {_names(self.classes)} and {len(self.folds)} "
+                f"fold(s), these rows {_names(classes)} and {n_folds}."
+            )
+        if self.n_features != n_features:
+            raise ValueError(
+                f"GaussianMoments: about= has {self.n_features} features, X has {n_features}."
+            )
+
+    def __add__(self, other):
+        if not isinstance(other, GaussianMoments):
+            return NotImplemented
+        if (
+            not _same_classes(self.classes, other.classes)
+            or self.centre.shape != other.centre.shape
+            or not np.array_equal(self.centre, other.centre)
+            or len(self.folds) != len(other.folds)
+        ):
+            raise ValueError(
+                "GaussianMoments add only with the same classes, centre and number of folds: "
+                "compute every block's with the same classes= (all of the data's), folds layout "
+                "and about=."
+            )
+        fourth = None if self.fourth is None or other.fourth is None else self.fourth + other.fourth
+        return GaussianMoments(
+            self.counts + other.counts,
+            self.sums + other.sums,
+            self.scatter + other.scatter,
+            fourth,
+            classes=self.classes,
+            centre=self.centre,
+            folds=[a + b for a, b in zip(self.folds, other.folds)],
+        )
+
+    def __radd__(self, other):
+        if isinstance(other, Integral) and other == 0:  # sum(parts) starts from 0
+            return self
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        n_classes = "none" if self.classes is None else self.classes.size
+        return (
+            f"GaussianMoments(n_rows={self.n_rows}, n_features={self.n_features}, "
+            f"classes={n_classes}, folds={len(self.folds)}, "
+            f"fourth={'yes' if self.fourth is not None else 'no'})"
+        )
+
+
+def _same_classes(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.all(a == b))
+
+
+def _names(classes) -> str:
+    return "none" if classes is None else str(list(classes)[:10])
 
 
 class GaussianMahalanobis(BaseDetector):
@@ -116,6 +457,9 @@ default="auto"
 
     See Also
     --------
+    GaussianMoments : The sums over rows the model is computed from, block by block
+        (:meth:`fit_moments`); ``fit`` on a Dask array or dataframe adds them over its blocks
+        (:func:`skood.distributed.fit_gaussian`).
     QuantileFlowDetector : A normalizing-flow density on the same features.
     sklearn.covariance.EllipticEnvelope : Robust (MCD) single Gaussian.
 
@@ -178,9 +522,14 @@ default="auto"
         self.inference_batch_size = inference_batch_size
         self.random_state = random_state
 
-    @fit_context(prefer_skip_nested_validation=True)
+    _input_dtype = np.float64
+
     def fit(self, X, y=None):
         """Fit the Gaussian(s) on the inlier rows of ``X``.
+
+        A Dask array or dataframe (``X`` or ``y``) is fitted where it lives, from the moments of
+        its blocks: :func:`skood.distributed.fit_gaussian`, the same model and ``offset_`` to
+        rounding.
 
         Parameters
         ----------
@@ -192,46 +541,267 @@ default="auto"
         -------
         self : GaussianMahalanobis
         """
-        if _is_dask(X) or _is_dask(y):  # blocks on a cluster: the same fit from moments
+        if _is_dask_collection(X) or _is_dask_collection(y):
             from skood.distributed import fit_gaussian
 
             return fit_gaussian(self, X, y)
-        X, inliers, labels = self._validate_fit_data(X, y, dtype=np.float64)
-        if not inliers.all():  # no full-size copy in the common all-inlier case
-            X = X[inliers]
+        return super().fit(X, y)
+
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """The model from the moments of the inlier rows (from the rows themselves for a
+        covariance estimator object), and the models that score the calibration rows."""
         self._check_fit_size(X)
-        if self.class_conditional is True and labels is None:
-            raise ValueError(
-                "class_conditional=True needs inlier class labels in y; got y=None. Pass the "
-                "labels, or use class_conditional='auto' or False."
+        classes = self.modelled_classes(None if y is None else np.unique(y))
+        labels = None if classes is None else y
+        calibration = self.calibration_folds(X.shape[0])  # draws from random_state, as rng
+        if isinstance(self.covariance, str):
+            models = self._fit_from_moments(X, labels, classes, calibration)
+        else:
+            models = self._fit_from_rows(X, labels, calibration)
+        self._calibration_plan = (calibration, models)  # for _calibration_scores, then dropped
+
+    def _fit_from_moments(self, X, labels, classes, calibration):
+        """Set the model from :class:`GaussianMoments` of ``X``; return the calibration models.
+
+        One pass: ``X^T X`` and the class sums, no copy of ``X``; each fold model's moments are
+        the full ones less its fold's rows', so the folds cost only their rows (at most
+        ``_MAX_CALIBRATION_ROWS`` in all). A second pass centres the rows block by block where
+        :meth:`moments_suffice` says so.
+        """
+        folds = calibration if len(calibration) > 1 else ()
+        moments = GaussianMoments.from_rows(X, labels, classes=classes, folds=folds)
+        if not self.moments_suffice(moments):
+            moments = GaussianMoments.from_rows(
+                X, labels, classes=classes, folds=folds, about=moments
             )
-        use_classes = labels is not None and (
-            self.class_conditional is True
-            or (self.class_conditional == "auto" and np.unique(labels).size >= 2)
-        )
-        labels = labels if use_classes else None
+        self._set_model(moments)
+        return (self.fold_model(fold) for fold in moments.folds) if folds else [self]
+
+    def _fit_from_rows(self, X, labels, calibration):
+        """The model of a covariance estimator object, fitted on the class-centred rows."""
+        _check_magnitude(X)
         n_classes = 1 if labels is None else np.unique(labels).size
         self._choose_covariance(X.shape[0], X.shape[1], n_classes)
-        if isinstance(self.covariance, str):
-            model, calibration = self._fit_from_moments(X, labels)
-        else:  # a covariance estimator object needs the centred rows themselves
-            model, calibration = self._fit_from_rows(X, labels)
-        self.classes_, self.means_, self.covariance_, self.whitening_, self.log_det_ = model
-        self._set_offset(calibration, held_out=False)
+        self._set_fitted(*self._rows_model(X, labels))
+        if len(calibration) == 1:
+            return [self]
+        return (self._rows_fold_model(X, labels, test) for test in calibration)
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """Out-of-fold scores: each calibration row's by the model fitted without its fold (by
+        the model itself without ``offset_cv``), of at most ``_MAX_CALIBRATION_ROWS`` rows."""
+        calibration, models = vars(self).pop("_calibration_plan")
+        return np.concatenate(
+            [model._score_samples(X[rows]) for rows, model in zip(calibration, models)]
+        )
+
+    # -- the model from moments: shared by fit and the Dask fit ---------------------------------
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit_moments(self, moments: GaussianMoments):
+        """Fit the model from :class:`GaussianMoments` of the inlier rows, computed elsewhere.
+
+        The code ``fit`` runs once it has the moments of ``X``: it resolves ``covariance``
+        (``covariance_method_``), warns of too few rows as ``fit`` does, and sets ``means_``,
+        ``covariance_``, ``whitening_``, ``log_det_``, ``classes_`` and ``n_features_in_``. It
+        sets no threshold: call :meth:`calibrate_offset` with scores of inlier rows before
+        ``predict``. ``fit`` uses the out-of-fold scores of the rows :meth:`calibration_folds`
+        names, each fold's by :meth:`fold_model` of ``moments.folds[f]``.
+
+        Parameters
+        ----------
+        moments : GaussianMoments
+            Per class for a class-conditional model (``classes``), else without classes; about
+            the class means for ``covariance="ledoit_wolf"`` (:meth:`moments_suffice`).
+
+        Returns
+        -------
+        self : GaussianMahalanobis
+            Fitted, without ``offset_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skood.gaussian import GaussianMahalanobis, GaussianMoments
+        >>> X = np.random.default_rng(0).normal(size=(500, 2))
+        >>> det = GaussianMahalanobis().fit_moments(GaussianMoments.from_rows(X))
+        >>> det.means_.shape, det.covariance_method_
+        ((1, 2), 'empirical')
+        """
+        if not isinstance(moments, GaussianMoments):
+            raise TypeError(f"fit_moments takes GaussianMoments, got {type(moments).__name__}")
+        if not isinstance(self.covariance, str):
+            raise ValueError(
+                f"{type(self).__name__}: covariance={self.covariance!r} is fitted on the rows "
+                "themselves, not on their moments: call fit, or name a covariance "
+                f"({sorted(_COVARIANCES)})."
+            )
+        if moments.classes is None:
+            self.modelled_classes(None)  # refuses class_conditional=True, as fit does
+        elif self.class_conditional is False and np.count_nonzero(moments.counts) >= 2:
+            raise ValueError(
+                f"{type(self).__name__}: class_conditional=False, but the moments are per class "
+                "(GaussianMoments.from_rows with y): compute them without y."
+            )
+        if moments.n_rows < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 inlier rows, got {moments.n_rows}."
+            )
+        for name in (
+            "offset_",
+            "calibration_scores_",
+            "calibration_held_out_",
+            "feature_names_in_",
+        ):
+            vars(self).pop(name, None)  # a threshold of an earlier fit would not fit this model
+        self.n_features_in_ = moments.n_features
+        self._set_model(moments)
         return self
+
+    def moments_suffice(self, moments: GaussianMoments) -> bool:
+        """Whether ``moments`` give this estimator's model to float64 precision.
+
+        Moments about the origin (:meth:`GaussianMoments.from_rows` without ``about``) do,
+        unless the class means lie more than 10 spreads from it (more than 2 of float64's 16
+        digits of the scatter would cancel) or the covariance is Ledoit–Wolf, which reads the
+        fourth moment about the class means. Then compute them again over the same rows,
+        ``from_rows(..., about=moments)``: ``fit`` and the Dask fit do.
+
+        Parameters
+        ----------
+        moments : GaussianMoments
+
+        Returns
+        -------
+        bool
+        """
+        if isinstance(self.covariance, str) and self.covariance == "ledoit_wolf":
+            if moments.fourth is None:
+                return False
+        _, _, delta, scatter, n = _about_means(moments)
+        spread = np.maximum(np.diag(scatter) / n, np.finfo(np.float64).tiny)
+        return bool(np.max(delta**2 / spread) <= self._MAX_MEAN_TO_SPREAD)
+
+    def modelled_classes(self, labels):
+        """The inlier classes a fit on ``labels`` models: ``class_conditional`` resolved.
+
+        Parameters
+        ----------
+        labels : array-like or None
+            The inlier labels of the training rows (those labelled ``-1`` left out), or None
+            when there is no ``y``.
+
+        Returns
+        -------
+        ndarray or None
+            The sorted classes, or None for one Gaussian (``"auto"`` with a single label).
+        """
+        if labels is None:
+            if self.class_conditional is True:
+                raise ValueError(
+                    "class_conditional=True needs inlier class labels in y; got y=None. Pass the "
+                    "labels, or use class_conditional='auto' or False."
+                )
+            return None
+        classes = np.unique(np.asarray(labels))
+        if self.class_conditional is True or (
+            self.class_conditional == "auto" and classes.size >= 2
+        ):
+            return classes
+        return None
+
+    def calibration_folds(self, n_rows: int) -> list[np.ndarray]:
+        """The inlier rows whose scores set ``offset_``, grouped by the model that scores them.
+
+        Every row up to ``_MAX_CALIBRATION_ROWS`` (50,000); beyond, that many drawn with
+        ``random_state``. With ``offset_cv``, one array per fold, shuffled with
+        ``random_state``: fold ``f``'s rows are scored by the model fitted on every other row,
+        :meth:`fold_model` of ``moments.folds[f]``. Without, a single array, scored by the
+        model itself.
+
+        Parameters
+        ----------
+        n_rows : int
+            The number of inlier rows.
+
+        Returns
+        -------
+        list of ndarray of int
+            Sorted indices into the inlier rows (in their order).
+        """
+        rng = check_random_state(self.random_state)
+        rows = np.arange(n_rows)
+        if n_rows > self._MAX_CALIBRATION_ROWS:
+            rows = np.sort(rng.choice(n_rows, self._MAX_CALIBRATION_ROWS, replace=False))
+        if self.offset_cv is None or rows.size < 2:
+            return [rows]
+        kfold = KFold(min(self.offset_cv, rows.size), shuffle=True, random_state=rng)
+        return [rows[test] for _, test in kfold.split(np.empty((rows.size, 0)))]
+
+    def fold_model(self, moments: GaussianMoments) -> GaussianMahalanobis:
+        """A copy of this fitted model, fitted on other moments: an ``offset_cv`` fold's model.
+
+        It has the same parameters and ``covariance_method_`` (``"auto"`` stays resolved as for
+        all the rows), and neither warns nor sets ``offset_``: its :meth:`score_samples` of the
+        fold's rows are out-of-fold calibration scores.
+
+        Parameters
+        ----------
+        moments : GaussianMoments
+            Usually ``moments.folds[f]``.
+
+        Returns
+        -------
+        GaussianMahalanobis
+        """
+        check_is_fitted(self)
+        fold = self._fold_copy()
+        fold._set_fitted(*fold._model_of(moments))
+        return fold
+
+    def _set_model(self, moments: GaussianMoments) -> None:
+        self._choose_covariance(
+            moments.n_rows, moments.n_features, int(np.count_nonzero(moments.counts))
+        )
+        self._set_fitted(*self._model_of(moments))
+
+    def _model_of(self, moments: GaussianMoments):
+        """``(classes, means, covariance)`` of the moments' rows, with ``covariance_method_``."""
+        keep, means, _, scatter, n = _about_means(moments)
+        if self.covariance_method_ == "ledoit_wolf" and moments.fourth is None:
+            raise ValueError(
+                f"{type(self).__name__}: covariance='ledoit_wolf' needs the fourth moment about "
+                "the class means: GaussianMoments.from_rows(X, ..., about=moments), a second pass "
+                "over the same rows."
+            )
+        covariance = self._covariance_from_moments(scatter, moments.fourth, n)
+        classes = None
+        if moments.classes is not None and (keep.sum() >= 2 or self.class_conditional is True):
+            classes = moments.classes[keep]
+        return classes, means, covariance
+
+    def _set_fitted(self, classes, means, covariance) -> None:
+        self.classes_, self.means_, self.covariance_ = classes, means, covariance
+        self.whitening_, self.log_det_ = self._whiten(covariance)
+
+    def _fold_copy(self) -> GaussianMahalanobis:
+        fold = clone(self)
+        fold.covariance_method_ = self.covariance_method_
+        fold.n_features_in_ = self.n_features_in_
+        return fold
 
     #: Beyond this many features, a covariance from fewer rows than features is refused: its
     #: d x d matrix and eigendecomposition cost minutes and gigabytes for a rank-n estimate.
     _MAX_WIDE_FEATURES = 4096
-    #: |x| above this overflows the squares a covariance sums (float64 reaches 1.8e308).
-    _MAX_MAGNITUDE = 1e150
-    #: Rows per block of the moment passes: a block and its centred copy stay in the CPU cache.
-    _FIT_BLOCK_ROWS = 4096
     #: At most this many rows (drawn at random beyond it) are scored to set ``offset_``: the
     #: 0.05-quantile of 50,000 scores is known to +-0.002 in probability (two standard errors),
     #: and scoring every row of a large X would cost more than the fit
     #: (``benchmarks/speed/speed.md``).
     _MAX_CALIBRATION_ROWS = 50_000
+    #: The Gram identity ``X^T X - sum_k n_k mu_k mu_k^T`` loses about log10(mu^2 / var) digits;
+    #: beyond this ratio (2 digits of float64's 16) the moments are taken again about the means,
+    #: the rows centred block by block, which costs about 1.4 times the product
+    #: (``benchmarks/speed/speed.md``).
+    _MAX_MEAN_TO_SPREAD = 100.0
 
     def _check_fit_size(self, X: np.ndarray) -> None:
         name = type(self).__name__
@@ -307,170 +877,27 @@ default="auto"
             n_fit -= math.ceil(n_calibration / min(self.offset_cv, n_calibration))
         return n_fit - n_classes
 
-    def _check_magnitude(self, X: np.ndarray) -> None:
-        peak = max(float(np.max(X)), -float(np.min(X))) if X.size else 0.0
-        if peak > self._MAX_MAGNITUDE or not np.isfinite(peak):
-            raise ValueError(
-                f"{type(self).__name__}: X holds values up to {peak:.3g}, whose squares overflow "
-                "float64 in the covariance. Scale the features first (e.g. StandardScaler), as "
-                "the Mahalanobis distance does not depend on the unit."
-            )
-
-    def _calibration_folds(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows whose scores set ``offset_`` (all, or ``_MAX_CALIBRATION_ROWS`` drawn at
-        random), and the ``offset_cv`` fold of each (all 0 without folds)."""
-        rng = check_random_state(self.random_state)
-        rows = np.arange(n_rows)
-        if n_rows > self._MAX_CALIBRATION_ROWS:
-            rows = np.sort(rng.choice(n_rows, self._MAX_CALIBRATION_ROWS, replace=False))
-        folds = np.zeros(rows.size, dtype=np.intp)
-        if self.offset_cv is not None and rows.size >= 2:
-            kfold = KFold(min(self.offset_cv, rows.size), shuffle=True, random_state=rng)
-            for f, (_, test) in enumerate(kfold.split(np.empty((rows.size, 0)))):
-                folds[test] = f
-        return rows, folds
-
-    def _fit_from_moments(self, X: np.ndarray, labels: np.ndarray | None):
-        """The model, and the calibration scores, from the moments of ``X`` without copying it.
-
-        The class-centred scatter is ``X^T X - sum_k n_k mu_k mu_k^T``: one BLAS product over
-        ``X`` as it is, the floor of any covariance fit (when the means are so far from 0, in
-        units of the spread, that the subtraction would cost digits, the rows are centred block
-        by block instead). A fold's model leaves out that fold's test rows ``T``: its class
-        means are ``mu_k + delta_k`` and its scatter is ``S - Z_T^T Z_T - sum_k n_k delta_k
-        delta_k^T``, with ``Z_T`` the test rows centred by ``mu`` and ``delta_k`` (the shift, the gap
-        between the two means, O(1/sqrt(n))) leaving no room for cancellation. So the folds cost
-        only their test rows, of which there are at most ``_MAX_CALIBRATION_ROWS`` in all. Every
-        string ``covariance`` is a function of these moments (:meth:`_covariance_from_moments`);
-        Ledoit–Wolf also needs ``sum ||z||^4``, for which one more pass over ``X`` centres each
-        row by each model's class mean.
-        """
-        n, d = X.shape
-        classes, codes, n_classes = self._class_codes(labels, n)
-        counts = np.bincount(codes, minlength=n_classes)
-        sums = self._class_sums(X, codes, n_classes)
-        means = sums / counts[:, None]
-        scatter = self._class_scatter(X, codes, means, counts)
-
-        rows, folds = self._calibration_folds(n)
-        fold_parts = []  # per fold: its test rows, its training-row count, scatter and shifts
-        for f in range(int(folds.max()) + 1 if folds.max() > 0 else 0):
-            test = rows[folds == f]
-            X_test, codes_test = X[test], codes[test]
-            rest = counts - np.bincount(codes_test, minlength=n_classes)
-            keep = rest > 0  # a class with all its rows in this fold is not in its model
-            rest_sums = sums - self._class_sums(X_test, codes_test, n_classes)
-            shift = np.full((n_classes, d), np.nan)  # NaN: a class this fold's model lacks
-            shift[keep] = rest_sums[keep] / rest[keep, None] - means[keep]
-            Z_test = X_test - means[codes_test]
-            fold_scatter = scatter - Z_test.T @ Z_test - (shift[keep].T * rest[keep]) @ shift[keep]
-            fold_parts.append((X_test, rest[keep].sum(), fold_scatter, shift))
-        fourth, fold_fourth = 0.0, np.zeros(len(fold_parts))
-        if self.covariance_method_ == "ledoit_wolf":
-            shifts = [part[3] for part in fold_parts]
-            fourth, fold_fourth = self._fourth_moments(X, codes, means, shifts, rows, folds)
-        covariance = self._covariance_from_moments(scatter, fourth, n)
-        whitening, log_det = self._whiten(covariance)
-        model = (classes, means, covariance, whitening, log_det)
-        if not fold_parts:  # no folds: the model's own scores of the calibration rows
-            return model, self._score(X[rows], means, whitening, log_det)
-        scores = np.empty(rows.size)
-        for f, (X_test, n_train, fold_scatter, shift) in enumerate(fold_parts):
-            fold_cov = self._covariance_from_moments(fold_scatter, fold_fourth[f], n_train)
-            keep = np.isfinite(shift[:, 0])
-            fold_means = means[keep] + shift[keep]
-            scores[folds == f] = self._score(X_test, fold_means, *self._whiten(fold_cov))
-        return model, scores
-
-    @staticmethod
-    def _class_codes(labels: np.ndarray | None, n_rows: int):
-        """``(classes, codes, n_classes)``: one class, coded 0, when there are no labels."""
-        if labels is None:
-            return None, np.zeros(n_rows, dtype=np.intp), 1
-        classes, codes = np.unique(labels, return_inverse=True)
-        return classes, codes, classes.size
-
-    @staticmethod
-    def _class_sums(X: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
-        if n_classes == 1:  # a BLAS product: faster than a reduction over the rows
-            return (np.ones(codes.size) @ X)[None]
-        onehot = sp.csr_matrix(
-            (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_classes, codes.size)
-        )
-        return np.asarray(onehot @ X)
-
-    #: The Gram identity ``X^T X - n mu mu^T`` loses about log10(mu^2 / var) digits; beyond
-    #: this ratio (2 digits of float64's 16) the rows are centred block by block before the
-    #: product instead, which costs about 1.4 times the product (``benchmarks/speed/speed.md``).
-    _MAX_MEAN_TO_SPREAD = 100.0
-
-    def _class_scatter(self, X, codes, means, counts) -> np.ndarray:
-        """``sum_i (x_i - mu_{c_i})(x_i - mu_{c_i})^T``."""
-        gram = X.T @ X
-        if not np.isfinite(gram).all():  # |x| beyond ~1e154: the squares overflow
-            self._check_magnitude(X)
-        scatter = gram - (means.T * counts) @ means
-        spread = np.maximum(np.diag(scatter) / codes.size, np.finfo(np.float64).tiny)
-        if np.max(means**2 / spread) <= self._MAX_MEAN_TO_SPREAD:
-            return scatter
-        scatter = np.zeros_like(gram)
-        for sl in iter_slices(codes.size, self._FIT_BLOCK_ROWS):
-            Z = X[sl] - means[codes[sl]]
-            scatter += Z.T @ Z
-        return scatter
-
-    def _fourth_moments(self, X, codes, means, shifts, rows, folds):
-        """``sum ||x - mu||^4`` over every row for the model, and over each fold's training rows
-        (centred by that fold's means, ``mu + shift``) for the fold models: Ledoit–Wolf's
-        shrinkage needs it."""
-        in_test = np.full(X.shape[0], -1)
-        in_test[rows] = folds if shifts else -1
-        fourth, fold_fourth = 0.0, np.zeros(len(shifts))
-        for sl in iter_slices(X.shape[0], self._FIT_BLOCK_ROWS):
-            Z = X[sl] - means[codes[sl]]
-            sq = np.einsum("ij,ij->i", Z, Z)
-            fourth += float(sq @ sq)
-            for f, shift in enumerate(shifts):
-                train = in_test[sl] != f
-                row_shift = shift[codes[sl][train]]  # ||z - shift||^2, expanded
-                sq_f = sq[train] - 2 * np.einsum("ij,ij->i", Z[train], row_shift)
-                sq_f += np.einsum("ij,ij->i", row_shift, row_shift)
-                fold_fourth[f] += float(sq_f @ sq_f)
-        return fourth, fold_fourth
-
-    def _fit_from_rows(self, X: np.ndarray, labels: np.ndarray | None):
-        """:meth:`_fit_from_moments` for a covariance estimator object, fitted on the rows."""
-        self._check_magnitude(X)
-        model = self._fit_stats(X, labels)
-        rows, folds = self._calibration_folds(X.shape[0])
-        if folds.max() == 0:
-            _, means, _, whitening, log_det = model
-            return model, self._score(X[rows], means, whitening, log_det)
-        scores = np.empty(rows.size)
-        for f in range(int(folds.max()) + 1):
-            train = np.ones(X.shape[0], dtype=bool)
-            train[rows[folds == f]] = False
-            train = np.flatnonzero(train)
-            fold_labels = None if labels is None else labels[train]
-            _, means, _, whitening, log_det = self._fit_stats(X, fold_labels, rows=train)
-            scores[folds == f] = self._score(X[rows[folds == f]], means, whitening, log_det)
-        return model, scores
-
-    def _fit_stats(self, X: np.ndarray, labels: np.ndarray | None, rows: np.ndarray | None = None):
-        """Classes, means, covariance and whitening from ``X[rows]`` (all rows when None).
-
-        The covariance estimator is fitted on the class-centred rows.
-        """
+    def _rows_model(self, X: np.ndarray, labels, rows: np.ndarray | None = None):
+        """``(classes, means, covariance)`` of ``X[rows]`` (all rows when None): the covariance
+        estimator object is fitted on the class-centred rows."""
         X = X if rows is None else X[rows]  # the estimator needs the centred rows: a copy
-        classes, codes, n_classes = self._class_codes(labels, X.shape[0])
+        classes, codes = _class_codes(labels, None, X.shape[0])
+        n_classes = 1 if classes is None else classes.size
         counts = np.bincount(codes, minlength=n_classes)
-        means = self._class_sums(X, codes, n_classes) / counts[:, None]
-        centred = X - means[codes]
+        means = _class_sums(X, codes, n_classes) / counts[:, None]
         cov_est = clone(self.covariance)
         if "assume_centered" in cov_est.get_params():
             cov_est.set_params(assume_centered=True)
-        covariance = cov_est.fit(centred).covariance_
-        return classes, means, covariance, *self._whiten(covariance)
+        return classes, means, cov_est.fit(X - means[codes]).covariance_
+
+    def _rows_fold_model(self, X: np.ndarray, labels, test: np.ndarray) -> GaussianMahalanobis:
+        """:meth:`fold_model` for a covariance estimator object: fitted on every row but ``test``."""
+        train = np.ones(X.shape[0], dtype=bool)
+        train[test] = False
+        train = np.flatnonzero(train)
+        fold = self._fold_copy()
+        fold._set_fitted(*self._rows_model(X, None if labels is None else labels[train], train))
+        return fold
 
     def _whiten(self, covariance: np.ndarray) -> tuple[np.ndarray, float]:
         """The whitening matrix ``W`` (``W^T Sigma W = I``) and ``log det Sigma``, regularised."""
@@ -478,7 +905,7 @@ default="auto"
         eigval = np.maximum(eigval, max(self.reg_covar, np.finfo(np.float64).tiny))
         return eigvec / np.sqrt(eigval), float(np.sum(np.log(eigval)))
 
-    def _covariance_from_moments(self, scatter: np.ndarray, fourth: float, n: int) -> np.ndarray:
+    def _covariance_from_moments(self, scatter: np.ndarray, fourth, n) -> np.ndarray:
         """The named covariance estimator from the centred rows' moments alone.
 
         ``scatter = Z^T Z`` and ``fourth = sum_i ||z_i||^4`` of the class-centred rows ``Z``
@@ -512,32 +939,28 @@ default="auto"
         covariance.flat[:: p + 1] += shrinkage * mu
         return covariance
 
-    def component_log_densities(self, X) -> np.ndarray:
-        """``log N(x; mu_k, Sigma)`` for every row and component, shape (n_samples, n_components)."""
-        X = self._check_fitted_and_validate(X, dtype=np.float64)
-        return self._log_densities(X, self.means_, self.whitening_, self.log_det_)
-
-    def _log_densities(self, X, means, whitening, log_det) -> np.ndarray:
+    # -- scores ---------------------------------------------------------------------------------
+    def _log_densities(self, X: np.ndarray) -> np.ndarray:
         # ||(x - mu_k) W||^2 = ||xW||^2 - 2 xW.muW_k + ||muW_k||^2: one matmul for all classes.
-        xw = X @ whitening
-        mw = means @ whitening
+        xw = X @ self.whitening_
+        mw = self.means_ @ self.whitening_
         sq = (
             np.einsum("ij,ij->i", xw, xw)[:, None] - 2.0 * xw @ mw.T + np.einsum("ij,ij->i", mw, mw)
         )
         np.maximum(sq, 0.0, out=sq)
-        return -0.5 * (sq + log_det + X.shape[1] * _LOG_2PI)
+        return -0.5 * (sq + self.log_det_ + X.shape[1] * _LOG_2PI)
 
-    def _score(self, X, means=None, whitening=None, log_det=None) -> np.ndarray:
-        if means is None:
-            means, whitening, log_det = self.means_, self.whitening_, self.log_det_
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """The class log-densities combined by ``aggregate``, ``inference_batch_size`` rows at a
+        time."""
         out = np.empty(X.shape[0])
         for sl in iter_slices(X.shape[0], self.inference_batch_size):
-            dens = self._log_densities(X[sl], means, whitening, log_det)
+            dens = self._log_densities(X[sl])
             if self.aggregate == "max":
                 out[sl] = dens.max(axis=1)
             else:
                 out[sl] = logsumexp(dens, axis=1) - math.log(dens.shape[1])
-        return finite_scores(out)
+        return out
 
     def score_samples(self, X) -> np.ndarray:
         """Gaussian log-density of each row (nats; higher = more normal).
@@ -553,11 +976,14 @@ default="auto"
         -------
         ndarray of float64, shape (n_samples,)
         """
-        X = self._check_fitted_and_validate(X, dtype=np.float64)
-        return self._score(X)
+        return super().score_samples(X)
+
+    def component_log_densities(self, X) -> np.ndarray:
+        """``log N(x; mu_k, Sigma)`` for every row and component, shape (n_samples, n_components)."""
+        return self._log_densities(self._check_fitted_and_validate(X))
 
     def mahalanobis(self, X) -> np.ndarray:
         """Squared Mahalanobis distance to the nearest class mean, shape (n_samples,)."""
-        X = self._check_fitted_and_validate(X, dtype=np.float64)
-        dens = self._log_densities(X, self.means_, self.whitening_, self.log_det_)
+        X = self._check_fitted_and_validate(X)
+        dens = self._log_densities(X)
         return -2.0 * dens.max(axis=1) - self.log_det_ - X.shape[1] * _LOG_2PI

@@ -292,11 +292,35 @@ def test_a_gaussian_fitted_on_blocks_equals_the_in_memory_fit(client, covariance
     np.testing.assert_allclose(dist.score_samples(X), memory.score_samples(X), rtol=1e-12)
     if labelled:
         np.testing.assert_array_equal(dist.classes_, memory.classes_)
-    # out-of-fold calibration: folds drawn per block, so offset_ agrees up to the folds' noise
+    # out-of-fold calibration (offset_cv=5): the same folds of the same inlier rows, the same
+    # fold models, so the same calibration scores and offset_ (measured: offset_ 1e-14 and the
+    # calibration scores 2e-13 relative)
     cv_memory = GaussianMahalanobis(covariance=covariance, random_state=0).fit(X, y)
     cv_dist = GaussianMahalanobis(covariance=covariance, random_state=0).fit(blocks, y_blocks)
-    assert cv_dist.calibration_scores_.size == cv_memory.calibration_scores_.size
-    assert abs(cv_dist.offset_ - cv_memory.offset_) < 0.05 * abs(cv_memory.offset_)
+    np.testing.assert_allclose(
+        cv_dist.calibration_scores_, cv_memory.calibration_scores_, rtol=1e-10
+    )
+    np.testing.assert_allclose(cv_dist.offset_, cv_memory.offset_, rtol=1e-10)
+    assert cv_dist.calibration_held_out_ is cv_memory.calibration_held_out_ is False
+
+
+def test_a_dask_gaussian_beyond_the_calibration_cap_equals_the_in_memory_fit(client, monkeypatch):
+    """Beyond the cap, the same random inlier rows calibrate, in the same folds (drawn on the
+    client by calibration_folds), with a second pass about the means for Ledoit-Wolf."""
+    monkeypatch.setattr(GaussianMahalanobis, "_MAX_CALIBRATION_ROWS", 300)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(2000, 3)) + 50.0
+    y = rng.integers(0, 2, 2000)
+    y[::9] = -1
+    for covariance in ("auto", "ledoit_wolf"):
+        params = dict(covariance=covariance, random_state=0)
+        memory = GaussianMahalanobis(**params).fit(X, y)
+        dist = GaussianMahalanobis(**params).fit(
+            da.from_array(X, chunks=(300, 3)), da.from_array(y, chunks=300)
+        )
+        assert dist.calibration_scores_.shape == (300,)
+        np.testing.assert_allclose(dist.calibration_scores_, memory.calibration_scores_, rtol=1e-10)
+        np.testing.assert_allclose(dist.covariance_, memory.covariance_, rtol=1e-10)
 
 
 def test_a_gaussian_from_a_dataframe_and_what_cannot_be_fitted_from_moments(client):
@@ -400,8 +424,8 @@ def test_sample_rows_is_an_exact_uniform_sample(client):
 def test_one_gpu_per_worker_sets_each_workers_device(client):
     """The GPU recipe's code path, on CPU: each worker sees its own CUDA_VISIBLE_DEVICES, and
     device='auto' resolves to what that worker has (here the CPU)."""
-    from skood._training import resolve_device
     from skood.distributed import OneGPUPerWorker
+    from skood.torch import resolve_device
 
     client.register_plugin(OneGPUPerWorker(gpus=[0, 1]))
     seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -13,6 +13,7 @@ from sklearn.covariance import EmpiricalCovariance, MinCovDet
 from sklearn.datasets import make_blobs
 
 from skood import GaussianMahalanobis
+from skood.gaussian import GaussianMoments
 from skood.metrics import auroc
 
 
@@ -159,7 +160,8 @@ def test_chunked_scatter_equals_sklearn_empirical_covariance_of_centred_rows(rng
 
     X = rng.normal(size=(503, 6)) * 3 + 10
     y = np.arange(503) % 4
-    monkeypatch.setattr(GaussianMahalanobis, "_FIT_BLOCK_ROWS", 17)
+    monkeypatch.setattr(GaussianMoments, "_BLOCK_ROWS", 17)  # the centred pass, in 30 blocks
+    monkeypatch.setattr(GaussianMahalanobis, "_MAX_MEAN_TO_SPREAD", -1.0)  # always centre
     det = GaussianMahalanobis(offset_cv=3, random_state=0).fit(X, y)
     monkeypatch.undo()
     centred = X - np.stack([X[y == k].mean(0) for k in range(4)])[y]
@@ -268,3 +270,121 @@ def test_too_few_rows_for_the_empirical_covariance_warn_with_what_to_do(rng):
         GaussianMahalanobis(covariance="empirical").fit(rng.normal(size=(enough - 1, d)))
     with pytest.warns(UserWarning, match="degrees of freedom"):  # the estimator object too
         GaussianMahalanobis(covariance=EmpiricalCovariance()).fit(X)
+
+
+# -- GaussianMoments: the sums the model is computed from -----------------------------------------
+
+
+def _moments_fields(m):
+    return [m.counts, m.sums, m.scatter, m.centre] + ([] if m.fourth is None else [m.fourth])
+
+
+@pytest.mark.parametrize("classes", [False, True])
+@pytest.mark.parametrize("centred", [False, True], ids=["about-origin", "about-means"])
+def test_moments_of_two_halves_add_up_to_the_moments_of_the_whole(rng, classes, centred):
+    """Sums over rows: the halves' moments added equal the whole's to float64 rounding (rtol
+    1e-12: the scatter entries are sums of ~600 products of O(10) values, each half summed in
+    another order), fold models and the fourth moment included."""
+    X = rng.normal(size=(600, 4)) @ rng.normal(size=(4, 4)) + 5.0
+    y = np.arange(600) % 3 if classes else None
+    labels = [0, 1, 2] if classes else None
+    folds = GaussianMahalanobis(random_state=0).calibration_folds(600)
+    whole = GaussianMoments.from_rows(X, y, classes=labels, folds=folds)
+    about = {"about": whole} if centred else {}
+    if centred:
+        whole = GaussianMoments.from_rows(X, y, classes=labels, folds=folds, about=whole)
+    halves = []
+    for part in (slice(0, 257), slice(257, 600)):
+        start, stop, _ = part.indices(600)
+        part_folds = [f[(f >= start) & (f < stop)] - start for f in folds]
+        part_y = None if y is None else y[part]
+        halves.append(
+            GaussianMoments.from_rows(X[part], part_y, classes=labels, folds=part_folds, **about)
+        )
+    total = sum(halves)
+    assert total.n_rows == 600 and len(total.folds) == 5 and (total.fourth is None) != centred
+    for got, want in zip([total, *total.folds], [whole, *whole.folds]):
+        for a, b in zip(_moments_fields(got), _moments_fields(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="same classes, centre and number of folds"):
+        halves[0] + GaussianMoments.from_rows(X[:10], None if y is None else y[:10] + 5)
+
+
+@pytest.mark.parametrize("covariance", ["auto", "empirical", "ledoit_wolf", "oas", "shrunk"])
+@pytest.mark.parametrize("offset_cv", [5, None])
+@pytest.mark.parametrize("classes", [False, True])
+def test_fit_moments_from_blocks_equals_fit(rng, covariance, offset_cv, classes):
+    """What the Dask fit does, in memory: moments block by block (public names only), added,
+    fit_moments, the fold models' out-of-fold scores, calibrate_offset. Model, offset_ and the
+    calibration scores equal fit's to rtol 1e-10 (measured: at most 2e-11, on a whitening entry
+    near 0 and a score near 0; the covariance 2e-13)."""
+    X = rng.normal(size=(900, 4)) @ rng.normal(size=(4, 4)) + 2.0
+    y = np.arange(900) % 3 if classes else None
+    params = dict(covariance=covariance, offset_cv=offset_cv, random_state=0)
+    memory = GaussianMahalanobis(**params).fit(X, y)
+
+    det = GaussianMahalanobis(**params)
+    labels = det.modelled_classes(None if y is None else np.unique(y))
+    calibration = det.calibration_folds(900)
+    folds = calibration if len(calibration) > 1 else []
+    blocks = [slice(0, 300), slice(300, 650), slice(650, 900)]
+
+    def moments(about=None):
+        parts = []
+        for b in blocks:
+            start, stop, _ = b.indices(900)
+            fb = [f[(f >= start) & (f < stop)] - start for f in folds]
+            yb = None if labels is None else y[b]
+            parts.append(GaussianMoments.from_rows(X[b], yb, classes=labels, folds=fb, about=about))
+        return sum(parts)
+
+    total = moments()
+    assert det.moments_suffice(total) == (covariance != "ledoit_wolf")
+    if not det.moments_suffice(total):
+        total = moments(about=total)
+    det.fit_moments(total)
+    models = [det.fold_model(fold) for fold in total.folds] or [det]
+    scores = np.concatenate([m.score_samples(X[rows]) for rows, m in zip(calibration, models)])
+    det.calibrate_offset(scores, held_out=False)
+
+    assert det.covariance_method_ == memory.covariance_method_
+    for name in ("means_", "covariance_", "whitening_"):
+        np.testing.assert_allclose(
+            getattr(det, name), getattr(memory, name), rtol=1e-10, atol=1e-12
+        )
+    np.testing.assert_allclose(det.offset_, memory.offset_, rtol=1e-10)
+    np.testing.assert_allclose(det.calibration_scores_, memory.calibration_scores_, rtol=1e-10)
+    np.testing.assert_allclose(det.score_samples(X), memory.score_samples(X), rtol=1e-10)
+
+
+def test_what_fit_moments_refuses(rng):
+    X = rng.normal(size=(200, 3))
+    raw = GaussianMoments.from_rows(X)
+    with pytest.raises(ValueError, match=r"fourth moment about the class means.*about=moments"):
+        GaussianMahalanobis(covariance="ledoit_wolf").fit_moments(raw)
+    with pytest.raises(ValueError, match="fitted on the rows themselves"):
+        GaussianMahalanobis(covariance=EmpiricalCovariance()).fit_moments(raw)
+    with pytest.raises(ValueError, match="class_conditional=True needs inlier class labels"):
+        GaussianMahalanobis(class_conditional=True).fit_moments(raw)
+    per_class = GaussianMoments.from_rows(X, np.arange(200) % 2)
+    with pytest.raises(ValueError, match="class_conditional=False, but the moments are per class"):
+        GaussianMahalanobis(class_conditional=False).fit_moments(per_class)
+    with pytest.raises(TypeError, match="takes GaussianMoments"):
+        GaussianMahalanobis().fit_moments(X)
+    # A refit from moments drops the old threshold: predict waits for calibrate_offset.
+    det = GaussianMahalanobis().fit(X)
+    det.fit_moments(GaussianMoments.from_rows(X[:100]))
+    assert not hasattr(det, "offset_")
+    det.calibrate_offset(det.score_samples(X[:100]), held_out=False)
+    assert det.predict(X).shape == (200,)
+    # Means 1e6 spreads from the origin: the moments about it would lose digits, about the means
+    # (a second pass) they do not.
+    far = GaussianMoments.from_rows(X + 1e6)
+    assert not GaussianMahalanobis().moments_suffice(far)
+    centred = GaussianMoments.from_rows(X + 1e6, about=far)
+    assert GaussianMahalanobis().moments_suffice(centred)
+    np.testing.assert_allclose(
+        GaussianMahalanobis().fit_moments(centred).covariance_,
+        np.cov(X.T, bias=True),
+        rtol=1e-9,
+    )

@@ -397,23 +397,23 @@ def _check_same_columns(columns, table) -> None:
 
 def _check_dask() -> None:
     """ImportError, saying what to install, unless dask and dask.dataframe import."""
-    from skood.distributed import _require_dask
+    from skood.distributed import require_dask
 
-    _require_dask()
+    require_dask()
 
 
 def _output_columns(model) -> list[str]:
     """``score, label``, or ``score, p_value, label`` for a conformal model."""
-    from skood.distributed import _outputs
+    from skood.distributed import output_columns
 
-    return _outputs(model)
+    return output_columns(model)
 
 
 def _score_block(frame, model, columns, outputs):
     """One block of rows scored: a frame of ``outputs``, on ``frame``'s index."""
-    from skood.distributed import _score_frame
+    from skood.distributed import score_frame
 
-    return _score_frame(frame, model, columns, outputs)
+    return score_frame(frame, model, columns, outputs)
 
 
 def _torch_threads_plugin():
