@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+from skood._compat import install_renamed_modules
+
 __version__ = "0.3.0"
 
 #: Public name -> the module that defines it.
@@ -41,6 +43,8 @@ _LOCATIONS = {
 }
 
 __all__ = [*sorted(_LOCATIONS), "__version__"]
+
+install_renamed_modules()  # models saved by older versions name old modules
 
 
 def __getattr__(name: str):

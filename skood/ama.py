@@ -17,21 +17,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from torch import nn
 
-from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin, lr_milestones
 from skood.base import (
+    FRACTION_CONSTRAINT,
     WIDTHS_CONSTRAINT,
     BaseDetector,
     check_image_shape,
-    finite_scores,
-    fit_context,
-    split_holdout,
 )
 from skood.nn.ama import (
     AMALoss,
@@ -44,6 +40,7 @@ from skood.nn.ama import (
     MLPDecoder,
     atypical_negatives,
 )
+from skood.torch import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin
 
 __all__ = ["AMADetector"]
 
@@ -128,28 +125,6 @@ class _EpochMeanCriticLoss(Callback):
     def on_epoch_end(self, net, **kwargs):
         values = net.history[-1, "batches", :, "critic_loss"]
         net.history.record("critic_loss", float(np.mean(values)) if values else float("nan"))
-
-
-class _MultiStepAll(Callback):
-    """Multiply every optimizer's learning rate by 0.1 at the given epochs."""
-
-    def __init__(self, milestones):
-        self.milestones = milestones
-
-    def on_train_begin(self, net, **kwargs):
-        self.schedulers_ = [
-            torch.optim.lr_scheduler.MultiStepLR(
-                getattr(net, name + "_"), milestones=list(self.milestones), gamma=0.1
-            )
-            for name in net._optimizers
-        ]
-
-    def on_epoch_end(self, net, **kwargs):
-        for scheduler in self.schedulers_:
-            scheduler.step()
-
-    def on_train_end(self, net, **kwargs):
-        del self.schedulers_  # they hold references to the optimizers; not needed after fit
 
 
 class AMADetector(TorchEstimatorMixin, BaseDetector):
@@ -292,12 +267,6 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     (100, 4)
     """
 
-    _renamed_parameters = {
-        "hidden_dims": "hidden_sizes",
-        "lr_milestones": "lr_schedule",
-        "anomaly_score": "ood_score",
-        "holdout_fraction": "validation_fraction",
-    }
     _scoring_params = ("ood_score",)
 
     _parameter_constraints: dict = {
@@ -322,7 +291,7 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         "neg_warmup": [Interval(Real, 0, 1, closed="left")],
         "lr_schedule": [tuple, list, None],
         "ood_score": [StrOptions({"A", "R", "recon"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         **TORCH_PARAMETER_CONSTRAINTS,
         "batch_size": [Interval(Integral, 2, None, closed="left")],
     }
@@ -447,35 +416,15 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         return AMAModule(E, G, D, image_shape=channel_pairs, mirrored=self.mirrored)
 
     # -- fitting ---------------------------------------------------------------------------------
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the encoder, decoder and critic on the normal rows of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or None, default=None
-            Rows with ``-1`` are left out; other labels are ignored.
-
-        Returns
-        -------
-        self
-        """
-        name = type(self).__name__
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32)
-        X = X[inliers]
-        rng = check_random_state(self.random_state)
-        train_idx, calib_idx = split_holdout(
-            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
-        )
-        X_train = X[train_idx]
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train the encoder, decoder and critic on ``X`` by the AMA game."""
         seed = self._start_fit(rng)
         # A last batch of one row breaks BatchNorm and the interpolation: "auto" drops it.
-        drop_last = self._plan_epochs(X_train.shape[0])
-        callbacks = [("critic_loss", _EpochMeanCriticLoss())]
-        if self.lr_schedule:
-            milestones = lr_milestones(self.lr_schedule, self.n_epochs_)
-            callbacks.append(("lr_schedule", _MultiStepAll(milestones)))
+        drop_last = self._plan_epochs(X.shape[0])
+        callbacks = [
+            ("critic_loss", _EpochMeanCriticLoss()),
+            *self._lr_schedule(X.shape[0], drop_last, every_optimizer=True),  # E, G and D
+        ]
         with self._training(seed):
             self.net_ = self._build_net(
                 self._networks(X.shape[1]),
@@ -499,45 +448,36 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
                 neg_weight=self.lambda_neg,
                 neg_warmup_epochs=round(self.neg_warmup * self.n_epochs_),
             )
-            self.net_.fit(X_train, None)
-        X_calib = X[calib_idx] if calib_idx.size else X_train
-        r = self._r(X_calib)
+            self.net_.fit(X, None)
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """Fit the Gaussian of R (``mu_``, ``sigma_``) on the calibration rows; score them."""
+        r = self._r(X)
         self.mu_ = float(np.mean(r))
         self.sigma_ = float(max(np.std(r), 1e-12))  # scipy.stats.norm.fit's MLE
-        # mu_ and sigma_ are fitted on these rows, so their scores are not held out for the score
-        self._set_offset(self._scores(X_calib, r), held_out=False)
-        return self
+        return self._score_samples(X, r)
+
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        return False  # mu_ and sigma_ are fitted on the calibration rows
 
     # -- scoring ---------------------------------------------------------------------------------
     def _r(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_
         return self._predict(module.r_score, X, module)
 
-    def _scores(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+        """log A (default), -R or ``-mean |x - x_hat|`` (see ``ood_score``); ``r``: R of X."""
         if self.ood_score == "recon":
-            return finite_scores(-np.abs(self._reconstruct(X) - X).mean(axis=1))
+            return -np.abs(self._reconstruct(X) - X).mean(axis=1)
         r = self._r(X) if r is None else r
         if self.ood_score == "R":
-            return finite_scores(-r)
+            return -r
         z = (r - self.mu_) / self.sigma_
-        return finite_scores(-0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi)))
+        return -0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi))
 
     def _reconstruct(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_
         return self._predict(module, X, module)
-
-    def score_samples(self, X) -> np.ndarray:
-        """Higher = more normal: log A (default), -R or ``-mean |x - x_hat|`` (see ``ood_score``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return self._scores(self._check_fitted_and_validate(X, dtype=np.float32))
 
     def r_score(self, X) -> np.ndarray:
         """The R-score (eq. 5), higher = more anomalous for R's one-sided use.
@@ -550,7 +490,7 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        return self._r(self._check_fitted_and_validate(X, dtype=np.float32))
+        return self._r(self._check_fitted_and_validate(X))
 
     def reconstruct(self, X) -> np.ndarray:
         """``G(E(x))`` for each row, flattened like ``X`` (eval mode, batched).
@@ -563,4 +503,4 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
         -------
         ndarray of float64, shape (n_samples, n_features)
         """
-        return self._reconstruct(self._check_fitted_and_validate(X, dtype=np.float32))
+        return self._reconstruct(self._check_fitted_and_validate(X))

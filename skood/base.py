@@ -26,7 +26,6 @@ Nothing here knows about a particular method.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import os
 import sys
@@ -49,10 +48,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from skood._compat import upgrade_state
+
 __all__ = [
     "AUTO_CONTAMINATION",
     "CONSTANT_RTOL",
     "CONTAMINATION_CONSTRAINT",
+    "FRACTION_CONSTRAINT",
     "GATE_CONTAMINATION_CONSTRAINT",
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
@@ -425,6 +427,13 @@ def split_holdout(
     return train, np.sort(held)
 
 
+def _rows(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]``, or ``a`` itself (no copy) when ``rows`` is every row in order."""
+    if rows.size == len(a) and (rows.size == 0 or (rows[0] == 0 and rows[-1] == rows.size - 1)):
+        return a  # sorted, unique indices covering every row: all of them, in order
+    return a[rows]
+
+
 def iter_slices(n_samples: int, batch_size: int) -> Iterator[slice]:
     """Consecutive slices covering ``range(n_samples)`` in blocks of ``batch_size``."""
     for start in range(0, n_samples, batch_size):
@@ -460,19 +469,176 @@ class _Widths(Options):
 #: The constraint of every ``hidden_sizes`` parameter.
 WIDTHS_CONSTRAINT = [_Widths()]
 
+#: The constraint of a share of rows held out (``validation_fraction``): in [0, 1).
+FRACTION_CONSTRAINT = [Interval(Real, 0, 1, closed="left")]
+
 #: A classifier's gate (ICE, OpenSetClassifier) may reject any share of calibration inliers,
 #: including none (0: the lowest calibration score is the threshold).
 GATE_CONTAMINATION_CONSTRAINT = [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})]
 
 
 class CalibratedThresholdMixin:
-    """How every skood estimator turns its scores into ``offset_`` (see the module docstring).
+    """The fit template and how every skood estimator turns its scores into ``offset_``.
+
+    :meth:`fit` is written once, here, the way scikit-learn's ``IsolationForest`` sets its
+    offset from its own ``_score_samples``::
+
+        X, y = self._validate_training_data(X, y)          # sklearn validation, -1 labels
+        train, calibration = self._calibration_split(...)  # rows held out by validation_fraction
+        self._fit_model(X[train], y[train], rng, X[calibration])  # the method's own training
+        self._set_offset(self._calibration_scores(X[calibration]), held_out=...)
+
+    A method writes :meth:`_fit_model` and :meth:`_score_samples` (on validated rows; ``NaN``
+    and ``-inf`` are floored by :func:`finite_scores` afterwards) and, where it differs from the
+    default, one of the hooks below. Class attributes say what the template needs to know:
+    the dtype the model reads, whether rows labelled ``-1`` train it (outlier exposure), whether
+    calibration rows are drawn per class.
 
     A class whose score has a natural boundary sets ``_natural_offset`` (the score value at that
     boundary); ``contamination="auto"`` then uses it and the method needs no held-out rows
-    (:meth:`_calibration_fraction` is 0). ``fit`` ends with :meth:`_set_offset` on the
-    calibration scores.
+    (:meth:`_calibration_fraction` is 0).
     """
+
+    #: The dtype(s) ``fit`` and ``score_samples`` convert ``X`` to (torch models read float32).
+    _input_dtype: type | tuple = (np.float64, np.float32)
+    #: The fewest columns ``X`` may have.
+    _min_features: int = 1
+    #: The fewest inlier rows left to train on once calibration rows are held out.
+    _min_train_rows: int = 2
+    #: Whether rows labelled ``-1`` reach :meth:`_fit_model` (outlier exposure). Otherwise they
+    #: are dropped right after validation, and ``y`` holds inlier labels only.
+    _trains_on_outliers: bool = False
+    #: Whether calibration rows are held out per class (``y``'s inlier labels), so that a
+    #: classifier trained on the rest still sees every class.
+    _stratified_calibration: bool = False
+    #: sklearn's parameter validation at ``fit``: none unless the class declares some.
+    _parameter_constraints: dict = {}
+
+    @fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the detector on ``X`` and set ``offset_`` from its calibration rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,), default=None
+            ``-1`` marks an outlier row: left out, or used as outlier exposure by the methods
+            that learn from outliers. Any other value is an inlier label (a class, or +1),
+            which class-aware methods read and the others ignore.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = self._validate_training_data(X, y)
+        rng = check_random_state(getattr(self, "random_state", None))
+        train, calibration = self._calibration_split(X, y, rng)
+        X_train, y_train = _rows(X, train), None if y is None else _rows(y, train)
+        self._fit_model(X_train, y_train, rng, X[calibration])
+        held_out = calibration.size > 0
+        if not held_out:  # nothing held out: the inlier rows the model was fitted on
+            calibration = train if y is None else train[~is_outlier_label(y[train])]
+        scores = finite_scores(self._calibration_scores(_rows(X, calibration)))
+        self._set_offset(scores, held_out=self._calibration_held_out(held_out))
+        return self
+
+    # -- the steps of fit, overridden where a method differs -----------------------------------
+    def _validate_training_data(self, X, y):
+        """``(X, y)`` validated: ``X`` as ``_input_dtype`` (``n_features_in_`` reset), ``y``
+        as a 1-D array or None, rows labelled ``-1`` dropped unless ``_trains_on_outliers``."""
+        X = self._validate_X(
+            X, reset=True, dtype=self._input_dtype, min_features=self._min_features
+        )
+        inliers, _ = split_labels(y, X.shape[0], type(self).__name__)
+        if y is None:
+            return X, None
+        y = column_or_1d(y)
+        if not self._trains_on_outliers and not inliers.all():
+            X, y = X[inliers], y[inliers]
+        return X, y
+
+    def _calibration_split(self, X, y, rng) -> tuple[np.ndarray, np.ndarray]:
+        """``(train rows, calibration rows)``: the inlier rows ``validation_fraction`` holds out.
+
+        Rows labelled ``-1`` always train. An estimator without ``validation_fraction`` holds
+        nothing out (no random draw either); an empty calibration set means "calibrate on the
+        inlier training rows".
+        """
+        n = X.shape[0]
+        if not hasattr(self, "validation_fraction"):
+            return np.arange(n), np.empty(0, dtype=np.intp)
+        outlier = np.zeros(n, dtype=bool) if y is None else is_outlier_label(y)
+        inlier_rows = np.flatnonzero(~outlier)
+        stratify = y[inlier_rows] if self._stratified_calibration and y is not None else None
+        fit_rows, held = split_holdout(
+            inlier_rows.size,
+            self._calibration_fraction(self.validation_fraction),
+            rng,
+            min_train=self._min_train_rows,
+            estimator_name=type(self).__name__,
+            stratify=stratify,
+        )
+        train = inlier_rows[fit_rows]
+        if outlier.any():
+            train = np.sort(np.concatenate([train, np.flatnonzero(outlier)]))
+        return train, inlier_rows[held]
+
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Fit the method's model on the training rows (``y``: their labels, or None).
+
+        ``rng`` is the ``RandomState`` of ``random_state`` after the calibration split drew
+        from it: a method draws its seeds from it, so one ``random_state`` fixes everything.
+        ``X_calibration`` holds the inlier rows held out to calibrate ``offset_`` (possibly
+        none): they must not train the model; a torch method reports a validation loss on them
+        for the user's callbacks (e.g. early stopping).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _fit_model")
+
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """The score of validated rows, higher = more normal (floored to finite by callers)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _score_samples")
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """The scores ``offset_`` is set from: by default :meth:`_score_samples` of the rows.
+
+        A method that fits something on these rows (a score's mean and spread) fits it here,
+        and says so through :meth:`_calibration_held_out`.
+        """
+        return self._score_samples(X)
+
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        """Whether the calibration scores are exchangeable with new inliers' scores.
+
+        By default, when the rows were held out of training. A method that fits nothing to its
+        rows says True; one that fits statistics of its score on them says False.
+        """
+        return rows_held_out
+
+    # -- validation ----------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
+        """Validate ``X`` through sklearn: dense, numeric, finite, 2-D, right width."""
+        return validate_numeric(
+            self,
+            X,
+            reset=reset,
+            dtype=list(dtype) if isinstance(dtype, tuple) else dtype,
+            accept_sparse=False,
+            ensure_all_finite=True,
+            ensure_min_samples=2 if reset else 1,
+            ensure_min_features=min_features,
+        )
+
+    def _check_fitted_and_validate(self, X, **kwargs):
+        """Raise ``NotFittedError`` unless fitted, then validate ``X`` for scoring."""
+        check_is_fitted(self)
+        kwargs.setdefault("dtype", self._input_dtype)
+        return self._validate_X(X, reset=False, **kwargs)
+
+    def _predict_from_scores(self, scores: np.ndarray, offset: float) -> np.ndarray:
+        """+1 where a score is at or above ``offset`` (ties included, see below), else -1."""
+        return np.where(self._at_or_above_offset(scores, offset), 1, -1)
 
     #: The score at the method's natural decision boundary, or None where it has none.
     _natural_offset: float | None = None
@@ -495,6 +661,30 @@ class CalibratedThresholdMixin:
     def _calibration_fraction(self, fraction: float) -> float:
         """The share of inlier rows to hold out: ``fraction``, or 0 for a natural boundary."""
         return 0.0 if self._uses_natural_offset() else fraction
+
+    def calibrate_offset(self, calibration_scores, *, held_out: bool):
+        """Set ``offset_`` (and ``calibration_scores_``) from scores of inlier rows.
+
+        ``fit`` calls this itself. Call it to threshold a fitted model on scores computed
+        elsewhere: a Dask fit scores its training blocks on the cluster, or new inlier rows
+        recalibrate a model without training it again.
+
+        Parameters
+        ----------
+        calibration_scores : array-like of shape (n_samples,)
+            ``score_samples`` of inlier rows (finite; NaN and -inf count as the score floor).
+        held_out : bool
+            Whether the fitted score never depended on those rows (True for new rows): only
+            then can :class:`skood.conformal.ConformalDetector` reuse them for p-values.
+
+        Returns
+        -------
+        self : object
+        """
+        check_is_fitted(self)
+        scores = finite_scores(column_or_1d(np.asarray(calibration_scores, dtype=np.float64)))
+        self._set_offset(scores, held_out=held_out)
+        return self
 
     def _set_offset(self, calibration_scores: np.ndarray, *, held_out: bool) -> None:
         """Keep the calibration scores (sorted) and set ``offset_`` from them.
@@ -581,27 +771,9 @@ class CalibratedThresholdMixin:
             return scores >= offset
         return (scores >= offset) | is_at_or_above(scores, reached[0])
 
-    #: Parameters renamed since skood 0.1 (old -> new), so that a model pickled by 0.1 loads.
-    _renamed_parameters: dict = {}
-
     def __setstate__(self, state: dict) -> None:
-        # A model saved by an older skood (0.1, or before a parameter was added): its renamed
-        # parameters take their new names; parameters it cannot map (added since, or renamed with
-        # another meaning, docs/names.md) take their defaults, which leaves the fitted model as it
-        # was but not its settings for a refit.
-        for old, new in self._renamed_parameters.items():
-            if old in state and new not in state:
-                state[new] = state.pop(old)
-        signature = inspect.signature(type(self).__init__).parameters
-        defaulted = sorted(set(self._get_param_names()) - set(state))
-        if defaulted:
-            state.update({name: signature[name].default for name in defaulted})
-            warn_user(
-                f"This {type(self).__name__} was saved by an older skood: parameter(s) {defaulted} "
-                "were renamed or added since (docs/names.md) and take their defaults. Its fitted "
-                "model is unchanged; check get_params() before refitting or cloning it."
-            )
-        super().__setstate__(state)
+        # A model saved by an older skood: skood._compat maps its names to today's.
+        super().__setstate__(upgrade_state(self, state, warn_user))
 
 
 def _same_value(now, then) -> bool:
@@ -623,35 +795,27 @@ def _same_value(now, then) -> bool:
 class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
     """Base class of skood's outlier detectors.
 
-    Subclasses implement ``fit`` (ending with :meth:`_set_offset`) and ``score_samples``; this
-    class supplies ``decision_function``, ``predict`` (via ``OutlierMixin.fit_predict`` too) and
-    input validation.
+    Subclasses implement ``_fit_model`` and ``_score_samples`` (the fit template is
+    :meth:`CalibratedThresholdMixin.fit`); this class supplies ``score_samples``,
+    ``decision_function``, ``predict`` (via ``OutlierMixin.fit_predict`` too) and input
+    validation.
     """
 
     _parameter_constraints: dict = {"contamination": CONTAMINATION_CONSTRAINT}
 
-    # -- validation ----------------------------------------------------------------------------
-    def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
-        """Validate ``X`` through sklearn: dense, numeric, finite, 2-D, right width."""
-        return validate_numeric(
-            self,
-            X,
-            reset=reset,
-            dtype=list(dtype) if isinstance(dtype, tuple) else dtype,
-            accept_sparse=False,
-            ensure_all_finite=True,
-            ensure_min_samples=2 if reset else 1,
-            ensure_min_features=min_features,
-        )
+    def score_samples(self, X) -> np.ndarray:
+        """The detector's score of each row: higher = more normal.
 
-    def _validate_fit_data(self, X, y, **kwargs):
-        """Validate ``X`` (resetting ``n_features_in_``) and split ``y`` by the -1 convention.
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
 
-        Returns ``(X, inlier_mask, inlier_labels)``.
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+            Finite: NaN and -inf are floored at :data:`SCORE_FLOOR`.
         """
-        X = self._validate_X(X, reset=True, **kwargs)
-        inlier_mask, labels = split_labels(y, X.shape[0], type(self).__name__)
-        return X, inlier_mask, labels
+        return finite_scores(self._score_samples(self._check_fitted_and_validate(X)))
 
     def decision_function(self, X) -> np.ndarray:
         """Shifted score: negative for outliers, non-negative for inliers.
@@ -687,7 +851,7 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
         ndarray of int, shape (n_samples,)
         """
         offset = self._checked_offset()
-        return np.where(self._at_or_above_offset(self.score_samples(X), offset), 1, -1)
+        return self._predict_from_scores(self.score_samples(X), offset)
 
     def score(self, X, y=None) -> float:
         """Mean of :meth:`score_samples` over ``X``: the mean log-likelihood for density models.
@@ -697,10 +861,6 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
         detection, score folds that hold outliers with :mod:`skood.metrics` scorers.
         """
         return float(np.mean(self.score_samples(X)))
-
-    def _check_fitted_and_validate(self, X, **kwargs):
-        check_is_fitted(self)
-        return self._validate_X(X, reset=False, **kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -744,17 +904,19 @@ def check_class_labels(y, n_samples: int, estimator_name: str):
 class LogitClassifierMixin(CalibratedThresholdMixin):
     """What a classifier with an out-of-distribution gate shares (``OpenSetClassifier``, ICE).
 
-    The class defines ``_logits(X)`` and ``_scores_and_logits(X)`` on validated ``X`` (float64
-    logits of shape ``(n_samples, n_classes)``, columns as ``classes_``, and the gate's score,
-    higher = more in-distribution) and sets ``offset_`` with :meth:`_set_offset`; this mixin
-    derives sklearn's classifier outputs from the logits and the open-set outputs from the score.
+    The class defines ``_logits(X)`` and ``_score_samples(X, return_logits=False)`` on
+    validated ``X`` (float64 logits of shape ``(n_samples, n_classes)``, columns as
+    ``classes_``; the gate's score, higher = more in-distribution, with the logits of the same
+    forward pass when asked) and fits through the template :meth:`CalibratedThresholdMixin.fit`
+    (calibration rows held out per class); this mixin derives sklearn's classifier outputs from
+    the logits and the open-set outputs from the score.
     ``contamination`` is the share of calibration inliers the gate rejects (0.05 is the usual
     TPR-95 operating point: 95 % of inliers accepted).
     """
 
-    def _validate(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_numeric(self, X, dtype=np.float32, reset=False)
+    _input_dtype = np.float32
+    _stratified_calibration = True
+    _trains_on_outliers = True
 
     def score_samples(self, X) -> np.ndarray:
         """The gate's score: higher = more like the inlier classes.
@@ -767,7 +929,7 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of float64, shape (n_samples,)
         """
-        return self._scores_and_logits(self._validate(X))[0]
+        return finite_scores(self._score_samples(self._check_fitted_and_validate(X)))
 
     def decision_function(self, X) -> np.ndarray:
         """The logits, as sklearn's classifier contract defines ``decision_function``.
@@ -781,7 +943,7 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         ndarray of float64, shape (n_samples, n_classes), or (n_samples,) for two classes
             For two classes, the logit difference (positive means ``classes_[1]``).
         """
-        logits = self._logits(self._validate(X))
+        logits = self._logits(self._check_fitted_and_validate(X))
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X) -> np.ndarray:
@@ -795,11 +957,11 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of float64, shape (n_samples, n_classes)
         """
-        return softmax(self._logits(self._validate(X)), axis=1)
+        return softmax(self._logits(self._check_fitted_and_validate(X)), axis=1)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Log of :meth:`predict_proba`, computed stably from the logits."""
-        logits = self._logits(self._validate(X))
+        logits = self._logits(self._check_fitted_and_validate(X))
         return logits - logsumexp(logits, axis=1, keepdims=True)
 
     def predict_closed_set(self, X) -> np.ndarray:
@@ -813,7 +975,9 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        logits = self._logits(self._validate(X))  # raises NotFittedError first when unfitted
+        logits = self._logits(
+            self._check_fitted_and_validate(X)
+        )  # raises NotFittedError first when unfitted
         return self.classes_[np.argmax(logits, axis=1)]
 
     def predict_open_set(self, X) -> np.ndarray:
@@ -832,7 +996,8 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
             Values from ``classes_``, or ``-1`` (``"-1"`` for string classes).
         """
         offset = self._checked_offset()
-        scores, logits = self._scores_and_logits(self._validate(X))
+        scores, logits = self._score_samples(self._check_fitted_and_validate(X), return_logits=True)
+        scores = finite_scores(scores)
         return open_set_labels(
             self.classes_, np.argmax(logits, axis=1), ~self._at_or_above_offset(scores, offset)
         )
@@ -866,7 +1031,7 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
         ndarray of int, shape (n_samples,)
         """
         offset = self._checked_offset()
-        return np.where(self._at_or_above_offset(self.score_samples(X), offset), 1, -1)
+        return self._predict_from_scores(self.score_samples(X), offset)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -12,8 +12,8 @@ from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from skood._training import predict_batched, resolve_device
-from skood.base import BaseDetector, check_image_shape, fit_context, split_labels
+from skood.base import BaseDetector, check_image_shape
+from skood.torch import predict_batched, resolve_device
 
 __all__ = ["CLIPZeroShot"]
 
@@ -236,11 +236,10 @@ class CLIPZeroShot(BaseDetector):
         reads = ("logit_scale", "precomputed")
         return reads if self.precomputed else (*reads, "image_shape", "preprocess")
 
-    _renamed_parameters = {"batch_size": "inference_batch_size"}
     # skood.save stores the text embeddings, not the CLIP model: its weights belong to open_clip
     # or transformers, and it is reloaded from `encoder` (a local directory or an architecture
     # with checkpoint=) at the first score after loading.
-    _not_saved = ("backend_",)
+    __skood_not_saved__ = ("backend_",)
 
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
@@ -293,32 +292,16 @@ class CLIPZeroShot(BaseDetector):
         self.contamination = contamination
 
     # -- fitting ---------------------------------------------------------------------------------
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Encode the prompts (nothing is trained) and set ``offset_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Image embeddings (``precomputed``) or flattened images of normal rows: their width is
-            checked and their scores calibrate ``offset_`` (kept as ``calibration_scores_``).
-        y : array-like of shape (n_samples,), default=None
-            Rows with ``y == -1`` are left out of the ``contamination`` quantile.
-
-        Returns
-        -------
-        self : CLIPZeroShot
-        """
-        name = type(self).__name__
-        self.device_ = resolve_device(self.device)  # a bad device fails here, before any work
-        X = self._validate_X(X, reset=True)
-        inliers, _ = split_labels(y, X.shape[0], name)
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Encode the prompts (nothing is trained on ``X``: its width is checked)."""
+        self.device_ = resolve_device(self.device)
         if self.precomputed:
             self._fit_precomputed(X.shape[1])
         else:
             self._fit_encoder(X.shape[1])
-        self._set_offset(self._scores(X[inliers]), held_out=True)  # nothing is fitted to X
-        return self
+
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        return True  # nothing is fitted to X
 
     def _fit_precomputed(self, n_features: int) -> None:
         name = type(self).__name__
@@ -422,7 +405,7 @@ class CLIPZeroShot(BaseDetector):
         X = self._validate_X(X, reset=False)
         return self._image_features(X)
 
-    def _check_saveable(self) -> None:
+    def __skood_check_saveable__(self) -> None:
         """skood.save's check: the encoder must be reloadable from a name or a path."""
         for name in ("encoder", "tokenizer", "preprocess"):
             value = getattr(self, name)
@@ -455,23 +438,10 @@ class CLIPZeroShot(BaseDetector):
         )
         return _l2(feats, "image embeddings")
 
-    def _scores(self, X: np.ndarray) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """``log P(normal | x)``: the softmax mass of the normal prompts, in log space."""
         logits = self.logit_scale * self._image_features(X) @ self.text_features_.T
         return logsumexp(logits[:, :-1], axis=1) - logsumexp(logits, axis=1)
-
-    def score_samples(self, X) -> np.ndarray:
-        """``log P(normal | x)``: the softmax mass of the normal prompts, in log space (<= 0).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        X = self._check_fitted_and_validate(X)
-        return self._scores(X)
 
     def predict_proba_normal(self, X) -> np.ndarray:
         """``P(normal | x)`` in [0, 1]."""

@@ -241,12 +241,10 @@ def _count_inliers(y) -> np.ndarray:
     return np.array([np.count_nonzero(~is_outlier_label(np.asarray(y)))])
 
 
-def _block_moments(x, y, classes, folds, about):
-    """The :class:`~skood.gaussian.GaussianMoments` of a block's inlier rows."""
-    from skood.gaussian import GaussianMoments
-
+def _block_moments(moments_type, x, y, classes, folds, about):
+    """The moments (a :class:`~skood.gaussian.GaussianMoments`) of a block's inlier rows."""
     x, labels = _inliers(x, y, classes)
-    return GaussianMoments.from_rows(x, labels, classes=classes, folds=folds, about=about)
+    return moments_type.from_rows(x, labels, classes=classes, folds=folds, about=about)
 
 
 def _block_scores(x, y, calibration, models):
@@ -340,7 +338,8 @@ def fit_gaussian(estimator, X, y=None):
     def moments(about=None):
         task, about = dask.delayed(_block_moments, pure=True), dask.delayed(about, pure=True)
         parts = [
-            task(xb, yb, classes, f, about) for xb, yb, f in zip(x_blocks, y_blocks, block_folds)
+            task(estimator.moments_type, xb, yb, classes, f, about)
+            for xb, yb, f in zip(x_blocks, y_blocks, block_folds)
         ]
         return dask.compute(_tree_sum(parts))[0]
 

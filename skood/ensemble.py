@@ -7,12 +7,12 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import BaseDetector, finite_scores, fit_context, split_holdout
+from skood.base import BaseDetector, finite_scores
 
 __all__ = ["EnsembleDetector", "default_members"]
 
@@ -178,50 +178,37 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
                 )
         return members
 
-    @fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Fit every member on the rows not held out, then set the scales and ``offset_``.
+    _input_dtype = np.float64
+    _trains_on_outliers = True  # members leave the -1 rows out, or use them as exposure
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-            Passed to every member (rows held out excepted): ``-1`` marks outlier rows, which
-            members leave out or use as outlier exposure; other values are inlier labels.
+    def _validate_training_data(self, X, y):
+        self._members()  # a bad member list fails before any work
+        return super()._validate_training_data(X, y)
 
-        Returns
-        -------
-        self : EnsembleDetector
-        """
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Fit a clone of every member (in parallel), each seeded from ``rng`` when unseeded."""
         members = self._members()
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float64)
-        rng = check_random_state(self.random_state)
-        inlier_rows = np.flatnonzero(inliers)
-        train, held = split_holdout(
-            inlier_rows.size, self.validation_fraction, rng, min_train=2,
-            estimator_name="EnsembleDetector",
-        )
-        fit_rows = np.sort(np.r_[np.flatnonzero(~inliers), inlier_rows[train]])
-        X_fit = X[fit_rows]
-        y_fit = None if y is None else np.asarray(y)[fit_rows]
         clones = [self._seeded(clone(est), rng) for _, est in members]
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(est, X_fit, y_fit) for est in clones
+            delayed(_fit_member)(est, X, y) for est in clones
         )
         self.member_names_ = [name for name, _ in members]
-        X_held = X[inlier_rows[held]]
-        held_scores = [self._member_scores(e, X_held) for e in self.estimators_]
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """Set each member's reference scores and scale, then combine the members' scores of
+        the held-out rows ``X``."""
+        held_scores = [self._member_scores(e, X) for e in self.estimators_]
         own = [getattr(e, "calibration_scores_", None) for e in self.estimators_]
         self.reference_scores_ = [
             np.sort(held if ref is None else np.asarray(ref, np.float64))
             for ref, held in zip(own, held_scores)
         ]
         self.location_, self.scale_ = self._robust_scale(self.reference_scores_)
-        self._set_offset(
-            self._combine(np.column_stack(held_scores)),
-            held_out=all(ref is not None for ref in own),
-        )
-        return self
+        return self._combine_members(np.column_stack(held_scores))
+
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        # A member without calibration scores of its own has its scale fitted on these rows.
+        return all(hasattr(e, "calibration_scores_") for e in self.estimators_)
 
     @property
     def named_estimators_(self) -> Bunch:
@@ -250,7 +237,7 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
         scale = np.where(spread > tiny, spread, np.where(std > tiny, std, tiny))
         return location, scale
 
-    def _combine(self, scores: np.ndarray) -> np.ndarray:
+    def _combine_members(self, scores: np.ndarray) -> np.ndarray:
         """The ensemble score of each row from its members' scores, shape (n, n_members)."""
         if self.combine == "zscore":
             return ((scores - self.location_) / self.scale_).mean(axis=1)
@@ -260,24 +247,10 @@ class EnsembleDetector(_BaseComposition, BaseDetector):
             log_p[:, j] = np.log1p(at_or_below) - np.log(ref.size + 1)
         return log_p.mean(axis=1)
 
-    def score_samples(self, X) -> np.ndarray:
-        """The combined score (higher = more normal).
-
-        ``"zscore"``: the mean over members of ``(s_j(x) - location_j) / scale_j``;
-        ``"pvalue"``: the mean of ``log((1 + #{calibration scores <= s_j(x)}) / (n_j + 1))``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False, dtype=np.float64)
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """The combined score of validated rows (see ``combine``)."""
         scores = np.column_stack([self._member_scores(e, X) for e in self.estimators_])
-        return finite_scores(self._combine(scores))
+        return self._combine_members(scores)
 
     @staticmethod
     def _member_scores(estimator, X) -> np.ndarray:

@@ -11,7 +11,6 @@ in eval mode and without autograd, so they sit in a ``Pipeline`` before any skoo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
@@ -25,19 +24,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import LRScheduler
 from torch import nn
 
-from skood._training import (
-    DIVERGENCE_ADVICE,
-    TORCH_PARAMETER_CONSTRAINTS,
-    TorchEstimatorMixin,
-    draw_seed,
-    make_module,
-    predict_batched,
-    resolve_device,
-    seeded,
-)
+from skood._compat import moved_class, upgrade_classifier_features_state
 from skood.base import (
     WIDTHS_CONSTRAINT,
     TrainingDiverged,
@@ -47,49 +36,31 @@ from skood.base import (
     validate_numeric,
 )
 from skood.nn.networks import MLPClassifierNet, SmallCNN
+from skood.torch import (
+    DIVERGENCE_ADVICE,
+    TORCH_PARAMETER_CONSTRAINTS,
+    TorchEstimatorMixin,
+    draw_seed,
+    find_layer,
+    layer_and_output,
+    layer_output,
+    lr_schedule_callbacks,
+    make_module,
+    predict_batched,
+    resolve_device,
+    seeded,
+)
 
-__all__ = ["ClassifierFeatures", "TorchFeatures"]
+__all__ = ["BaseFeatureExtractor", "ClassifierFeatures", "TorchFeatures"]
 
 
-def _find_layer(module: nn.Module, name: str, owner: str) -> nn.Module:
-    layers = dict(module.named_modules())
-    if name not in layers:
-        shown = ", ".join(repr(n) for n in list(layers)[1:30] if n)
-        raise ValueError(
-            f"{owner}: layer {name!r} does not exist in {type(module).__name__}. "
-            f"Named layers are: {shown}{', ...' if len(layers) > 30 else ''}."
-        )
-    return layers[name]
+class BaseFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What skood's feature extractors share: validation, batched eval-mode transform, tags.
 
-
-def _layer_and_output(
-    layer: nn.Module | None, forward: Callable, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``forward(x)`` once; return ``(layer's output flattened to 2-D, forward's output)``.
-
-    The layer's output is read with a forward hook; with ``layer=None`` it is the forward's own.
+    A subclass fits ``module_`` and defines ``_extract(x)``, the features of a batch tensor.
     """
-    if layer is None:
-        out = forward(x)
-        return out.reshape(out.shape[0], -1), out
-    captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
-    try:
-        out = forward(x)
-    finally:
-        handle.remove()
-    return captured[-1].reshape(captured[-1].shape[0], -1), out
 
-
-def _layer_output(layer: nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
-    """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D."""
-    return _layer_and_output(layer, forward, x)[0]
-
-
-class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """What both extractors share: validation, batched eval-mode transform, tags."""
-
-    def _validate(self, X, reset: bool):
+    def _validate_X(self, X, reset: bool):
         return validate_numeric(
             self,
             X,
@@ -111,7 +82,7 @@ class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ndarray of float64
         """
         check_is_fitted(self)
-        return self._features(self._validate(X, reset=False))
+        return self._features(self._validate_X(X, reset=False))
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         """:meth:`transform` of validated rows. ``fit`` calls this, not ``transform``: with
@@ -128,7 +99,7 @@ class _TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return tags
 
 
-class TorchFeatures(_TorchTransformer):
+class TorchFeatures(BaseFeatureExtractor):
     """Activations of a named layer of any torch module, as an sklearn transformer.
 
     Parameters
@@ -210,7 +181,7 @@ class TorchFeatures(_TorchTransformer):
         -------
         self : TorchFeatures
         """
-        X = self._validate(X, reset=True)
+        X = self._validate_X(X, reset=True)
         name = type(self).__name__
         check_image_shape(self.image_shape, X.shape[1], name)
         self.device_ = resolve_device(self.device)
@@ -219,7 +190,7 @@ class TorchFeatures(_TorchTransformer):
             module = make_module(self.module, None, **(self.module_kwargs or {}))
             self.module_ = module.to(self.device_).eval()
             if self.layer is not None:
-                _find_layer(self.module_, self.layer, name)
+                find_layer(self.module_, self.layer, name)
             self._n_features_out = self._features(X[:1]).shape[1]
         return self
 
@@ -227,10 +198,10 @@ class TorchFeatures(_TorchTransformer):
         layer = None if self.layer is None else dict(self.module_.named_modules())[self.layer]
         if self.image_shape is not None:
             x = x.reshape(-1, *self.image_shape)
-        return _layer_output(layer, self.module_, x)
+        return layer_output(layer, self.module_, x)
 
 
-class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
+class ClassifierFeatures(TorchEstimatorMixin, BaseFeatureExtractor):
     """Train a classifier on the inlier rows; transform to its penultimate features.
 
     QuantOD's stage 1 (Taghikhah et al., AAAI 2024): a standard classifier trained with
@@ -370,16 +341,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
         self.n_threads = n_threads
 
     def __setstate__(self, state: dict) -> None:
-        # Pickled before pre_activation existed: those features were the post-ReLU ones.
-        state.setdefault("pre_activation", False)
-        # Pickled before the parameters were renamed (feature_layer, the CNN's hidden_size).
-        if "feature_layer" in state:
-            state["layer"] = state.pop("feature_layer")
-        cnn_width = state.pop("hidden_size", None)
-        if cnn_width is not None and state.get("image_shape") is not None:
-            state["hidden_sizes"] = (cnn_width,)
-        state.setdefault("min_steps", 0)
-        super().__setstate__(state)
+        super().__setstate__(upgrade_classifier_features_state(state))  # older skood's state
 
     def _network(self, n_features: int, n_classes: int) -> nn.Module:
         def default() -> nn.Module:
@@ -412,20 +374,21 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
         self : ClassifierFeatures
         """
         name = type(self).__name__
-        X = self._validate(X, reset=True)
+        X = self._validate_X(X, reset=True)
         inliers, y_in, self.classes_ = check_class_labels(y, X.shape[0], name)
         check_image_shape(self.image_shape, X.shape[1], name)
         X_in = X[inliers]
         seed = self._start_fit(check_random_state(self.random_state))
         drop_last = self._plan_epochs(X_in.shape[0])
         # The paper's stage 1: SGD with a cosine schedule to 1e-6, stepped once per epoch.
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-        schedule = LRScheduler(policy=cosine, T_max=self.n_epochs_, eta_min=1e-6)
+        schedule = lr_schedule_callbacks(
+            "cosine", self.n_epochs_, 1, step_every="epoch", eta_min=1e-6
+        )
         with self._training(seed):
             self.net_ = self._build_net(
                 self._network(X.shape[1], self.classes_.size),
                 nn.CrossEntropyLoss,
-                callbacks=[("lr_schedule", schedule)],
+                callbacks=schedule,
                 optimizer=torch.optim.SGD,
                 optimizer_params={"momentum": self.momentum, "weight_decay": self.weight_decay},
                 drop_last=drop_last,
@@ -435,7 +398,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
             self.net_.fit(X_in, y_in)
         self.module_ = self.net_.module_
         if self.layer is not None:
-            _find_layer(self.module_, self.layer, name)
+            find_layer(self.module_, self.layer, name)
         elif not hasattr(self.module_, "features"):
             raise ValueError(
                 f"{name}: the network has no `features` method; name the penultimate layer with "
@@ -453,7 +416,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer is not None:
             layer = dict(self.module_.named_modules())[self.layer]
-            return _layer_output(layer, self.module_, x)
+            return layer_output(layer, self.module_, x)
         if isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
             return self.module_.features(x, pre_activation=self.pre_activation)
         return self.module_.features(x)
@@ -462,7 +425,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
         """``[features | logits]`` side by side, from one forward pass where the network allows."""
         if self.layer is not None:
             layer = dict(self.module_.named_modules())[self.layer]
-            z, logits = _layer_and_output(layer, self.module_, x)
+            z, logits = layer_and_output(layer, self.module_, x)
         elif isinstance(self.module_, (SmallCNN, MLPClassifierNet)):
             z, logits = self.module_.features_and_logits(x, pre_activation=self.pre_activation)
         else:  # a user module with a features() method: its forward may do anything else
@@ -486,7 +449,7 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
             Columns follow ``classes_``.
         """
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        X = self._validate_X(X, reset=False)
         both = predict_batched(
             self._extract_with_logits,
             X,
@@ -502,10 +465,4 @@ class ClassifierFeatures(TorchEstimatorMixin, _TorchTransformer):
 
 
 def __getattr__(name: str):
-    # TorchvisionFeatures and ImageFiles moved to skood.vision in 0.2; models pickled by 0.1 name
-    # them here.
-    if name in ("TorchvisionFeatures", "ImageFiles"):
-        from skood import vision
-
-        return getattr(vision, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return moved_class(__name__, name)  # a class an older skood kept here (skood._compat)

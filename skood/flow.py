@@ -6,28 +6,25 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 
-from skood._training import (
+from skood.base import (
+    FRACTION_CONSTRAINT,
+    WIDTHS_CONSTRAINT,
+    BaseDetector,
+    constant_columns,
+    grid_steps,
+)
+from skood.nn.flows import AffineCoupling, glow_flow
+from skood.nn.losses import QuantileNLLLoss
+from skood.torch import (
     TORCH_PARAMETER_CONSTRAINTS,
     GridDequantization,
     InputNoise,
     TorchEstimatorMixin,
     draw_seed,
 )
-from skood.base import (
-    WIDTHS_CONSTRAINT,
-    BaseDetector,
-    constant_columns,
-    finite_scores,
-    fit_context,
-    grid_steps,
-    split_holdout,
-)
-from skood.nn.flows import AffineCoupling, glow_flow
-from skood.nn.losses import QuantileNLLLoss
 
 __all__ = ["QuantileFlowDetector"]
 
@@ -236,7 +233,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         "noise_std": [Interval(Real, 0, None, closed="left")],
         "dequantize": ["boolean"],
         "constant_scale": [Interval(Real, 0, None, closed="neither")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         **TORCH_PARAMETER_CONSTRAINTS,
     }
 
@@ -338,43 +335,21 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         self.inference_batch_size = inference_batch_size
         self.n_threads = n_threads
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Fit the flow on the inlier rows of ``X``.
+    _min_features = 2
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Feature vectors; at least 2 columns must vary over the training rows.
-        y : array-like of shape (n_samples,), default=None
-            Optional. Rows with ``y == -1`` are left out; other labels are ignored.
-
-        Returns
-        -------
-        self : QuantileFlowDetector
-        """
-        name = type(self).__name__
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32, min_features=2)
-        X = X[inliers]
-        rng = check_random_state(self.random_state)
-        train_idx, val_idx = split_holdout(
-            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
-        )
-        X_train, X_val = X[train_idx], X[val_idx]
-        pinned, loc, scale = self._constant_columns(X_train)
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train the flow on ``X`` (columns constant over it are pinned to fixed Gaussians)."""
+        pinned, loc, scale = self._constant_columns(X)
         self.constant_columns_ = pinned
-        n_flow = X.shape[1] - pinned.size
-
         seed = self._start_fit(rng)
-        drop_last = self._plan_epochs(X_train.shape[0], self.drop_last)
+        drop_last = self._plan_epochs(X.shape[0], self.drop_last)
         noise: list[Callback] = [InputNoise(self.noise_std)] if self.noise_std > 0 else []
-        steps = grid_steps(X_train) if self.dequantize else np.zeros(X.shape[1])
-        self.grid_steps_ = steps
-        if steps.any():
-            noise.append(GridDequantization(steps.astype(np.float32)))
+        self.grid_steps_ = grid_steps(X) if self.dequantize else np.zeros(X.shape[1])
+        if self.grid_steps_.any():
+            noise.append(GridDequantization(self.grid_steps_.astype(np.float32)))
         with self._training(seed):
             flow = glow_flow(
-                n_flow,
+                X.shape[1] - pinned.size,
                 n_blocks=self.n_blocks,
                 hidden_sizes=tuple(self.hidden_sizes),
                 dropout=self.dropout,
@@ -386,8 +361,8 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
             )
             if pinned.size:
                 flow.pin_columns(X.shape[1], torch.from_numpy(pinned), loc, scale)
-            init_rows = rng.permutation(X_train.shape[0])[:_MAX_INIT_ROWS]
-            flow.initialize(torch.from_numpy(X_train[init_rows]))
+            init_rows = rng.permutation(X.shape[0])[:_MAX_INIT_ROWS]
+            flow.initialize(torch.from_numpy(X[init_rows]))
             self.net_ = self._build_net(
                 flow,
                 QuantileNLLLoss(self.q),
@@ -401,13 +376,10 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
                 grad_clip=self.grad_clip,
                 shuffle=self.shuffle,
                 drop_last=drop_last,
-                valid_data=X_val if self.callbacks and X_val.shape[0] else None,
-                progress_desc=f"{name}(q={self.q})",
+                valid_data=self._valid_data(X_calibration),
+                progress_desc=f"{type(self).__name__}(q={self.q})",
             )
-            self.net_.fit(X_train, None)
-        held_out = X_val.shape[0] > 0
-        self._set_offset(self._log_likelihood(X_val if held_out else X_train), held_out=held_out)
-        return self
+            self.net_.fit(X, None)
 
     def _constant_columns(self, X_train: np.ndarray):
         """(pinned column indices, their Gaussians' means and scales) for ``constant_scale``."""
@@ -423,24 +395,10 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         scale = np.maximum(std[pinned], self.constant_scale * typical)
         return pinned, torch.from_numpy(mean[pinned]), torch.from_numpy(scale)
 
-    def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Log-likelihood log p(x) of each row under the flow, in nats."""
         flow = self.net_.module_
-        return finite_scores(self._predict(flow.log_prob, X, flow))
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood log p(x) of each row under the flow, in nats (higher = more normal).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-            Finite; NaN / -inf are floored at :data:`skood.base.SCORE_FLOOR`.
-        """
-        X = self._check_fitted_and_validate(X, dtype=np.float32)
-        return self._log_likelihood(X)
+        return self._predict(flow.log_prob, X, flow)
 
     def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draw ``n_samples`` rows from the fitted flow (``z ~ N(0, I)`` pushed through f^-1)."""

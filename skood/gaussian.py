@@ -483,7 +483,6 @@ default="auto"
     array([ 1,  1, -1])
     """
 
-    _renamed_parameters = {"batch_size": "inference_batch_size"}
 
     @property
     def _scoring_params(self) -> tuple[str, ...]:
@@ -596,6 +595,10 @@ default="auto"
         )
 
     # -- the model from moments: shared by fit and the Dask fit ---------------------------------
+    #: The sufficient statistics this estimator is fitted from: a Dask fit computes them per
+    #: block with ``moments_type.from_rows`` (skood.distributed imports nothing of this module).
+    moments_type = GaussianMoments
+
     @fit_context(prefer_skip_nested_validation=True)
     def fit_moments(self, moments: GaussianMoments):
         """Fit the model from :class:`GaussianMoments` of the inlier rows, computed elsewhere.

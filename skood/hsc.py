@@ -20,34 +20,32 @@ batch (what the paper measured); an epoch is one pass over the normal rows.
 
 from __future__ import annotations
 
+import inspect
 import math
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from skood._training import (
+from skood.base import (
+    FRACTION_CONSTRAINT,
+    WIDTHS_CONSTRAINT,
+    BaseDetector,
+    check_image_shape,
+    is_outlier_label,
+    warn_user,
+)
+from skood.nn.losses import OutlierExposureLoss, radial
+from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
+from skood.torch import (
     TORCH_PARAMETER_CONSTRAINTS,
     OutlierExposureBatches,
     OutlierExposureCollate,
     TorchEstimatorMixin,
     make_module,
 )
-from skood.base import (
-    WIDTHS_CONSTRAINT,
-    BaseDetector,
-    check_image_shape,
-    finite_scores,
-    fit_context,
-    split_holdout,
-    split_labels,
-    warn_user,
-)
-from skood.nn.losses import OutlierExposureLoss, radial
-from skood.nn.networks import LeNetEncoder, MLPEncoder, OENetwork
 
 __all__ = ["DeepSADDetector", "DeepSVDDDetector", "HSCDetector", "OEClassifier"]
 
@@ -65,7 +63,6 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
     _needs_oe: bool = False
     _uses_oe: bool = True
 
-    _renamed_parameters = {"rep_dim": "feature_dim"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         **TORCH_PARAMETER_CONSTRAINTS,
@@ -76,7 +73,7 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine"}), tuple, list, None],
         "augment": [callable, None],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
     }
 
     def __init__(
@@ -137,31 +134,33 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
         return -out.reshape(out.shape[0], -1).pow(2).sum(dim=1)
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _split_oe(self, X: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
-        """(normal rows, outlier-exposure rows) of ``X``: skood's convention, ``y == -1`` is OE.
+    _trains_on_outliers = True  # rows labelled -1 are the outlier-exposure set
+    _min_train_rows = 1
+
+    def _validate_training_data(self, X, y):
+        """Refuse a fit that lacks the OE rows it needs; warn about 0 / 1 labels and no OE.
 
         Class labels are accepted as normal rows, so one ``y`` serves a Pipeline whose feature
         extractor trains a classifier. The one silent slip left is the 0 / 1 convention of the
         authors' code (1 = OE): that gets a warning.
         """
+        X, y = super()._validate_training_data(X, y)
         name = type(self).__name__
-        normal, labels = split_labels(y, X.shape[0], name)
-        is_oe = ~normal
-        if labels is not None and not is_oe.any() and labels.dtype.kind in "biuf":
-            if set(np.unique(labels).tolist()) == {0, 1}:
+        is_oe = np.zeros(X.shape[0], dtype=bool) if y is None else is_outlier_label(y)
+        if y is not None and not is_oe.any() and y.dtype.kind in "biuf":
+            if set(np.unique(y).tolist()) == {0, 1}:
                 warn_user(
                     f"{name}: y holds 0 and 1 but no -1, so every row is taken as normal. "
                     "skood marks outlier-exposure rows with -1; if 1 means OE here (the "
                     "authors' code, ADBench), pass np.where(y == 1, -1, 1)."
                 )
-        X_oe = X[is_oe]
-        if self._needs_oe and X_oe.shape[0] == 0:
+        if self._needs_oe and not is_oe.any():
             raise ValueError(
                 f"{name} is a normal-vs-outlier classifier and needs outlier-exposure rows "
                 "(y == -1) to train; for a one-class fit use HSCDetector or DeepSVDDDetector."
             )
-        self._warn_about_oe(X_oe.shape[0])
-        return X[~is_oe], X_oe if self._uses_oe else X_oe[:0]
+        self._warn_about_oe(int(is_oe.sum()))
+        return X, y
 
     def _network(self, n_features: int, bias: bool) -> nn.Module:
         def default() -> nn.Module:
@@ -172,59 +171,34 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
 
         return make_module(self.module, default, n_features)
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the network on the normal rows and the outlier-exposure rows of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or None, default=None
-            -1 for outlier-exposure rows; any other value (+1, or a class label) marks a normal
-            row. None means every row is normal.
-
-        Returns
-        -------
-        self
-        """
-        X = self._validate_X(X, reset=True, dtype=np.float32)
-        X_normal, X_oe = self._split_oe(X, y)
-        rng = check_random_state(self.random_state)
-        train_idx, val_idx = split_holdout(
-            X_normal.shape[0],
-            self._calibration_fraction(self.validation_fraction),
-            rng,
-            min_train=1,
-            estimator_name=type(self).__name__,
-        )
-        X_train, X_val = X_normal[train_idx], X_normal[val_idx]
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train the network on the normal rows of ``X`` and its OE rows (``y == -1``)."""
+        is_oe = np.zeros(X.shape[0], dtype=bool) if y is None else is_outlier_label(y)
+        X_normal, X_oe = X[~is_oe], X[is_oe] if self._uses_oe else X[:0]
         seed = self._start_fit(rng)
         self.n_outlier_exposure_ = int(X_oe.shape[0])
         # Batches that carry OE rows never hold a single row.
-        drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_oe.shape[0] == 0 else False)
+        drop_last = self._plan_epochs(X_normal.shape[0], "auto" if X_oe.shape[0] == 0 else False)
         with self._training(seed):
             module = OENetwork(
                 self._network(X.shape[1], self._bias(X_oe.shape[0] > 0)),
                 logit_head=self._loss_kind in {"bce", "focal"},
             )
             with torch.no_grad():  # materialise lazy layers before the optimiser sees them
-                module.eval()(torch.from_numpy(X_train[:2]))
-            self._prepare(module, X_train)
+                module.eval()(torch.from_numpy(X_normal[:2]))
+            self._prepare(module, X_normal)
             self.net_ = self._build_net(
                 module.train(),
                 self._loss(),
-                callbacks=self._lr_schedule(X_train.shape[0], drop_last),
+                callbacks=self._lr_schedule(X_normal.shape[0], drop_last),
                 optimizer=torch.optim.Adam,
                 optimizer_params={"weight_decay": self.weight_decay},
                 drop_last=drop_last,
                 iterator_train__collate_fn=OutlierExposureCollate(self.augment),
             )
             self.net_.fit(
-                OutlierExposureBatches(X_train, None, X_oe, ratio=1.0, replace=True), None
+                OutlierExposureBatches(X_normal, None, X_oe, ratio=1.0, replace=True), None
             )
-        held_out = X_val.shape[0] > 0
-        self._set_offset(self._scores(X_val if held_out else X_train), held_out=held_out)
-        return self
 
     def _warn_about_oe(self, n_oe: int) -> None:
         if n_oe == 0 and not self._needs_oe:
@@ -235,42 +209,16 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
             )
 
     # -- scoring ---------------------------------------------------------------------------------
-    def _scores(self, X: np.ndarray) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Higher = more normal (see each estimator for what the score is)."""
         module = self.net_.module_
-        return finite_scores(self._predict(lambda x: self._score_output(module(x)), X, module))
-
-    def score_samples(self, X) -> np.ndarray:
-        """Higher = more normal (see each estimator for what the score is).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        X = self._check_fitted_and_validate(X, dtype=np.float32)
-        return self._scores(X)
+        return self._predict(lambda x: self._score_output(module(x)), X, module)
 
 
-class HSCDetector(_OutlierExposureDetector):
-    """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
-
-    Read more in the :ref:`User Guide <paper_hsc>`.
-
-    Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
-    outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
-    ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
-    at P(normal) = 0.5 (``offset_ = -ln 2``). Without OE rows it is Deep SVDD with centre 0: a
-    warning is raised and the default network is bias-free.
-
-    Parameters
-    ----------
-    radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
-        The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best.
-        The score reads it: set on a fitted model, it rescores, and ``predict`` refuses until
-        the model is fitted again.
+# -- what the four classes share ----------------------------------------------------------------
+#: The parameters every class of this module has (``_OutlierExposureDetector.__init__``), as
+#: their docstrings describe them: each docstring holds ``%(shared_parameters)s`` in its place.
+_SHARED_PARAMETERS = """\
     module : torch.nn.Module, callable or None, default=None
         The representation network phi: an instance (deep-copied) or a factory called as
         ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
@@ -313,9 +261,10 @@ class HSCDetector(_OutlierExposureDetector):
         Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
         reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
         another number of threads round differently; None keeps torch's current setting.
+"""
 
-    Attributes
-    ----------
+#: The fitted attributes every class of this module has, likewise (``%(shared_attributes)s``).
+_SHARED_ATTRIBUTES = """\
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
     offset_ : float
@@ -334,6 +283,52 @@ class HSCDetector(_OutlierExposureDetector):
     n_features_in_ : int
     feature_names_in_ : ndarray
     device_ : str
+"""
+
+
+def _with_shared_parameters(init):
+    """Give ``init`` (the class's own parameters, then ``**shared``) a signature that lists the
+    shared ones too, as keyword-only parameters with their defaults: sklearn's ``get_params``,
+    ``clone`` and ``repr`` read parameters from the signature, and ``**shared`` hides them."""
+    own = inspect.signature(init).parameters.values()
+    shared = list(inspect.signature(_OutlierExposureDetector.__init__).parameters.values())[1:]
+    init.__signature__ = inspect.Signature(
+        [p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD] + shared
+    )
+    return init
+
+
+def _with_shared_docs(cls):
+    """Put the shared parameter and attribute blocks into ``cls``'s docstring."""
+    cls.__doc__ = cls.__doc__.replace("    %(shared_parameters)s\n", _SHARED_PARAMETERS).replace(
+        "    %(shared_attributes)s\n", _SHARED_ATTRIBUTES
+    )
+    return cls
+
+
+@_with_shared_docs
+class HSCDetector(_OutlierExposureDetector):
+    """Hypersphere classifier (HSC): normal rows near the origin of phi's space, OE away.
+
+    Read more in the :ref:`User Guide <paper_hsc>`.
+
+    Loss per row: ``h(phi(x))`` for normal rows and ``-log(1 - exp(-h(phi(x))))`` for
+    outlier-exposure rows (``y == -1``), i.e. cross-entropy with ``P(normal) = exp(-h)``.
+    ``score_samples`` is ``-h(phi(x)) = log P(normal)``; ``contamination="auto"`` puts the boundary
+    at P(normal) = 0.5 (``offset_ = -ln 2``). Without OE rows it is Deep SVDD with centre 0: a
+    warning is raised and the default network is bias-free.
+
+    Parameters
+    ----------
+    radial : {"pseudo_huber", "squared", "l2", "l1"}, default="pseudo_huber"
+        The radial function h; pseudo-Huber ``sqrt(||z||^2 + 1) - 1`` is the paper's best.
+        The score reads it: set on a fitted model, it rescores, and ``predict`` refuses until
+        the model is fitted again.
+    %(shared_parameters)s
+
+    Attributes
+    ----------
+    %(shared_attributes)s
 
     References
     ----------
@@ -360,51 +355,9 @@ class HSCDetector(_OutlierExposureDetector):
         "radial": [StrOptions({"pseudo_huber", "squared", "l2", "l1"})],
     }
 
-    def __init__(
-        self,
-        radial="pseudo_huber",
-        *,
-        module=None,
-        image_shape=None,
-        hidden_sizes=(128, 64),
-        feature_dim=None,
-        batch_size=128,
-        max_epochs=50,
-        min_steps=1000,
-        lr=1e-3,
-        weight_decay=0.0,
-        lr_schedule=None,
-        augment=None,
-        contamination="auto",
-        validation_fraction=0.1,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        inference_batch_size=4096,
-        n_threads=1,
-    ):
-        super().__init__(
-            module=module,
-            image_shape=image_shape,
-            hidden_sizes=hidden_sizes,
-            feature_dim=feature_dim,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            min_steps=min_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            augment=augment,
-            contamination=contamination,
-            validation_fraction=validation_fraction,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            inference_batch_size=inference_batch_size,
-            n_threads=n_threads,
-        )
+    @_with_shared_parameters
+    def __init__(self, radial="pseudo_huber", **shared):
+        super().__init__(**shared)
         self.radial = radial
 
     def _loss(self):
@@ -414,6 +367,7 @@ class HSCDetector(_OutlierExposureDetector):
         return -radial(out, self.radial)
 
 
+@_with_shared_docs
 class OEClassifier(_OutlierExposureDetector):
     """Binary normal-vs-outlier-exposure classifier: the paper's "supervised OE" baseline.
 
@@ -432,69 +386,11 @@ class OEClassifier(_OutlierExposureDetector):
         Focal loss focusing parameter (``gamma=0`` is BCE).
     alpha : float, default=0.5
         Focal loss weight; with balanced batches it only scales the loss.
-    module : torch.nn.Module, callable or None, default=None
-        The representation network phi: an instance (deep-copied) or a factory called as
-        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
-        paper's LeNet-style CNN when ``image_shape`` is given.
-    image_shape : tuple (C, H, W) or None, default=None
-        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
-    hidden_sizes : tuple of int, default=(128, 64)
-        Hidden widths of the default MLP.
-    feature_dim : int or None, default=None
-        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
-    batch_size : int, default=128
-        Normal rows per batch; as many outlier-exposure rows are added.
-    max_epochs : int, default=50
-        Passes over the normal rows (raised to reach ``min_steps``).
-    min_steps : int, default=1000
-        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
-        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
-        (``benchmarks/oe_size/oe_size.md``). The paper's runs take thousands of steps. 0 disables
-        it.
-    lr : float, default=1e-3
-        Adam's learning rate.
-    weight_decay : float, default=0.0
-    lr_schedule : tuple of float, "cosine" or None, default=None
-        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
-        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
-    augment : callable or None, default=None
-        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
-        it must be picklable for the fitted estimator to pickle.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
-    validation_fraction : float in [0, 1), default=0.1
-        Share of the normal rows held out to calibrate a quantile offset (never used when the
-        offset is the method's natural boundary).
-    device : str or torch.device, default="auto"
-    random_state : int, RandomState instance or None, default=None
-    verbose : int, default=0
-    callbacks : list of skorch callbacks or None, default=None
-    inference_batch_size : int, default=4096
-    n_threads : int or None, default=1
-        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
-        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
-        another number of threads round differently; None keeps torch's current setting.
+    %(shared_parameters)s
 
     Attributes
     ----------
-    net_ : skorch.NeuralNet
-        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
-    offset_ : float
-    calibration_scores_ : ndarray of float64
-        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
-        when the offset is the natural boundary.
-    calibration_held_out_ : bool
-        Whether the fitted score never saw those rows (held out, or nothing fitted), which
-        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
-    n_outlier_exposure_ : int
-        Number of outlier-exposure rows seen in ``fit``.
-    n_epochs_ : int
-        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
-    batch_size_ : int
-        Normal rows per training batch (``batch_size``, at most the training rows).
-    n_features_in_ : int
-    feature_names_in_ : ndarray
-    device_ : str
+    %(shared_attributes)s
 
     References
     ----------
@@ -529,53 +425,9 @@ class OEClassifier(_OutlierExposureDetector):
         "alpha": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(
-        self,
-        loss="bce",
-        *,
-        gamma=2.0,
-        alpha=0.5,
-        module=None,
-        image_shape=None,
-        hidden_sizes=(128, 64),
-        feature_dim=None,
-        batch_size=128,
-        max_epochs=50,
-        min_steps=1000,
-        lr=1e-3,
-        weight_decay=0.0,
-        lr_schedule=None,
-        augment=None,
-        contamination="auto",
-        validation_fraction=0.1,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        inference_batch_size=4096,
-        n_threads=1,
-    ):
-        super().__init__(
-            module=module,
-            image_shape=image_shape,
-            hidden_sizes=hidden_sizes,
-            feature_dim=feature_dim,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            min_steps=min_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            augment=augment,
-            contamination=contamination,
-            validation_fraction=validation_fraction,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            inference_batch_size=inference_batch_size,
-            n_threads=n_threads,
-        )
+    @_with_shared_parameters
+    def __init__(self, loss="bce", *, gamma=2.0, alpha=0.5, **shared):
+        super().__init__(**shared)
         self.loss = loss
         self.gamma = gamma
         self.alpha = alpha
@@ -594,6 +446,7 @@ class OEClassifier(_OutlierExposureDetector):
         return -out.reshape(-1)
 
 
+@_with_shared_docs
 class DeepSADDetector(_OutlierExposureDetector):
     """Deep SAD (Ruff et al., 2020) with centre 0, the authors' setting in the OE paper.
 
@@ -608,69 +461,11 @@ class DeepSADDetector(_OutlierExposureDetector):
     ----------
     eta : float, default=1.0
         Weight of the outlier-exposure term.
-    module : torch.nn.Module, callable or None, default=None
-        The representation network phi: an instance (deep-copied) or a factory called as
-        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
-        paper's LeNet-style CNN when ``image_shape`` is given.
-    image_shape : tuple (C, H, W) or None, default=None
-        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
-    hidden_sizes : tuple of int, default=(128, 64)
-        Hidden widths of the default MLP.
-    feature_dim : int or None, default=None
-        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
-    batch_size : int, default=128
-        Normal rows per batch; as many outlier-exposure rows are added.
-    max_epochs : int, default=50
-        Passes over the normal rows (raised to reach ``min_steps``).
-    min_steps : int, default=1000
-        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
-        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
-        (``benchmarks/oe_size/oe_size.md``). The paper's runs take thousands of steps. 0 disables
-        it.
-    lr : float, default=1e-3
-        Adam's learning rate.
-    weight_decay : float, default=0.0
-    lr_schedule : tuple of float, "cosine" or None, default=None
-        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
-        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
-    augment : callable or None, default=None
-        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
-        it must be picklable for the fitted estimator to pickle.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
-    validation_fraction : float in [0, 1), default=0.1
-        Share of the normal rows held out to calibrate a quantile offset (never used when the
-        offset is the method's natural boundary).
-    device : str or torch.device, default="auto"
-    random_state : int, RandomState instance or None, default=None
-    verbose : int, default=0
-    callbacks : list of skorch callbacks or None, default=None
-    inference_batch_size : int, default=4096
-    n_threads : int or None, default=1
-        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
-        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
-        another number of threads round differently; None keeps torch's current setting.
+    %(shared_parameters)s
 
     Attributes
     ----------
-    net_ : skorch.NeuralNet
-        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
-    offset_ : float
-    calibration_scores_ : ndarray of float64
-        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
-        when the offset is the natural boundary.
-    calibration_held_out_ : bool
-        Whether the fitted score never saw those rows (held out, or nothing fitted), which
-        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
-    n_outlier_exposure_ : int
-        Number of outlier-exposure rows seen in ``fit``.
-    n_epochs_ : int
-        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
-    batch_size_ : int
-        Normal rows per training batch (``batch_size``, at most the training rows).
-    n_features_in_ : int
-    feature_names_in_ : ndarray
-    device_ : str
+    %(shared_attributes)s
 
     References
     ----------
@@ -701,57 +496,16 @@ class DeepSADDetector(_OutlierExposureDetector):
         "eta": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(
-        self,
-        eta=1.0,
-        *,
-        module=None,
-        image_shape=None,
-        hidden_sizes=(128, 64),
-        feature_dim=None,
-        batch_size=128,
-        max_epochs=50,
-        min_steps=1000,
-        lr=1e-3,
-        weight_decay=0.0,
-        lr_schedule=None,
-        augment=None,
-        contamination="auto",
-        validation_fraction=0.1,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        inference_batch_size=4096,
-        n_threads=1,
-    ):
-        super().__init__(
-            module=module,
-            image_shape=image_shape,
-            hidden_sizes=hidden_sizes,
-            feature_dim=feature_dim,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            min_steps=min_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            augment=augment,
-            contamination=contamination,
-            validation_fraction=validation_fraction,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            inference_batch_size=inference_batch_size,
-            n_threads=n_threads,
-        )
+    @_with_shared_parameters
+    def __init__(self, eta=1.0, **shared):
+        super().__init__(**shared)
         self.eta = eta
 
     def _loss(self):
         return OutlierExposureLoss("sad", eta=self.eta)
 
 
+@_with_shared_docs
 class DeepSVDDDetector(_OutlierExposureDetector):
     """Deep SVDD (Ruff et al., 2018): the one-class baseline, no outlier exposure.
 
@@ -767,69 +521,11 @@ class DeepSVDDDetector(_OutlierExposureDetector):
     Parameters
     ----------
     center_eps : float, default=0.1
-    module : torch.nn.Module, callable or None, default=None
-        The representation network phi: an instance (deep-copied) or a factory called as
-        ``module(n_features)``. None builds an MLP (``hidden_sizes`` -> ``feature_dim``), or the
-        paper's LeNet-style CNN when ``image_shape`` is given.
-    image_shape : tuple (C, H, W) or None, default=None
-        Rows of ``X`` are flattened images of this shape (the default network is then a CNN).
-    hidden_sizes : tuple of int, default=(128, 64)
-        Hidden widths of the default MLP.
-    feature_dim : int or None, default=None
-        Output width of phi: 32 for the MLP and grey images, 256 for colour images (the paper's).
-    batch_size : int, default=128
-        Normal rows per batch; as many outlier-exposure rows are added.
-    max_epochs : int, default=50
-        Passes over the normal rows (raised to reach ``min_steps``).
-    min_steps : int, default=1000
-        Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
-        left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
-        (``benchmarks/oe_size/oe_size.md``). The paper's runs take thousands of steps. 0 disables
-        it.
-    lr : float, default=1e-3
-        Adam's learning rate.
-    weight_decay : float, default=0.0
-    lr_schedule : tuple of float, "cosine" or None, default=None
-        None keeps ``lr`` constant; fractions of the epochs at which it is multiplied by 0.1
-        (``(0.5, 0.75)``); ``"cosine"`` anneals it to 0 over all steps.
-    augment : callable or None, default=None
-        Applied to every training batch tensor (normal and OE rows alike), e.g. noise or flips;
-        it must be picklable for the fitted estimator to pickle.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. A float: that quantile of the scores of held-out normal rows.
-    validation_fraction : float in [0, 1), default=0.1
-        Share of the normal rows held out to calibrate a quantile offset (never used when the
-        offset is the method's natural boundary).
-    device : str or torch.device, default="auto"
-    random_state : int, RandomState instance or None, default=None
-    verbose : int, default=0
-    callbacks : list of skorch callbacks or None, default=None
-    inference_batch_size : int, default=4096
-    n_threads : int or None, default=1
-        Torch CPU threads while fitting (restored afterwards). A fixed count makes the fit
-        reproducible whatever ``n_jobs`` a search runs it under, since float32 sums split over
-        another number of threads round differently; None keeps torch's current setting.
+    %(shared_parameters)s
 
     Attributes
     ----------
-    net_ : skorch.NeuralNet
-        The trained net; ``net_.module_`` is an :class:`skood.nn.OENetwork`.
-    offset_ : float
-    calibration_scores_ : ndarray of float64
-        The sorted scores ``offset_`` was set from: held-out normal rows, or the training rows
-        when the offset is the natural boundary.
-    calibration_held_out_ : bool
-        Whether the fitted score never saw those rows (held out, or nothing fitted), which
-        conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
-    n_outlier_exposure_ : int
-        Number of outlier-exposure rows seen in ``fit``.
-    n_epochs_ : int
-        Epochs trained (``max_epochs``, or more to reach ``min_steps``).
-    batch_size_ : int
-        Normal rows per training batch (``batch_size``, at most the training rows).
-    n_features_in_ : int
-    feature_names_in_ : ndarray
-    device_ : str
+    %(shared_attributes)s
 
     center_ : ndarray of shape (feature_dim,)
         The centre c.
@@ -865,51 +561,9 @@ class DeepSVDDDetector(_OutlierExposureDetector):
         "center_eps": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(
-        self,
-        center_eps=0.1,
-        *,
-        module=None,
-        image_shape=None,
-        hidden_sizes=(128, 64),
-        feature_dim=None,
-        batch_size=128,
-        max_epochs=50,
-        min_steps=1000,
-        lr=1e-3,
-        weight_decay=0.0,
-        lr_schedule=None,
-        augment=None,
-        contamination="auto",
-        validation_fraction=0.1,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        inference_batch_size=4096,
-        n_threads=1,
-    ):
-        super().__init__(
-            module=module,
-            image_shape=image_shape,
-            hidden_sizes=hidden_sizes,
-            feature_dim=feature_dim,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            min_steps=min_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            augment=augment,
-            contamination=contamination,
-            validation_fraction=validation_fraction,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            inference_batch_size=inference_batch_size,
-            n_threads=n_threads,
-        )
+    @_with_shared_parameters
+    def __init__(self, center_eps=0.1, **shared):
+        super().__init__(**shared)
         self.center_eps = center_eps
 
     def _warn_about_oe(self, n_oe):

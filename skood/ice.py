@@ -20,35 +20,32 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch.callbacks import Callback
 from torch import nn
 
-from skood._training import (
+from skood.base import (
+    FRACTION_CONSTRAINT,
+    GATE_CONTAMINATION_CONSTRAINT,
+    WIDTHS_CONSTRAINT,
+    LogitClassifierMixin,
+    check_class_labels,
+    check_image_shape,
+    is_outlier_label,
+    warn_user,
+)
+from skood.nn.heads import GaussianHead
+from skood.nn.losses import ClassifierOELoss, ICELoss
+from skood.nn.networks import BackboneClassifier, FeaturesOf, LeNetEncoder, MLPEncoder
+from skood.torch import (
     TORCH_PARAMETER_CONSTRAINTS,
     OutlierExposureBatches,
     OutlierExposureCollate,
     TorchEstimatorMixin,
     make_module,
 )
-from skood.base import (
-    GATE_CONTAMINATION_CONSTRAINT,
-    WIDTHS_CONSTRAINT,
-    LogitClassifierMixin,
-    check_class_labels,
-    check_image_shape,
-    finite_scores,
-    fit_context,
-    is_outlier_label,
-    split_holdout,
-    validate_numeric,
-    warn_user,
-)
-from skood.nn.heads import GaussianHead
-from skood.nn.losses import ClassifierOELoss, ICELoss
-from skood.nn.networks import BackboneClassifier, FeaturesOf, LeNetEncoder, MLPEncoder
 
 __all__ = ["ICEClassifier"]
 
@@ -214,7 +211,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_epochs_, batch_size_ : int
         Epochs trained and inlier rows per batch.
-    n_outliers_seen_ : int
+    n_outlier_exposure_ : int
         Auxiliary-outlier rows used in training.
     n_features_in_ : int
     feature_names_in_ : ndarray
@@ -277,7 +274,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         "diag_eps": [Interval(Real, 0, None, closed="neither")],
         "ood_eps": [Interval(Real, 0, None, closed="neither")],
         "contamination": GATE_CONTAMINATION_CONSTRAINT,
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         **TORCH_PARAMETER_CONSTRAINTS,
     }
 
@@ -418,54 +415,36 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         return ClassifierOELoss(self.loss, self.ood_weight, margins)
 
     # -- fitting -------------------------------------------------------------------------------
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train on the inlier rows of ``X`` (with their classes) and the auxiliary outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels; ``-1`` marks an auxiliary-outlier row.
-
-        Returns
-        -------
-        self : ICEClassifier
-        """
-        name = type(self).__name__
-        X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
-        inliers, codes, self.classes_ = check_class_labels(y, X.shape[0], name)
+    def _validate_training_data(self, X, y):
+        """Class labels are required; the loss must suit the head."""
+        X = self._validate_X(X, reset=True, dtype=np.float32)
+        _, _, self.classes_ = check_class_labels(y, X.shape[0], type(self).__name__)
         if self.head == "linear" and self.loss in _ICE_LOSSES:
             raise ValueError(
-                f"{name}: loss={self.loss!r} needs head='gaussian' (its outlier term is "
-                "-log(1 - exp(max h)), which requires logits h <= 0); the linear-head baselines "
-                "are loss='ce', 'oe' or 'energy'."
+                f"{type(self).__name__}: loss={self.loss!r} needs head='gaussian' (its outlier "
+                "term is -log(1 - exp(max h)), which requires logits h <= 0); the linear-head "
+                "baselines are loss='ce', 'oe' or 'energy'."
             )
-        X_in, X_out = X[inliers], X[~inliers]
-        if self.loss not in _OE_LOSSES:
-            X_out = X_out[:0]  # plain cross-entropy: the -1 rows are not used
-        elif X_out.shape[0] == 0:
+        return X, column_or_1d(y)
+
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train on the inlier rows (with their classes) and the auxiliary outliers (-1)."""
+        outlier = is_outlier_label(y)
+        X_train, codes = X[~outlier], np.searchsorted(self.classes_, y[~outlier])
+        X_out = X[outlier] if self.loss in _OE_LOSSES else X[:0]  # plain CE leaves them out
+        if self.loss in _OE_LOSSES and X_out.shape[0] == 0:
             warn_user(
-                f"{name} got no auxiliary-outlier rows (y == -1), so loss={self.loss!r} trains "
-                "without its outlier-exposure term (for the Gaussian head: cross-entropy plus "
-                "the in-distribution pull). Mark auxiliary outliers with -1 in y."
+                f"{type(self).__name__} got no auxiliary-outlier rows (y == -1), so "
+                f"loss={self.loss!r} trains without its outlier-exposure term (for the Gaussian "
+                "head: cross-entropy plus the in-distribution pull). Mark auxiliary outliers "
+                "with -1 in y."
             )
-        rng = check_random_state(self.random_state)
-        train_idx, calib_idx = split_holdout(
-            X_in.shape[0],
-            self.validation_fraction,
-            rng,
-            min_train=2,
-            estimator_name=name,
-            stratify=codes,
-        )
-        X_train, y_train = X_in[train_idx], codes[train_idx]
         seed = self._start_fit(rng)
-        self.n_outliers_seen_ = int(X_out.shape[0])
+        self.n_outlier_exposure_ = int(X_out.shape[0])
         # Batches that carry outlier rows never hold a single row.
         drop_last = self._plan_epochs(X_train.shape[0], "auto" if X_out.shape[0] == 0 else False)
         with self._training(seed):
-            module = self._build_module(X_train, y_train)
+            module = self._build_module(X_train, codes)
             self.net_ = self._build_net(
                 module.train(),
                 self._criterion(),
@@ -482,7 +461,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
             )
             self.net_.fit(
                 OutlierExposureBatches(
-                    X_train, y_train, X_out, ratio=self.outlier_batch_ratio, replace=False
+                    X_train, codes, X_out, ratio=self.outlier_batch_ratio, replace=False
                 ),
                 None,
             )
@@ -493,9 +472,6 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
                 self.means_ = head.means.detach().to("cpu", torch.float64).numpy()
             self.cholesky_ = L.numpy()
             self.covariance_ = (L @ L.T).numpy()
-        calib = X_in[calib_idx] if calib_idx.size else X_train
-        self._set_offset(self._scores_and_logits(calib)[0], held_out=calib_idx.size > 0)
-        return self
 
     def _optimizer_params(self) -> dict:
         params = {"weight_decay": self.weight_decay}
@@ -520,10 +496,6 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         module = self.module_
         return self._predict(module, X, module).reshape(X.shape[0], self.classes_.size)
 
-    def _scores_and_logits(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits = self._logits(X)
-        return self._scores(logits), logits
-
     @property
     def _score_kind(self) -> str:
         if self.ood_score != "auto":
@@ -532,7 +504,9 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
             return "max_logit"
         return "energy" if self.loss == "energy" else "msp"
 
-    def _scores(self, logits: np.ndarray) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray, *, return_logits: bool = False):
+        """The ``ood_score`` of validated rows (and their logits, from the same pass)."""
+        logits = self._logits(X)
         kind = self._score_kind
         if kind == "max_logit":
             scores = logits.max(axis=1)
@@ -540,7 +514,7 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
             scores = logits.max(axis=1) - logsumexp(logits, axis=1)
         else:
             scores = logsumexp(logits, axis=1)
-        return finite_scores(scores)
+        return (scores, logits) if return_logits else scores
 
     def score_samples(self, X) -> np.ndarray:
         """In-distribution score, higher = more like the inlier classes (see ``ood_score``).

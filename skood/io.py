@@ -221,11 +221,11 @@ def _is_estimator_state(cls: type, name: str) -> bool:
     """Whether a fitted scikit-learn estimator of class ``cls`` can hold attribute ``name``.
 
     Its ``__init__`` parameters, its fitted attributes (a trailing underscore, by scikit-learn's
-    convention), what it leaves out of files (``_not_saved``) and the private fitted state listed
+    convention), what it leaves out of files (``__skood_not_saved__``) and the private fitted state listed
     in ``_PRIVATE_STATE``; nothing else, so that no attribute that its methods read from the class
     (``_parameter_constraints``, ``_scoring_params``, ...) can be replaced by a file.
     """
-    if name in cls._get_param_names() or name in getattr(cls, "_not_saved", ()):
+    if name in cls._get_param_names() or name in getattr(cls, "__skood_not_saved__", ()):
         return True
     if name.endswith("_"):  # dunder names never get here: _Reader._state refuses them
         return True
@@ -457,9 +457,9 @@ class _Writer:
             state = {k: v for k, v in vars(obj).items() if k not in _MODULE_SKIP}
             kind = "module"
         elif name.startswith(_TRUSTED_MODULES) and hasattr(obj, "__dict__"):
-            if hasattr(obj, "_check_saveable"):
-                obj._check_saveable()
-            excluded = [k for k in getattr(cls, "_not_saved", ()) if k in vars(obj)]
+            if hasattr(obj, "__skood_check_saveable__"):
+                obj.__skood_check_saveable__()
+            excluded = [k for k in getattr(cls, "__skood_not_saved__", ()) if k in vars(obj)]
             state = {k: v for k, v in vars(obj).items() if k not in excluded}
             kind = "object"
         elif not _holds_skood(obj):  # scikit-learn's own objects, and any other library's
@@ -739,7 +739,7 @@ class _Trust:
                 continue
             except AttributeError:
                 break
-            # The name must lead to the object defined under it: `skood.cli.os.system` (a name
+            # The name must lead to the object defined under it: `skood.cli.score.os.system` (a name
             # skood's module happens to import) is refused, not followed.
             if getattr(found, "__module__", None) == module and found.__qualname__ == qualname:
                 if kind == "function" or isinstance(found, type):
@@ -1041,7 +1041,7 @@ class _Reader:
         obj = self._keep(node, cls.__new__(cls))
         state = self._state(node)
         for name in self._items(node, "not_saved") if "not_saved" in node else []:
-            if name in getattr(cls, "_not_saved", ()):
+            if name in getattr(cls, "__skood_not_saved__", ()):
                 state.setdefault(name, None)
         if isinstance(obj, BaseEstimator) and type(obj).__module__.startswith("skood"):
             # skood's own __setstate__ maps parameters renamed since (see base.py): what it
@@ -1414,7 +1414,7 @@ def load(file, *, device=None, trusted=None):
     path = _describe(file)
     trust = _Trust(trusted)
     if device is not None:
-        from skood._training import resolve_device
+        from skood.torch import resolve_device
 
         device = resolve_device(device)
     data = _read(file, path)  # an OSError (no such file, no permission) is not about a model

@@ -9,7 +9,8 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from skood.base import BaseDetector, fit_context
+from skood.base import BaseDetector
+from skood.torch import resolve_device
 
 __all__ = ["KNNDetector"]
 
@@ -132,24 +133,10 @@ class KNNDetector(BaseDetector):
         self.device = device
         self.random_state = random_state
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Keep the inlier rows of ``X`` and set ``offset_`` from leave-one-out scores.
+    _input_dtype = np.float64
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-            ``-1`` marks outlier rows (left out); other values are ignored.
-
-        Returns
-        -------
-        self : KNNDetector
-        """
-        from skood._training import resolve_device
-
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float64)
-        X = X[inliers]
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Keep the inlier rows as the reference set (normalised when ``normalize``)."""
         self.device_ = resolve_device(self.device)  # an unusable device is refused now
         if self.n_neighbors > X.shape[0] - 1:
             raise ValueError(
@@ -158,34 +145,28 @@ class KNNDetector(BaseDetector):
                 f"others); got {X.shape[0]}. Give more rows or lower n_neighbors."
             )
         self.reference_ = self._normalized(X) if self.normalize else X
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """Leave-one-out scores of (up to 10,000 of) the reference rows, ``X``."""
         rows = np.arange(X.shape[0])
         if rows.size > self._MAX_CALIBRATION_ROWS:
-            rng = check_random_state(self.random_state)
+            rng = check_random_state(self.random_state)  # nothing else draws from it
             rows = np.sort(rng.choice(rows.size, self._MAX_CALIBRATION_ROWS, replace=False))
-        self._set_offset(self._score(self.reference_[rows], leave_out=rows), held_out=True)
-        return self
+        return self._neighbour_scores(self.reference_[rows], leave_out=rows)
 
-    def score_samples(self, X) -> np.ndarray:
-        """Minus the distance to the k-th nearest training inlier (or the mean of the k nearest).
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        return True  # each row is scored against the others, as a new row is against all
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-            Higher = more normal.
-        """
-        X = self._check_fitted_and_validate(X, dtype=np.float64)
-        return self._score(self._normalized(X) if self.normalize else X)
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Minus the distance to the k-th nearest training inlier (or the mean of the k)."""
+        return self._neighbour_scores(self._normalized(X) if self.normalize else X)
 
     @staticmethod
     def _normalized(X: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         return X / np.where(norms > 0, norms, 1.0)
 
-    def _score(self, X: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
+    def _neighbour_scores(self, X: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
         from skood.nn.neighbors import knn_distances
 
         device = self.device_

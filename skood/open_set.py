@@ -15,15 +15,13 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import column_or_1d
 
 from skood.base import (
+    FRACTION_CONSTRAINT,
     GATE_CONTAMINATION_CONSTRAINT,
     LogitClassifierMixin,
     check_class_labels,
-    finite_scores,
-    fit_context,
-    split_holdout,
-    validate_numeric,
 )
 from skood.features import ClassifierFeatures
 
@@ -137,7 +135,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         "features": [HasMethods(["fit", "transform_with_logits"]), None],
         "detector": [StrOptions(set(_LOGIT_GATES)), HasMethods(["fit", "score_samples"])],
         "contamination": GATE_CONTAMINATION_CONSTRAINT,
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
     }
@@ -160,54 +158,30 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting -------------------------------------------------------------------------------
-    @fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
-        """Train stage 1 and the gate, then set ``offset_`` on held-out inliers.
+    def _validate_training_data(self, X, y):
+        X = self._validate_X(X, reset=True, dtype=np.float32)
+        check_class_labels(y, X.shape[0], type(self).__name__)  # 2 classes at least, no NaN
+        return X, column_or_1d(y)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels; ``-1`` marks outlier rows, which never train the classifier and reach
-            the detector with their label (outlier-exposure detectors use them).
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train stage 1 (outlier rows never train the classifier) and the gate on its output.
 
-        Returns
-        -------
-        self : OpenSetClassifier
+        The -1 rows reach the detector with their label: outlier-exposure detectors use them.
         """
-        name = type(self).__name__
-        X = validate_numeric(self, X, dtype=np.float32, ensure_min_samples=2)
-        inliers, codes, _ = check_class_labels(y, X.shape[0], name)
-        y = np.asarray(y)
-        inlier_rows = np.flatnonzero(inliers)
-        fit_in, held_in = split_holdout(
-            inlier_rows.size,
-            self.validation_fraction,
-            self.random_state,
-            min_train=2,
-            estimator_name=name,
-            stratify=codes,
-        )
-        # Outlier rows (y == -1) go with the training part: they are no inliers to calibrate on.
-        train = np.sort(np.concatenate([inlier_rows[fit_in], np.flatnonzero(~inliers)]))
-        calib = inlier_rows[held_in] if held_in.size else inlier_rows
-
         features = self.features
         if features is None:
             features = ClassifierFeatures(random_state=self.random_state)
-        self.features_ = clone(features).fit(X[train], y[train])
+        self.features_ = clone(features).fit(X, y)
         self.classes_ = self.features_.classes_
         if isinstance(self.detector, str):
             self.detector_ = self.detector
         else:
-            Z_train, _ = self.features_.transform_with_logits(X[train])
-            self.detector_ = clone(self.detector).fit(Z_train, y[train])
-        self._set_offset(self._scores_and_logits(X[calib])[0], held_out=held_in.size > 0)
-        return self
+            Z, _ = self.features_.transform_with_logits(X)
+            self.detector_ = clone(self.detector).fit(Z, y)
 
     # -- the gate ------------------------------------------------------------------------------
-    def _scores_and_logits(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(gate scores, logits) of validated ``X``, from one pass through stage 1."""
+    def _score_samples(self, X: np.ndarray, *, return_logits: bool = False):
+        """The gate's score of validated rows (and the logits, from one pass through stage 1)."""
         Z, logits = self.features_.transform_with_logits(X)
         t = self.temperature
         if self.detector_ == "msp":
@@ -216,7 +190,7 @@ class OpenSetClassifier(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             scores = t * logsumexp(logits / t, axis=1)
         else:
             scores = self.detector_.score_samples(Z)
-        return finite_scores(scores), logits
+        return (scores, logits) if return_logits else scores
 
     def _logits(self, X: np.ndarray) -> np.ndarray:
         return self.features_.transform_with_logits(X)[1]

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from skood.base import iter_slices
+from skood.base import BaseDetector, iter_slices
 
 __all__ = [
     "QUICK_DETECTORS",
@@ -42,50 +42,54 @@ __all__ = [
 # -- detectors ------------------------------------------------------------------------------------
 
 
-class PyODAdapter(OutlierMixin, BaseEstimator):
+class PyODAdapter(BaseDetector):
     """A PyOD model behind skood's convention: ``score_samples`` is higher for more normal rows.
 
-    PyOD's ``decision_function`` is an anomaly score (higher = more anomalous), so it is negated;
-    ``offset_`` is PyOD's own ``threshold_`` negated, so ``predict`` agrees with PyOD's labels.
-    Models that re-estimate on the scored rows (ECOD, COPOD keep ``X_train``) are scored in small
-    chunks so that the scored rows do not move their reference distribution.
+    PyOD's ``decision_function`` is an anomaly score (higher = more anomalous), so it is negated.
+    With ``contamination="auto"``, ``offset_`` is PyOD's own ``threshold_`` negated, so
+    ``predict`` agrees with PyOD's labels; a float sets it as every skood detector does, from
+    the training rows' scores. Models that re-estimate on the scored rows (ECOD, COPOD keep
+    ``X_train``) are scored in small chunks so that the scored rows do not move their
+    reference distribution. Rows labelled ``-1`` in ``y`` are left out of the fit.
 
     Parameters
     ----------
     model : PyOD estimator
         Cloned at ``fit``; a model with an ``n_features`` parameter (PyOD's DeepSVDD) is given
         the width of the rows it is fitted on.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        "auto": PyOD's threshold (from the model's own ``contamination``).
 
     Attributes
     ----------
     model_ : PyOD estimator
         The fitted clone of ``model``.
     offset_ : float
-        Minus PyOD's ``threshold_``: ``predict`` is -1 where ``score_samples < offset_``.
+        ``predict`` is -1 where ``score_samples < offset_``.
     """
 
-    def __init__(self, model=None):
-        self.model = model
+    _input_dtype = np.float64
 
-    def fit(self, X, y=None):
-        X = validate_data(self, X, dtype=np.float64)
+    def __init__(self, model=None, *, contamination="auto"):
+        self.model = model
+        self.contamination = contamination
+
+    @property
+    def _natural_offset(self) -> float | None:
+        model = getattr(self, "model_", None)
+        return None if model is None else -float(model.threshold_)
+
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
         model = clone(self.model)
         if "n_features" in model.get_params():  # DeepSVDD sizes its network at construction
             model.set_params(n_features=X.shape[1])
         self.model_ = model.fit(X)
-        self.offset_ = -float(self.model_.threshold_)
-        return self
 
-    def score_samples(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        return -np.asarray(self.model_.decision_scores_, dtype=np.float64)  # PyOD's, of X
+
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
         return pyod_scores(self.model_, X)
-
-    def decision_function(self, X):
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        return np.where(self.decision_function(X) >= 0, 1, -1)
 
 
 def pyod_scores(model, X) -> np.ndarray:
@@ -101,9 +105,7 @@ def pyod_scores(model, X) -> np.ndarray:
     n_rows = _num_samples(X)
     n_train = getattr(last, "X_train", None)
     chunk = n_rows if n_train is None else max(1, len(n_train) // 100)
-    parts = [
-        model.decision_function(_safe_indexing(X, sl)) for sl in iter_slices(n_rows, chunk)
-    ]
+    parts = [model.decision_function(_safe_indexing(X, sl)) for sl in iter_slices(n_rows, chunk)]
     return -np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
 
 
@@ -157,8 +159,10 @@ def _ensemble(params: dict, random_state):
     if isinstance(members, str):
         members = (members,)
     if members is not None:
-        members = [(spec.partition(":")[0].replace("-", "_") + f"_{i}", make_detector(spec))
-                   for i, spec in enumerate(members)]
+        members = [
+            (spec.partition(":")[0].replace("-", "_") + f"_{i}", make_detector(spec))
+            for i, spec in enumerate(members)
+        ]
     params.setdefault("random_state", random_state)
     return EnsembleDetector(members, **params)
 
@@ -273,7 +277,9 @@ _REGISTRY: dict[str, _Entry] = {
         "pyod", _by_path("pyod.models.ecod.ECOD", seeded=False, pyod=True), "PyOD ECOD"
     ),
     "pyod-gmm": _Entry(
-        "pyod", _by_path("pyod.models.gmm.GMM", pyod=True), "PyOD GMM (one full-covariance component)"
+        "pyod",
+        _by_path("pyod.models.gmm.GMM", pyod=True),
+        "PyOD GMM (one full-covariance component)",
     ),
     "pyod-copod": _Entry(
         "pyod", _by_path("pyod.models.copod.COPOD", seeded=False, pyod=True), "PyOD COPOD"

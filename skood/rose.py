@@ -10,18 +10,15 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from skood._training import pinned_threads
 from skood.base import (
+    FRACTION_CONSTRAINT,
     BaseDetector,
     finite_scores,
-    fit_context,
     iter_slices,
-    split_holdout,
     warn_user,
 )
 from skood.nn.fisher import (
@@ -31,6 +28,7 @@ from skood.nn.fisher import (
     per_sample_grads,
     supports_ekfac,
 )
+from skood.torch import pinned_threads
 
 __all__ = ["ROSEScorer", "likelihood_module"]
 
@@ -176,10 +174,6 @@ class ROSEScorer(BaseDetector):
     (3, 5)
     """
 
-    _renamed_parameters = {
-        "batch_size": "inference_batch_size",
-        "holdout_fraction": "validation_fraction",
-    }
     # The gradients are of log_prob; beta, p and clip combine the z-scored layer scores.
     _scoring_params = ("log_prob", "beta", "p", "clip")
     _parameter_constraints: dict = {
@@ -194,7 +188,7 @@ class ROSEScorer(BaseDetector):
         "p": [Interval(Real, 1, np.inf, closed="both")],
         "clip": ["boolean"],
         "damping": [Interval(Real, 0, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
         "gradients": [StrOptions({"vmap", "loop"})],
         "random_state": ["random_state"],
@@ -278,73 +272,65 @@ class ROSEScorer(BaseDetector):
         return list(chosen.values())
 
     # -- fitting ---------------------------------------------------------------------------------
-    @fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Fit the model (unless ``prefit``), then the per-layer Fisher and score statistics.
+    _input_dtype = np.float32
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            In-distribution rows.
-        y : array-like of shape (n_samples,), default=None
-            Rows with ``y == -1`` are left out (and passed on to the model's ``fit``).
-
-        Returns
-        -------
-        self : ROSEScorer
-        """
-        name = type(self).__name__
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32)
+    def _validate_training_data(self, X, y):
+        """Validate ``X``, then fit the model ROSE reads on every row (``-1`` rows included)."""
+        X_all = self._validate_X(X, reset=True, dtype=np.float32)
         if self.prefit:
             check_is_fitted(self.estimator)
-            n_model = getattr(self.estimator, "n_features_in_", X.shape[1])
-            if n_model != X.shape[1]:
+            n_model = getattr(self.estimator, "n_features_in_", X_all.shape[1])
+            if n_model != X_all.shape[1]:
                 raise ValueError(
-                    f"{name}: X has {X.shape[1]} features, but the prefit model was fitted on "
-                    f"{n_model}. Pass the rows the model was trained on (or alike)."
+                    f"{type(self).__name__}: X has {X_all.shape[1]} features, but the prefit "
+                    f"model was fitted on {n_model}. Pass the rows the model was trained on "
+                    "(or alike)."
                 )
             self.estimator_ = copy.deepcopy(self.estimator)
         else:
-            self.estimator_ = clone(self.estimator).fit(X, y)
-        module = likelihood_module(self.estimator_).eval()
-        log_prob = self._log_prob_fn(module)
+            self.estimator_ = clone(self.estimator).fit(X_all, y)
+        return super()._validate_training_data(X_all, y)
 
-        X = X[inliers]
-        rng = check_random_state(self.random_state)
-        fisher_idx, stats_idx = split_holdout(
-            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
-        )
-        if self.n_fisher_samples is not None and self.n_fisher_samples < fisher_idx.size:
-            fisher_idx = np.sort(rng.choice(fisher_idx, self.n_fisher_samples, replace=False))
-        self.n_fisher_samples_ = int(fisher_idx.size)
-        if (
-            stats_idx.size == 0
-            and fisher_idx.size < _FEW_STATS_ROWS
-            and fisher_idx.size < X.shape[0]
-        ):
+    def _calibration_split(self, X, y, rng):
+        """(Fisher rows, statistics rows): the statistics rows are those held out, else the
+        Fisher rows themselves; at most ``n_fisher_samples`` rows estimate the Fisher."""
+        fisher_rows, stats_rows = super()._calibration_split(X, y, rng)
+        if self.n_fisher_samples is not None and self.n_fisher_samples < fisher_rows.size:
+            fisher_rows = np.sort(rng.choice(fisher_rows, self.n_fisher_samples, replace=False))
+        self.n_fisher_samples_ = int(fisher_rows.size)
+        if stats_rows.size == 0 and fisher_rows.size < min(_FEW_STATS_ROWS, X.shape[0]):
             warn_user(
-                f"{name}: the layer statistics (mu_, sigma_) come from the same "
-                f"{fisher_idx.size} rows as the Fisher, an in-sample estimate that can invert the "
-                "score for small n_fisher_samples (benchmarks/rose_claim/rose_claim.md: AUROC "
-                "0.19 with 10 "
-                "rows). Set validation_fraction (e.g. 0.5) to take them from other inlier rows."
+                f"{type(self).__name__}: the layer statistics (mu_, sigma_) come from the same "
+                f"{fisher_rows.size} rows as the Fisher, an in-sample estimate that can invert "
+                "the score for small n_fisher_samples (benchmarks/rose_claim/rose_claim.md: AUROC "
+                "0.19 with 10 rows). Set validation_fraction (e.g. 0.5) to take them from other "
+                "inlier rows."
             )
+        return fisher_rows, stats_rows if stats_rows.size else fisher_rows
 
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """The Fisher of the model's log-likelihood, per layer, from the rows of ``X``."""
+        module = likelihood_module(self.estimator_).eval()
         layers = self._select_layers(module)
         self.layer_names_ = [n for n, _, _ in layers]
         with pinned_threads(self.n_threads):
-            self.curvatures_ = self._build_curvatures(module, log_prob, layers, X[fisher_idx])
-            # A second gradient pass: a row's score needs the finished Fisher, and keeping every
-            # per-sample gradient from the first pass would cost n_rows x n_parameters of memory.
-            stats = self._raw_layer_scores(X[stats_idx] if stats_idx.size else X[fisher_idx])
+            self.curvatures_ = self._build_curvatures(module, self._log_prob_fn(module), layers, X)
         self.layer_kinds_ = [c.kind for c in self.curvatures_]
+
+    def _calibration_scores(self, X: np.ndarray) -> np.ndarray:
+        """Fit each layer's score mean and spread (``mu_``, ``sigma_``) on ``X``; score it."""
+        # A second gradient pass: a row's score needs the finished Fisher, and keeping every
+        # per-sample gradient from the first pass would cost n_rows x n_parameters of memory.
+        with pinned_threads(self.n_threads):
+            stats = self._raw_layer_scores(X)
         self.mu_ = stats.mean(axis=0)
         sigma = stats.std(axis=0)
         # A layer whose score never varies (e.g. every gradient 0) must not divide by zero.
         self.sigma_ = np.where(sigma > 1e-12 * np.maximum(np.abs(self.mu_), 1.0), sigma, 1.0)
-        # mu_ and sigma_ are fitted on these rows, so their scores are not held out for the score
-        self._set_offset(self._combine(stats), held_out=False)
-        return self
+        return self._aggregate_layers(stats)
+
+    def _calibration_held_out(self, rows_held_out: bool) -> bool:
+        return False  # mu_ and sigma_ are fitted on the calibration rows
 
     def _batches(self, X: np.ndarray, device: torch.device):
         for sl in iter_slices(X.shape[0], self.inference_batch_size):
@@ -393,7 +379,7 @@ class ROSEScorer(BaseDetector):
             out.append(torch.stack([c.score(grads) for c in self.curvatures_], 1).cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.empty((0, len(names)))
 
-    def _combine(self, raw: np.ndarray) -> np.ndarray:
+    def _aggregate_layers(self, raw: np.ndarray) -> np.ndarray:
         """``-|| ReLU((S - mu) / sigma + beta) ||_p`` as finite float64 (higher = more normal)."""
         with np.errstate(invalid="ignore", over="ignore"):
             z = (raw - self.mu_) / self.sigma_ + self.beta
@@ -413,18 +399,8 @@ class ROSEScorer(BaseDetector):
         -------
         ndarray of float64, shape (n_samples, n_layers)
         """
-        X = self._check_fitted_and_validate(X, dtype=np.float32)
-        return self._raw_layer_scores(X)
+        return self._raw_layer_scores(self._check_fitted_and_validate(X))
 
-    def score_samples(self, X) -> np.ndarray:
-        """Minus the ROSE score: higher = more normal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return self._combine(self.layer_scores(X))
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Minus the ROSE score: higher = more normal."""
+        return self._aggregate_layers(self._raw_layer_scores(X))

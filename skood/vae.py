@@ -7,21 +7,18 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from skood._training import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin
 from skood.base import (
+    FRACTION_CONSTRAINT,
     WIDTHS_CONSTRAINT,
     BaseDetector,
     check_image_shape,
-    finite_scores,
-    fit_context,
-    split_holdout,
 )
 from skood.nn.losses import QuantileNLLLoss
 from skood.nn.vae import VAE, conv_depth, conv_vae_networks, mlp_vae_networks
+from skood.torch import TORCH_PARAMETER_CONSTRAINTS, TorchEstimatorMixin
 
 __all__ = ["VAEDetector"]
 
@@ -128,7 +125,6 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
     array([ 1, -1])
     """
 
-    _renamed_parameters = {"hidden_dims": "hidden_sizes"}
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "module": [StrOptions({"auto", "mlp", "conv"}), tuple],
@@ -141,7 +137,7 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
         "min_scale": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "grad_clip": [Interval(Real, 0, None, closed="neither"), None],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": FRACTION_CONSTRAINT,
         **TORCH_PARAMETER_CONSTRAINTS,
     }
 
@@ -215,30 +211,10 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
             return conv_vae_networks(self.image_shape, self.latent_dim, self.conv_width)
         return mlp_vae_networks(n_features, self.latent_dim, tuple(self.hidden_sizes))
 
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the VAE on the inlier rows of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-            Optional. Rows with ``y == -1`` are left out; other labels are ignored.
-
-        Returns
-        -------
-        self : VAEDetector
-        """
-        name = type(self).__name__
-        X, inliers, _ = self._validate_fit_data(X, y, dtype=np.float32)
-        X = X[inliers]
-        rng = check_random_state(self.random_state)
-        train_idx, val_idx = split_holdout(
-            X.shape[0], self.validation_fraction, rng, min_train=2, estimator_name=name
-        )
-        X_train, X_val = X[train_idx], X[val_idx]
+    def _fit_model(self, X, y, rng, X_calibration) -> None:
+        """Train the VAE on ``X`` by the negative ELBO (or IWAE bound)."""
         seed = self._start_fit(rng)
-        drop_last = self._plan_epochs(X_train.shape[0])
+        drop_last = self._plan_epochs(X.shape[0])
         with self._training(seed):
             encoder, decoder = self._networks(X.shape[1])
             vae = VAE(
@@ -257,31 +233,15 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
                 optimizer_params={"weight_decay": self.weight_decay},
                 grad_clip=self.grad_clip,
                 drop_last=drop_last,
-                valid_data=X_val if self.callbacks and X_val.shape[0] else None,
+                valid_data=self._valid_data(X_calibration),
                 divergence_advice="Standardise the features, or lower lr, or set grad_clip.",
             )
-            self.net_.fit(X_train, None)
-        held_out = X_val.shape[0] > 0
-        self._set_offset(self._log_likelihood(X_val if held_out else X_train), held_out=held_out)
-        return self
+            self.net_.fit(X, None)
 
-    def _log_likelihood(self, X: np.ndarray) -> np.ndarray:
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """The scoring bound (ELBO or IWAE) on ``log p(x)``, in nats."""
         vae = self.net_.module_
-        return finite_scores(self._predict(vae.log_prob, X, vae))
-
-    def score_samples(self, X) -> np.ndarray:
-        """The scoring bound (ELBO or IWAE) on ``log p(x)``, in nats; higher = more normal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        X = self._check_fitted_and_validate(X, dtype=np.float32)
-        return self._log_likelihood(X)
+        return self._predict(vae.log_prob, X, vae)
 
     def reconstruct(self, X) -> np.ndarray:
         """Decoded posterior means ``dec(mu(x))``, shape ``(n_samples, n_features)``."""

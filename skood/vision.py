@@ -19,9 +19,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from skood._training import predict_batched, resolve_device
 from skood.base import check_image_shape, fit_context, warn_user
-from skood.features import _find_layer, _layer_output, _TorchTransformer
+from skood.features import BaseFeatureExtractor
+from skood.torch import find_layer, layer_output, predict_batched, resolve_device
 
 __all__ = ["ImageFiles", "TorchvisionFeatures"]
 
@@ -41,7 +41,7 @@ def _import_torchvision(owner: str):
     return torchvision
 
 
-class TorchvisionFeatures(_TorchTransformer):
+class TorchvisionFeatures(BaseFeatureExtractor):
     """A torchvision architecture with weights from a local file, as a feature extractor.
 
     Nothing is ever downloaded: the architecture is built with random weights and then loaded
@@ -135,7 +135,7 @@ class TorchvisionFeatures(_TorchTransformer):
         self : TorchvisionFeatures
         """
         name = type(self).__name__
-        X = self._validate(X, reset=True)
+        X = self._validate_X(X, reset=True)
         check_image_shape(self.image_shape, X.shape[1], name)
         tv = _import_torchvision(name)
         available = tv.models.list_models()
@@ -173,7 +173,7 @@ class TorchvisionFeatures(_TorchTransformer):
         self.device_ = resolve_device(self.device)
         self.module_ = model.to(self.device_).eval()
         if self.layer is not None:
-            _find_layer(self.module_, self.layer, name)
+            find_layer(self.module_, self.layer, name)
         self._n_features_out = self._features(X[:1]).shape[1]
         return self
 
@@ -190,7 +190,7 @@ class TorchvisionFeatures(_TorchTransformer):
         ndarray of float64
         """
         check_is_fitted(self)
-        return self._features(self._validate(X, reset=False))
+        return self._features(self._validate_X(X, reset=False))
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         """:meth:`transform` of validated rows; ``fit`` calls this, since a ``transform``
@@ -210,7 +210,7 @@ class TorchvisionFeatures(_TorchTransformer):
         if self.preprocess_ is not None:
             x = self.preprocess_(x)
         layer = None if self.layer is None else dict(self.module_.named_modules())[self.layer]
-        return _layer_output(layer, self.module_, x)
+        return layer_output(layer, self.module_, x)
 
 
 def _load_state_dict(path, arch: str, owner: str) -> dict:

@@ -7,15 +7,7 @@ import pytest
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 
-from skood._training import (
-    GridDequantization,
-    draw_seed,
-    predict_batched,
-    resolve_device,
-    seeded,
-)
 from skood.base import (
     SCORE_FLOOR,
     BaseDetector,
@@ -26,7 +18,13 @@ from skood.base import (
     iter_slices,
     split_holdout,
     split_labels,
-    validate_numeric,
+)
+from skood.torch import (
+    GridDequantization,
+    draw_seed,
+    predict_batched,
+    resolve_device,
+    seeded,
 )
 
 
@@ -128,41 +126,44 @@ class _Weighted(BaseDetector):
         self.weights = weights
         self.contamination = contamination
 
-    def _score(self, X):
+    _input_dtype = np.float64
+
+    def _fit_model(self, X, y, rng, X_calibration):
+        pass  # nothing to learn: the calibration scores are those of the training rows
+
+    def _calibration_held_out(self, rows_held_out):
+        return True
+
+    def _score_samples(self, X):
         if self.weights is None:
             return X.sum(axis=1)
         return X @ np.asarray(self.weights, dtype=np.float64)  # 1-D: fails for another width
 
-    def fit(self, X, y=None):
-        X = self._validate_X(X, reset=True, dtype=np.float64)
-        self._set_offset(self._score(X), held_out=True)
-        return self
-
-    def score_samples(self, X):
-        return self._score(self._check_fitted_and_validate(X, dtype=np.float64))
-
 
 class _Gate(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
-    """The logits are ``X``; the gate's score is the largest one."""
+    """The logits are ``X``; the gate's score is the largest one. Written with the template's
+    hooks only: it is also the smallest gate a user could write."""
+
+    _input_dtype = np.float64  # so that the rows below sit exactly where they are put
+    _trains_on_outliers = False
 
     def __init__(self, contamination=0.25):
         self.contamination = contamination
 
-    def fit(self, X, y=None):
-        X = validate_numeric(self, X, dtype=np.float64)
-        self.classes_ = np.arange(X.shape[1])
-        self._set_offset(X.max(axis=1), held_out=True)
-        return self
+    def _validate_training_data(self, X, y):
+        return self._validate_X(X, reset=True, dtype=np.float64), None
 
-    def _validate(self, X):  # float64, so that the rows below sit exactly where they are put
-        check_is_fitted(self)
-        return validate_numeric(self, X, dtype=np.float64, reset=False)
+    def _fit_model(self, X, y, rng, X_calibration):
+        self.classes_ = np.arange(X.shape[1])
+
+    def _calibration_held_out(self, rows_held_out):
+        return True
 
     def _logits(self, X):
         return X
 
-    def _scores_and_logits(self, X):
-        return X.max(axis=1), X
+    def _score_samples(self, X, *, return_logits=False):
+        return (X.max(axis=1), X) if return_logits else X.max(axis=1)
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
@@ -337,7 +338,7 @@ def _assert_same_batches(a, b):
 def test_array_batches_are_the_batches_of_torch_data_loader(shuffle, drop_last, y_kind):
     from skorch.dataset import Dataset
 
-    from skood._training import _ArrayBatches, array_batches
+    from skood.torch import _ArrayBatches, array_batches
 
     rng = np.random.RandomState(0)
     X = rng.normal(size=(203, 5)).astype(np.float32)
@@ -354,7 +355,7 @@ def test_array_batches_are_the_batches_of_torch_data_loader(shuffle, drop_last, 
 def test_validation_batches_leave_the_global_generator_as_it_was(plain):
     from skorch.dataset import Dataset
 
-    from skood._training import array_batches, array_batches_valid
+    from skood.torch import array_batches, array_batches_valid
 
     X = np.arange(40, dtype=np.float32).reshape(20, 2)
     # plain arrays are cut by indexing; a collate_fn sends them through DataLoader
@@ -372,7 +373,7 @@ def test_validation_batches_leave_the_global_generator_as_it_was(plain):
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 0.3, 1.7])
 @pytest.mark.parametrize("replace", [True, False])
 def test_array_batches_give_the_outlier_exposure_batches_of_data_loader(ratio, replace):
-    from skood._training import (
+    from skood.torch import (
         OutlierExposureBatches,
         OutlierExposureCollate,
         _ArrayBatches,
@@ -401,7 +402,7 @@ def test_array_batches_give_the_outlier_exposure_batches_of_data_loader(ratio, r
 def test_array_batches_leave_other_datasets_and_options_to_data_loader():
     from skorch.dataset import Dataset
 
-    from skood._training import array_batches
+    from skood.torch import array_batches
 
     X = np.zeros((10, 2), dtype=np.float32)
     tensors = torch.utils.data.TensorDataset(torch.from_numpy(X))
@@ -417,7 +418,7 @@ def test_array_batches_leave_other_datasets_and_options_to_data_loader():
 def _fit_with_both_loaders(make, X, y, monkeypatch):
     """``make()`` fitted with skood's loader (checking it uses the fused optimizer), and again
     with torch's ``DataLoader`` in its place."""
-    import skood._training as training
+    import skood.torch as training
 
     fast = make().fit(X, y)
     assert fast.net_.optimizer_.defaults["fused"] is True
@@ -459,7 +460,7 @@ def test_nets_carry_no_print_log():
 
 
 def test_predict_batched_reads_float32_in_place_and_read_only_arrays_by_copy():
-    from skood._training import predict_batched
+    from skood.torch import predict_batched
 
     module = torch.nn.Linear(3, 1)
     X = np.random.RandomState(0).normal(size=(50, 3)).astype(np.float32)
@@ -477,7 +478,7 @@ def test_predict_batched_reads_float32_in_place_and_read_only_arrays_by_copy():
 
 
 def test_predict_batched_never_lets_user_code_write_to_the_callers_array():
-    from skood._training import predict_batched
+    from skood.torch import predict_batched
 
     class WritesItsInput(torch.nn.Module):
         def __init__(self):

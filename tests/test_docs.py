@@ -41,6 +41,52 @@ def test_architecture_example_detector_runs_and_detects():
     )
     fitted = namespace["pipe"][-1]
     assert fitted.calibration_scores_.size > 0 and fitted.n_epochs_ >= 1
+    assert fitted.calibration_held_out_  # validation_fraction=0.2 held rows out
+    assert "fit" not in vars(namespace["AutoencoderDetector"])  # the base's template fits
+
+
+#: What a detector may define with an underscore: the template's hooks and sklearn's own
+#: class attribute of parameter constraints (docs/architecture.md).
+_HOOKS = {
+    "_fit_model",
+    "_score_samples",
+    "_validate_training_data",
+    "_calibration_split",
+    "_calibration_scores",
+    "_calibration_held_out",
+    "_input_dtype",
+    "_min_features",
+    "_min_train_rows",
+    "_trains_on_outliers",
+    "_stratified_calibration",
+    "_parameter_constraints",
+}
+
+
+def test_architecture_example_detector_uses_public_names_only():
+    """It imports no private module or name, reads no private attribute of skood's, and
+    defines no private name but the template's hooks."""
+    import ast
+
+    tree = ast.parse(_python_blocks(DOCS / "architecture.md")[0])
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or "", *(a.name for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            names = []
+        found += [n for n in names if any(p.startswith("_") for p in n.split("."))]
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            found.append(f"reads .{node.attr}")
+        if isinstance(node, (ast.FunctionDef, ast.Name)) and not isinstance(
+            getattr(node, "ctx", ast.Store()), ast.Load
+        ):
+            name = node.name if isinstance(node, ast.FunctionDef) else node.id
+            if name.startswith("_") and not name.startswith("__") and name not in _HOOKS:
+                found.append(f"defines {name}")
+    assert not found, found
 
 
 def test_landing_page_shows_the_readme_example():

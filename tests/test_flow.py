@@ -14,9 +14,9 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping
 
 from skood import QuantileFlowDetector
-from skood._training import plan_epochs
 from skood.base import split_holdout
 from skood.metrics import auroc
+from skood.torch import plan_epochs
 from tests._helpers import assert_float32_close
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from skood import DeepSADDetector, DeepSVDDDetector, HSCDetector, OEClassifier
-from skood._training import OutlierExposureBatches, OutlierExposureCollate
 from skood.metrics import auroc
 from skood.nn.losses import OutlierExposureLoss, radial
+from skood.torch import OutlierExposureBatches, OutlierExposureCollate
 from tests._settings import HSC_SMALL  # a constant: the parametrize list below needs it
 
 # -- losses against hand computations ---------------------------------------------------------

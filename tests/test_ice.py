@@ -19,9 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skood import ClassifierFeatures, ICEClassifier
-from skood._training import OutlierExposureBatches, OutlierExposureCollate
 from skood.metrics import SCORERS, auroc
 from skood.nn import BackboneClassifier, ClassifierOELoss, GaussianHead
+from skood.torch import OutlierExposureBatches, OutlierExposureCollate
 from tests._helpers import assert_float32_close
 
 
@@ -129,7 +129,7 @@ def test_training_changes_every_parameter_and_beats_the_untrained_model(ice, dig
     assert untrained.score(digits_aux["X_te"], digits_aux["y_te"]) < 0.6
     assert _ood_auroc(ice, digits_aux) > 0.85
     assert _ood_auroc(ice, digits_aux) > _ood_auroc(untrained, digits_aux) + 0.1
-    assert ice.n_outliers_seen_ == int((digits_aux["y_fit"] == -1).sum())
+    assert ice.n_outlier_exposure_ == int((digits_aux["y_fit"] == -1).sum())
     logdet = ice.history_[:, "log_det_cov"]
     assert len(logdet) == 30 and np.all(np.isfinite(logdet))
 
@@ -212,7 +212,7 @@ def test_baselines_train_and_score_with_their_own_score(digits_aux, head, loss, 
     np.testing.assert_allclose(est.score_samples(digits_aux["X_te"]), expected, rtol=1e-12)
     assert est.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.9
     if loss == "ce":
-        assert est.n_outliers_seen_ == 0  # plain cross-entropy never draws the -1 rows
+        assert est.n_outlier_exposure_ == 0  # plain cross-entropy never draws the -1 rows
     if kind == "energy":
         with pytest.raises(ValueError, match="log-probability"):
             est.in_distribution_proba(digits_aux["X_te"])
@@ -222,7 +222,7 @@ def test_no_outlier_rows_warns_and_trains_a_gaussian_head_classifier(digits_aux,
     inl = digits_aux["y_fit"] != -1
     with pytest.warns(UserWarning, match="no auxiliary-outlier rows"):
         est = ICEClassifier(**ice_small).fit(digits_aux["X_fit"][inl], digits_aux["y_fit"][inl])
-    assert est.n_outliers_seen_ == 0
+    assert est.n_outlier_exposure_ == 0
     assert isinstance(est.module_.head, GaussianHead)
     assert est.score(digits_aux["X_te"], digits_aux["y_te"]) > 0.95
     with warnings.catch_warnings():

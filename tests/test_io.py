@@ -269,7 +269,7 @@ def test_a_pickle_renamed_to_skood_is_refused_unread(tmp_path):
         {"type": "skorch", "class": "os.system", "module": None, "criterion": None},
         # a name skood's own module happens to import is not followed to its target
         {"type": "object", "class": "skood.cli.sys.exit", "state": {}},
-        {"type": "class", "name": "skood._training.np.lib.format.read_array"},
+        {"type": "class", "name": "skood.torch.np.lib.format.read_array"},
     ],
     ids=lambda n: n.get("class", n.get("name")),
 )

@@ -5,7 +5,7 @@ outlier exposure) one process times, alternating, ``repeats`` times each:
 
 * ``skood``: ``est.fit(X, y)`` at a fixed number of epochs (no ``min_steps``, no held-out rows);
 * ``skood, DataLoader``: the same fit with skorch's default loader, torch's ``DataLoader``, which
-  fetches and stacks one row at a time: what skood used before ``skood._training.array_batches``;
+  fetches and stacks one row at a time: what skood used before ``skood.torch.array_batches``;
 * ``raw``: a plain loop over the same module (a copy of the fitted one), criterion, optimizer
   class and settings, batch size, number of steps and gradient clipping, with batches cut from
   tensors made once (``Xt[perm[i:i + b]]``), no skorch, no callbacks.
@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import torch
 
-import skood._training as training
+import skood.torch as training
 from skood import HSCDetector, ICEClassifier, QuantileFlowDetector
 
 N_IN, N_OUT, N_FEATURES, N_CLASSES, EPOCHS = 4096, 1024, 32, 4, 16

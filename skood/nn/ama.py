@@ -460,8 +460,6 @@ class AMALoss(nn.Module):
 
 
 def __getattr__(name: str):
-    # LeakyMLPEncoder was named MLPEncoder in 0.1 (as another class of skood.nn is); models
-    # pickled by 0.1 name it so.
-    if name == "MLPEncoder":
-        return LeakyMLPEncoder
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from skood._compat import moved_class
+
+    return moved_class(__name__, name)  # a class an older skood named here

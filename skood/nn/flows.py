@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from skood._compat import add_missing_flow_buffers
+
 __all__ = [
     "ActNorm",
     "AffineCoupling",
@@ -280,10 +282,8 @@ class NormalizingFlow(nn.Module):
         self.register_buffer("pinned_scale", None)
 
     def __setstate__(self, state: dict) -> None:
-        # A flow pickled before pinned columns existed has no such buffers: none are pinned.
         super().__setstate__(state)
-        for name in ("flow_columns", "pinned_columns", "pinned_loc", "pinned_scale"):
-            self._buffers.setdefault(name, None)
+        add_missing_flow_buffers(self)  # saved by an older skood (skood._compat)
 
     def pin_columns(self, n_features: int, pinned: Tensor, loc: Tensor, scale: Tensor) -> None:
         r"""Model the columns ``pinned`` apart, as independent narrow Gaussians.

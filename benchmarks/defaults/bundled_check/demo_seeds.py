@@ -2,7 +2,7 @@
 
 Reproduces `skood demo --random-state S` exactly: the digits split is fixed (novelty_split(...,
 random_state=0), as in cli.demo) and only the detectors' random_state varies. The flows are built
-by the code on PYTHONPATH's own `skood.cli._demo_detectors`, so the old commit's demo flows (4 x 128
+by the code on PYTHONPATH's own `skood.cli.demo.demo_detectors` (`skood.cli._demo_detectors` before 0.3), so the old commit's demo flows (4 x 128
 x 2, dropout 0.3, lr 9e-5, 50 epochs, min_steps 500) or the current ones are run as each demo
 builds them. --params KEY=VALUE,... sets extra parameters on both flows (a candidate default).
 
@@ -15,7 +15,10 @@ import csv
 import os
 import time
 
-from skood.cli import _demo_detectors
+try:  # skood >= 0.3: skood.cli is a package
+    from skood.cli.demo import demo_detectors as _demo_detectors
+except ImportError:  # the older commits these scripts are also run against
+    from skood.cli import _demo_detectors
 from skood.datasets import load_digits_ood, novelty_split
 from skood.metrics import auroc, fpr_at_tpr
 from skood.registry import parse_detector

@@ -12,7 +12,10 @@ import warnings
 
 from skood import QuantileFlowDetector
 from skood.bench.data import bundled_datasets, split
-from skood.cli import _demo_detectors
+try:  # skood >= 0.3: skood.cli is a package
+    from skood.cli.demo import demo_detectors as _demo_detectors
+except ImportError:  # the older commits these scripts are also run against
+    from skood.cli import _demo_detectors
 from skood.datasets import load_digits_ood, novelty_split
 from skood.metrics import auroc
 from skood.registry import make_pipeline_for, parse_detector

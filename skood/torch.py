@@ -1,14 +1,22 @@
-"""Building and fitting skorch nets, devices, seeding and batched inference.
+"""Torch models as skood estimators: skorch nets, seeding, devices, batches, callbacks.
 
-skood estimators *compose* a skorch :class:`~skorch.NeuralNet`: they build one in ``fit`` with
-:func:`build_net`, train it inside :func:`seeded` so that the same ``random_state`` gives the same
-model without touching the user's global RNG, and score with :func:`predict_batched` (eval mode,
-no autograd, bounded memory for any number of rows).
+This is skood's public extension API for torch methods. A torch estimator *composes* a skorch
+:class:`~skorch.NeuralNet` and customises it through skorch's own hooks only:
 
-:class:`TorchEstimatorMixin` (at the end of this module) is the torch half of the estimator
-contract: every torch estimator has the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` and fits
-through the mixin's five steps; :func:`make_module` is the one ``module=`` rule and
-:func:`plan_epochs` the one rule for batches, epochs and the dropped last batch.
+* :func:`build_net` makes the net: the user's and the method's ``callbacks``, a loss that
+  stops on divergence (:class:`StopOnDivergence`), ``iterator_train`` / ``iterator_valid`` =
+  :func:`array_batches` / :func:`array_batches_valid`; a method that needs its own
+  ``get_loss`` or ``train_step`` passes a ``NeuralNet`` subclass as ``net_cls`` (as AMA does).
+* :class:`TorchEstimatorMixin` holds the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` and
+  the steps a torch ``_fit_model`` takes; the fit template itself is
+  :meth:`skood.base.CalibratedThresholdMixin.fit`.
+* :func:`seeded` makes the same ``random_state`` give the same model without touching the
+  user's global RNG; :func:`predict_batched` scores in eval mode without autograd, in batches
+  (bounded memory for any number of rows).
+* Callbacks for training data: :class:`InputNoise`, :class:`GridDequantization`; datasets for
+  outlier exposure: :class:`OutlierExposureBatches` with :class:`OutlierExposureCollate`.
+
+``docs/architecture.md`` shows a new detector written with these names only.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ __all__ = [
     "DIVERGENCE_ADVICE",
     "TORCH_PARAMETER_CONSTRAINTS",
     "EpochProgressBar",
+    "EveryOptimizerLRScheduler",
     "GridDequantization",
     "InputNoise",
     "OutlierExposureBatches",
@@ -45,6 +54,9 @@ __all__ = [
     "array_batches",
     "build_net",
     "draw_seed",
+    "find_layer",
+    "layer_and_output",
+    "layer_output",
     "lr_milestones",
     "lr_schedule_callbacks",
     "make_module",
@@ -195,37 +207,85 @@ def lr_milestones(lr_schedule, n_epochs: int) -> list[int]:
     return sorted({max(1, round(float(f) * n_epochs)) for f in lr_schedule})
 
 
-def lr_schedule_callbacks(lr_schedule, n_epochs: int, steps_in_epoch: int) -> list:
-    """The skorch callbacks of ``lr_schedule``: None, ``"cosine"`` or fractions (see above).
+def lr_schedule_callbacks(
+    lr_schedule,
+    n_epochs: int,
+    steps_in_epoch: int,
+    *,
+    step_every: str = "batch",
+    eta_min: float = 0.0,
+    every_optimizer: bool = False,
+) -> list:
+    """The skorch callbacks of a learning-rate schedule: the one place schedules are made.
 
-    ``"cosine"`` anneals the learning rate to 0 over every optimiser step of the training.
+    ``lr_schedule`` is None (constant), ``"cosine"`` (annealed to ``eta_min`` over the whole
+    training, stepped every batch or every epoch) or fractions of the epochs at which the rate
+    is multiplied by 0.1 (:func:`lr_milestones`, stepped every epoch). skorch's
+    ``LRScheduler`` steps the net's ``optimizer_``; ``every_optimizer`` schedules each optimizer
+    of a net that trains several (:class:`EveryOptimizerLRScheduler`).
     """
     if lr_schedule is None or (not isinstance(lr_schedule, str) and len(lr_schedule) == 0):
         return []
     if isinstance(lr_schedule, str):  # "cosine", the only named schedule
-        total = max(1, steps_in_epoch * n_epochs)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-        return [("lr_schedule", LRScheduler(cosine, T_max=total, step_every="batch"))]
-    step = torch.optim.lr_scheduler.MultiStepLR
-    milestones = lr_milestones(lr_schedule, n_epochs)
-    return [("lr_schedule", LRScheduler(step, milestones=milestones, gamma=0.1))]
+        policy = torch.optim.lr_scheduler.CosineAnnealingLR
+        total = max(1, steps_in_epoch * n_epochs) if step_every == "batch" else n_epochs
+        kwargs = {"T_max": total, "eta_min": eta_min}
+    else:
+        policy, step_every = torch.optim.lr_scheduler.MultiStepLR, "epoch"
+        kwargs = {"milestones": lr_milestones(lr_schedule, n_epochs), "gamma": 0.1}
+    if every_optimizer:
+        return [("lr_schedule", EveryOptimizerLRScheduler(policy, step_every, **kwargs))]
+    return [("lr_schedule", LRScheduler(policy, step_every=step_every, **kwargs))]
+
+
+class EveryOptimizerLRScheduler(Callback):
+    """skorch's ``LRScheduler`` for a net with several optimizers: each gets the schedule.
+
+    skorch registers every optimizer a net's ``initialize_optimizer`` sets (AMA trains three);
+    its own ``LRScheduler`` steps ``optimizer_`` only.
+    """
+
+    def __init__(self, policy, step_every: str = "epoch", **kwargs) -> None:
+        self.policy = policy
+        self.step_every = step_every
+        self.kwargs = kwargs
+
+    def on_train_begin(self, net, **kwargs):
+        self.schedulers_ = [
+            self.policy(getattr(net, name + "_"), **self.kwargs) for name in net._optimizers
+        ]
+
+    def _step(self) -> None:
+        for scheduler in self.schedulers_:
+            scheduler.step()
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training and self.step_every == "batch":
+            self._step()
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.step_every == "epoch":
+            self._step()
+
+    def on_train_end(self, net, **kwargs):
+        del self.schedulers_  # they hold references to the optimizers; not needed after fit
 
 
 def make_module(
-    module, default: Callable[[], torch.nn.Module] | None, *factory_args, **factory_kwargs
-) -> torch.nn.Module:
+    module, default: Callable[[], torch.torch.nn.Module] | None, *factory_args, **factory_kwargs
+) -> torch.torch.nn.Module:
     """The network a ``module`` parameter asks for.
 
-    An ``nn.Module`` instance is deep-copied (fitting never trains the user's object); any other
+    An ``torch.nn.Module`` instance is deep-copied (fitting never trains the user's object); any other
     callable (a class or a factory) is called with ``factory_args`` and ``factory_kwargs``; None
     builds ``default()``, the estimator's own network.
     """
-    if isinstance(module, torch.nn.Module):
+    if isinstance(module, torch.torch.nn.Module):
         return copy.deepcopy(module)
     if module is not None:
         return module(*factory_args, **factory_kwargs)
     if default is None:
-        raise ValueError("module is required: an nn.Module instance, a class or a factory.")
+        raise ValueError("module is required: an torch.nn.Module instance, a class or a factory.")
     return default()
 
 
@@ -567,9 +627,9 @@ def _has_fused_kernel(optimizer: type) -> bool:
 
 
 def build_net(
-    module: torch.nn.Module,
+    module: torch.torch.nn.Module,
     *,
-    criterion: torch.nn.Module | type,
+    criterion: torch.torch.nn.Module | type,
     lr: float,
     batch_size: int,
     max_epochs: int,
@@ -639,7 +699,7 @@ def predict_batched(
     X: np.ndarray,
     *,
     batch_size: int,
-    module: torch.nn.Module,
+    module: torch.torch.nn.Module,
 ) -> np.ndarray:
     """Apply ``fn`` (a method of ``module``) to ``X`` in batches; return float64 numpy.
 
@@ -695,17 +755,21 @@ TORCH_PARAMETER_CONSTRAINTS: dict = {
 class TorchEstimatorMixin:
     """The torch side of a skood estimator: device, seeding, epochs, the skorch net, inference.
 
-    An estimator with the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` fits as::
+    An estimator with the parameters of :data:`TORCH_PARAMETER_CONSTRAINTS` writes its
+    ``_fit_model`` (see :meth:`skood.base.CalibratedThresholdMixin.fit`) as::
 
-        seed = self._start_fit(rng)                  # device_ resolved, a torch seed drawn
-        drop_last = self._plan_epochs(n_train_rows)  # batch_size_, n_epochs_ (min_steps)
-        with self._training(seed):                   # seeded, pinned threads, Ctrl-C ends it
-            self.net_ = self._build_net(module, criterion, drop_last=drop_last)
-            self.net_.fit(X_train, None)
+        seed = self._start_fit(rng)              # device_ resolved, a torch seed drawn
+        drop_last = self._plan_epochs(len(X))    # batch_size_, n_epochs_ (min_steps)
+        with self._training(seed):               # seeded, pinned threads, Ctrl-C ends it
+            self.net_ = self._build_net(module, criterion, drop_last=drop_last,
+                                        valid_data=self._valid_data(X_calibration))
+            self.net_.fit(X, None)
 
-    and scores with :meth:`_predict`. What differs between methods (the module, the loss, the
-    score) stays in the estimator.
+    and its ``_score_samples`` with :meth:`_predict`. What differs between methods (the module,
+    the loss, the score) stays in the estimator.
     """
+
+    _input_dtype = np.float32
 
     def _start_fit(self, rng) -> int:
         """Resolve ``device_`` and draw the torch seed of this fit from ``rng``."""
@@ -719,10 +783,16 @@ class TorchEstimatorMixin:
         )
         return drop_last
 
-    def _lr_schedule(self, n_rows: int, drop_last: bool) -> list:
-        """The callbacks of this estimator's ``lr_schedule`` parameter for ``n_rows`` rows."""
+    def _lr_schedule(self, n_rows: int, drop_last: bool, **options) -> list:
+        """The callbacks of this estimator's ``lr_schedule`` parameter for ``n_rows`` rows
+        (``options``: see :func:`lr_schedule_callbacks`)."""
         steps = steps_per_epoch(n_rows, self.batch_size_, drop_last)
-        return lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps)
+        return lr_schedule_callbacks(self.lr_schedule, self.n_epochs_, steps, **options)
+
+    def _valid_data(self, X_calibration: np.ndarray) -> np.ndarray | None:
+        """The rows skorch reports ``valid_loss`` on: the held-out calibration rows, when the
+        user passed callbacks (which may read it, e.g. EarlyStopping), else None (no cost)."""
+        return X_calibration if self.callbacks and X_calibration.shape[0] else None
 
     def _training(self, seed: int):
         """The context a fit trains in: :func:`seeded` on ``device_`` with ``n_threads``."""
@@ -746,6 +816,43 @@ class TorchEstimatorMixin:
             **options,
         )
 
-    def _predict(self, fn: Callable, X: np.ndarray, module: torch.nn.Module) -> np.ndarray:
+    def _predict(self, fn: Callable, X: np.ndarray, module: torch.torch.nn.Module) -> np.ndarray:
         """:func:`predict_batched` in batches of ``inference_batch_size``."""
         return predict_batched(fn, X, batch_size=self.inference_batch_size, module=module)
+
+
+# -- reading a layer ---------------------------------------------------------------------------
+def find_layer(module: torch.nn.Module, name: str, owner: str) -> torch.nn.Module:
+    """The submodule of ``module`` named ``name``; a ValueError naming the layers if none."""
+    layers = dict(module.named_modules())
+    if name not in layers:
+        shown = ", ".join(repr(n) for n in list(layers)[1:30] if n)
+        raise ValueError(
+            f"{owner}: layer {name!r} does not exist in {type(module).__name__}. "
+            f"Named layers are: {shown}{', ...' if len(layers) > 30 else ''}."
+        )
+    return layers[name]
+
+
+def layer_and_output(
+    layer: torch.nn.Module | None, forward: Callable, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``forward(x)`` once; return ``(layer's output flattened to 2-D, forward's output)``.
+
+    The layer's output is read with a forward hook; with ``layer=None`` it is the forward's own.
+    """
+    if layer is None:
+        out = forward(x)
+        return out.reshape(out.shape[0], -1), out
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
+    try:
+        out = forward(x)
+    finally:
+        handle.remove()
+    return captured[-1].reshape(captured[-1].shape[0], -1), out
+
+
+def layer_output(layer: torch.nn.Module | None, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Run ``forward(x)`` and return ``layer``'s output (a forward hook), flattened to 2-D."""
+    return layer_and_output(layer, forward, x)[0]
