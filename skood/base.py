@@ -36,6 +36,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -358,26 +359,6 @@ def constant_columns(X: np.ndarray, *, return_stats: bool = False):
     std = X.std(axis=0, dtype=np.float64)
     constant = np.flatnonzero(std <= CONSTANT_RTOL * np.abs(mean))
     return (constant, mean, std) if return_stats else constant
-
-
-def grid_steps(X: np.ndarray, *, tol: float = 0.01) -> np.ndarray:
-    """Each column's grid step: the spacing its values are whole multiples of, else 0.
-
-    Counts, ratings, pixel intensities and one-hot levels lie on a grid (after any affine
-    scaling too); a column whose distinct values are all within ``tol`` grid steps of a whole
-    multiple of their smallest gap gets that gap, any other column (continuous values, or a
-    constant) gets 0.
-    """
-    steps = np.zeros(X.shape[1])
-    for j in range(X.shape[1]):
-        values = np.unique(X[:, j].astype(np.float64))
-        if values.size < 2:
-            continue
-        step = np.diff(values).min()
-        multiples = (values - values[0]) / step
-        if np.abs(multiples - np.round(multiples)).max() <= tol:
-            steps[j] = step
-    return steps
 
 
 def split_holdout(
@@ -741,6 +722,11 @@ class CalibratedThresholdMixin:
         refusal comes before any work (and before a score that cannot be computed any more).
         """
         check_is_fitted(self)
+        if not hasattr(self, "offset_"):  # a model set from parts (e.g. fit_moments)
+            raise NotFittedError(
+                f"This {type(self).__name__} has a fitted model but no offset_ yet: call "
+                "calibrate_offset with the scores of inlier rows (or fit) before thresholding."
+            )
         # Models fitted before the check existed carry no record and are trusted as they are.
         recorded = getattr(self, "_calibrated_with_", {})
         changed = {k: v for k, v in recorded.items() if not _same_value(getattr(self, k), v)}

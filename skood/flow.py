@@ -14,7 +14,6 @@ from skood.base import (
     WIDTHS_CONSTRAINT,
     BaseDetector,
     constant_columns,
-    grid_steps,
 )
 from skood.nn.flows import AffineCoupling, glow_flow
 from skood.nn.losses import QuantileNLLLoss
@@ -26,10 +25,30 @@ from skood.torch import (
     draw_seed,
 )
 
-__all__ = ["QuantileFlowDetector"]
+__all__ = ["QuantileFlowDetector", "grid_steps"]
 
 # ActNorm's data-dependent initialisation uses at most this many (random) training rows.
 _MAX_INIT_ROWS = 100_000
+
+
+def grid_steps(X: np.ndarray, *, tol: float = 0.01) -> np.ndarray:
+    """Each column's grid step: the spacing its values are whole multiples of, else 0.
+
+    Counts, ratings, pixel intensities and one-hot levels lie on a grid (after any affine
+    scaling too); a column whose distinct values are all within ``tol`` grid steps of a whole
+    multiple of their smallest gap gets that gap, any other column (continuous values, or a
+    constant) gets 0.
+    """
+    steps = np.zeros(X.shape[1])
+    for j in range(X.shape[1]):
+        values = np.unique(X[:, j].astype(np.float64))
+        if values.size < 2:
+            continue
+        step = np.diff(values).min()
+        multiples = (values - values[0]) / step
+        if np.abs(multiples - np.round(multiples)).max() <= tol:
+            steps[j] = step
+    return steps
 
 
 class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
@@ -115,7 +134,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         Standard deviation of Gaussian jitter added to training batches (regularises small data).
     dequantize : bool, default=False
         Spread each grid-valued column (counts, pixel intensities, ratings, one-hot levels:
-        :func:`skood.base.grid_steps`) over one grid step of uniform noise in every training
+        :func:`skood.flow.grid_steps`) over one grid step of uniform noise in every training
         batch, as image flows dequantize pixels (Theis et al., 2016). A flow fitted to the grid
         points themselves can pile unbounded density onto them; dequantized, it learns the
         density between them. Measured (``benchmarks/defaults/clamp/clamp.md``): on the demo's

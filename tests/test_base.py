@@ -13,12 +13,12 @@ from skood.base import (
     BaseDetector,
     LogitClassifierMixin,
     finite_scores,
-    grid_steps,
     is_outlier_label,
     iter_slices,
     split_holdout,
     split_labels,
 )
+from skood.flow import grid_steps
 from skood.torch import (
     GridDequantization,
     draw_seed,

@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.covariance import EmpiricalCovariance, MinCovDet
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
 
 from skood import GaussianMahalanobis
 from skood.gaussian import GaussianMoments
@@ -375,6 +376,8 @@ def test_what_fit_moments_refuses(rng):
     det = GaussianMahalanobis().fit(X)
     det.fit_moments(GaussianMoments.from_rows(X[:100]))
     assert not hasattr(det, "offset_")
+    with pytest.raises(NotFittedError, match="no offset_ yet: call calibrate_offset"):
+        det.predict(X)
     det.calibrate_offset(det.score_samples(X[:100]), held_out=False)
     assert det.predict(X).shape == (200,)
     # Means 1e6 spreads from the origin: the moments about it would lose digits, about the means
