@@ -597,6 +597,22 @@ class CalibratedThresholdMixin:
         """
         return rows_held_out
 
+    # -- scoring -------------------------------------------------------------------------------
+    def score_samples(self, X) -> np.ndarray:
+        """The score of each row: higher = more normal (for a classifier's gate: more like the
+        inlier classes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+            Finite: NaN and -inf are floored at :data:`SCORE_FLOOR`.
+        """
+        return finite_scores(self._score_samples(self._check_fitted_and_validate(X)))
+
     # -- validation ----------------------------------------------------------------------------
     def _validate_X(self, X, *, reset: bool, dtype=(np.float64, np.float32), min_features: int = 1):
         """Validate ``X`` through sklearn: dense, numeric, finite, 2-D, right width."""
@@ -789,20 +805,6 @@ class BaseDetector(CalibratedThresholdMixin, OutlierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {"contamination": CONTAMINATION_CONSTRAINT}
 
-    def score_samples(self, X) -> np.ndarray:
-        """The detector's score of each row: higher = more normal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-            Finite: NaN and -inf are floored at :data:`SCORE_FLOOR`.
-        """
-        return finite_scores(self._score_samples(self._check_fitted_and_validate(X)))
-
     def decision_function(self, X) -> np.ndarray:
         """Shifted score: negative for outliers, non-negative for inliers.
 
@@ -903,19 +905,6 @@ class LogitClassifierMixin(CalibratedThresholdMixin):
     _input_dtype = np.float32
     _stratified_calibration = True
     _trains_on_outliers = True
-
-    def score_samples(self, X) -> np.ndarray:
-        """The gate's score: higher = more like the inlier classes.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of float64, shape (n_samples,)
-        """
-        return finite_scores(self._score_samples(self._check_fitted_and_validate(X)))
 
     def decision_function(self, X) -> np.ndarray:
         """The logits, as sklearn's classifier contract defines ``decision_function``.
