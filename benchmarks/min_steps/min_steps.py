@@ -28,10 +28,10 @@ from skorch.callbacks import Callback
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 from benchmarks._common import ADBENCH_DIR
 from benchmarks._common.adbench import informative_columns
-from skood.torch import plan_epochs
 from skood.datasets import load_adbench, novelty_split
 from skood.flow import QuantileFlowDetector
 from skood.metrics import auroc, fpr_at_tpr
+from skood.torch import plan_epochs
 
 DATA = ADBENCH_DIR
 OUT = Path(__file__).resolve().parent

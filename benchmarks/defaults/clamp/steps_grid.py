@@ -12,6 +12,7 @@ import warnings
 
 from skood import QuantileFlowDetector
 from skood.bench.data import bundled_datasets, split
+
 try:  # skood >= 0.3: skood.cli is a package
     from skood.cli.demo import demo_detectors as _demo_detectors
 except ImportError:  # the older commits these scripts are also run against
