@@ -23,13 +23,24 @@ class OODStratifiedKFold(_BaseKFold):
     ``train_outliers=True`` (for outlier-exposure methods that learn from ``y == -1`` rows).
     Every row is in exactly one test fold, so ``cross_val_predict`` works too.
 
+    The rows are shuffled before they are split, because stratification here is on "is outlier"
+    only: without it, each test fold would be a contiguous run of the inliers, and on data sorted
+    by class (as many data sets are) a test fold would hold mostly one class, which its training
+    rows would then lack.
+    The shuffle is seeded by default (``random_state=0``), so two searches over the same data
+    get the same folds and the same ``cv_results_``, as with scikit-learn's ``StratifiedKFold``
+    (which does not shuffle by default).
+
     Parameters
     ----------
     n_splits : int, default=5
     shuffle : bool, default=True
-        Shuffle rows before splitting.
-    random_state : int, RandomState instance or None, default=None
-        Used when ``shuffle`` is True.
+        Shuffle rows before splitting. ``False`` keeps their order (each test fold then takes
+        a contiguous run of the inliers and of the outliers).
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffle: the same int gives the same folds. None draws new folds at every
+        ``split`` call (NumPy's global random state), as does a ``RandomState`` instance,
+        which advances. Ignored when ``shuffle`` is False.
     train_outliers : bool, default=False
         Keep the ``-1`` rows of the train side in the train folds.
 
@@ -47,12 +58,15 @@ class OODStratifiedKFold(_BaseKFold):
         n_splits: int = 5,
         *,
         shuffle: bool = True,
-        random_state=None,
+        random_state=0,
         train_outliers: bool = False,
     ) -> None:
         if not isinstance(n_splits, Integral) or n_splits < 2:
             raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}.")
-        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
+        # sklearn refuses a random_state without shuffle; the default seed must not make
+        # shuffle=False an error, so it is checked on None and then kept as given (get_params).
+        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=None)
+        self.random_state = random_state
         self.train_outliers = train_outliers
 
     def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -72,7 +86,8 @@ class OODStratifiedKFold(_BaseKFold):
                 f"outlier rows (y == {OUTLIER_LABEL}) and as many inlier rows, so every test fold "
                 f"holds both; got {n_out} outliers and {n_in} inliers."
             )
-        folds = StratifiedKFold(self.n_splits, shuffle=self.shuffle, random_state=self.random_state)
+        seed = self.random_state if self.shuffle else None  # StratifiedKFold refuses one unused
+        folds = StratifiedKFold(self.n_splits, shuffle=self.shuffle, random_state=seed)
         for train, test in folds.split(np.zeros(y.shape[0]), outlier):
             if not self.train_outliers:
                 train = train[~outlier[train]]

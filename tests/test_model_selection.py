@@ -64,3 +64,25 @@ def test_works_with_sklearn_detectors_and_cross_val_predict(rng):
     assert scores.mean() > 0.95
     pred = cross_val_predict(IsolationForest(random_state=0), X, y, cv=cv)
     assert set(np.unique(pred)) <= {-1, 1}
+
+
+def _folds(cv, y):
+    return [(train.tolist(), test.tolist()) for train, test in cv.split(np.zeros(len(y)), y)]
+
+
+def test_default_folds_are_reproducible(rng):
+    """Two GridSearchCV runs with the default splitter see the same folds (issue 34): the
+    shuffle is seeded by default, as sklearn's StratifiedKFold does not shuffle by default."""
+    y = np.r_[np.repeat([0, 1, 2], 30), -np.ones(30, dtype=int)]  # sorted by class, -1 last
+    cv = OODStratifiedKFold()
+    assert _folds(cv, y) == _folds(OODStratifiedKFold(), y) == _folds(cv, y)
+    assert cv.random_state == 0 and cv.shuffle
+    # Shuffled: with the rows sorted by class, every train fold still holds every class.
+    for train, _ in cv.split(np.zeros(len(y)), y):
+        assert set(y[train]) == {0, 1, 2}
+    # Not shuffling needs no random_state=None, and keeps the order.
+    unshuffled = _folds(OODStratifiedKFold(shuffle=False), y)
+    assert unshuffled[0][1][:18] == list(range(18))
+    # None still means fresh folds at every call (sklearn's meaning).
+    fresh = OODStratifiedKFold(random_state=None)
+    assert any(_folds(fresh, y) != _folds(fresh, y) for _ in range(3))
