@@ -425,7 +425,11 @@ default="auto"
     inference_batch_size : int, default=65536
         Rows scored at a time; bounds memory for any number of rows.
     random_state : int, RandomState instance or None, default=None
-        Shuffles the ``offset_cv`` folds (and draws the calibration rows beyond 50,000).
+        Shuffles the ``offset_cv`` folds (and draws the calibration rows beyond 50,000). None
+        shuffles them as ``random_state=0`` does: the model has no other randomness, so the
+        same data give the same ``offset_`` at every fit, as scikit-learn's ``cv=5`` gives the
+        same folds. Another int gives other folds; a ``RandomState`` instance new ones at
+        every fit.
 
     Attributes
     ----------
@@ -482,7 +486,6 @@ default="auto"
     >>> det.predict([[0.0, 0.0], [6.0, 6.0], [3.0, -4.0]])
     array([ 1,  1, -1])
     """
-
 
     @property
     def _scoring_params(self) -> tuple[str, ...]:
@@ -716,7 +719,7 @@ default="auto"
         """The inlier rows whose scores set ``offset_``, grouped by the model that scores them.
 
         Every row up to ``_MAX_CALIBRATION_ROWS`` (50,000); beyond, that many drawn with
-        ``random_state``. With ``offset_cv``, one array per fold, shuffled with
+        ``random_state`` (None: as 0). With ``offset_cv``, one array per fold, shuffled with
         ``random_state``: fold ``f``'s rows are scored by the model fitted on every other row,
         :meth:`fold_model` of ``moments.folds[f]``. Without, a single array, scored by the
         model itself.
@@ -731,7 +734,9 @@ default="auto"
         list of ndarray of int
             Sorted indices into the inlier rows (in their order).
         """
-        rng = check_random_state(self.random_state)
+        # The fit itself draws nothing: a None seed drawing fresh folds would
+        # make offset_ (and predict) differ between two identical fits.
+        rng = check_random_state(0 if self.random_state is None else self.random_state)
         rows = np.arange(n_rows)
         if n_rows > self._MAX_CALIBRATION_ROWS:
             rows = np.sort(rng.choice(n_rows, self._MAX_CALIBRATION_ROWS, replace=False))
