@@ -48,20 +48,23 @@ def require_dask() -> None:
 
 
 def output_columns(model) -> list[str]:
-    """The columns a model's scores come in: ``score, label``, ``score, p_value, label`` (conformal)."""
+    """The columns a model's scores come in: ``score, is_outlier`` or ``score, p_value,
+    is_outlier`` (conformal); ``is_outlier`` is 1 for a flagged row, else 0."""
     last = model[-1] if hasattr(model, "steps") else model
-    return ["score", "p_value", "label"] if hasattr(last, "detector_scores") else ["score", "label"]
+    if hasattr(last, "detector_scores"):
+        return ["score", "p_value", "is_outlier"]
+    return ["score", "is_outlier"]
 
 
 def score_rows(model, X: np.ndarray) -> np.ndarray:
     """One block of rows scored: ``(n, k)`` float64 columns in the order of :func:`output_columns`."""
     last = model[-1] if hasattr(model, "steps") else model
-    labels = np.asarray(model.predict(X), dtype=np.float64)
+    flagged = (np.asarray(model.predict(X)) == -1).astype(np.float64)  # is_outlier: 1 or 0
     if hasattr(last, "detector_scores"):  # conformal: the detector's score, then the p-value
         head = model[:-1].transform(X) if hasattr(model, "steps") else X
         scores = last.detector_scores(head)
-        return np.column_stack([scores, model.score_samples(X), labels])
-    return np.column_stack([np.asarray(model.score_samples(X), dtype=np.float64), labels])
+        return np.column_stack([scores, model.score_samples(X), flagged])
+    return np.column_stack([np.asarray(model.score_samples(X), dtype=np.float64), flagged])
 
 
 def score_frame(frame, model, columns, outputs):
@@ -74,16 +77,18 @@ def score_frame(frame, model, columns, outputs):
         X = frame[columns].to_numpy(dtype=np.float64) if columns else frame.to_numpy(np.float64)
     if X.shape[0] == 0:
         empty = pd.DataFrame({name: np.zeros(0) for name in outputs}, index=frame.index)
-        return empty.astype({"label": np.int64})
+        return empty.astype({"is_outlier": np.int64})
     values = score_rows(model, X)
     out = pd.DataFrame(values, columns=outputs, index=frame.index)
-    out["label"] = out["label"].astype(np.int64)
+    out["is_outlier"] = out["is_outlier"].astype(np.int64)
     return out
 
 
 def score_dataset(model, data, *, columns=None):
-    """Lazy scores of every row of ``data``: a dask dataframe with ``score``, ``label`` (and
-    ``p_value`` for a conformal model), one output partition per input block.
+    """Lazy scores of every row of ``data``: a dask dataframe with ``score``, ``is_outlier``
+    (1 = flagged, else 0; and ``p_value`` for a conformal model), one output partition per input
+    block, on the input's index (a dask array's rows are numbered from 0 across its blocks), so
+    that ``data.join(scores)`` puts each row's scores beside it.
 
     Parameters
     ----------
@@ -140,7 +145,7 @@ def score_dataset(model, data, *, columns=None):
             dtype=np.float64,
         )
         frame = dd.from_dask_array(blocks, columns=outputs)
-        return frame.astype({"label": np.int64})
+        return frame.astype({"is_outlier": np.int64})
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         data = _read_dataset(str(data), columns)
     if not isinstance(data, dd.DataFrame):
@@ -156,7 +161,7 @@ def score_dataset(model, data, *, columns=None):
                 f"{list(data.columns)[:10]}); give data with every column the model was fitted on."
             )
     meta = pd.DataFrame({name: np.zeros(0) for name in outputs})
-    meta["label"] = meta["label"].astype(np.int64)
+    meta["is_outlier"] = meta["is_outlier"].astype(np.int64)
     return data.map_partitions(score_frame, shipped, columns, outputs, meta=meta)
 
 

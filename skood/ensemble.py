@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -38,7 +39,10 @@ def default_members() -> list[tuple[str, object]]:
 
 
 def _fit_member(estimator, X, y):
-    return estimator.fit(X) if y is None else estimator.fit(X, y)
+    with warnings.catch_warnings():
+        # The ensemble has said it already (skood.base.warn_if_anomaly_labels), once.
+        warnings.filterwarnings("ignore", message="y holds only the values 0 and 1")
+        return estimator.fit(X) if y is None else estimator.fit(X, y)
 
 
 class EnsembleDetector(_BaseComposition, BaseDetector):

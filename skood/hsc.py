@@ -138,22 +138,15 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
     _min_train_rows = 1
 
     def _validate_training_data(self, X, y):
-        """Refuse a fit that lacks the OE rows it needs; warn about 0 / 1 labels and no OE.
+        """Refuse a fit that lacks the OE rows it needs; warn when there are none.
 
         Class labels are accepted as normal rows, so one ``y`` serves a Pipeline whose feature
-        extractor trains a classifier. The one silent slip left is the 0 / 1 convention of the
-        authors' code (1 = OE): that gets a warning.
+        extractor trains a classifier; the 0 / 1 convention of the authors' code (1 = OE) gets
+        the base class's warning (:func:`skood.base.warn_if_anomaly_labels`).
         """
         X, y = super()._validate_training_data(X, y)
         name = type(self).__name__
         is_oe = np.zeros(X.shape[0], dtype=bool) if y is None else is_outlier_label(y)
-        if y is not None and not is_oe.any() and y.dtype.kind in "biuf":
-            if set(np.unique(y).tolist()) == {0, 1}:
-                warn_user(
-                    f"{name}: y holds 0 and 1 but no -1, so every row is taken as normal. "
-                    "skood marks outlier-exposure rows with -1; if 1 means OE here (the "
-                    "authors' code, ADBench), pass np.where(y == 1, -1, 1)."
-                )
         if self._needs_oe and not is_oe.any():
             raise ValueError(
                 f"{name} is a normal-vs-outlier classifier and needs outlier-exposure rows "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Table", "TableError", "read_table"]
+__all__ = ["Table", "TableError", "read_header", "read_table"]
 
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
 # Standardising squares every value: beyond this its square overflows float64 (1.8e308).
@@ -40,6 +40,31 @@ class Table:
     dropped: list[str]
     path: str
     notes: list[str] = field(default_factory=list)
+    #: The ``ids`` columns as text, by name (never features).
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    #: The ``label`` column in skood's convention (-1 = anomaly, +1 = normal), or None.
+    y: np.ndarray | None = None
+
+    def select(self, columns: list[str]) -> np.ndarray:
+        """The rows' values of ``columns``, by name, in that order (a model's columns).
+
+        Raises
+        ------
+        TableError
+            A column is not among this table's numeric columns.
+        """
+        missing = [c for c in columns if c not in self.columns]
+        if missing:
+            non_numeric = [c for c in missing if c in self.dropped]
+            raise TableError(
+                f"{self.path} lacks the model's column(s) {missing[:10]}"
+                + (f" ({non_numeric[:10]} are not numeric here)" if non_numeric else "")
+                + ". Score a file with the columns the model was fitted on."
+            )
+        index = [self.columns.index(c) for c in columns]
+        if index == list(range(len(self.columns))):
+            return self.X
+        return self.X[:, index]
 
 
 def _parse(cell: str) -> float | None:
@@ -100,10 +125,13 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _numeric_from_csv(path: Path):
+def _numeric_from_csv(path: Path, text_columns=()):
     header, rows = _read_csv(path)
-    columns, dropped, data, notes = [], [], [], []
+    columns, dropped, data, notes, text = [], [], [], [], {}
     for j, name in enumerate(header):
+        if name in text_columns:  # an id: kept as written, never a feature
+            text[name] = [r[j].strip() for r in rows]
+            continue
         values = [_parse(r[j]) for r in rows]
         if not name or (j == 0 and _PANDAS_UNNAMED.fullmatch(name)):
             if j == 0 and _is_row_index(values):
@@ -125,7 +153,7 @@ def _numeric_from_csv(path: Path):
         columns.append(name)
         data.append(values)
     X = np.array(data, dtype=np.float64).T if data else np.empty((len(rows), 0))
-    return X, columns, dropped, 2, notes  # data starts on line 2
+    return X, columns, dropped, 2, notes, text  # data starts on line 2
 
 
 # What pandas names an unnamed column when it reads one (and writes back with to_csv()).
@@ -140,7 +168,7 @@ def _is_row_index(values: list) -> bool:
     return float(values[0]).is_integer() and bool(np.all(steps == 1))
 
 
-def _numeric_from_parquet(path: Path):
+def _numeric_from_parquet(path: Path, text_columns=()):
     try:
         import pandas as pd
     except ImportError as exc:
@@ -153,17 +181,44 @@ def _numeric_from_parquet(path: Path):
         raise ImportError(f"Reading Parquet needs pyarrow: pip install pyarrow ({exc}).") from exc
     except Exception as exc:
         raise TableError(f"{path} is not a readable Parquet file: {exc}") from exc
+    text = {str(c): frame[c].astype(str).tolist() for c in frame.columns if str(c) in text_columns}
+    frame = frame[[c for c in frame.columns if str(c) not in text_columns]]
     numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
     numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
     dropped = [str(c) for c in frame.columns if c not in numeric]
     X = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-    return X, [str(c) for c in numeric], dropped, 0, []  # row numbers from 0
+    return X, [str(c) for c in numeric], dropped, 0, [], text  # row numbers from 0
 
 
-def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> Table:
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV or Parquet file, without reading its rows."""
+    path = Path(path)
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        return [str(name) for name in pq.read_schema(path).names]
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        sample = f.read(64_000)
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    return [h.strip() for h in next(csv.reader(sample.splitlines(), dialect), [])]
+
+
+def read_table(
+    path: str | os.PathLike,
+    drop: str | list[str] | None = None,
+    *,
+    ids: list[str] | None = None,
+    label: str | None = None,
+) -> Table:
     """Read the numeric columns of a CSV (any of , ; tab) or Parquet (``.parquet``, ``.pq``) file.
 
-    ``drop`` names columns to leave out (a list, or one comma-separated string), e.g. an id.
+    ``drop`` names columns to leave out (a list, or one comma-separated string). ``ids`` names
+    columns kept as text to identify the rows (``Table.ids``), ``label`` a column of anomaly
+    labels in the ADBench / PyOD convention (1 = anomaly, 0 = normal), returned in skood's as
+    ``Table.y`` (-1 / +1); neither is ever a feature.
 
     Raises
     ------
@@ -178,12 +233,33 @@ def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> 
 
     check_input_file(path)  # a FIFO or a device would block or never end
     path = Path(path)
+    ids = list(ids or [])
+    if label is not None and label in ids:
+        raise TableError(f"column {label!r} is given both as an id and as the label; pick one.")
     if path.suffix.lower() in {".parquet", ".pq"}:
-        X, columns, dropped, first, notes = _numeric_from_parquet(path)
+        X, columns, dropped, first, notes, text = _numeric_from_parquet(path, ids)
         where = "row"
     else:
-        X, columns, dropped, first, notes = _numeric_from_csv(path)
+        X, columns, dropped, first, notes, text = _numeric_from_csv(path, ids)
         where = "line"
+    missing_ids = [c for c in ids if c not in text]
+    if missing_ids:
+        raise TableError(f"{path} has no id column(s) {missing_ids}.")
+    y = None
+    if label is not None:
+        if label not in columns:
+            hint = " (it is not numeric there)" if label in dropped else ""
+            raise TableError(f"{path} has no numeric label column {label!r}{hint}.")
+        j = columns.index(label)
+        values = X[:, j]
+        if not np.all(np.isin(values, (0.0, 1.0))):
+            bad = sorted(set(values[~np.isin(values, (0.0, 1.0))].tolist()))[:5]
+            raise TableError(
+                f"{path}: the label column {label!r} holds {bad}; it takes the ADBench / PyOD "
+                "convention, 1 = anomaly and 0 = normal."
+            )
+        y = np.where(values == 1.0, -1, 1)
+        X, columns = np.delete(X, j, axis=1), columns[:j] + columns[j + 1 :]
     if drop is not None:
         names = [d.strip() for d in drop.split(",")] if isinstance(drop, str) else list(drop)
         if not all(names):
@@ -219,4 +295,4 @@ def read_table(path: str | os.PathLike, drop: str | list[str] | None = None) -> 
             f"{col!r} at {where} {rows[0] + first}. Fill or drop them before scoring "
             "(e.g. sklearn.impute.SimpleImputer)."
         )
-    return Table(X, columns, dropped, os.fspath(path), notes)
+    return Table(X, columns, dropped, os.fspath(path), notes, text, y)

@@ -511,3 +511,30 @@ def test_cuda_fits_with_the_array_loader_match_the_data_loader(monkeypatch):
         np.testing.assert_allclose(
             fast.score_samples(X), slow.score_samples(X), rtol=1e-4, atol=1e-4
         )
+
+
+@pytest.mark.parametrize("y_kind", ["int", "bool", "str"])
+def test_anomaly_labels_in_the_0_1_convention_are_not_read_silently(y_kind):
+    """ADBench / PyOD mark an anomaly with 1: to skood that is a second inlier class, which the
+    Gaussian even models. The user is told, with the fix; -1 / +1 labels and y=None are not."""
+    from skood import EnsembleDetector, GaussianMahalanobis, KNNDetector
+    from skood.datasets import from_anomaly_labels
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(180, 3)), rng.normal(4.0, size=(20, 3))])
+    y01 = np.r_[np.zeros(180, dtype=int), np.ones(20, dtype=int)]
+    y = {"int": y01, "bool": y01.astype(bool), "str": y01.astype(str)}[y_kind]
+    for det in (GaussianMahalanobis(), KNNDetector()):
+        with pytest.warns(UserWarning, match=r"only the values 0 and 1 .*from_anomaly_labels"):
+            det.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GaussianMahalanobis().fit(X, from_anomaly_labels(y01))  # the fix: no warning
+        GaussianMahalanobis().fit(X)
+        GaussianMahalanobis().fit(X, np.r_[np.full(180, 1), np.full(20, 2)])  # two classes
+    # An ensemble and its members say it once, at the user's line.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        EnsembleDetector(random_state=0).fit(X, y)
+    said = [w for w in caught if "only the values 0 and 1" in str(w.message)]
+    assert len(said) == 1 and said[0].filename == __file__

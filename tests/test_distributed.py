@@ -164,7 +164,7 @@ def test_scoring_block_by_block_equals_scoring_in_memory(client, data, model):
     expected = model.score_samples(X_new)
     # float32 networks: a row's output moves by ~1e-7 with the block it is computed in
     np.testing.assert_allclose(out[column].to_numpy(), expected, rtol=FLOAT32_RTOL)
-    np.testing.assert_array_equal(out["label"].to_numpy(), model.predict(X_new))
+    np.testing.assert_array_equal(out["is_outlier"].to_numpy(), model.predict(X_new) == -1)
 
 
 def test_a_parquet_dataset_and_a_dataframe(client, data, tmp_path):
@@ -196,7 +196,7 @@ def test_a_dataset_is_scored_by_the_models_column_names_not_their_order(client, 
     dd.from_pandas(reordered, npartitions=2).to_parquet(tmp_path / "ds")
     out = _computed(client, score_dataset(model, str(tmp_path / "ds")))
     np.testing.assert_allclose(out["score"].to_numpy(), model.score_samples(new), rtol=1e-12)
-    assert (out["label"] == -1).sum() <= 3
+    assert out["is_outlier"].sum() <= 3
     frame = dd.from_pandas(reordered, npartitions=2)
     out = _computed(client, score_dataset(model, frame))
     np.testing.assert_allclose(out["score"].to_numpy(), model.score_samples(new), rtol=1e-12)
@@ -375,7 +375,7 @@ def test_skood_score_on_a_dataset_with_a_scheduler(client, tmp_path, capsys):
         pipe = skood.load(model)["pipeline"]
         expected = np.concatenate([pipe.score_samples(X) for X in parts])
         np.testing.assert_allclose(result["p_value"].to_numpy(), expected, rtol=1e-12)
-        assert list(result.columns) == ["file", "row", "score", "p_value", "label", "threshold"]
+        assert list(result.columns) == ["file", "row", "score", "p_value", "is_outlier", "threshold"]
     # a bad partition: the error names its file, and no half-written output is left
     _write_parts(tmp_path / "bad", parts, bad=1)
     assert (

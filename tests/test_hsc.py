@@ -270,7 +270,7 @@ def test_bad_input_is_named():
         HSCDetector(**HSC_SMALL).fit(X, -np.ones(20))
     with pytest.raises(ValueError, match="needs outlier-exposure rows"):
         OEClassifier(**HSC_SMALL).fit(X, np.ones(20))
-    with pytest.warns(UserWarning, match=r"0 and 1 but no -1.*np.where\(y == 1, -1, 1\)"):
+    with pytest.warns(UserWarning, match=r"only the values 0 and 1 and no -1.*from_anomaly_labels"):
         HSCDetector(**HSC_SMALL).fit(X, np.r_[np.zeros(15), np.ones(5)])
     with pytest.warns(UserWarning, match="ignores the 5 outlier-exposure rows"):
         DeepSVDDDetector(**HSC_SMALL).fit(X, np.r_[np.ones(15), -np.ones(5)])

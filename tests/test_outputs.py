@@ -295,7 +295,7 @@ def test_a_pandas_index_column_is_left_out_saying_so(workdir, capsys):
     assert main(["score", "plain.csv", "--model", "i.skood", "--out", "plain_scores.csv"]) == 0
     flagged = pd.read_csv(workdir / "next_scores.csv")
     assert flagged.equals(pd.read_csv(workdir / "plain_scores.csv"))
-    assert (flagged["label"] == -1).mean() < 0.15  # 8c543f1: 81 % of the next chunk flagged
+    assert (flagged["is_outlier"] == 1).mean() < 0.15  # 8c543f1: 81 % of the next chunk flagged
     frame.sample(frac=1, random_state=0).to_csv(workdir / "shuffled.csv")  # not a row count
     assert main(["score", "shuffled.csv"]) == 2
     assert "column 1 has no name" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def files(tmp_path):
 
 def _read_scores(path):
     data = np.genfromtxt(path, delimiter=",", names=True)
-    return data["score"], data["label"].astype(int), data["threshold"]
+    labels = np.where(data["is_outlier"].astype(int) == 1, -1, 1)  # back to predict's +1 / -1
+    return data["score"], labels, data["threshold"]
 
 
 def test_fit_save_load_score_round_trip(files):
@@ -63,7 +64,7 @@ def test_scores_match_the_library(files, capsys):
     _, train, _ = files
     assert main(["score", str(train), "--detector", "iforest:n_estimators=20"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "row,score,label,threshold"
+    assert out[0] == "row,score,is_outlier,threshold"
     scores = np.array([float(line.split(",")[1]) for line in out[1:]])
     X = read_table(train).X
     det = make_detector("iforest:n_estimators=20", random_state=0)
@@ -128,7 +129,8 @@ def test_other_columns_missing_file_and_bad_model(files, capsys):
     tmp, train, _ = files
     other = _write_csv(tmp / "other.csv", ["id", "a", "b", "d"], [[1, 2, 3, 4]])
     assert main(["score", str(train), str(other)]) == 2
-    assert "missing ['c'], extra ['d']" in capsys.readouterr().err
+    err = capsys.readouterr().err  # columns are picked by name: the extra 'd' would not matter
+    assert "lacks the model's column(s) ['c']" in err
     assert main(["score", str(tmp / "nope.csv")]) == 2
     assert "nope.csv: no such file" in capsys.readouterr().err
     assert main(["score", str(train), "--model", str(train)]) == 2
@@ -274,7 +276,7 @@ def test_outputs_never_overwrite_inputs_or_existing_files(files, capsys):
     assert main(["score", str(train), "--drop", "id", "--out", str(out)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == "keep me"
     assert main(["score", str(train), "--drop", "id", "--out", str(out), "--force"]) == 0
-    assert out.read_text().startswith("row,score,label,threshold")
+    assert out.read_text().startswith("row,score,is_outlier,threshold")
 
 
 @pytest.mark.parametrize(
@@ -302,8 +304,8 @@ def test_alpha_writes_p_values_and_flags_by_level_or_fdr(files, capsys):
     assert main([*fit, "--alpha", "0.2", "--out", str(out), "--save", str(model)]) == 0
     assert "a false-positive rate of at most 0.2" in capsys.readouterr().err
     data = np.genfromtxt(out, delimiter=",", names=True)
-    assert data.dtype.names == ("row", "score", "p_value", "label", "threshold")
-    p, labels = data["p_value"], data["label"].astype(int)
+    assert data.dtype.names == ("row", "score", "p_value", "is_outlier", "threshold")
+    p, labels = data["p_value"], np.where(data["is_outlier"].astype(int) == 1, -1, 1)
     assert np.all((p > 0) & (p <= 1)) and np.all(data["threshold"] == 0.2)
     np.testing.assert_array_equal(labels, np.where(p <= 0.2, -1, 1))
     assert (labels == -1).mean() > 0.5  # the test rows are scaled far out
@@ -316,7 +318,7 @@ def test_alpha_writes_p_values_and_flags_by_level_or_fdr(files, capsys):
     np.testing.assert_array_equal(q["p_value"], p)  # same model, same p-values
     from skood.conformal import benjamini_hochberg
 
-    np.testing.assert_array_equal(q["label"] == -1, benjamini_hochberg(p, 0.05))
+    np.testing.assert_array_equal(q["is_outlier"] == 1, benjamini_hochberg(p, 0.05))
 
 
 def test_alpha_and_fdr_misuse_is_named(files, capsys):
@@ -342,3 +344,158 @@ def test_what_the_fit_warns_of_reaches_the_user_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("skood score: warning:") == 1
     assert "12 calibration score(s) can reject no fewer than 1/(12 + 1) = 7.7%" in err
+
+
+# -- the practitioner's table: an id, a 0/1 label, numeric features (issue 34) --------------------
+
+
+@pytest.fixture
+def adbench_csv(tmp_path):
+    """ADBench-style files: ``id``, features, ``label`` (1 = anomaly); the new file's columns
+    come in another order."""
+    rng = np.random.RandomState(0)
+    normal, anomalies = rng.normal(size=(300, 3)), rng.normal(3.5, size=(30, 3))
+    X = np.vstack([normal, anomalies])
+    label = np.r_[np.zeros(300, int), np.ones(30, int)]
+    ids = [f"c{i:04d}" for i in range(len(X))]
+    train = _write_csv(
+        tmp_path / "train.csv",
+        ["id", "a", "b", "c", "label"],
+        [[ids[i], *X[i], label[i]] for i in range(0, len(X), 2)],
+    )
+    new = _write_csv(
+        tmp_path / "new.csv",
+        ["c", "label", "a", "id", "b"],  # reordered, with the id and the label
+        [[X[i, 2], label[i], X[i, 0], ids[i], X[i, 1]] for i in range(1, len(X), 2)],
+    )
+    return tmp_path, train, new
+
+
+def _csv(path):
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def test_a_0_1_label_column_is_named_and_taken_as_labels(adbench_csv, capsys):
+    tmp, train, _ = adbench_csv
+    # As a feature (8c543f1: silently), the user is told what it probably is and what to pass.
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss"]) == 0
+    assert "column 'label' holds only 0 and 1 and is used as a feature" in capsys.readouterr().err
+    # --label: not a feature, its anomalies leave the fit, and the AUROC against it is shown.
+    out = tmp / "s.csv"
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
+                 "--out", str(out)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "holds only 0 and 1" not in err
+    auroc = float(re.search(r"AUROC against the label column: ([0-9.]+)", err).group(1))
+    assert auroc > 0.95
+    scores = _csv(out)
+    assert list(scores.columns) == ["id", "row", "score", "is_outlier", "threshold"]
+    assert scores["id"].iloc[0] == "c0000" and set(scores["is_outlier"]) <= {0, 1}
+    bad = _write_csv(tmp / "bad.csv", ["a", "label"], [[0.1, 2], [0.2, 0], [0.3, 1]])
+    assert main(["score", str(bad), "--label", "label"]) == 2
+    assert "1 = anomaly and 0 = normal" in capsys.readouterr().err
+
+
+def test_a_saved_model_remembers_its_columns_and_ids(adbench_csv, capsys):
+    """8c543f1: '--model' on a file with the id / label columns, or reordered ones, was refused
+    ('has other numeric columns than the training data'); the ids never reached the output."""
+    tmp, train, new = adbench_csv
+    model = tmp / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
+                 "--save", str(model), "--out", str(tmp / "train_scores.csv")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["score", str(new), "--model", str(model), "--out", str(tmp / "s.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "Not in the model, left out: label" in err  # picked by name; the id is an id
+    scores = _csv(tmp / "s.csv")
+    assert scores.columns[0] == "id" and scores["id"].iloc[0] == "c0001"  # remembered
+    table = read_table(new, ids=["id"], label="label")
+    expected = _fitted(train).score_samples(table.select(["a", "b", "c"]))
+    np.testing.assert_allclose(scores["score"], expected, rtol=1e-12)
+
+
+def _fitted(train):
+    from skood.registry import make_detector, make_pipeline_for
+
+    table = read_table(train, ids=["id"], label="label")
+    return make_pipeline_for(make_detector("gauss", random_state=0)).fit(table.X, table.y)
+
+
+def test_a_model_saved_from_python_scores_from_the_command_line(adbench_csv, capsys):
+    """8c543f1: 'holds a GaussianMahalanobis, not a model saved by skood score --save'."""
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import skood
+
+    tmp, train, new = adbench_csv
+    frame = pd.read_csv(train)
+    pipe = make_pipeline(StandardScaler(), skood.GaussianMahalanobis(random_state=0))
+    pipe.fit(frame[["a", "b", "c"]])
+    skood.save(pipe, tmp / "py.skood")
+    out = tmp / "s.csv"
+    assert main(["score", str(new), "--model", str(tmp / "py.skood"), "--id", "id",
+                 "--out", str(out)]) == 0  # fmt: skip
+    scores = _csv(out)
+    np.testing.assert_allclose(
+        scores["score"], pipe.score_samples(pd.read_csv(new)[["a", "b", "c"]]), rtol=1e-12
+    )
+    assert scores["id"].iloc[-1] == "c0329"
+    # Without column names (fitted on an array): the numeric columns in order, if they fit.
+    skood.save(skood.GaussianMahalanobis().fit(frame[["a", "b", "c"]].to_numpy()), tmp / "a.skood")
+    assert main(["score", str(new), "--model", str(tmp / "a.skood"), "--id", "id"]) == 2
+    assert "fitted on 3 unnamed column(s)" in capsys.readouterr().err
+
+
+def test_options_that_cannot_apply_to_a_saved_model_are_refused(adbench_csv, capsys):
+    """8c543f1 ignored --detector, --params, --save and --contamination with --model."""
+    tmp, train, new = adbench_csv
+    model = tmp / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
+                 "--save", str(model)]) == 0  # fmt: skip
+    for extra in (["--detector", "knn"], ["--params", "n_neighbors=3"], ["--random-state", "1"],
+                  ["--save", str(tmp / "again.skood")]):  # fmt: skip
+        assert main(["score", str(new), "--model", str(model), *extra]) == 2
+        assert "--model is fitted already" in capsys.readouterr().err
+
+
+def test_contamination_at_scoring_time_sets_the_threshold_from_the_calibration_scores(
+    adbench_csv, capsys
+):
+    tmp, train, new = adbench_csv
+    fitted_at = tmp / "fit02.csv"
+    assert main(["score", str(train), str(new), "--id", "id", "--label", "label",
+                 "--detector", "gauss", "--contamination", "0.2", "--out", str(fitted_at)]) == 0  # fmt: skip
+    model = tmp / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
+                 "--save", str(model)]) == 0  # fmt: skip
+    capsys.readouterr()
+    again = tmp / "again02.csv"
+    assert main(["score", str(new), "--model", str(model), "--contamination", "0.2",
+                 "--out", str(again)]) == 0  # fmt: skip
+    assert "Threshold set again at contamination 0.2 from the model's" in capsys.readouterr().err
+    a, b = _csv(fitted_at), _csv(again)
+    np.testing.assert_allclose(a["threshold"], b["threshold"], rtol=1e-12)
+    np.testing.assert_array_equal(a["is_outlier"], b["is_outlier"])
+
+
+def test_conformal_options_the_errors_name_are_reachable_and_the_guarantee_is_worded_right(
+    adbench_csv, capsys
+):
+    _tmp, train, new = adbench_csv
+    # 8c543f1: the too-few-calibration-rows error named calibration_fraction, which no option set.
+    assert main(["score", str(train), str(new), "--id", "id", "--label", "label",
+                 "--detector", "gauss", "--alpha", "0.01", "--calibration-fraction", "0.05"]) == 2  # fmt: skip
+    assert "calibration_fraction" in capsys.readouterr().err
+    assert main(["score", str(train), str(new), "--id", "id", "--label", "label",
+                 "--detector", "gauss", "--alpha", "0.05", "--calibration-fraction", "0.8"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "in expectation over calibration sets of 120 rows" in err  # 0.8 of the 150 inliers
+    assert "calibration_conditional=True" in err
+    # Scoring the training rows themselves: said, not passed off as valid p-values.
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
+                 "--alpha", "0.05"]) == 0  # fmt: skip
+    assert "their p-values are not valid" in capsys.readouterr().err

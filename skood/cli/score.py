@@ -29,22 +29,42 @@ def add_parser(subparsers) -> None:
         "score",
         help="fit a detector on a CSV / Parquet file and write each row's score",
         description="Fit on TRAIN's numeric columns (standardised) and score TEST (or TRAIN). "
-        "Output columns: row, score (higher = more normal), label (+1 / -1), threshold.",
+        "Output columns: the --id columns, row, score (higher = more normal), [p_value], "
+        "is_outlier (1 = flagged), threshold. A model remembers its columns: scoring picks them "
+        "by name, whatever the order and whatever other columns the file has.",
     )
     p_score.add_argument("train", metavar="TRAIN", help="CSV or Parquet file to fit on")
     p_score.add_argument("test", metavar="TEST", nargs="?", help="file to score (default TRAIN)")
     p_score.add_argument(
         "--detector",
-        default="ensemble",
         help="NAME or NAME:key=value,... (default: ensemble, skood's EnsembleDetector())",
     )
     p_score.add_argument("--params", help="key=value,... added to the detector's parameters")
-    p_score.add_argument("--contamination", type=float)
+    p_score.add_argument(
+        "--contamination",
+        type=float,
+        help="share of calibration inliers flagged; with --model, the model's threshold is set "
+        "again from its calibration scores",
+    )
+    p_score.add_argument(
+        "--id",
+        action="append",
+        metavar="COL",
+        help="a column that identifies rows: copied to the output, never a feature (repeatable, "
+        "or comma-separated); a saved model remembers it",
+    )
+    p_score.add_argument(
+        "--label",
+        metavar="COL",
+        help="a column of anomaly labels, 1 = anomaly and 0 = normal (ADBench / PyOD): never a "
+        "feature; its anomalies are left out of the fit (or used as outlier exposure), and "
+        "the scored file's AUROC against it is reported",
+    )
     p_score.add_argument(
         "--alpha",
         type=float,
-        help="flag rows whose conformal p-value is <= ALPHA (a false-positive rate of at most "
-        "ALPHA); adds a p_value column (skood.conformal)",
+        help="flag rows whose conformal p-value is <= ALPHA: a false-positive rate of at most "
+        "ALPHA in expectation over calibration sets; adds a p_value column (skood.conformal)",
     )
     p_score.add_argument(
         "--fdr",
@@ -53,9 +73,16 @@ def add_parser(subparsers) -> None:
         "at most ALPHA",
     )
     p_score.add_argument(
+        "--calibration-fraction",
+        type=float,
+        metavar="F",
+        help="with --alpha: the share of TRAIN's inlier rows held out to calibrate the p-values "
+        "(default 0.5, skood.ConformalDetector)",
+    )
+    p_score.add_argument(
         "--drop", metavar="COLS", help="comma-separated columns to leave out (e.g. an id column)"
     )
-    p_score.add_argument("--random-state", type=int, default=0)
+    p_score.add_argument("--random-state", type=int, help="seed of the fit (default 0)")
     p_score.add_argument("--out", default="-", help="output CSV (default: standard output)")
     p_score.add_argument(
         "--save",
@@ -65,7 +92,8 @@ def add_parser(subparsers) -> None:
     p_score.add_argument(
         "--model",
         metavar="MODEL",
-        help="score TRAIN with a model saved by --save (pickles are refused, never unpickled)",
+        help="score TRAIN with a saved model: one saved by --save, or any fitted detector or "
+        "Pipeline saved with skood.save in Python (pickles are refused, never unpickled)",
     )
     p_score.add_argument(
         "--trust",
@@ -85,16 +113,28 @@ def add_parser(subparsers) -> None:
     )
 
 
+#: Options that shape a fit: meaningless with --model, which is fitted already.
+_FIT_OPTIONS = {
+    "detector": "--detector",
+    "params": "--params",
+    "save": "--save",
+    "random_state": "--random-state",
+    "calibration_fraction": "--calibration-fraction",
+}
+
+#: Column names that, holding only 0 and 1, are anomaly labels rather than a feature.
+_LABEL_NAMES = {"label", "labels", "y", "target", "class", "outlier", "anomaly", "is_anomaly"}
+
+
 def run(args) -> int:
     """Fit on TRAIN (or load ``--model``), score TEST or TRAIN, and write the scores' CSV."""
-    import numpy as np
-
-    from skood.registry import make_detector, make_pipeline_for, parse_detector
-
+    ids = [c.strip() for given in args.id or [] for c in given.split(",")]
+    if any(not c for c in ids):
+        raise ValueError("--id names an empty column; name each id column.")
     inputs = [args.train, args.test, args.model]
     dataset = args.test if args.test else args.train
     if _is_dataset(dataset):
-        return _score_dataset(args, dataset)
+        return _score_dataset(args, dataset, ids)
     if args.scheduler:
         raise ValueError("--scheduler applies to a dataset: a directory or a glob of files.")
     out = None if args.out == "-" else args.out
@@ -105,93 +145,197 @@ def run(args) -> int:
             raise ValueError(f"--save {args.save} and --out {out} name the same file; give two.")
         check_output(args.save, inputs, what="--save", replace=args.force)
     if args.model:
+        given = [flag for name, flag in _FIT_OPTIONS.items() if getattr(args, name) is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} shape a fit, but --model is fitted already; leave them out "
+                "(--contamination, --alpha and --fdr re-threshold a saved model)."
+            )
         if args.test:
             raise ValueError("with --model, give one file to score (the model is already fitted).")
         saved = _load_model(args.model, args.trust)
-        pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
-        to_score = _read_table(args.train, args.drop)
-        _set_level(pipe[-1], args)
+        pipe, spec = saved["pipeline"], saved["detector"]
+        ids = ids or [c for c in saved["ids"] if _has_column(args.train, c)]
+        to_score = _read_table(args.train, args.drop, ids, args.label)
+        columns = saved["columns"] or _positional_columns(pipe, to_score)
+        _set_level(pipe[-1] if hasattr(pipe, "steps") else pipe, args)
+        fitted_on = None
     else:
-        train = _read_table(args.train, args.drop)
-        to_score = _read_table(args.test, args.drop) if args.test else train
-        _check_same_columns(train.columns, to_score)
-        if train.dropped:
-            print(f"Dropped non-numeric column(s): {', '.join(train.dropped)}", file=sys.stderr)
-        if train.X.shape[0] < 2:
-            raise ValueError(f"{args.train} has {train.X.shape[0]} data row; fitting needs 2+.")
-        name, params = parse_detector(args.detector)
-        if args.params:
-            params = {**params, **parse_detector(f"{name}:{args.params}")[1]}
-        if args.contamination is not None:
-            params["contamination"] = args.contamination
-        det = make_detector((name, params), random_state=args.random_state)
-        spec = name + (":" + ",".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
-        if args.alpha is not None:  # conformal p-values around the detector (skood.conformal)
-            from skood.conformal import ConformalDetector
-
-            det = ConformalDetector(
-                det, alpha=args.alpha, fdr=args.fdr, random_state=args.random_state
-            )
-        elif args.fdr:
-            raise ValueError("--fdr needs --alpha, the false discovery rate to control.")
-        pipe = make_pipeline_for(det)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", category=UserWarning)
-            pipe.fit(train.X)
-        # What the fit warns of is about the user's data (too few rows for a threshold, a
-        # covariance that cannot be estimated): said once each, on one line, not as a traceback.
-        for message in dict.fromkeys(str(w.message) for w in caught):
-            print(f"skood score: warning: {message}", file=sys.stderr)
-        columns = train.columns
+        pipe, columns, spec, train = _fit(args, ids)
+        to_score = _read_table(args.test, args.drop, ids, args.label) if args.test else train
+        fitted_on = None if args.test else train.path
         if args.save is not None:
             import skood
 
-            saved = {"pipeline": pipe, "columns": columns, "detector": spec}
+            saved = {"pipeline": pipe, "columns": columns, "detector": spec, "ids": ids}
             with atomic_file(args.save, replace=args.force) as f:
                 skood.save(saved, f)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
-    _check_same_columns(columns, to_score)
-    labels = pipe.predict(to_score.X)
-    conformal = hasattr(pipe[-1], "detector_scores")
-    if conformal:  # the detector's score, its p-value, and the level (or FDR) flagged at
-        p_values = pipe.score_samples(to_score.X)
-        scores = pipe[-1].detector_scores(pipe[:-1].transform(to_score.X))
-        threshold = float(pipe[-1].alpha)
-        lines = ["row,score,p_value,label,threshold"]
-        lines += [
-            f"{i},{float(s)!r},{float(p)!r},{int(lab)},{threshold!r}"
-            for i, (s, p, lab) in enumerate(zip(scores, p_values, labels))
-        ]
-    else:
-        scores = pipe.score_samples(to_score.X)
-        # sklearn's OneClassSVM keeps offset_ as a 1-element array, which numpy 2 will not float()
-        threshold = float(np.ravel(pipe[-1].offset_)[0])
-        lines = ["row,score,label,threshold"]
-        lines += [
-            f"{i},{float(s)!r},{int(lab)},{threshold!r}"
-            for i, (s, lab) in enumerate(zip(scores, labels))
-        ]
-    text = "\n".join(lines) + "\n"
+    _note_ignored(to_score, columns)
+    X = to_score.select(columns)
+    text, summary = _scores_csv(pipe, X, to_score, fitted_on)
     if out is None:
         sys.stdout.write(text)
     else:
         with atomic_file(out, "w", replace=args.force, encoding="utf-8", newline="") as f:
             f.write(text)
-    n_out = int(np.sum(labels == -1))
-    if conformal:
-        rule = (
-            f"Benjamini-Hochberg at false discovery rate {threshold:g}"
-            if pipe[-1].fdr
-            else f"p-value <= {threshold:g}, a false-positive rate of at most {threshold:g}"
-        )
-    else:
-        rule = f"threshold {threshold:.6g}; higher score = more normal"
     print(
-        f"{spec}: scored {len(scores)} rows of {to_score.path}; {n_out} flagged as outliers "
-        f"({rule})" + ("" if out is None else f" -> {out}"),
+        f"{spec}: scored {X.shape[0]} rows of {to_score.path}; {summary}"
+        + ("" if out is None else f" -> {out}"),
         file=sys.stderr,
     )
     return 0
+
+
+def _fit(args, ids):
+    """Fit the detector ``--detector`` names on TRAIN: ``(pipeline, columns, spec, table)``."""
+    from skood.registry import make_detector, make_pipeline_for, parse_detector
+
+    train = _read_table(args.train, args.drop, ids, args.label)
+    if train.dropped:
+        print(f"Dropped non-numeric column(s): {', '.join(train.dropped)}", file=sys.stderr)
+    if train.X.shape[0] < 2:
+        raise ValueError(f"{args.train} has {train.X.shape[0]} data row; fitting needs 2+.")
+    _warn_about_label_columns(train, args.label)
+    random_state = 0 if args.random_state is None else args.random_state
+    name, params = parse_detector(args.detector or "ensemble")
+    if args.params:
+        params = {**params, **parse_detector(f"{name}:{args.params}")[1]}
+    if args.contamination is not None:
+        params["contamination"] = args.contamination
+    det = make_detector((name, params), random_state=random_state)
+    spec = name + (":" + ",".join(f"{k}={v!r}" for k, v in params.items()) if params else "")
+    if args.alpha is not None:  # conformal p-values around the detector (skood.conformal)
+        from skood.conformal import ConformalDetector
+
+        options = {}
+        if args.calibration_fraction is not None:
+            options["calibration_fraction"] = args.calibration_fraction
+        det = ConformalDetector(
+            det, alpha=args.alpha, fdr=args.fdr, random_state=random_state, **options
+        )
+    elif args.fdr or args.calibration_fraction is not None:
+        given = [f for f, on in [("--fdr", args.fdr), ("--calibration-fraction",
+                 args.calibration_fraction is not None)] if on]  # fmt: skip
+        raise ValueError(
+            f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --alpha (conformal "
+            "p-values): the level to flag at."
+        )
+    pipe = make_pipeline_for(det)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category=UserWarning)
+        pipe.fit(train.X, train.y)
+    # What the fit warns of is about the user's data (too few rows for a threshold, a
+    # covariance that cannot be estimated): said once each, on one line, not as a traceback.
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"skood score: warning: {message}", file=sys.stderr)
+    return pipe, train.columns, spec, train
+
+
+def _scores_csv(pipe, X, table, fitted_on):
+    """The output CSV's text and the summary line's tail."""
+    import numpy as np
+
+    last = pipe[-1] if hasattr(pipe, "steps") else pipe
+    flagged = np.asarray(pipe.predict(X)) == -1
+    conformal = hasattr(last, "detector_scores")
+    if conformal:  # the detector's score, its p-value, and the level (or FDR) flagged at
+        p_values = pipe.score_samples(X)
+        scores = last.detector_scores(pipe[:-1].transform(X) if hasattr(pipe, "steps") else X)
+        threshold = float(last.alpha)
+        outputs = [scores, p_values]
+        header = ["row", "score", "p_value", "is_outlier", "threshold"]
+    else:
+        scores = pipe.score_samples(X)
+        # sklearn's OneClassSVM keeps offset_ as a 1-element array, which numpy 2 will not float()
+        threshold = float(np.ravel(last.offset_)[0])
+        outputs = [scores]
+        header = ["row", "score", "is_outlier", "threshold"]
+    ids = list(table.ids)
+    lines = [",".join([*(_csv_cell(c) for c in ids), *header])]
+    for i in range(X.shape[0]):
+        cells = [_csv_cell(table.ids[c][i]) for c in ids]
+        cells += [str(i), *(repr(float(v[i])) for v in outputs), str(int(flagged[i]))]
+        lines.append(",".join([*cells, repr(threshold)]))
+    text = "\n".join(lines) + "\n"
+    n_out = int(flagged.sum())
+    if conformal:
+        n_cal = int(np.min(getattr(last, "n_calibration_", 0)))
+        rule = (
+            f"Benjamini-Hochberg at false discovery rate {threshold:g}"
+            if last.fdr
+            else f"p-value <= {threshold:g}: a false-positive rate of at most {threshold:g} in "
+            f"expectation over calibration sets of {n_cal} rows; one run's rate varies around it "
+            "(skood.ConformalDetector(calibration_conditional=True) bounds it per run)"
+        )
+        if fitted_on is not None:
+            rule += (
+                f". These rows are {fitted_on}'s own, which fitted or calibrated the model: "
+                "their p-values are not valid; score new rows (TEST) for the guarantee"
+            )
+    else:
+        rule = f"threshold {threshold:.6g}; higher score = more normal"
+    summary = f"{n_out} flagged as outliers ({rule})"
+    if table.y is not None and 0 < np.sum(table.y == -1) < table.y.size:
+        from skood.metrics import auroc
+
+        summary += f"; AUROC against the label column: {auroc(table.y, scores):.4f}"
+    return text, summary
+
+
+def _csv_cell(value: str) -> str:
+    """``value`` as one CSV cell: quoted when it holds a comma, a quote or a line break."""
+    if any(ch in value for ch in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _warn_about_label_columns(table, label) -> None:
+    """A 0 / 1 column named like a label is almost surely anomaly labels, not a feature."""
+    import numpy as np
+
+    for j, name in enumerate(table.columns):
+        if name.strip().lower() in _LABEL_NAMES and np.all(np.isin(table.X[:, j], (0.0, 1.0))):
+            print(
+                f"skood score: warning: column {name!r} holds only 0 and 1 and is used as a "
+                f"feature. If it marks anomalies (1 = anomaly), pass --label {name} (it is then "
+                f"left out of the features and of the fit's inliers); to drop it, --drop {name}.",
+                file=sys.stderr,
+            )
+
+
+def _note_ignored(table, columns) -> None:
+    extra = [c for c in table.columns if c not in columns]
+    if extra:
+        print(
+            f"Not in the model, left out: {', '.join(extra[:10])}"
+            + (f" and {len(extra) - 10} more" if len(extra) > 10 else ""),
+            file=sys.stderr,
+        )
+
+
+def _has_column(path, name) -> bool:
+    """Whether the file's header names ``name`` (a saved model's id column, if present)."""
+    from skood.tables import read_header
+
+    return name in read_header(path)
+
+
+def _positional_columns(model, table) -> list[str]:
+    """A model saved without column names scores the file's numeric columns in their order."""
+    n = getattr(model, "n_features_in_", None)
+    if n != len(table.columns):
+        raise ValueError(
+            f"The model was fitted on {n} unnamed column(s); {table.path} has "
+            f"{len(table.columns)} numeric one(s) ({', '.join(table.columns[:10])}). Fit it on a "
+            "DataFrame (its column names are then stored), or --drop the extra columns."
+        )
+    print(
+        f"The model stores no column names: scoring {table.path}'s {n} numeric columns in "
+        "their order.",
+        file=sys.stderr,
+    )
+    return list(table.columns)
 
 
 def _load_model(path, trusted):
@@ -206,12 +350,21 @@ def _load_model(path, trusted):
             f"{path} names type(s) that skood loads only when told to: {exc.types}. Review them; "
             "if you trust the file, pass --trust NAME for each."
         ) from None
-    if not isinstance(saved, dict) or {"pipeline", "columns"} - set(saved):
+    if isinstance(saved, dict) and {"pipeline", "columns"} <= set(saved):  # skood score --save
+        return {"detector": "?", "ids": [], **saved}
+    if not (hasattr(saved, "score_samples") and hasattr(saved, "predict")):
         raise ValueError(
-            f"{path} holds a {type(saved).__name__}, not a model saved by `skood score --save`; "
-            "load it in Python with skood.load."
+            f"{path} holds a {type(saved).__name__}, not a fitted detector or Pipeline; load it "
+            "in Python with skood.load."
         )
-    return saved
+    names = getattr(saved, "feature_names_in_", None)  # fitted on a DataFrame: its columns
+    last = saved[-1] if hasattr(saved, "steps") else saved
+    return {
+        "pipeline": saved,
+        "columns": None if names is None else [str(c) for c in names],
+        "detector": type(last).__name__,
+        "ids": [],
+    }
 
 
 def _is_dataset(path) -> bool:
@@ -243,30 +396,30 @@ def _dataset_files(path) -> list[Path]:
     return files
 
 
-def _read_partition(path, columns, drop):
+def _read_partition(path, columns, drop, ids):
     """One file of a dataset, checked as ``skood score`` checks one file (errors name it)."""
     import pandas as pd
 
-    table = _read_table(path, drop)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path} lacks the model's column(s) {missing}.")
-    index = [table.columns.index(c) for c in columns]
-    frame = pd.DataFrame(table.X[:, index], columns=columns)
+    table = _read_table(path, drop, ids)
+    frame = pd.DataFrame(table.select(columns), columns=columns)
     frame.insert(0, "row", range(len(frame)))
     frame.insert(0, "file", Path(path).name)
+    for i, c in enumerate(ids):
+        frame.insert(i, c, table.ids[c])
     return frame
 
 
-def _scored_partition(frame, model, columns, threshold):
+def _scored_partition(frame, model, columns, threshold, ids):
     out = _score_block(frame, model, columns, _output_columns(model))
     out.insert(0, "row", frame["row"])  # same index: aligned, dtypes kept
     out.insert(0, "file", frame["file"])
+    for i, c in enumerate(ids):
+        out.insert(i, c, frame[c])
     out["threshold"] = threshold
     return out
 
 
-def _score_dataset(args, dataset) -> int:
+def _score_dataset(args, dataset, ids) -> int:
     """``skood score`` on a directory or glob: one output Parquet file per input file."""
     import numpy as np
 
@@ -288,19 +441,29 @@ def _score_dataset(args, dataset) -> int:
     folder = dataset if Path(dataset).is_dir() else None
     check_output(args.out, [folder, *files, args.model], what="--out", folder=True)
     saved = _load_model(args.model, args.trust)
-    pipe, columns, spec = saved["pipeline"], saved["columns"], saved.get("detector", "?")
-    _set_level(pipe[-1], args)
-    last = pipe[-1]
+    pipe, columns, spec = saved["pipeline"], saved["columns"], saved["detector"]
+    if columns is None:
+        raise ValueError(
+            f"{args.model} stores no column names, which a dataset's files are read by: fit the "
+            "model on a DataFrame (or with skood score --save)."
+        )
+    last = pipe[-1] if hasattr(pipe, "steps") else pipe
+    _set_level(last, args)
+    ids = ids or [c for c in saved["ids"] if _has_column(files[0], c)]
     threshold = float(last.alpha if hasattr(last, "detector_scores") else np.ravel(last.offset_)[0])
     read = dask.delayed(_read_partition, pure=True)
     text = pd.Series(["file"]).dtype  # whatever pandas gives a column of names
-    meta = pd.DataFrame({"file": pd.Series(dtype=text), "row": pd.Series(dtype=np.int64)})
+    meta = pd.DataFrame({c: pd.Series(dtype=text) for c in ids})
+    meta["file"] = pd.Series(dtype=text)
+    meta["row"] = pd.Series(dtype=np.int64)
     for c in columns:
         meta[c] = pd.Series(dtype=np.float64)
-    frames = dd.from_delayed([read(f, columns, args.drop) for f in files], meta=meta)
-    out_meta = _scored_partition(meta, pipe, columns, threshold).iloc[:0]
+    frames = dd.from_delayed([read(f, columns, args.drop, ids) for f in files], meta=meta)
+    out_meta = _scored_partition(meta, pipe, columns, threshold, ids).iloc[:0]
     shipped = dask.delayed(pipe, pure=True)  # the model goes to each worker once
-    scored = frames.map_partitions(_scored_partition, shipped, columns, threshold, meta=out_meta)
+    scored = frames.map_partitions(
+        _scored_partition, shipped, columns, threshold, ids, meta=out_meta
+    )
     # Written to a new folder beside --out and renamed when every file is complete: a bad
     # partition or Ctrl-C removes only that folder, which this run created.
     with atomic_directory(args.out) as tmp, _dask_scheduler(args.scheduler) as progress:
@@ -354,7 +517,25 @@ def _dask_scheduler(address):
 
 
 def _set_level(detector, args) -> None:
-    """``--alpha`` / ``--fdr`` given with ``--model``: a new level for a conformal model."""
+    """``--contamination``, or ``--alpha`` / ``--fdr``, given with ``--model``: a new threshold
+    from the model's calibration scores, or a new level for a conformal model."""
+    if args.contamination is not None:
+        if hasattr(detector, "detector_scores") or not hasattr(detector, "calibrate_offset"):
+            raise ValueError(
+                f"--contamination re-thresholds a skood detector from its calibration scores; "
+                f"this model ends in a {type(detector).__name__}"
+                + (", whose level is --alpha." if hasattr(detector, "detector_scores") else ".")
+            )
+        detector.set_params(contamination=args.contamination)
+        detector.calibrate_offset(
+            detector.calibration_scores_, held_out=detector.calibration_held_out_
+        )
+        print(
+            f"Threshold set again at contamination {args.contamination:g} from the model's "
+            f"{detector.calibration_scores_.size} calibration scores (offset_ "
+            f"{detector.offset_:.6g}).",
+            file=sys.stderr,
+        )
     if args.alpha is None and not args.fdr:
         return
     if not hasattr(detector, "detector_scores"):
@@ -367,26 +548,14 @@ def _set_level(detector, args) -> None:
     )
 
 
-def _read_table(path, drop):
+def _read_table(path, drop, ids=(), label=None):
     """:func:`skood.tables.read_table`, saying on stderr what it read differently."""
     from skood.tables import read_table
 
-    table = read_table(path, drop=drop)
+    table = read_table(path, drop=drop, ids=ids, label=label)
     for note in table.notes:
         print(note, file=sys.stderr)
     return table
-
-
-def _check_same_columns(columns, table) -> None:
-    if table.columns != columns:
-        missing = [c for c in columns if c not in table.columns]
-        extra = [c for c in table.columns if c not in columns]
-        raise ValueError(
-            f"{table.path} has other numeric columns than the training data: missing "
-            f"{missing or 'none'}, extra {extra or 'none'}"
-            + ("" if missing or extra else " (same names, another order)")
-            + ". Score a file with the training file's columns."
-        )
 
 
 # -- what dataset scoring takes from skood.distributed ---------------------------------------------
