@@ -367,7 +367,9 @@ def test_skood_score_on_a_dataset_with_a_scheduler(client, tmp_path, capsys):
         ),
     ]:
         assert main(["score", data, "--model", str(model), "--out", str(out), *scheduler]) == 0
-        assert "scored 3 file(s)" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "scored 3 file(s)" in err
+        assert "Completed" not in err and "[####" not in err  # no progress bar off a terminal
         result = pd.read_parquet(out).sort_values(["file", "row"])
         assert sorted(p.name for p in out.iterdir()) == [f"part.{i}.parquet" for i in range(3)]
         import skood

@@ -478,15 +478,19 @@ def _score_dataset(args, dataset, ids) -> int:
 
 
 def _dask_scheduler(address):
-    """A context giving a function that computes a collection with a progress bar."""
+    """A context giving a function that computes a collection (with a progress bar on a
+    terminal: redrawn into a log file, a bar is a page of noise)."""
     import contextlib
+    import logging
+
+    interactive = sys.stderr.isatty()
 
     @contextlib.contextmanager
     def local_threads():
         from dask.diagnostics import ProgressBar
 
         def run(collection):
-            with ProgressBar(out=sys.stderr):
+            with ProgressBar(out=sys.stderr) if interactive else contextlib.nullcontext():
                 collection.compute()
 
         yield run
@@ -497,15 +501,24 @@ def _dask_scheduler(address):
 
         local = None
         if address == "local":
-            local = LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None)
+            # No dashboard (its port may be taken: "Port 8787 is already in use"), and only
+            # errors from the workers' logs (not "Worker process still alive... killing" at
+            # every shutdown).
+            local = LocalCluster(
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         try:
             with Client(local or address) as client:
                 client.register_plugin(_torch_threads_plugin())
 
                 def run(collection):
                     future = client.compute(collection)
-                    progress(future)
-                    print(file=sys.stderr)
+                    if interactive:
+                        progress(future)
+                        print(file=sys.stderr)
                     future.result()
 
                 yield run
