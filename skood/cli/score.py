@@ -585,7 +585,7 @@ def _check_dask() -> None:
 
 
 def _output_columns(model) -> list[str]:
-    """``score, label``, or ``score, p_value, label`` for a conformal model."""
+    """``score, is_outlier``, or ``score, p_value, is_outlier`` for a conformal model."""
     from skood.distributed import output_columns
 
     return output_columns(model)
