@@ -25,6 +25,7 @@ import contextlib
 import copy
 import math
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral, Real
@@ -777,10 +778,24 @@ class TorchEstimatorMixin:
         return draw_seed(rng)
 
     def _plan_epochs(self, n_rows: int, drop_last: bool | str = "auto") -> bool:
-        """Set ``batch_size_`` and ``n_epochs_`` for ``n_rows`` training rows (see plan_epochs)."""
+        """Set ``batch_size_`` and ``n_epochs_`` for ``n_rows`` training rows (see plan_epochs).
+
+        With ``verbose``, says so when ``min_steps`` raised the epochs above ``max_epochs``.
+        """
         self.batch_size_, self.n_epochs_, drop_last = plan_epochs(
             n_rows, self.batch_size, self.max_epochs, self.min_steps, drop_last
         )
+        if self.verbose and self.n_epochs_ > self.max_epochs:
+            # A user who set max_epochs=30 and sees a bar count to 250 should learn why: stderr,
+            # where the progress bar of this fit is drawn next.
+            steps = steps_per_epoch(n_rows, self.batch_size_, drop_last)
+            print(
+                f"{type(self).__name__}: {self.n_epochs_} epochs instead of "
+                f"max_epochs={self.max_epochs}, to reach min_steps={self.min_steps} optimiser "
+                f"steps ({n_rows} rows at batch_size={self.batch_size_} make {steps} per epoch; "
+                "set min_steps=0 to train exactly max_epochs)",
+                file=sys.stderr,
+            )
         return drop_last
 
     def _lr_schedule(self, n_rows: int, drop_last: bool, **options) -> list:

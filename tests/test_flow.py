@@ -184,6 +184,24 @@ def test_small_data_still_takes_min_steps_optimiser_steps(rng, flow_tiny):
     assert all(len(epoch["batches"]) == 1 for epoch in det.net_.history)
 
 
+def test_verbose_says_when_min_steps_raises_the_epochs(rng, capsys, flow_tiny):
+    """max_epochs=3 training 40 epochs without a word surprised a user (issue 34)."""
+    X = rng.normal(size=(30, 3))  # 24 training rows: one batch, one step per epoch
+    params = {**flow_tiny, "batch_size": 128, "max_epochs": 3, "random_state": 0, "min_steps": 40}
+    det = QuantileFlowDetector(**params, verbose=1).fit(X)
+    assert det.n_epochs_ == len(det.net_.history) == 40
+    lines = [line for line in capsys.readouterr().err.splitlines() if "max_epochs=3" in line]
+    assert lines == [
+        "QuantileFlowDetector: 40 epochs instead of max_epochs=3, to reach min_steps=40 "
+        "optimiser steps (24 rows at batch_size=24 make 1 per epoch; set min_steps=0 to train "
+        "exactly max_epochs)"
+    ]
+    # Silent without verbose, and when min_steps changes nothing.
+    QuantileFlowDetector(**params).fit(X)
+    QuantileFlowDetector(**{**params, "min_steps": 2}, verbose=1).fit(X)
+    assert "instead of" not in capsys.readouterr().err
+
+
 def test_user_callbacks_get_a_validation_set_and_are_not_mutated(rng, flow_tiny):
     stopper = EarlyStopping(monitor="valid_loss", patience=2)
     det = QuantileFlowDetector(
@@ -233,7 +251,9 @@ def test_dequantizing_grid_valued_pixels_beats_fitting_the_grid_points(digits_sp
     assert not plain.grid_steps_.any()
     # every pixel is a grid column: its step is one intensity level in standardised units
     assert (deq.grid_steps_ > 0).all()
-    assert auroc(y_test, deq.score_samples(X_test)) > auroc(y_test, plain.score_samples(X_test)) + 0.08
+    assert (
+        auroc(y_test, deq.score_samples(X_test)) > auroc(y_test, plain.score_samples(X_test)) + 0.08
+    )
 
 
 def test_sample_draws_from_the_fitted_density(rng, flow_tiny):
