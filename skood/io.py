@@ -122,13 +122,46 @@ class UntrustedTypesError(ModelFileError):
     def __init__(self, types: list[str], path: str) -> None:
         self.types = sorted(set(types))
         super().__init__(
-            f"{path} names {len(self.types)} type(s) that skood does not rebuild from data alone: "
-            f"{self.types}. They are code (a torch module or function you wrote, a library's class "
-            "outside skood / torch.nn / scikit-learn): loading them imports that code. If you wrote "
-            "the file or trust its source, name them: skood.load(path, trusted=[...]) with these "
-            "names, or with the classes themselves (MyNet rather than 'mymodule.MyNet') to re-supply "
-            "them without importing anything by name."
+            f"{path} names {len(self.types)} type(s) that skood does not rebuild without being "
+            f"told: {self.types}. {_what_they_are(self.types)} If you wrote the file or trust its "
+            "source, name them: skood.load(path, trusted=[...]) with these names, or with the "
+            "classes themselves (MyNet rather than 'mymodule.MyNet') to re-supply them without "
+            "importing anything by name."
         )
+
+
+def _what_they_are(types: list[str]) -> str:
+    """Why each untrusted name is asked for, by where it comes from (true of every name)."""
+    top = {name: name.split(".")[0] for name in types}
+    sklearn = [name for name in types if top[name] == "sklearn"]
+    skood_torch = [
+        name for name in types if top[name] in ("skood", "torch", "torchvision", "skorch")
+    ]
+    other = [name for name in types if name not in sklearn and name not in skood_torch]
+    said = []
+    if sklearn:  # from skops's audit of an sklearn part, or a class named as a plain object
+        said.append(
+            f"{_listing(sklearn)} scikit-learn's, but not among the classes rebuilt unasked "
+            "(a compiled one such as a fitted tree's Tree rebuilds itself from the file's arrays "
+            "with its own code, which indexes them without bounds checks)."
+        )
+    if skood_torch:  # a function, a plain object or a net where the format expects data
+        said.append(
+            f"{_listing(skood_torch)} from skood, torch or skorch, but of a kind rebuilt only when "
+            "trusted: skood rebuilds unasked only skood's classes, torch.nn's and torchvision's "
+            "modules, torch's optimizers, torch.nn.functional's functions, skorch's nets and "
+            "sklearn's Pipeline, FeatureUnion and ColumnTransformer."
+        )
+    if other:
+        said.append(
+            f"{_listing(other)} code from outside skood, torch and scikit-learn (a torch module "
+            "or function you wrote, or another library's): loading it imports that code."
+        )
+    return " ".join(said)
+
+
+def _listing(names: list[str]) -> str:
+    return f"{names[0]} is" if len(names) == 1 else f"{', '.join(names)} are"
 
 
 class VersionWarning(UserWarning):
@@ -1125,6 +1158,36 @@ def _device_available(device: torch.device) -> bool:
     return bool(backend is not None and getattr(backend, "is_available", lambda: False)())
 
 
+def _devices_here() -> list[str]:
+    """The devices torch can put tensors on here, for messages."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return found + [name for name in ("mps", "xpu") if _device_available(torch.device(name))]
+
+
+def _device_here(device) -> str:
+    """``load``'s ``device=`` resolved (``"auto"``), or a ValueError if this machine lacks it.
+
+    Without the check, the first tensor moved there fails inside the reader, which reports a
+    damaged file ("holds values that do not make a valid model") for a wrong argument.
+    """
+    from skood.torch import resolve_device
+
+    device = resolve_device(device)  # "auto"; a name that is no torch device; CUDA without GPU
+    parsed = torch.device(device)
+    if parsed.type == "cuda":
+        available = (parsed.index or 0) < torch.cuda.device_count()
+    else:
+        available = parsed.type == "cpu" or _device_available(parsed)
+    if not available:
+        raise ValueError(
+            f"device={device!r} is not available on this machine (torch sees: "
+            f"{', '.join(_devices_here())}). Use device='cpu' or 'auto'."
+        )
+    return device
+
+
 def _dtype(value, path: str) -> np.dtype:
     try:
         dtype = np.dtype(str(value))
@@ -1370,7 +1433,8 @@ def load(file, *, device=None, trusted=None):
     device : str, torch.device or None, default=None
         Where tensors go. None puts each where it was saved, or on the CPU when that device is
         not available here (with a warning), as ``torch.load``'s ``map_location``; ``"cpu"`` or
-        ``"cuda:0"`` moves everything there. Fitted ``device_`` attributes and skorch nets follow.
+        ``"cuda:0"`` moves everything there (``"auto"``: the GPU if there is one, else the CPU).
+        Fitted ``device_`` attributes and skorch nets follow.
     trusted : list of str, class or function, default=None
         Types to rebuild beyond skood's defaults (see :func:`get_untrusted_types`): dotted names,
         imported by name, or the objects themselves, which re-supply a class (say, the torch
@@ -1382,6 +1446,9 @@ def load(file, *, device=None, trusted=None):
 
     Raises
     ------
+    ValueError
+        ``device`` is not a torch device, or not one this machine has (checked before the file
+        is read).
     FileNotFoundError
         Nothing is at ``file``; other OSErrors of opening it (PermissionError, ...) also pass
         through as they are.
@@ -1413,10 +1480,8 @@ def load(file, *, device=None, trusted=None):
     """
     path = _describe(file)
     trust = _Trust(trusted)
-    if device is not None:
-        from skood.torch import resolve_device
-
-        device = resolve_device(device)
+    if device is not None:  # before the file is read: the device is not the file's fault
+        device = _device_here(device)
     data = _read(file, path)  # an OSError (no such file, no permission) is not about a model
     try:
         archive, header = _open(data, path)

@@ -178,6 +178,9 @@ def test_a_user_module_loads_only_when_trusted(module, tmp_path):
     with pytest.raises(UntrustedTypesError, match=r"tests\.test_io\.UserNet.*trusted=") as info:
         skood.load(path)
     assert info.value.types == ["tests.test_io.UserNet"]
+    assert "tests.test_io.UserNet is code from outside skood, torch and scikit-learn" in str(
+        info.value
+    )
     for trusted in (["tests.test_io.UserNet"], [UserNet]):  # by name, or re-supplied
         loaded = skood.load(path, trusted=trusted)
         np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
@@ -207,8 +210,13 @@ def test_an_sklearn_part_with_unsafe_types_needs_trust(tmp_path):
     forest = make_pipeline(StandardScaler(), IsolationForest(n_estimators=5, random_state=0))
     skood.save(forest.fit(X), tmp_path / "m.skood")
     assert get_untrusted_types(tmp_path / "m.skood") == ["sklearn.tree._tree.Tree"]
-    with pytest.raises(UntrustedTypesError, match=r"sklearn.tree._tree.Tree"):
+    with pytest.raises(UntrustedTypesError, match=r"sklearn.tree._tree.Tree") as refused:
         skood.load(tmp_path / "m.skood")
+    # It is scikit-learn's own (compiled) class: the message says so, not "outside scikit-learn"
+    # (issue 34).
+    message = str(refused.value)
+    assert "sklearn.tree._tree.Tree is scikit-learn's, but not among the classes rebuilt" in message
+    assert "outside" not in message
     loaded = skood.load(tmp_path / "m.skood", trusted=["sklearn.tree._tree.Tree"])
     np.testing.assert_array_equal(loaded.score_samples(X), forest.score_samples(X))
 
@@ -409,6 +417,23 @@ def test_tensors_saved_on_cuda_load_on_a_cpu_machine(saved, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an explicit device: no warning
         skood.load(saved, device="cpu")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_a_device_this_machine_lacks_is_a_device_error_not_a_file_error(saved, monkeypatch):
+    """device="mps" without MPS blamed the file ("holds values that do not make a valid
+    model", issue 34): it is the argument that is wrong, said before the file is read."""
+    with pytest.raises(ValueError, match=r"device='mps' is not available on this machine") as info:
+        skood.load(saved, device="mps")
+    assert not isinstance(info.value, ModelFileError)
+    assert "torch sees: cpu" in str(info.value) and "Use device='cpu' or 'auto'" in str(info.value)
+    with pytest.raises(ValueError, match="device='mps' is not available"):
+        skood.load(saved.parent / "no such file.skood", device="mps")  # not FileNotFoundError
+    # A GPU index beyond those present, on a machine with one GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"device='cuda:1' .*torch sees: cpu, cuda:0\)"):
+        skood.load(saved, device="cuda:1")
 
 
 @pytest.mark.cuda
@@ -636,7 +661,7 @@ def test_nets_and_modules_are_never_rebuilt_as_plain_objects(saved, node):
     with pytest.raises(ModelFileError, match="is stored as a plain object"):
         skood.load(saved, trusted=[node["class"]])  # not even when the class is trusted
     if node["class"].startswith("skorch."):  # and a net as an object is not trusted unasked
-        with pytest.raises(UntrustedTypesError, match=r"skorch\.net\.NeuralNet"):
+        with pytest.raises(UntrustedTypesError, match=r"skorch\.net\.NeuralNet is from skood"):
             skood.load(saved)
 
 
