@@ -7,13 +7,22 @@ class methods do both. matplotlib is imported only when something is drawn.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skood.base import check_no_missing_labels, is_outlier_label
+from skood.conformal import ConformalDetector, benjamini_hochberg
 
 _RESPONSE_METHODS = ("score_samples", "decision_function")
+
+#: ``xscale="auto"`` leaves the linear axis when the scores (and the threshold) span more than
+#: this many interquartile ranges of the inliers' scores: on a linear axis of the default 40
+#: bins, the middle half of the inliers would then fill less than one bar.
+_HEAVY_TAIL_RATIO = 40.0
 
 
 def _inlier_mask(y, n_scores: int) -> np.ndarray:
@@ -27,15 +36,84 @@ def _inlier_mask(y, n_scores: int) -> np.ndarray:
     return ~is_outlier_label(y)
 
 
-def _threshold_of(final, response_method: str) -> float | None:
-    """The score at which ``predict`` flips: ``offset_`` on the score scale, 0 on the decision one.
+def _threshold_of(final, response_method: str, scores: np.ndarray):
+    """``(threshold, inclusive, label)``: where ``predict`` flips, on the drawn scores' scale.
 
-    ``final`` is the detector itself (a Pipeline's last step).
+    ``offset_`` on the score scale (rows strictly below it are outliers), 0 on the decision one.
+    A :class:`~skood.conformal.ConformalDetector`'s scores are p-values and it flags those at
+    most ``alpha``: its ``offset_`` is the smallest p-value above ``alpha`` it can return, the
+    same split of the rows but not the level a reader looks for, so the line is drawn at
+    ``alpha`` (with ``fdr=True``, at this batch's Benjamini–Hochberg cut). ``final`` is the
+    detector itself (a Pipeline's last step).
     """
     if response_method == "decision_function":
-        return 0.0
+        return 0.0, False, None
+    if isinstance(final, ConformalDetector):
+        alpha = float(final.alpha)
+        if not final.fdr:
+            return alpha, True, f"alpha = {alpha:.3g} (p-value <= alpha: outlier)"
+        # BH flags exactly the p-values <= k alpha / m, k its number of discoveries in the batch.
+        found = int(benjamini_hochberg(scores, alpha).sum())
+        cut = alpha * found / max(scores.size, 1)
+        flags = f"p-value <= {cut:.3g}" if found else "no p-value is low enough"
+        return cut, True, f"BH cut at FDR {alpha:.3g}: {flags}"
     offset = getattr(final, "offset_", None)
-    return None if offset is None else float(offset)
+    return (None if offset is None else float(offset)), False, None
+
+
+def _nice_tick(value: float, centre: float, width: float) -> float:
+    """``value`` rounded to one significant digit of its distance from ``centre`` (at least
+    ``width``): -918 about -82 becomes -900, -77 becomes -77."""
+    step = 10.0 ** math.floor(math.log10(max(abs(value - centre), width)))
+    return round(value / step) * step
+
+
+@functools.cache
+def _asinh_about_locator():
+    """The Locator class of :func:`_asinh_axis`, made at first use: matplotlib is optional."""
+    from matplotlib.ticker import Locator
+
+    class AsinhAboutLocator(Locator):
+        """About 8 ticks evenly spaced on an ``asinh((x - centre) / width)`` axis, rounded."""
+
+        def __init__(self, centre: float, width: float, numticks: int = 8) -> None:
+            self.centre, self.width, self.numticks = centre, width, numticks
+
+        def __call__(self):
+            return self.tick_values(*self.axis.get_view_interval())
+
+        def tick_values(self, vmin, vmax):
+            vmin, vmax = sorted((float(vmin), float(vmax)))
+            c, w = self.centre, self.width
+            ends = np.arcsinh((np.array([vmin, vmax]) - c) / w)
+            spots = c + w * np.sinh(np.linspace(ends[0], ends[1], self.numticks))
+            gap = 0.5 * (ends[1] - ends[0]) / (self.numticks - 1)
+            ticks, last = [], -np.inf
+            for tick in sorted({_nice_tick(x, c, w) for x in spots}):
+                at = np.arcsinh((tick - c) / w)
+                if vmin <= tick <= vmax and at - last >= gap:  # rounding may crowd two together
+                    ticks.append(tick)
+                    last = at
+            return np.array(ticks)
+
+    return AsinhAboutLocator
+
+
+def _asinh_axis(ax, centre: float, width: float) -> None:
+    """Make ``ax``'s x axis ``asinh((x - centre) / width)``: linear within about ``width`` of
+    ``centre``, logarithmic beyond, with ticks at round numbers."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    ax.set_xscale(
+        "function",
+        functions=(
+            lambda x: np.arcsinh((np.asarray(x) - centre) / width),
+            lambda u: centre + width * np.sinh(u),
+        ),
+    )
+    ax.xaxis.set_major_locator(_asinh_about_locator()(centre, width))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 class ScoreDistributionDisplay:
@@ -45,6 +123,11 @@ class ScoreDistributionDisplay:
     where the threshold ``offset_`` cuts them. The legend gives the fraction of each group that
     falls below the threshold (inliers rejected, outliers caught). Build it with
     :meth:`from_estimator` or :meth:`from_predictions`; ``plot`` draws it again on other axes.
+
+    Log-densities often have a lower tail that spans decades (a Gaussian's scores down to
+    -40,000 around inliers near -10): there the score axis is chosen from the data
+    (``xscale="auto"``), linear about the inliers and logarithmic beyond, so that the inliers
+    do not all fall into one bar.
 
     Parameters
     ----------
@@ -56,6 +139,9 @@ class ScoreDistributionDisplay:
         The score below which a row is predicted an outlier; None draws no threshold.
     estimator_name : str or None, default=None
         Shown in the title.
+    threshold_inclusive : bool, default=False
+        Whether a score equal to ``threshold`` is an outlier too (a conformal p-value equal to
+        ``alpha`` is), for the rates in the legend.
 
     Attributes
     ----------
@@ -92,11 +178,20 @@ class ScoreDistributionDisplay:
     (0.04, 0.33)
     """
 
-    def __init__(self, *, inlier_scores, outlier_scores, threshold=None, estimator_name=None):
+    def __init__(
+        self,
+        *,
+        inlier_scores,
+        outlier_scores,
+        threshold=None,
+        estimator_name=None,
+        threshold_inclusive=False,
+    ):
         self.inlier_scores = np.asarray(inlier_scores, dtype=np.float64).ravel()
         self.outlier_scores = np.asarray(outlier_scores, dtype=np.float64).ravel()
         self.threshold = threshold
         self.estimator_name = estimator_name
+        self.threshold_inclusive = threshold_inclusive
 
     def plot(
         self,
@@ -105,7 +200,7 @@ class ScoreDistributionDisplay:
         name=None,
         bins=40,
         density=True,
-        xscale=None,
+        xscale="auto",
         inlier_kwargs=None,
         outlier_kwargs=None,
         threshold_kwargs=None,
@@ -119,15 +214,20 @@ class ScoreDistributionDisplay:
         name : str or None, default=None
             Title; defaults to ``estimator_name``.
         bins : int or array-like, default=40
-            Histogram bins, shared by both groups (an int spans both groups' range).
+            Histogram bins, shared by both groups (an int spans both groups' range and the
+            threshold, evenly on the score axis's scale).
         density : bool, default=True
-            Normalise each histogram to unit area, so that groups of different sizes compare.
-        xscale : str or None, default=None
-            A matplotlib scale for the score axis. ``"asinh"`` or ``"symlog"`` (linear near 0,
-            logarithmic beyond) show log-densities whose lower tail spans decades, where a
-            linear axis puts every inlier in one bar; an int ``bins`` is then spaced evenly on
-            that scale. Counts (``density=False``) read better than densities on such an axis,
-            whose bins have very different widths. None keeps the linear axis.
+            Normalise each group, so that groups of different sizes compare: on a linear axis
+            each histogram has unit area; on any other axis, whose bars have very different
+            widths in score units, each bar's height is the share of its group in it.
+        xscale : "auto", str or None, default="auto"
+            The score axis. ``"auto"`` chooses from the data: linear, unless the scores and
+            the threshold span more than 40 interquartile ranges of the inliers' scores (the
+            middle half of the inliers would fill less than one of 40 linear bars); then
+            ``asinh((score - m) / h)``, with ``m`` the inliers' median and ``h`` half their
+            interquartile range: linear across the inliers' bulk, logarithmic in the tails.
+            Another matplotlib scale name is applied as it is (``"asinh"`` or ``"symlog"`` are
+            linear near 0, not near the inliers); None keeps the linear axis.
         inlier_kwargs, outlier_kwargs, threshold_kwargs : dict or None, default=None
             Passed to ``ax.hist`` (both groups) and ``ax.axvline`` (threshold).
 
@@ -145,17 +245,22 @@ class ScoreDistributionDisplay:
             raise ValueError("The scores contain NaN or inf; a histogram needs finite scores.")
         if ax is None:
             _, ax = plt.subplots()
-        if xscale is not None:
+        about = self._heavy_tail_axis(scores) if xscale == "auto" else None
+        if about is not None:
+            _asinh_axis(ax, *about)
+        elif xscale not in (None, "auto"):
             ax.set_xscale(xscale)
+        linear = ax.get_xscale() == "linear"
         if np.ndim(bins) == 0:
-            bins = self._bin_edges(scores, int(bins), ax, xscale)
+            bins = self._bin_edges(scores, int(bins), ax, linear)
 
         rejected, caught = np.nan, np.nan
         if self.threshold is not None:
+            flagged = np.less_equal if self.threshold_inclusive else np.less
             if self.inlier_scores.size:
-                rejected = float(np.mean(self.inlier_scores < self.threshold))
+                rejected = float(np.mean(flagged(self.inlier_scores, self.threshold)))
             if self.outlier_scores.size:
-                caught = float(np.mean(self.outlier_scores < self.threshold))
+                caught = float(np.mean(flagged(self.outlier_scores, self.threshold)))
         groups = (
             ("inliers", self.inlier_scores, "C0", rejected, "rejected", inlier_kwargs),
             ("outliers", self.outlier_scores, "C3", caught, "caught", outlier_kwargs),
@@ -167,16 +272,31 @@ class ScoreDistributionDisplay:
                 continue
             text = f"{label} (n={values.size}"
             text += f", {rate:.0%} {verb})" if np.isfinite(rate) else ")"
-            style = {"alpha": 0.55, "color": color, "label": text, "density": density, **(kwargs or {})}
-            patches.append(list(ax.hist(values, bins=bins, **style)[2]))
+            style = {"alpha": 0.55, "color": color, "label": text, "density": density}
+            if density and not linear:  # each bar: the share of its group (see density)
+                style.update(density=False, weights=np.full(values.size, 1.0 / values.size))
+            patches.append(list(ax.hist(values, bins=bins, **{**style, **(kwargs or {})})[2]))
         self.inlier_patches_, self.outlier_patches_ = patches
 
         self.threshold_line_ = None
         if self.threshold is not None:
-            style = {"color": "k", "linestyle": "--", "label": f"threshold = {self.threshold:.3g}"}
-            self.threshold_line_ = ax.axvline(self.threshold, **{**style, **(threshold_kwargs or {})})
-        ax.set_xlabel("score (higher = more normal)")
-        ax.set_ylabel("density" if density else "count")
+            label = f"threshold = {self.threshold:.3g}"
+            if self.threshold_inclusive:
+                label += " (at or below: outlier)"
+            style = {"color": "k", "linestyle": "--", "label": label}
+            self.threshold_line_ = ax.axvline(
+                self.threshold, **{**style, **(threshold_kwargs or {})}
+            )
+        xlabel = "score (higher = more normal)"
+        if about is not None:
+            centre, half = about
+            xlabel += (
+                f"; axis linear from {centre - half:.3g} to {centre + half:.3g}, logarithmic beyond"
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(
+            "count" if not density else "density" if linear else "share of the group per bar"
+        )
         title = name if name is not None else self.estimator_name
         if title:
             ax.set_title(title)
@@ -186,14 +306,37 @@ class ScoreDistributionDisplay:
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
-    def _bin_edges(self, scores, n_bins, ax, xscale):
-        """``n_bins`` bins over the scores and the threshold, of equal width on the x scale."""
+    def _extent(self, scores) -> tuple[float, float]:
+        """The span of the scores and the threshold."""
         low, high = scores.min(), scores.max()
         if self.threshold is not None:
             low, high = min(low, self.threshold), max(high, self.threshold)
+        return float(low), float(high)
+
+    def _heavy_tail_axis(self, scores) -> tuple[float, float] | None:
+        """``(centre, half-width)`` of the asinh axis ``xscale="auto"`` draws, or None (linear).
+
+        A robust range with the tails piled into the edge bars would not do: on heavy-tailed
+        log-densities the outliers themselves spread over decades (-20 to -40,000), so any
+        linear range that holds them squeezes the inliers into one bar. A logarithmic tail
+        shows both; centring it on the inliers (not on 0, as matplotlib's "asinh" and "symlog"
+        are) keeps their bulk linear wherever the scores lie (log-densities near -400 too).
+        """
+        reference = self.inlier_scores if self.inlier_scores.size >= 2 else scores
+        q1, median, q3 = np.quantile(reference, [0.25, 0.5, 0.75])
+        if q3 <= q1:  # the inliers are (nearly) all tied: measure the spread on every score
+            q1, median, q3 = np.quantile(scores, [0.25, 0.5, 0.75])
+        low, high = self._extent(scores)
+        if q3 <= q1 or high - low <= _HEAVY_TAIL_RATIO * (q3 - q1):
+            return None
+        return float(median), float(q3 - q1) / 2
+
+    def _bin_edges(self, scores, n_bins, ax, linear):
+        """``n_bins`` bins over the scores and the threshold, of equal width on the x scale."""
+        low, high = self._extent(scores)
         if high <= low:
             high = low + 1.0
-        if xscale in (None, "linear"):
+        if linear:
             return np.linspace(low, high, n_bins + 1)
         # The axis's own transform, so that any matplotlib scale (and its parameters) works.
         forward = ax.xaxis.get_transform()
@@ -203,10 +346,13 @@ class ScoreDistributionDisplay:
         back = forward.inverted().transform(ends)
         if not (np.all(np.isfinite(ends)) and np.allclose(back, [low, high], rtol=1e-6)):
             raise ValueError(
-                f"xscale={xscale!r} cannot show scores from {low:.4g} to {high:.4g} (log-densities "
-                'are often negative); use "asinh" or "symlog", which are linear around 0.'
+                f"xscale={ax.get_xscale()!r} cannot show scores from {low:.4g} to {high:.4g} "
+                '(log-densities are often negative); use "auto" (the default), which is linear '
+                'about the inliers and logarithmic beyond, or "asinh" or "symlog", linear about 0.'
             )
-        return forward.inverted().transform(np.linspace(ends[0], ends[1], n_bins + 1))
+        edges = forward.inverted().transform(np.linspace(ends[0], ends[1], n_bins + 1))
+        edges[0], edges[-1] = low, high  # not one ulp inside: the extreme scores stay in a bar
+        return edges
 
     @classmethod
     def from_estimator(
@@ -236,7 +382,11 @@ class ScoreDistributionDisplay:
             Which scores to draw. ``decision_function`` is ``score_samples - offset_``.
         threshold : "auto", float or None, default="auto"
             "auto" draws the estimator's own threshold: ``offset_`` (of a Pipeline's last step)
-            on the ``score_samples`` scale, 0 on the ``decision_function`` one.
+            on the ``score_samples`` scale, 0 on the ``decision_function`` one. For a
+            :class:`~skood.conformal.ConformalDetector`, whose scores are p-values, ``alpha``
+            (a p-value at most ``alpha`` is an outlier; its ``offset_``, the smallest p-value
+            above ``alpha``, splits the rows the same way but is not the level), and with
+            ``fdr=True`` the Benjamini–Hochberg cut of these rows.
         name : str or None, default=None
             Title; defaults to the estimator's class name.
         ax : matplotlib Axes or None, default=None
@@ -260,13 +410,27 @@ class ScoreDistributionDisplay:
         check_is_fitted(estimator)
         scores = np.asarray(getattr(estimator, response_method)(X), dtype=np.float64)
         final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-        if threshold == "auto":
-            threshold = _threshold_of(final, response_method)
+        if isinstance(threshold, str) and threshold == "auto":
+            threshold, inclusive, label = _threshold_of(final, response_method, scores)
+            kwargs.setdefault("threshold_inclusive", inclusive)
+            if label is not None:
+                user = kwargs.get("threshold_kwargs") or {}
+                kwargs["threshold_kwargs"] = {"label": label, **user}
         name = type(final).__name__ if name is None else name
         return cls.from_predictions(y, scores, threshold=threshold, name=name, ax=ax, **kwargs)
 
     @classmethod
-    def from_predictions(cls, y_true, y_score, *, threshold=None, name=None, ax=None, **kwargs):
+    def from_predictions(
+        cls,
+        y_true,
+        y_score,
+        *,
+        threshold=None,
+        name=None,
+        ax=None,
+        threshold_inclusive=False,
+        **kwargs,
+    ):
         """Draw the histograms of given scores.
 
         Parameters
@@ -281,6 +445,9 @@ class ScoreDistributionDisplay:
             Title.
         ax : matplotlib Axes or None, default=None
             Axes to draw on.
+        threshold_inclusive : bool, default=False
+            Whether a score equal to ``threshold`` counts as an outlier (a conformal p-value
+            equal to ``alpha`` does).
         **kwargs
             Passed to :meth:`plot`.
 
@@ -299,5 +466,6 @@ class ScoreDistributionDisplay:
             outlier_scores=scores[~inlier],
             threshold=threshold,
             estimator_name=name,
+            threshold_inclusive=threshold_inclusive,
         )
         return display.plot(ax=ax, name=name, **kwargs)

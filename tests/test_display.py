@@ -8,7 +8,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skood import GaussianMahalanobis
+from skood import ConformalDetector, GaussianMahalanobis
+from skood.conformal import benjamini_hochberg
 from skood.metrics import ScoreDistributionDisplay
 
 matplotlib.use("Agg")
@@ -53,6 +54,7 @@ def test_from_estimator_draws_the_estimators_scores_and_threshold(data):
     counts_out = _bar_heights(display.outlier_patches_)
     assert counts_in.sum() == 80 and counts_out.sum() == 20
     assert len(counts_in) == len(counts_out) == 40
+    assert display.ax_.get_xscale() == "linear"  # no heavy tail here: the axis stays linear
     legend = [t.get_text() for t in display.ax_.get_legend().get_texts()]
     assert legend[0].startswith("inliers (n=80") and legend[1].startswith("outliers (n=20")
     assert display.ax_.get_title() == "GaussianMahalanobis"
@@ -164,5 +166,72 @@ def test_asinh_scale_spaces_the_bins_evenly_on_that_scale():
 
 
 def test_log_scale_of_negative_scores_is_a_clear_error():
-    with pytest.raises(ValueError, match='use "asinh" or "symlog"'):
+    with pytest.raises(ValueError, match=r'use "auto" \(the default\).* or "asinh" or "symlog"'):
         ScoreDistributionDisplay.from_predictions([1, 1, -1], [-1.0, -2.0, -30.0], xscale="log")
+
+
+def _edges(patches):
+    return np.array([p.get_x() for p in patches] + [patches[-1].get_x() + patches[-1].get_width()])
+
+
+@pytest.mark.parametrize("location", [-10.0, -400.0], ids=["near-0", "far-from-0"])
+def test_heavy_tailed_scores_do_not_put_every_inlier_in_one_bar(location):
+    """Log-densities down to -40,000 (issue 34): on the default linear axis every inlier fell
+    into one bar. The default axis is chosen from the data: asinh about the inliers' median,
+    linear across their middle half, so it works wherever the scores lie."""
+    rng = np.random.RandomState(0)
+    inliers = location + 3.0 * rng.randn(300)
+    outliers = location - 10.0 ** rng.uniform(1.3, 4.6, 100)  # 20 below to 40,000 below
+    y = np.r_[np.zeros(300), -np.ones(100)]
+    display = ScoreDistributionDisplay.from_predictions(
+        y, np.r_[inliers, outliers], threshold=location - 6.0
+    )
+    heights = _bar_heights(display.inlier_patches_)
+    assert np.sum(heights > 0) >= 8  # the inliers spread over many bars, not one
+    assert heights.sum() == pytest.approx(1.0)  # density: each bar's share of its group
+    assert _bar_heights(display.outlier_patches_).sum() == pytest.approx(1.0)
+    # 40 bins, evenly spaced on the axis asinh((x - m) / h) from the lowest score to the highest.
+    q1, median, q3 = np.quantile(inliers, [0.25, 0.5, 0.75])
+    edges = _edges(display.inlier_patches_)
+    assert edges.size == 41
+    assert edges[0] == pytest.approx(outliers.min()) and edges[-1] == pytest.approx(inliers.max())
+    steps = np.diff(np.arcsinh((edges - median) / ((q3 - q1) / 2)))
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-6)
+    # The axis says so, its ticks are round numbers in view, and the rates do not change.
+    ax = display.ax_
+    assert ax.get_xscale() == "function" and "logarithmic beyond" in ax.get_xlabel()
+    assert ax.get_ylabel() == "share of the group per bar"
+    ticks = ax.xaxis.get_major_locator()()
+    low, high = sorted(ax.get_xlim())
+    assert len(ticks) >= 5 and ((ticks >= low) & (ticks <= high)).all()
+    assert all(t == round(t) and len(f"{abs(t):.0f}".rstrip("0")) <= 3 for t in ticks)
+    assert display.inlier_rejection_rate_ == pytest.approx(np.mean(inliers < location - 6.0))
+    # xscale=None keeps the linear axis, which puts the inliers into one bar or two.
+    linear = ScoreDistributionDisplay.from_predictions(y, np.r_[inliers, outliers], xscale=None)
+    assert linear.ax_.get_xscale() == "linear"
+    assert np.sum(_bar_heights(linear.inlier_patches_) > 0) <= 2
+
+
+@pytest.mark.parametrize("fdr", [False, True])
+def test_conformal_threshold_is_drawn_at_alpha(data, fdr):
+    """A ConformalDetector's scores are p-values and it flags those <= alpha; its offset_ is the
+    smallest p-value above alpha (issue 34: the line stood at 0.0656 for alpha=0.05)."""
+    X_train, X_test, y_test = data
+    conformal = ConformalDetector(GaussianMahalanobis(), alpha=0.1, fdr=fdr, random_state=0)
+    conformal.fit(X_train)
+    display = ScoreDistributionDisplay.from_estimator(conformal, X_test, y_test)
+    p_values = conformal.score_samples(X_test)
+    if fdr:  # Benjamini-Hochberg on these rows flags the p-values <= k alpha / m
+        expected = 0.1 * benjamini_hochberg(p_values, 0.1).sum() / p_values.size
+    else:
+        expected = 0.1
+        assert conformal.offset_ > 0.1
+    assert display.threshold == pytest.approx(expected)
+    assert display.threshold_line_.get_xdata()[0] == pytest.approx(expected)
+    label = display.threshold_line_.get_label()
+    assert ("BH cut at FDR 0.1" if fdr else "alpha = 0.1") in label
+    # The legend's rates are predict's: a p-value equal to the line is flagged too.
+    flagged = conformal.predict(X_test) == -1
+    assert flagged.any()
+    assert display.inlier_rejection_rate_ == pytest.approx(flagged[:80].mean())
+    assert display.outlier_detection_rate_ == pytest.approx(flagged[80:].mean())
