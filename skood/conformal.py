@@ -22,6 +22,7 @@ scikit-learn's, PyOD's) and gives p-values, ``predict`` at level ``alpha`` and B
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -207,7 +208,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     method : {"split", "cross"}, default="split"
         ``"split"``: one model, calibrated on inliers it never saw. A skood estimator that holds
         its own calibration inliers out (``calibration_held_out_``) is fitted on every row and
-        its ``calibration_scores_`` are reused; any other estimator is fitted on the rows
+        its ``calibration_scores_`` are reused, if there are enough of them to reach ``alpha``
+        (``(n + 1) alpha >= 1``); any other estimator is fitted on the rows
         ``calibration_fraction`` leaves, and scores the rest. ``"cross"``: ``n_splits``
         models, each calibrated on the inliers of the fold it was not fitted on (cross-conformal
         p-values, Vovk 2015): every inlier row both trains and calibrates, for small data, with
@@ -376,9 +378,15 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         if _is_skood(self.estimator) and not self.class_conditional:
             all_rows = np.ones(len(inliers), dtype=bool)
             self.estimator_ = self._fit_one(clone(self.estimator), X, y, all_rows)
-            if getattr(self.estimator_, "calibration_held_out_", False):
+            scores = getattr(self.estimator_, "calibration_scores_", np.empty(0))
+            # Reused only if they can reach alpha: an ensemble's 10 % of a small table (17
+            # rows: smallest p-value 1/18 > 0.05) would make every level refused, whatever
+            # calibration_fraction says; this split holds out enough instead.
+            if (
+                getattr(self.estimator_, "calibration_held_out_", False)
+                and (len(scores) + 1) * self.alpha >= 1
+            ):
                 self.reused_calibration_ = True
-                scores = self.estimator_.calibration_scores_
                 self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
                 return
         inlier_rows = np.flatnonzero(inliers)
@@ -431,7 +439,11 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         """Fit on ``rows``: a skood estimator sees the -1 rows too; others only inliers."""
         if _is_skood(_last_step(estimator)):
             y_rows = None if y is None else _safe_indexing(np.asarray(y), rows)
-            return estimator.fit(_safe_indexing(X, rows), y_rows)
+            with warnings.catch_warnings():
+                # The estimator's own offset_ is not what flags here (alpha is): a warning that
+                # too few of its calibration scores reach its contamination would mislead.
+                warnings.filterwarnings("ignore", message=r".*contamination=.* asks offset_ to")
+                return estimator.fit(_safe_indexing(X, rows), y_rows)
         if y is not None:
             rows = rows & ~is_outlier_label(y)
         return estimator.fit(_safe_indexing(X, rows))

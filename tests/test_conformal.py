@@ -5,6 +5,7 @@ persistence and bad input."""
 import io
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -524,3 +525,21 @@ def test_a_pyod_ecod_scores_each_row_against_its_training_rows_not_the_batch():
     in_a_crowd = conformal.score_samples(np.r_[inliers, rng.normal(8.0, 1.0, size=(2000, 3))])
     assert np.abs(in_a_crowd[:10] - alone).max() < 0.05  # 0.013 measured
     assert in_a_crowd[10:].max() < 0.01  # every anomaly keeps a small p-value (0.0017)
+
+
+def test_an_estimators_own_calibration_is_reused_only_when_it_can_reach_alpha():
+    """An ensemble holds out 10 %: 17 of 180 inliers, whose smallest p-value 1/18 misses
+    alpha=0.05. 79c6eae reused them anyway and refused every level, while its error said to
+    raise calibration_fraction, which reuse ignored; now the split holds out enough."""
+    from skood import EnsembleDetector, KNNDetector
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(180, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the inner detector's own offset_ warns of nothing here
+        small = ConformalDetector(EnsembleDetector(random_state=0), alpha=0.05, random_state=0)
+        small.fit(X)
+    assert not small.reused_calibration_
+    assert small.n_calibration_ == round(180 * small.calibration_fraction) > 17
+    knn = ConformalDetector(KNNDetector(), alpha=0.05, random_state=0).fit(X)
+    assert knn.reused_calibration_ and knn.n_calibration_ == 180  # leave-one-out: all rows
