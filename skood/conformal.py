@@ -368,6 +368,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         fitted = self.estimators_[0] if self.method == "cross" else self.estimator_
         if hasattr(fitted, "n_features_in_"):
             self.n_features_in_ = fitted.n_features_in_
+        if hasattr(fitted, "feature_names_in_"):  # fitted on a DataFrame: its columns, by name
+            self.feature_names_in_ = fitted.feature_names_in_
         self._calibrated_with_ = {k: getattr(self, k) for k in self._calibration_params}
         self._set_level()
         return self

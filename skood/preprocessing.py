@@ -13,19 +13,25 @@ The default encoding was chosen by measurement (``benchmarks/categorical/``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from skood.registry import InformativeColumns
 
-__all__ = ["KnownCategories", "RefuseColumns", "make_table_pipeline", "unseen_categories"]
+__all__ = [
+    "ColumnsOfKind",
+    "KnownCategories",
+    "RefuseColumns",
+    "fitted_encoders",
+    "make_table_pipeline",
+    "unseen_categories",
+]
 
 #: The dtypes ``categorical="auto"`` encodes as categories: strings (pandas' ``str`` / ``string``
 #: and Python objects) and pandas' ``category``.
@@ -200,11 +206,35 @@ class RefuseColumns(TransformerMixin, BaseEstimator):
         raise ValueError("RefuseColumns is never fitted.")
 
 
-def _excluding(names: Sequence[str]) -> str | None:
-    """A regular expression that matches every column name except ``names`` (None: all)."""
-    if not names:
-        return None
-    return "^(?!(?:" + "|".join(re.escape(str(n)) for n in names) + r")$)"
+class ColumnsOfKind:
+    """A ColumnTransformer's column selector: the DataFrame's columns of one kind, by dtype.
+
+    It does what sklearn's ``make_column_selector`` does here, but it is a skood class holding
+    only data (the kind and the names it leaves out), so :func:`skood.load` rebuilds a saved
+    pipeline without being told to trust a class.
+
+    Parameters
+    ----------
+    kind : {"numeric", "boolean", "categorical"}
+        Numeric columns (booleans excluded), boolean ones, or string / object / ``category``
+        ones.
+    exclude : list of str, default=()
+        Columns never selected (those listed as categorical, whatever their dtype).
+    """
+
+    _DTYPES = {
+        "numeric": ["number"],
+        "boolean": list(BOOLEAN_DTYPES),
+        "categorical": list(CATEGORICAL_DTYPES),
+    }
+
+    def __init__(self, kind: str, exclude: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.exclude = [str(name) for name in exclude]
+
+    def __call__(self, X) -> list[str]:
+        names = X.select_dtypes(include=self._DTYPES[self.kind]).columns
+        return [name for name in names if name not in self.exclude]
 
 
 def _encoder(encoding: str, *, binary: bool, max_categories, min_frequency):
@@ -294,14 +324,13 @@ def make_table_pipeline(
 
     Notes
     -----
-    Saved with :func:`skood.save`, the pipeline loads with
-    ``skood.load(path, trusted=["sklearn.compose._column_transformer.make_column_selector"])``:
-    the ColumnTransformer keeps the column selectors it was built with, and skood's loader does
-    not rebuild that sklearn class without being told.
+    Saved with :func:`skood.save`, the pipeline loads with :func:`skood.load` as it is: its
+    column selectors are :class:`ColumnsOfKind`, skood's own, not sklearn's
+    ``make_column_selector`` (which the loader would rebuild only when told to trust it).
 
     References
     ----------
-    The one-hot and ordinal encoders, the ColumnTransformer and ``make_column_selector`` are
+    The one-hot and ordinal encoders and the ColumnTransformer are
     scikit-learn's (Pedregosa et al., JMLR 12, 2011); ``min_frequency`` / ``max_categories``
     are its infrequent-category grouping (scikit-learn 1.1).
 
@@ -337,11 +366,10 @@ def make_table_pipeline(
                 f"(for one column, write categorical=[{categorical!r}])."
             )
         listed: list[str] = []
-        categorical_columns = make_column_selector(dtype_include=list(CATEGORICAL_DTYPES))
+        categorical_columns = ColumnsOfKind("categorical")
     else:
         listed = list(categorical)
         categorical_columns = listed
-    others = _excluding(listed)  # a listed column is categorical whatever its dtype
 
     def encoded(binary: bool):
         enc = KnownCategories(
@@ -367,12 +395,12 @@ def make_table_pipeline(
             (
                 "numeric",
                 Pipeline([("columns", InformativeColumns()), ("scale", StandardScaler())]),
-                make_column_selector(dtype_include="number", pattern=others),
+                ColumnsOfKind("numeric", exclude=listed),  # listed: categorical, whatever the dtype
             ),
             (
                 "boolean",
                 encoded(binary=True),
-                make_column_selector(dtype_include=list(BOOLEAN_DTYPES), pattern=others),
+                ColumnsOfKind("boolean", exclude=listed),
             ),
             ("categorical", encoded(binary=False), categorical_columns),
         ],
@@ -381,15 +409,25 @@ def make_table_pipeline(
     return Pipeline([("columns", columns), ("detector", detector)])
 
 
-def _encoders(pipeline) -> list[KnownCategories]:
-    """The fitted :class:`KnownCategories` of a :func:`make_table_pipeline` pipeline."""
-    columns = pipeline
-    if isinstance(pipeline, Pipeline):
-        columns = next((s for _, s in pipeline.steps if isinstance(s, ColumnTransformer)), None)
+def fitted_encoders(model) -> list[KnownCategories]:
+    """The fitted :class:`KnownCategories` of a :func:`make_table_pipeline` pipeline.
+
+    ``model`` is that pipeline, its ColumnTransformer, or a fitted estimator around the pipeline
+    (a :class:`~skood.ConformalDetector`: its ``estimator_``, or the first of its ``estimators_``).
+    Set ``unknown`` on them to change, on a fitted model, what an unseen category does.
+    """
+    inner = getattr(model, "estimator_", None)
+    if inner is None and getattr(model, "estimators_", None):
+        inner = model.estimators_[0]
+    if inner is not None and not isinstance(model, (Pipeline, ColumnTransformer)):
+        return fitted_encoders(inner)
+    columns = model
+    if isinstance(model, Pipeline):
+        columns = next((s for _, s in model.steps if isinstance(s, ColumnTransformer)), None)
     if not isinstance(columns, ColumnTransformer):
         raise TypeError(
             f"unseen_categories takes a pipeline built by make_table_pipeline (or its "
-            f"ColumnTransformer), not {type(pipeline).__name__}."
+            f"ColumnTransformer, or an estimator around it), not {type(model).__name__}."
         )
     check_is_fitted(columns)
     found = []
@@ -427,7 +465,7 @@ def unseen_categories(pipeline, X):
     """
     import pandas as pd
 
-    parts = [enc.unseen(X) for enc in _encoders(pipeline)]
+    parts = [enc.unseen(X) for enc in fitted_encoders(pipeline)]
     if not parts:
         return pd.DataFrame(index=X.index, dtype=bool)
     flags = pd.concat(parts, axis=1)

@@ -1,7 +1,8 @@
 """Reading a data table (CSV or Parquet) into a numeric matrix, with clear errors (``skood score``).
 
-Only the numeric columns are used; the others are reported as dropped. Empty or NaN cells,
-infinities, ragged CSV rows and files without a numeric column are errors that name the column
+The numeric columns make the matrix; the others are kept as read (``Table.other``), for a
+pipeline that encodes categories, and reported as ``dropped`` from the matrix. Empty or NaN cells,
+infinities in numeric columns, ragged CSV rows and files without a column to score are errors that name the column
 and the line, because a detector cannot score a row it cannot read.
 """
 
@@ -44,6 +45,28 @@ class Table:
     ids: dict[str, list[str]] = field(default_factory=dict)
     #: The ``label`` column in skood's convention (-1 = anomaly, +1 = normal), or None.
     y: np.ndarray | None = None
+    #: The non-numeric columns (``dropped``) as read: text, None where a cell is missing.
+    other: dict[str, list] = field(default_factory=dict)
+
+    def frame(self, columns: list[str]):
+        """A pandas DataFrame of ``columns``, by name: numeric ones as float64, the others as
+        read (object, None for a missing cell), for a pipeline that encodes categories."""
+        import pandas as pd
+
+        missing = [c for c in columns if c not in self.columns and c not in self.other]
+        if missing:
+            raise TableError(
+                f"{self.path} lacks the model's column(s) {missing[:10]}. Score a file with the "
+                "columns the model was fitted on."
+            )
+        return pd.DataFrame(
+            {
+                c: self.X[:, self.columns.index(c)]
+                if c in self.columns
+                else pd.Series(self.other[c], dtype=object)
+                for c in columns
+            }
+        )
 
     def select(self, columns: list[str]) -> np.ndarray:
         """The rows' values of ``columns``, by name, in that order (a model's columns).
@@ -127,7 +150,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def _numeric_from_csv(path: Path, text_columns=()):
     header, rows = _read_csv(path)
-    columns, dropped, data, notes, text = [], [], [], [], {}
+    columns, dropped, data, notes, text, other = [], [], [], [], {}, {}
     for j, name in enumerate(header):
         if name in text_columns:  # an id: kept as written, never a feature
             text[name] = [r[j].strip() for r in rows]
@@ -149,11 +172,13 @@ def _numeric_from_csv(path: Path, text_columns=()):
             )
         if any(v is None for v in values):
             dropped.append(name)
+            cells = (r[j].strip() for r in rows)
+            other[name] = [None if c.lower() in _MISSING else c for c in cells]
             continue
         columns.append(name)
         data.append(values)
     X = np.array(data, dtype=np.float64).T if data else np.empty((len(rows), 0))
-    return X, columns, dropped, 2, notes, text  # data starts on line 2
+    return X, columns, dropped, 2, notes, text, other  # data starts on line 2
 
 
 # What pandas names an unnamed column when it reads one (and writes back with to_csv()).
@@ -187,7 +212,12 @@ def _numeric_from_parquet(path: Path, text_columns=()):
     numeric = [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c])]
     dropped = [str(c) for c in frame.columns if c not in numeric]
     X = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-    return X, [str(c) for c in numeric], dropped, 0, [], text  # row numbers from 0
+    other = {
+        str(c): [None if pd.isna(v) else v for v in frame[c].astype(object)]
+        for c in frame.columns
+        if c not in numeric
+    }
+    return X, [str(c) for c in numeric], dropped, 0, [], text, other  # row numbers from 0
 
 
 def read_header(path: str | os.PathLike) -> list[str]:
@@ -227,7 +257,7 @@ def read_table(
     ValueError
         The path is a folder, a device, a FIFO or a socket.
     TableError
-        No numeric column, a ragged row, or an empty / NaN / infinite cell in a numeric column.
+        No column to score, a ragged row, or an empty / NaN / infinite cell in a numeric column.
     """
     from skood._files import check_input_file
 
@@ -237,10 +267,10 @@ def read_table(
     if label is not None and label in ids:
         raise TableError(f"column {label!r} is given both as an id and as the label; pick one.")
     if path.suffix.lower() in {".parquet", ".pq"}:
-        X, columns, dropped, first, notes, text = _numeric_from_parquet(path, ids)
+        X, columns, dropped, first, notes, text, other = _numeric_from_parquet(path, ids)
         where = "row"
     else:
-        X, columns, dropped, first, notes, text = _numeric_from_csv(path, ids)
+        X, columns, dropped, first, notes, text, other = _numeric_from_csv(path, ids)
         where = "line"
     missing_ids = [c for c in ids if c not in text]
     if missing_ids:
@@ -272,11 +302,8 @@ def read_table(
             raise TableError(f"{path} has no column(s) {unknown} to drop.")
         keep = [j for j, c in enumerate(columns) if c not in names]
         X, columns = X[:, keep], [columns[j] for j in keep]
-    if not columns:
-        raise TableError(
-            f"{path} has no numeric column (columns: {', '.join(dropped[:10])}). skood scores "
-            "numbers: encode categorical columns first."
-        )
+    if not columns and not other:
+        raise TableError(f"{path} has no column to score (only ids, the label or dropped ones).")
     bad = ~np.isfinite(X)
     huge = ~bad & (np.abs(X) > _MAX_MAGNITUDE)
     if huge.any() and not bad.any():
@@ -295,4 +322,4 @@ def read_table(
             f"{col!r} at {where} {rows[0] + first}. Fill or drop them before scoring "
             "(e.g. sklearn.impute.SimpleImputer)."
         )
-    return Table(X, columns, dropped, os.fspath(path), notes, text, y)
+    return Table(X, columns, dropped, os.fspath(path), notes, text, y, other)

@@ -97,7 +97,6 @@ def test_parquet_round_trip(files):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("a,b\nx,y\nz,w\n", "no numeric column"),
         ("a,b\n1,2\n3,\n", "column 'b' at line 3"),
         ("a,b\n1,2\n3,nan\n", "empty or NaN"),
         ("a,b\n1,2\n3,inf\n", "infinite"),
@@ -499,3 +498,49 @@ def test_conformal_options_the_errors_name_are_reachable_and_the_guarantee_is_wo
     assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
                  "--alpha", "0.05"]) == 0  # fmt: skip
     assert "their p-values are not valid" in capsys.readouterr().err
+
+
+def test_a_categorical_column_is_encoded_and_kept_with_the_model(tmp_path, capsys):
+    """79c6eae dropped every non-numeric column ('Dropped non-numeric column(s): site'), so a
+    site-dependent anomaly went unseen; now the category is one-hot encoded, the encoder is saved
+    with the model, and a category never seen in the fit is flagged (or refused on request)."""
+    rng = np.random.RandomState(0)
+    n = 300
+    site = rng.choice(["north", "south", "east"], size=n)
+    x = rng.normal(size=(n, 2)) + np.where(site == "north", 3.0, 0.0)[:, None]
+    rows = [[f"r{i}", site[i], *x[i]] for i in range(n)]
+    train = _write_csv(tmp_path / "train.csv", ["id", "site", "a", "b"], rows)
+    # New rows: typical values for their site, and two that are typical for 'north' but are not.
+    new_rows = [  # columns a, site, id, b: another order than the training file's
+        [3.0, "north", "n0", 3.0],
+        [3.0, "south", "n1", 3.0],
+        [0.0, "west", "n2", 0.0],
+        [0.1, "south", "n3", -0.2],
+    ]
+    new = _write_csv(tmp_path / "new.csv", ["a", "site", "id", "b"], new_rows)
+    model = tmp_path / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss", "--save", str(model),
+                 "--out", str(tmp_path / "fit.csv")]) == 0  # fmt: skip
+    assert "Encoded as categories: site" in capsys.readouterr().err
+    out = tmp_path / "s.csv"
+    assert main(["score", str(new), "--model", str(model), "--out", str(out)]) == 0
+    assert "1 row(s) hold a category the fit never saw" in capsys.readouterr().err
+    scores = _csv(out).set_index("id")
+    assert list(scores["unseen"].fillna("")) == ["", "", "site", ""]
+    # (3, 3) is normal in the north and an outlier in the south: only the encoding tells.
+    assert scores.loc["n1", "score"] < scores.loc["n0", "score"] - 5
+    assert scores.loc["n1", "is_outlier"] == 1 and scores.loc["n0", "is_outlier"] == 0
+    assert main(["score", str(new), "--model", str(model), "--unknown", "error"]) == 2
+    assert "Column 'site' holds 'west'" in capsys.readouterr().err
+    # A table of categories only (79c6eae: "no numeric column") is scored too.
+    only = _write_csv(tmp_path / "only.csv", ["site"], [[v] for v in site])
+    assert main(["score", str(only), "--detector", "knn", "--out", str(tmp_path / "o.csv")]) == 0
+    assert len(_csv(tmp_path / "o.csv")) == n
+
+
+def test_a_text_column_with_a_value_per_row_is_an_identifier_not_a_category(files, capsys):
+    _, train, _ = files  # 'name' holds n0 ... n79
+    assert main(["score", str(train), "--detector", "gauss"]) == 0
+    err = capsys.readouterr().err
+    assert "Dropped non-numeric column(s): name (a different value on almost every row" in err
+    assert "--id NAME" in err

@@ -77,7 +77,14 @@ def add_parser(subparsers) -> None:
         type=float,
         metavar="F",
         help="with --alpha: the share of TRAIN's inlier rows held out to calibrate the p-values "
-        "(default 0.5, skood.ConformalDetector)",
+        "(default 0.5, skood.ConformalDetector), unless the detector holds out enough of its "
+        "own (KNN's leave-one-out scores, an ensemble's held-out rows) to reach ALPHA",
+    )
+    p_score.add_argument(
+        "--unknown",
+        choices=("flag", "error"),
+        help="a category the fit never saw, at scoring: 'flag' (default) scores the row and "
+        "names the column in an 'unseen' output column; 'error' refuses the file",
     )
     p_score.add_argument(
         "--drop", metavar="COLS", help="comma-separated columns to leave out (e.g. an id column)"
@@ -156,13 +163,29 @@ def run(args) -> int:
         saved = _load_model(args.model, args.trust)
         pipe, spec = saved["pipeline"], saved["detector"]
         ids = ids or [c for c in saved["ids"] if _has_column(args.train, c)]
-        to_score = _read_table(args.train, args.drop, ids, args.label)
+        label = args.label if args.label and _has_column(args.train, args.label) else None
+        to_score = _read_table(args.train, args.drop, ids, label)
         columns = saved["columns"] or _positional_columns(pipe, to_score)
+        if args.unknown is not None:  # the saved encoders' rule for a category never seen
+            from skood.preprocessing import fitted_encoders
+
+            try:
+                encoders = fitted_encoders(pipe)
+            except TypeError:
+                encoders = []
+            if not encoders:
+                raise ValueError(f"--unknown applies to a model that encodes categories; "
+                                 f"{args.model} encodes none.")  # fmt: skip
+            for encoder in encoders:
+                encoder.set_params(unknown=args.unknown)
         _set_level(pipe[-1] if hasattr(pipe, "steps") else pipe, args)
         fitted_on = None
     else:
         pipe, columns, spec, train = _fit(args, ids)
-        to_score = _read_table(args.test, args.drop, ids, args.label) if args.test else train
+        to_score = train
+        if args.test:  # new rows need not carry the label column
+            label = args.label if args.label and _has_column(args.test, args.label) else None
+            to_score = _read_table(args.test, args.drop, ids, label)
         fitted_on = None if args.test else train.path
         if args.save is not None:
             import skood
@@ -172,7 +195,8 @@ def run(args) -> int:
                 skood.save(saved, f)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
     _note_ignored(to_score, columns)
-    X = to_score.select(columns)
+    encoded = [c for c in columns if c not in to_score.columns or c in to_score.other]
+    X = to_score.frame(columns) if encoded else to_score.select(columns)
     text, summary = _scores_csv(pipe, X, to_score, fitted_on)
     if out is None:
         sys.stdout.write(text)
@@ -192,10 +216,19 @@ def _fit(args, ids):
     from skood.registry import make_detector, make_pipeline_for, parse_detector
 
     train = _read_table(args.train, args.drop, ids, args.label)
-    if train.dropped:
-        print(f"Dropped non-numeric column(s): {', '.join(train.dropped)}", file=sys.stderr)
-    if train.X.shape[0] < 2:
-        raise ValueError(f"{args.train} has {train.X.shape[0]} data row; fitting needs 2+.")
+    categories, identifiers = _categorical_columns(train)
+    if identifiers:
+        print(
+            f"Dropped non-numeric column(s): {', '.join(identifiers)} (a different value on "
+            "almost every row: an identifier, not a category; --id NAME copies one to the "
+            "output)",
+            file=sys.stderr,
+        )
+    if categories:
+        print(f"Encoded as categories: {', '.join(categories)}", file=sys.stderr)
+    n_rows = len(train.y) if train.y is not None else len(next(iter(train.other.values()), train.X))
+    if n_rows < 2:
+        raise ValueError(f"{args.train} has {n_rows} data row; fitting needs 2+.")
     _warn_about_label_columns(train, args.label)
     random_state = 0 if args.random_state is None else args.random_state
     name, params = parse_detector(args.detector or "ensemble")
@@ -221,15 +254,34 @@ def _fit(args, ids):
             f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --alpha (conformal "
             "p-values): the level to flag at."
         )
-    pipe = make_pipeline_for(det)
+    columns = list(train.columns)
+    if categories:  # sklearn's encoders in front of the detector, kept in the saved model
+        from skood.preprocessing import make_table_pipeline
+
+        columns += categories
+        pipe = make_table_pipeline(det, unknown=args.unknown or "flag")
+        X = train.frame(columns)
+    else:
+        pipe, X = make_pipeline_for(det), train.X
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", category=UserWarning)
-        pipe.fit(train.X, train.y)
+        pipe.fit(X, train.y)
     # What the fit warns of is about the user's data (too few rows for a threshold, a
     # covariance that cannot be estimated): said once each, on one line, not as a traceback.
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"skood score: warning: {message}", file=sys.stderr)
-    return pipe, train.columns, spec, train
+    return pipe, columns, spec, train
+
+
+def _categorical_columns(table) -> tuple[list[str], list[str]]:
+    """``(categories, identifiers)``: the non-numeric columns to encode, and those with a
+    different value on almost every row (more than half of them, and more than 20), which are
+    names or keys: one-hot codes of those would describe no distribution."""
+    categories, identifiers = [], []
+    for name, values in table.other.items():
+        distinct = len({v for v in values if v is not None})
+        (identifiers if distinct > max(20, len(values) / 2) else categories).append(name)
+    return categories, identifiers
 
 
 def _scores_csv(pipe, X, table, fitted_on):
@@ -251,11 +303,16 @@ def _scores_csv(pipe, X, table, fitted_on):
         threshold = float(np.ravel(last.offset_)[0])
         outputs = [scores]
         header = ["row", "score", "is_outlier", "threshold"]
+    unseen = _unseen(pipe, X)
+    if unseen is not None:
+        header.insert(-1, "unseen")
     ids = list(table.ids)
     lines = [",".join([*(_csv_cell(c) for c in ids), *header])]
     for i in range(X.shape[0]):
         cells = [_csv_cell(table.ids[c][i]) for c in ids]
         cells += [str(i), *(repr(float(v[i])) for v in outputs), str(int(flagged[i]))]
+        if unseen is not None:
+            cells.append(_csv_cell(unseen[i]))
         lines.append(",".join([*cells, repr(threshold)]))
     text = "\n".join(lines) + "\n"
     n_out = int(flagged.sum())
@@ -276,11 +333,35 @@ def _scores_csv(pipe, X, table, fitted_on):
     else:
         rule = f"threshold {threshold:.6g}; higher score = more normal"
     summary = f"{n_out} flagged as outliers ({rule})"
+    if unseen is not None and any(unseen):
+        summary += (
+            f"; {sum(map(bool, unseen))} row(s) hold a category the fit never saw (column "
+            "'unseen'; --unknown error refuses them)"
+        )
     if table.y is not None and 0 < np.sum(table.y == -1) < table.y.size:
         from skood.metrics import auroc
 
         summary += f"; AUROC against the label column: {auroc(table.y, scores):.4f}"
     return text, summary
+
+
+def _unseen(pipe, X) -> list[str] | None:
+    """Each row's columns holding a category the fit never saw (``;``-separated), or None for a
+    model that encodes no category."""
+    if not hasattr(X, "columns"):
+        return None
+    from skood.preprocessing import fitted_encoders, unseen_categories
+
+    try:
+        if not fitted_encoders(pipe):
+            return None
+    except TypeError:  # a model saved from Python that is no table pipeline
+        return None
+    flags = unseen_categories(pipe, X)
+    if flags.shape[1] == 0:
+        return None
+    names = list(flags.columns)
+    return [";".join(n for n, new in zip(names, row) if new) for row in flags.to_numpy()]
 
 
 def _csv_cell(value: str) -> str:
