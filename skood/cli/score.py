@@ -152,33 +152,7 @@ def run(args) -> int:
             raise ValueError(f"--save {args.save} and --out {out} name the same file; give two.")
         check_output(args.save, inputs, what="--save", replace=args.force)
     if args.model:
-        given = [flag for name, flag in _FIT_OPTIONS.items() if getattr(args, name) is not None]
-        if given:
-            raise ValueError(
-                f"{', '.join(given)} shape a fit, but --model is fitted already; leave them out "
-                "(--contamination, --alpha and --fdr re-threshold a saved model)."
-            )
-        if args.test:
-            raise ValueError("with --model, give one file to score (the model is already fitted).")
-        saved = _load_model(args.model, args.trust)
-        pipe, spec = saved["pipeline"], saved["detector"]
-        ids = ids or [c for c in saved["ids"] if _has_column(args.train, c)]
-        label = args.label if args.label and _has_column(args.train, args.label) else None
-        to_score = _read_table(args.train, args.drop, ids, label)
-        columns = saved["columns"] or _positional_columns(pipe, to_score)
-        if args.unknown is not None:  # the saved encoders' rule for a category never seen
-            from skood.preprocessing import fitted_encoders
-
-            try:
-                encoders = fitted_encoders(pipe)
-            except TypeError:
-                encoders = []
-            if not encoders:
-                raise ValueError(f"--unknown applies to a model that encodes categories; "
-                                 f"{args.model} encodes none.")  # fmt: skip
-            for encoder in encoders:
-                encoder.set_params(unknown=args.unknown)
-        _set_level(pipe[-1] if hasattr(pipe, "steps") else pipe, args)
+        pipe, columns, spec, to_score = _saved_model(args, ids)
         fitted_on = None
     else:
         pipe, columns, spec, train = _fit(args, ids)
@@ -209,6 +183,43 @@ def run(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _saved_model(args, ids):
+    """The ``--model`` to score TRAIN with: ``(pipeline, columns, spec, table)``, its level and
+    its rule for unseen categories set from the options."""
+    given = [flag for name, flag in _FIT_OPTIONS.items() if getattr(args, name) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} shape a fit, but --model is fitted already; leave them out "
+            "(--contamination, --alpha and --fdr re-threshold a saved model)."
+        )
+    if args.test:
+        raise ValueError("with --model, give one file to score (the model is already fitted).")
+    saved = _load_model(args.model, args.trust)
+    pipe = saved["pipeline"]
+    ids = ids or [c for c in saved["ids"] if _has_column(args.train, c)]
+    label = args.label if args.label and _has_column(args.train, args.label) else None
+    table = _read_table(args.train, args.drop, ids, label)
+    columns = saved["columns"] or _positional_columns(pipe, table)
+    if args.unknown is not None:
+        _set_unknown(pipe, args.unknown, args.model)
+    _set_level(pipe[-1] if hasattr(pipe, "steps") else pipe, args)
+    return pipe, columns, saved["detector"], table
+
+
+def _set_unknown(model, rule, path) -> None:
+    """``--unknown`` on a saved model: its encoders' rule for a category never seen."""
+    from skood.preprocessing import fitted_encoders
+
+    try:
+        encoders = fitted_encoders(model)
+    except TypeError:  # no table pipeline in it
+        encoders = []
+    if not encoders:
+        raise ValueError(f"--unknown applies to a model that encodes categories; {path} has none.")
+    for encoder in encoders:
+        encoder.set_params(unknown=rule)
 
 
 def _fit(args, ids):
