@@ -263,6 +263,8 @@ class ClassifierFeatures(TorchEstimatorMixin, BaseFeatureExtractor):
     n_features_in_ : int
     feature_names_in_ : ndarray
     device_ : str
+    n_epochs_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``; ``verbose`` says when).
 
     Notes
     -----

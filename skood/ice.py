@@ -210,7 +210,8 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
         Whether the fitted score never saw those rows (held out, or nothing fitted), which
         conformal p-values need (:class:`skood.conformal.ConformalDetector` reuses them then).
     n_epochs_, batch_size_ : int
-        Epochs trained and inlier rows per batch.
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``; ``verbose`` says when)
+        and inlier rows per batch (``batch_size``, at most the training rows).
     n_outlier_exposure_ : int
         Auxiliary-outlier rows used in training.
     n_features_in_ : int

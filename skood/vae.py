@@ -92,7 +92,9 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
         ``log_prob(x)`` is the scoring bound (what ``ROSEScorer`` differentiates).
     device_ : str
     n_epochs_ : int
+        Epochs trained (``max_epochs``, or more to reach ``min_steps``; ``verbose`` says when).
     batch_size_ : int
+        Rows per training batch (``batch_size``, at most the training rows).
     offset_ : float
     calibration_scores_ : ndarray of float64
         The sorted scores of the held-out inlier rows ``offset_`` was set from.
