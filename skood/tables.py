@@ -297,11 +297,14 @@ def read_table(
                 f"drop={drop!r} names an empty column; name each column to leave out, separated "
                 "by commas."
             )
+        # An id or the label is never a feature already: dropping it too is harmless.
+        names = [d for d in names if d not in ids and d != label]
         unknown = [d for d in names if d not in columns and d not in dropped]
         if unknown:
             raise TableError(f"{path} has no column(s) {unknown} to drop.")
         keep = [j for j, c in enumerate(columns) if c not in names]
         X, columns = X[:, keep], [columns[j] for j in keep]
+        other = {c: values for c, values in other.items() if c not in names}
     if not columns and not other:
         raise TableError(f"{path} has no column to score (only ids, the label or dropped ones).")
     bad = ~np.isfinite(X)

@@ -392,6 +392,10 @@ def test_a_0_1_label_column_is_named_and_taken_as_labels(adbench_csv, capsys):
     scores = _csv(out)
     assert list(scores.columns) == ["id", "row", "score", "is_outlier", "threshold"]
     assert scores["id"].iloc[0] == "c0000" and set(scores["is_outlier"]) <= {0, 1}
+    # Dropping an id or the label as well is harmless (they are never features anyway).
+    assert main(["score", str(train), "--id", "id", "--label", "label", "--drop", "id,label",
+                 "--detector", "gauss", "--out", str(tmp / "s2.csv")]) == 0  # fmt: skip
+    np.testing.assert_array_equal(_csv(tmp / "s2.csv")["score"], scores["score"])
     bad = _write_csv(tmp / "bad.csv", ["a", "label"], [[0.1, 2], [0.2, 0], [0.3, 1]])
     assert main(["score", str(bad), "--label", "label"]) == 2
     assert "1 = anomaly and 0 = normal" in capsys.readouterr().err
@@ -532,6 +536,9 @@ def test_a_categorical_column_is_encoded_and_kept_with_the_model(tmp_path, capsy
     assert scores.loc["n1", "is_outlier"] == 1 and scores.loc["n0", "is_outlier"] == 0
     assert main(["score", str(new), "--model", str(model), "--unknown", "error"]) == 2
     assert "Column 'site' holds 'west'" in capsys.readouterr().err
+    # --drop leaves a categorical column out as it leaves a numeric one out.
+    assert main(["score", str(train), "--id", "id", "--drop", "site", "--detector", "gauss"]) == 0
+    assert "Encoded as categories" not in capsys.readouterr().err
     # A table of categories only (79c6eae: "no numeric column") is scored too.
     only = _write_csv(tmp_path / "only.csv", ["site"], [[v] for v in site])
     assert main(["score", str(only), "--detector", "knn", "--out", str(tmp_path / "o.csv")]) == 0
