@@ -551,3 +551,18 @@ def test_a_text_column_with_a_value_per_row_is_an_identifier_not_a_category(file
     err = capsys.readouterr().err
     assert "Dropped non-numeric column(s): name (a different value on almost every row" in err
     assert "--id NAME" in err
+
+
+def test_a_categorical_model_on_a_dataset_is_refused_with_the_way_out(tmp_path, capsys):
+    pytest.importorskip("dask.dataframe")
+    rows = [[f"r{i}", ["a", "b"][i % 2], float(i % 7)] for i in range(60)]
+    train = _write_csv(tmp_path / "train.csv", ["id", "kind", "x"], rows)
+    model = tmp_path / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss", "--save", str(model),
+                 "--out", str(tmp_path / "s.csv")]) == 0  # fmt: skip
+    (tmp_path / "ds").mkdir()
+    _write_csv(tmp_path / "ds" / "part0.csv", ["id", "kind", "x"], rows[:10])
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "ds"), "--model", str(model),
+                 "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    assert "score the files one by one" in capsys.readouterr().err

@@ -208,14 +208,23 @@ def _saved_model(args, ids):
     return pipe, columns, saved["detector"], table
 
 
-def _set_unknown(model, rule, path) -> None:
-    """``--unknown`` on a saved model: its encoders' rule for a category never seen."""
+def _encoders(model) -> list:
+    """The category encoders of a fitted model (none unless it is a table pipeline)."""
     from skood.preprocessing import fitted_encoders
 
     try:
-        encoders = fitted_encoders(model)
+        return fitted_encoders(model)
     except TypeError:  # no table pipeline in it
-        encoders = []
+        return []
+
+
+def _encodes_categories(model) -> bool:
+    return bool(_encoders(model))
+
+
+def _set_unknown(model, rule, path) -> None:
+    """``--unknown`` on a saved model: its encoders' rule for a category never seen."""
+    encoders = _encoders(model)
     if not encoders:
         raise ValueError(f"--unknown applies to a model that encodes categories; {path} has none.")
     for encoder in encoders:
@@ -361,12 +370,9 @@ def _unseen(pipe, X) -> list[str] | None:
     model that encodes no category."""
     if not hasattr(X, "columns"):
         return None
-    from skood.preprocessing import fitted_encoders, unseen_categories
+    from skood.preprocessing import unseen_categories
 
-    try:
-        if not fitted_encoders(pipe):
-            return None
-    except TypeError:  # a model saved from Python that is no table pipeline
+    if not _encodes_categories(pipe):
         return None
     flags = unseen_categories(pipe, X)
     if flags.shape[1] == 0:
@@ -541,6 +547,11 @@ def _score_dataset(args, dataset, ids) -> int:
         )
     last = pipe[-1] if hasattr(pipe, "steps") else pipe
     _set_level(last, args)
+    if _encodes_categories(pipe):
+        raise ValueError(
+            f"{args.model} encodes categorical columns, which dataset scoring (numeric blocks on "
+            "Dask) does not read yet: score the files one by one (skood score FILE --model ...)."
+        )
     ids = ids or [c for c in saved["ids"] if _has_column(files[0], c)]
     threshold = float(last.alpha if hasattr(last, "detector_scores") else np.ravel(last.offset_)[0])
     read = dask.delayed(_read_partition, pure=True)
