@@ -300,7 +300,10 @@ def warn_if_anomaly_labels(y) -> None:
     second inlier class, which a class-aware detector even models (breast cancer: AUROC 0.966 ->
     0.831). One message for every estimator, so that an ensemble and its members say it once.
     """
-    values = np.unique(np.asarray(y))
+    try:
+        values = np.unique(np.asarray(y))
+    except TypeError:  # labels of mixed types (1 and "a") do not sort: not 0 / 1 labels either
+        return
     if values.dtype.kind in "OUS":
         is_01 = {str(v).strip() for v in values.tolist()} == {"0", "1"}
     else:

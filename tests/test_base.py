@@ -538,3 +538,12 @@ def test_anomaly_labels_in_the_0_1_convention_are_not_read_silently(y_kind):
         EnsembleDetector(random_state=0).fit(X, y)
     said = [w for w in caught if "only the values 0 and 1" in str(w.message)]
     assert len(said) == 1 and said[0].filename == __file__
+
+
+def test_labels_of_mixed_types_do_not_break_the_0_1_check():
+    """np.unique cannot sort 1 and 'a'; such labels are no 0 / 1 labels, and a detector that
+    ignores labels still fits."""
+    from skood import KNNDetector
+
+    X = np.random.RandomState(0).normal(size=(20, 2))
+    KNNDetector().fit(X, np.array([1, "a"] * 10, dtype=object))
