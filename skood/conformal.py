@@ -38,7 +38,14 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from skood.base import fit_context, is_outlier_label, split_holdout, split_labels, tie_ceiling
+from skood.base import (
+    fit_context,
+    is_outlier_label,
+    split_holdout,
+    split_labels,
+    tie_ceiling,
+    warn_user,
+)
 
 __all__ = [
     "ConformalDetector",
@@ -235,7 +242,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         (the marginal guarantee holds only on average over draws). See
         :func:`calibration_conditional_bounds`; more conservative, more so for small ``n``.
     delta : float in (0, 1), default=0.1
-        The ``delta`` of ``calibration_conditional``.
+        The ``delta`` of ``calibration_conditional`` (at most 0.5 for ``"dkwm"``, whose
+        one-sided bound is proved there).
     random_state : int, RandomState or None, default=None
         The calibration split and the folds.
 
@@ -352,6 +360,12 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             raise ValueError(
                 f"{name}: calibration_conditional needs method='split' (the correction is "
                 "proved for one model calibrated on held-out rows)."
+            )
+        if self.calibration_conditional == "dkwm" and self.delta > 0.5:
+            raise ValueError(
+                f"{name}: delta={self.delta} with calibration_conditional='dkwm': the one-sided "
+                "DKWM bound (Massart's constant) is proved for delta <= 0.5. Use delta <= 0.5, "
+                "or calibration_conditional='simes', which holds for any delta."
             )
         n = _num_samples(X)
         inliers, labels = split_labels(y, n, name)
@@ -651,8 +665,28 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self._check_params((*self._level_params, *self._scoring_params))
         self._check_level()
         p_values = self.score_samples(X)
+        if self.fdr:
+            self._warn_if_bh_cannot_reject(len(p_values))
         flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha
         return np.where(flagged, -1, 1)
+
+    def _warn_if_bh_cannot_reject(self, m: int) -> None:
+        """Warn when BH cannot flag a lone outlier in a batch of ``m`` rows.
+
+        With one discovery, BH's bar is ``alpha / m``; when the smallest p-value this detector
+        can return is above it, a batch with few outliers gets no flag at all (nonconform warns
+        of the same).
+        """
+        smallest = float(self.possible_p_values_[0])
+        if m and smallest > self.alpha / m:
+            warn_user(
+                f"{type(self).__name__}: in a batch of {m} rows, Benjamini-Hochberg flags a lone "
+                f"outlier only if its p-value is <= alpha / m = {self.alpha / m:.3g}, but the "
+                f"smallest p-value this detector returns is {smallest:.3g} "
+                f"({self.n_calibration_} calibration rows): it can flag no row unless many are "
+                f"outliers. Give at least {math.ceil(m / self.alpha) - 1} calibration inliers, or "
+                "score smaller batches, or raise alpha."
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

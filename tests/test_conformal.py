@@ -543,3 +543,29 @@ def test_an_estimators_own_calibration_is_reused_only_when_it_can_reach_alpha():
     assert small.n_calibration_ == round(180 * small.calibration_fraction) > 17
     knn = ConformalDetector(KNNDetector(), alpha=0.05, random_state=0).fit(X)
     assert knn.reused_calibration_ and knn.n_calibration_ == 180  # leave-one-out: all rows
+
+
+def test_dkwm_bounds_refuse_a_delta_above_their_proof():
+    """The one-sided DKWM inequality with Massart's constant holds for delta <= 0.5; 79c6eae
+    accepted any delta in (0, 1). Simes' bound holds for any delta."""
+    X = np.random.RandomState(0).normal(size=(2000, 2))  # enough rows for DKWM to reach alpha
+    det = ConformalDetector(GaussianMahalanobis(), calibration_conditional="dkwm", delta=0.7)
+    with pytest.raises(ValueError, match=r"proved for delta <= 0.5.*'simes'"):
+        det.fit(X)
+    ConformalDetector(GaussianMahalanobis(), calibration_conditional="dkwm", delta=0.5).fit(X)
+    ConformalDetector(GaussianMahalanobis(), calibration_conditional="simes", delta=0.7).fit(X)
+
+
+def test_bh_that_cannot_flag_a_lone_outlier_says_so():
+    """20 calibration rows: the smallest p-value 1/21 is above alpha / m = 0.1 / 100."""
+    rng = np.random.RandomState(0)
+    det = ConformalDetector(
+        GaussianMahalanobis(), alpha=0.1, fdr=True, calibration_fraction=0.5, random_state=0
+    ).fit(rng.normal(size=(40, 2)))
+    batch = np.vstack([rng.normal(size=(99, 2)), [[8.0, 8.0]]])
+    with pytest.warns(UserWarning, match=r"batch of 100 rows.*alpha / m = 0.001.*at least 999"):
+        flagged = det.predict(batch)
+    assert (flagged == -1).sum() == 0  # what the warning says: the far row is not flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det.predict(batch[:2])  # a batch of 2: 1/21 <= 0.1 / 2, BH can flag
