@@ -497,7 +497,15 @@ def test_conformal_options_the_errors_name_are_reachable_and_the_guarantee_is_wo
                  "--detector", "gauss", "--alpha", "0.05", "--calibration-fraction", "0.8"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "in expectation over calibration sets of 120 rows" in err  # 0.8 of the 150 inliers
-    assert "calibration_conditional=True" in err
+    assert "--per-run DELTA bounds it per run" in err
+    # The per-run statement (issue 35): calibration-conditional p-values, and what they promise.
+    assert main(["score", str(train), str(new), "--id", "id", "--label", "label", "--detector",
+                 "gauss", "--alpha", "0.1", "--per-run", "0.1", "--calibration-fraction", "0.8"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "with probability at least 0.9 over the 120 calibration rows, this model's " in err
+    assert "false-positive rate is at most 0.1 (calibration-conditional p-values, simes)" in err
+    assert main(["score", str(train), "--per-run", "0.1"]) == 2
+    assert "--per-run needs --alpha" in capsys.readouterr().err
     # Scoring the training rows themselves: said, not passed off as valid p-values.
     assert main(["score", str(train), "--id", "id", "--label", "label", "--detector", "gauss",
                  "--alpha", "0.05"]) == 0  # fmt: skip

@@ -64,13 +64,22 @@ def add_parser(subparsers) -> None:
         "--alpha",
         type=float,
         help="flag rows whose conformal p-value is <= ALPHA: a false-positive rate of at most "
-        "ALPHA in expectation over calibration sets; adds a p_value column (skood.conformal)",
+        "ALPHA in expectation over calibration sets (--per-run for a bound on this run); adds a "
+        "p_value column (skood.conformal)",
     )
     p_score.add_argument(
         "--fdr",
         action="store_true",
         help="with --alpha: flag the Benjamini-Hochberg discoveries, a false discovery rate of "
         "at most ALPHA",
+    )
+    p_score.add_argument(
+        "--per-run",
+        type=float,
+        metavar="DELTA",
+        help="with --alpha: calibration-conditional p-values, so that with probability at least "
+        "1 - DELTA over the calibration rows this model's false-positive rate is at most ALPHA "
+        "(a per-run statement; more conservative, needs more calibration rows)",
     )
     p_score.add_argument(
         "--calibration-fraction",
@@ -127,6 +136,7 @@ _FIT_OPTIONS = {
     "save": "--save",
     "random_state": "--random-state",
     "calibration_fraction": "--calibration-fraction",
+    "per_run": "--per-run",
 }
 
 #: Column names that, holding only 0 and 1, are anomaly labels rather than a feature.
@@ -264,12 +274,15 @@ def _fit(args, ids):
         options = {}
         if args.calibration_fraction is not None:
             options["calibration_fraction"] = args.calibration_fraction
+        if args.per_run is not None:  # Bates et al. (2023): a bound for this calibration set
+            options.update(calibration_conditional="simes", delta=args.per_run)
         det = ConformalDetector(
             det, alpha=args.alpha, fdr=args.fdr, random_state=random_state, **options
         )
-    elif args.fdr or args.calibration_fraction is not None:
+    elif args.fdr or args.calibration_fraction is not None or args.per_run is not None:
         given = [f for f, on in [("--fdr", args.fdr), ("--calibration-fraction",
-                 args.calibration_fraction is not None)] if on]  # fmt: skip
+                 args.calibration_fraction is not None), ("--per-run",
+                 args.per_run is not None)] if on]  # fmt: skip
         raise ValueError(
             f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --alpha (conformal "
             "p-values): the level to flag at."
@@ -338,13 +351,20 @@ def _scores_csv(pipe, X, table, fitted_on):
     n_out = int(flagged.sum())
     if conformal:
         n_cal = int(np.min(getattr(last, "n_calibration_", 0)))
-        rule = (
-            f"Benjamini-Hochberg at false discovery rate {threshold:g}"
-            if last.fdr
-            else f"p-value <= {threshold:g}: a false-positive rate of at most {threshold:g} in "
-            f"expectation over calibration sets of {n_cal} rows; one run's rate varies around it "
-            "(skood.ConformalDetector(calibration_conditional=True) bounds it per run)"
-        )
+        if last.fdr:
+            rule = f"Benjamini-Hochberg at false discovery rate {threshold:g}"
+        elif getattr(last, "calibration_conditional", None) is not None:
+            rule = (
+                f"p-value <= {threshold:g}: with probability at least {1 - last.delta:g} over "
+                f"the {n_cal} calibration rows, this model's false-positive rate is at most "
+                f"{threshold:g} (calibration-conditional p-values, {last.calibration_conditional})"
+            )
+        else:
+            rule = (
+                f"p-value <= {threshold:g}: a false-positive rate of at most {threshold:g} in "
+                f"expectation over calibration sets of {n_cal} rows; one run's rate varies "
+                "around it (--per-run DELTA bounds it per run)"
+            )
         if fitted_on is not None:
             rule += (
                 f". These rows are {fitted_on}'s own, which fitted or calibrated the model: "
