@@ -192,10 +192,11 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     ``LocalOutlierFactor(novelty=True)`` / ``OneClassSVM``, a PyOD detector, or a ``Pipeline``
     ending in one) and turns its scores into the split-conformal p-values of Bates et al. (2023):
     ``score_samples`` returns them (higher = more normal, in ``(0, 1]``), ``predict`` flags a row
-    when its p-value is at most ``alpha`` (a marginal false-positive rate of at most ``alpha``
-    for inliers exchangeable with the calibration rows), and with ``fdr=True`` flags the
-    Benjamini–Hochberg discoveries of the batch instead (a false discovery rate of at most
-    ``alpha``).
+    when its p-value is at most ``alpha`` (a false-positive rate of at most ``alpha`` for
+    inliers exchangeable with the calibration rows, in expectation over calibration sets; with
+    ``calibration_conditional``, with probability ``1 - delta`` for this calibration set), and
+    with ``fdr=True`` flags the Benjamini–Hochberg discoveries of the batch instead (a false
+    discovery rate of at most ``alpha``).
 
     Parameters
     ----------
