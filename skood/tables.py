@@ -48,17 +48,23 @@ class Table:
     #: The non-numeric columns (``dropped``) as read: text, None where a cell is missing.
     other: dict[str, list] = field(default_factory=dict)
 
+    def _require(self, columns: list[str], available: list[str]) -> None:
+        """Raise TableError naming the ``columns`` not ``available`` (and those not numeric)."""
+        missing = [c for c in columns if c not in available]
+        if missing:
+            non_numeric = [c for c in missing if c in self.other]
+            raise TableError(
+                f"{self.path} lacks the model's column(s) {missing[:10]}"
+                + (f" ({non_numeric[:10]} are not numeric here)" if non_numeric else "")
+                + ". Score a file with the columns the model was fitted on."
+            )
+
     def frame(self, columns: list[str]):
         """A pandas DataFrame of ``columns``, by name: numeric ones as float64, the others as
         read (object, None for a missing cell), for a pipeline that encodes categories."""
         import pandas as pd
 
-        missing = [c for c in columns if c not in self.columns and c not in self.other]
-        if missing:
-            raise TableError(
-                f"{self.path} lacks the model's column(s) {missing[:10]}. Score a file with the "
-                "columns the model was fitted on."
-            )
+        self._require(columns, [*self.columns, *self.other])
         return pd.DataFrame(
             {
                 c: self.X[:, self.columns.index(c)]
@@ -76,14 +82,7 @@ class Table:
         TableError
             A column is not among this table's numeric columns.
         """
-        missing = [c for c in columns if c not in self.columns]
-        if missing:
-            non_numeric = [c for c in missing if c in self.dropped]
-            raise TableError(
-                f"{self.path} lacks the model's column(s) {missing[:10]}"
-                + (f" ({non_numeric[:10]} are not numeric here)" if non_numeric else "")
-                + ". Score a file with the columns the model was fitted on."
-            )
+        self._require(columns, self.columns)
         index = [self.columns.index(c) for c in columns]
         if index == list(range(len(self.columns))):
             return self.X

@@ -168,7 +168,7 @@ def run(args) -> int:
         pipe, columns, spec, train = _fit(args, ids)
         to_score = train
         if args.test:  # new rows need not carry the label column
-            label = args.label if args.label and _has_column(args.test, args.label) else None
+            label = args.label if _in_header(args.test, [args.label]) else None
             to_score = _read_table(args.test, args.drop, ids, label)
         fitted_on = None if args.test else train.path
         if args.save is not None:
@@ -208,8 +208,9 @@ def _saved_model(args, ids):
         raise ValueError("with --model, give one file to score (the model is already fitted).")
     saved = _load_model(args.model, args.trust)
     pipe = saved["pipeline"]
-    ids = ids or [c for c in saved["ids"] if _has_column(args.train, c)]
-    label = args.label if args.label and _has_column(args.train, args.label) else None
+    present = _in_header(args.train, [*saved["ids"], args.label])  # one read of the header
+    ids = ids or [c for c in saved["ids"] if c in present]
+    label = args.label if args.label in present else None
     table = _read_table(args.train, args.drop, ids, label)
     columns = saved["columns"] or _positional_columns(pipe, table)
     if args.unknown is not None:
@@ -226,10 +227,6 @@ def _encoders(model) -> list:
         return fitted_encoders(model)
     except TypeError:  # no table pipeline in it
         return []
-
-
-def _encodes_categories(model) -> bool:
-    return bool(_encoders(model))
 
 
 def _set_unknown(model, rule, path) -> None:
@@ -256,9 +253,8 @@ def _fit(args, ids):
         )
     if categories:
         print(f"Encoded as categories: {', '.join(categories)}", file=sys.stderr)
-    n_rows = len(train.y) if train.y is not None else len(next(iter(train.other.values()), train.X))
-    if n_rows < 2:
-        raise ValueError(f"{args.train} has {n_rows} data row; fitting needs 2+.")
+    if train.X.shape[0] < 2:  # X has a row per data row even without a numeric column
+        raise ValueError(f"{args.train} has {train.X.shape[0]} data row; fitting needs 2+.")
     _warn_about_label_columns(train, args.label)
     random_state = 0 if args.random_state is None else args.random_state
     name, params = parse_detector(args.detector or "ensemble")
@@ -392,7 +388,7 @@ def _unseen(pipe, X) -> list[str] | None:
         return None
     from skood.preprocessing import unseen_categories
 
-    if not _encodes_categories(pipe):
+    if not _encoders(pipe):
         return None
     flags = unseen_categories(pipe, X)
     if flags.shape[1] == 0:
@@ -432,11 +428,13 @@ def _note_ignored(table, columns) -> None:
         )
 
 
-def _has_column(path, name) -> bool:
-    """Whether the file's header names ``name`` (a saved model's id column, if present)."""
+def _in_header(path, names) -> list[str]:
+    """Those of ``names`` (None ignored) that the file's header names: a saved model's id
+    columns, or a label column new rows need not carry."""
     from skood.tables import read_header
 
-    return name in read_header(path)
+    header = read_header(path)
+    return [name for name in names if name is not None and name in header]
 
 
 def _positional_columns(model, table) -> list[str]:
@@ -567,12 +565,12 @@ def _score_dataset(args, dataset, ids) -> int:
         )
     last = pipe[-1] if hasattr(pipe, "steps") else pipe
     _set_level(last, args)
-    if _encodes_categories(pipe):
+    if _encoders(pipe):
         raise ValueError(
             f"{args.model} encodes categorical columns, which dataset scoring (numeric blocks on "
             "Dask) does not read yet: score the files one by one (skood score FILE --model ...)."
         )
-    ids = ids or [c for c in saved["ids"] if _has_column(files[0], c)]
+    ids = ids or _in_header(files[0], saved["ids"])
     threshold = float(last.alpha if hasattr(last, "detector_scores") else np.ravel(last.offset_)[0])
     read = dask.delayed(_read_partition, pure=True)
     text = pd.Series(["file"]).dtype  # whatever pandas gives a column of names
