@@ -52,6 +52,7 @@ __all__ = [
     "benjamini_hochberg",
     "calibration_conditional_bounds",
     "conformal_p_values",
+    "storey_null_proportion",
 ]
 
 
@@ -146,13 +147,51 @@ def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") 
     return np.append(np.maximum.accumulate(bounds), 1.0)
 
 
-def benjamini_hochberg(p_values, alpha: float) -> np.ndarray:
+def storey_null_proportion(p_values, threshold: float = 0.5) -> float:
+    """Storey's estimate of the share of inliers (true nulls) in a batch of p-values.
+
+    ``pi0 = (1 + #{i : p_i > threshold}) / (m (1 - threshold))``, capped at 1 (Storey, Taylor
+    and Siegmund, JRSS-B 2004: the ``+ 1`` is what makes BH at level ``alpha / pi0`` control the
+    FDR in finite samples). Inliers' p-values are uniform, so the share above ``threshold``
+    estimates ``pi0 (1 - threshold)``; outliers' p-values sit near 0 and barely count.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+    threshold : float in (0, 1), default=0.5
+        Storey's ``lambda``.
+
+    Returns
+    -------
+    float in (0, 1]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.r_[np.full(20, 0.001), np.linspace(0.01, 1, 80)]  # 20 outliers, 80 inliers
+    >>> round(storey_null_proportion(p), 3)
+    0.82
+    """
+    p_values = np.asarray(p_values, dtype=np.float64).ravel()
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    if p_values.size == 0:
+        return 1.0
+    above = np.count_nonzero(p_values > threshold)
+    return float(min(1.0, (1.0 + above) / (p_values.size * (1.0 - threshold))))
+
+
+def benjamini_hochberg(p_values, alpha: float, *, null_proportion: float = 1.0) -> np.ndarray:
     """The rows Benjamini–Hochberg rejects at false discovery rate ``alpha``.
 
     Parameters
     ----------
     p_values : array-like of shape (m,)
     alpha : float in (0, 1)
+    null_proportion : float in (0, 1], default=1.0
+        An estimate of the share of inliers in the batch (e.g.
+        :func:`storey_null_proportion`): BH then runs at level ``alpha / null_proportion``
+        (adaptive BH), which flags more when many rows are outliers. 1 is plain BH.
 
     Returns
     -------
@@ -170,9 +209,11 @@ def benjamini_hochberg(p_values, alpha: float) -> np.ndarray:
     array([ True,  True, False, False, False])
     """
     p_values = np.asarray(p_values, dtype=np.float64)
+    if not 0.0 < null_proportion <= 1.0:
+        raise ValueError(f"null_proportion must be in (0, 1], got {null_proportion!r}")
     if p_values.size == 0:
         return np.zeros(0, dtype=bool)
-    return false_discovery_control(p_values, method="bh") <= alpha
+    return false_discovery_control(p_values, method="bh") <= alpha / null_proportion
 
 
 def _is_skood(estimator) -> bool:
