@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skood.base import check_no_missing_labels, is_outlier_label
-from skood.conformal import ConformalDetector, benjamini_hochberg
+from skood.conformal import ConformalDetector, benjamini_hochberg, storey_null_proportion
 
 _RESPONSE_METHODS = ("score_samples", "decision_function")
 
@@ -53,8 +53,10 @@ def _threshold_of(final, response_method: str, scores: np.ndarray):
         if not final.fdr:
             return alpha, True, f"alpha = {alpha:.3g} (p-value <= alpha: outlier)"
         # BH flags exactly the p-values <= k alpha / m, k its number of discoveries in the batch.
-        found = int(benjamini_hochberg(scores, alpha).sum())
-        cut = alpha * found / max(scores.size, 1)
+        # Storey's adaptive BH runs at alpha / pi0.
+        pi0 = storey_null_proportion(scores) if final.fdr == "storey" else 1.0
+        found = int(benjamini_hochberg(scores, alpha, null_proportion=pi0).sum())
+        cut = min(1.0, alpha / pi0 * found / max(scores.size, 1))
         flags = f"p-value <= {cut:.3g}" if found else "no p-value is low enough"
         return cut, True, f"BH cut at FDR {alpha:.3g}: {flags}"
     offset = getattr(final, "offset_", None)

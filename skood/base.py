@@ -61,6 +61,7 @@ __all__ = [
     "OUTLIER_LABEL",
     "SCORE_FLOOR",
     "TIE_RTOL",
+    "TIE_RTOL_FLOAT64",
     "WIDTHS_CONSTRAINT",
     "BaseDetector",
     "CalibratedThresholdMixin",
@@ -82,6 +83,7 @@ __all__ = [
     "split_holdout",
     "split_labels",
     "tie_ceiling",
+    "tie_rtol",
     "validate_numeric",
     "warn_if_anomaly_labels",
     "warn_user",
@@ -96,35 +98,55 @@ OUTLIER_LABEL = -1
 #: ``score - offset_`` and a mean over up to ~1e200 rows stay finite.
 SCORE_FLOOR = -1e100
 
-#: Scores within this relative distance of each other are ties. A float32 network scores the
-#: same row about 1e-7 apart (relative) in batches of different sizes, as BLAS kernels sum in
-#: another order; measured up to 4e-7 for Deep SVDD on a constant training set (its held-out
-#: calibration rows, scored as a batch of 2, landed above the same rows scored as a batch of
-#: 20, and every training row was flagged). That rounding must not decide a row's side of a
-#: threshold, nor move its conformal p-value.
+#: Scores within this relative distance of each other are ties, for scores computed in float32
+#: (every torch model). A float32 network scores the same row about 1e-7 apart (relative) in
+#: batches of different sizes, as BLAS kernels sum in another order; measured up to 4e-7 for
+#: Deep SVDD on a constant training set (its held-out calibration rows, scored as a batch of 2,
+#: landed above the same rows scored as a batch of 20, and every training row was flagged). That
+#: rounding must not decide a row's side of a threshold, nor move its conformal p-value.
 TIE_RTOL = 1e-6
 
+#: The same for scores computed in float64 (the Gaussian, KNN, scikit-learn's detectors): their
+#: batch-to-batch rounding was measured at most 8e-16 relative (Mahalanobis scores of digits in
+#: batches of 1, 2, 7 and 64 rows), so 1e-10 absorbs rounding with a wide margin and nothing
+#: more. A float32 tolerance on such scores made 1e7 + small integers all ties: p-values rose
+#: by up to 0.26 and Benjamini-Hochberg flagged nothing.
+TIE_RTOL_FLOAT64 = 1e-10
 
-def tie_ceiling(scores) -> np.ndarray:
-    """The largest value each score ties with: ``s + TIE_RTOL |s|``, as float64.
+
+def tie_rtol(dtype) -> float:
+    """The tie tolerance of scores computed in ``dtype``: :data:`TIE_RTOL_FLOAT64` for float64
+    (or wider), :data:`TIE_RTOL` for anything coarser (float32, float16, integers read as
+    float32 by a network)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize >= 8:
+        return TIE_RTOL_FLOAT64
+    return TIE_RTOL
+
+
+def tie_ceiling(scores, rtol: float = TIE_RTOL) -> np.ndarray:
+    """The largest value each score ties with: ``s + rtol |s|``, as float64.
 
     The one place the tie rule is written: :func:`is_at_or_above` (thresholds) and
     :mod:`skood.conformal` (p-values, counting the calibration scores ``<=`` a score) use it.
+    ``rtol`` follows the precision the scores were computed in (:func:`tie_rtol`).
     """
     scores = np.asarray(scores, dtype=np.float64)
-    return scores + TIE_RTOL * np.abs(scores)
+    return scores + rtol * np.abs(scores)
 
 
-def is_at_or_above(scores, reference: float) -> np.ndarray:
-    """Whether each score is at or above ``reference``, ties within :data:`TIE_RTOL` included.
+def is_at_or_above(scores, reference: float, rtol: float = TIE_RTOL) -> np.ndarray:
+    """Whether each score is at or above ``reference``, ties within ``rtol`` included.
 
-    A score below ``reference`` by at most ``TIE_RTOL`` times its own magnitude is a tie and
+    A score below ``reference`` by at most ``rtol`` times its own magnitude is a tie and
     counts as at it: how :mod:`skood.conformal` counts the calibration scores ``<=`` a score.
 
     Parameters
     ----------
     scores : array-like of shape (n_samples,)
     reference : float
+    rtol : float, default=TIE_RTOL
+        :func:`tie_rtol` of the dtype the scores were computed in.
 
     Returns
     -------
@@ -135,7 +157,7 @@ def is_at_or_above(scores, reference: float) -> np.ndarray:
     >>> is_at_or_above([-2.0, -1.0000001, -1.1], -1.0)
     array([False,  True, False])
     """
-    return tie_ceiling(scores) >= reference
+    return tie_ceiling(scores, rtol) >= reference
 
 
 def fit_context(*, prefer_skip_nested_validation: bool) -> Callable:
@@ -511,6 +533,9 @@ class CalibratedThresholdMixin:
 
     #: The dtype(s) ``fit`` and ``score_samples`` convert ``X`` to (torch models read float32).
     _input_dtype: type | tuple = (np.float64, np.float32)
+    #: The precision the score is computed in, which sets how close two scores must be to tie
+    #: (:func:`tie_rtol`): float32 unless the class computes in float64 throughout.
+    _score_dtype: type = np.float32
     #: The fewest columns ``X`` may have.
     _min_features: int = 1
     #: The fewest inlier rows left to train on once calibration rows are held out.
@@ -802,7 +827,7 @@ class CalibratedThresholdMixin:
         reached = calibration[np.searchsorted(calibration, offset) :][:1]
         if reached.size == 0:  # a natural boundary above every calibration score
             return scores >= offset
-        return (scores >= offset) | is_at_or_above(scores, reached[0])
+        return (scores >= offset) | is_at_or_above(scores, reached[0], tie_rtol(self._score_dtype))
 
     def __setstate__(self, state: dict) -> None:
         # A model saved by an older skood: skood._compat maps its names to today's.

@@ -10,9 +10,11 @@ of a new row ``x`` is
 A calibration score tied with ``s(x)`` counts towards ``u(x)``: ties make the p-value larger,
 never smaller, so ``P(u(X) <= alpha) <= alpha`` holds for an inlier ``X`` exchangeable with the
 calibration rows, whatever the ties (equality, ``floor(alpha (n + 1)) / (n + 1)``, when there are
-none). Scores within a relative ``TIE_RTOL`` of each other are ties: a float32 network's score
-moves by about 1e-7 relative with the batch it is computed in, and that rounding must not move a
-row's p-value (counting more ties only raises p-values, so validity is kept). The p-values of a batch are positively dependent (PRDS, the paper's Theorem 2), so
+none). Scores within a relative tolerance of each other are ties, the tolerance following the
+precision the score was computed in (:func:`skood.base.tie_rtol`): a float32 network's score moves
+by about 1e-7 relative with the batch it is computed in, and that rounding must not move a row's
+p-value (counting more ties only raises p-values, so validity is kept); float64 scores tie within
+1e-10 only, so that distinct scores stay distinct. The p-values of a batch are positively dependent (PRDS, the paper's Theorem 2), so
 Benjamini–Hochberg on them controls the false discovery rate.
 
 :func:`conformal_p_values` is the formula; :class:`ConformalDetector` wraps any detector (skood's,
@@ -44,6 +46,7 @@ from skood.base import (
     split_holdout,
     split_labels,
     tie_ceiling,
+    tie_rtol,
     warn_user,
 )
 
@@ -56,7 +59,7 @@ __all__ = [
 ]
 
 
-def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray:
+def conformal_p_values(calibration_scores, scores, *, bounds=None, rtol=None) -> np.ndarray:
     """Split-conformal p-values of ``scores`` against ``calibration_scores`` (higher = more normal).
 
     Parameters
@@ -67,6 +70,10 @@ def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray
     bounds : ndarray of shape (n + 1,) or None, default=None
         :func:`calibration_conditional_bounds` for the calibration-conditional p-values;
         None gives the marginal ones.
+    rtol : float or None, default=None
+        Scores within ``rtol`` (relative) of each other tie (:func:`skood.base.tie_rtol`).
+        None: from the arrays' dtype, float32 if either is float32 (1e-6), else float64
+        (1e-10). Pass ``tie_rtol(np.float32)`` for a network's scores returned as float64.
 
     Returns
     -------
@@ -78,16 +85,24 @@ def conformal_p_values(calibration_scores, scores, *, bounds=None) -> np.ndarray
     >>> conformal_p_values([1.0, 2.0, 2.0, 3.0], [0.5, 2.0, 9.0])
     array([0.2, 0.8, 1. ])
     """
+    if rtol is None:
+        rtol = max(tie_rtol(_float_dtype(calibration_scores)), tie_rtol(_float_dtype(scores)))
     calibration = np.sort(np.asarray(calibration_scores, dtype=np.float64).ravel())
-    ranks = _ranks(calibration, np.asarray(scores, dtype=np.float64))
+    ranks = _ranks(calibration, np.asarray(scores, dtype=np.float64), rtol)
     if bounds is not None:
         return np.asarray(bounds, dtype=np.float64)[ranks]
     return (1.0 + ranks) / (calibration.size + 1.0)
 
 
-def _ranks(sorted_calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """``#{i : S_i <= s}`` per score, ties within ``TIE_RTOL`` included."""
-    return np.searchsorted(sorted_calibration, tie_ceiling(scores), side="right")
+def _float_dtype(values) -> np.dtype:
+    """The dtype ``values`` were computed in: an array's own, float64 for Python numbers."""
+    dtype = getattr(values, "dtype", None)
+    return np.dtype(dtype) if dtype is not None and dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _ranks(sorted_calibration: np.ndarray, scores: np.ndarray, rtol: float) -> np.ndarray:
+    """``#{i : S_i <= s}`` per score, ties within ``rtol`` (relative) included."""
+    return np.searchsorted(sorted_calibration, tie_ceiling(scores, rtol), side="right")
 
 
 def calibration_conditional_bounds(n: int, delta: float, method: str = "simes") -> np.ndarray:
@@ -250,10 +265,14 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         BH discoveries at FDR ``alpha``). It may be changed on a fitted model with
         ``set_params`` (nothing is refitted); ``predict``, ``decision_function`` and
         ``offset_`` validate it as ``fit`` does, and refuse a level no p-value can reach.
-    fdr : bool, default=False
+    fdr : bool or {"bh", "storey"}, default=False
         ``predict`` applies Benjamini–Hochberg to the rows it is given together: its flags then
-        depend on the batch (``decision_function`` stays the per-row level test). Like
-        ``alpha``, it may be changed on a fitted model.
+        depend on the batch (``decision_function`` stays the per-row level test). True or
+        ``"bh"``: plain BH (FDR at most ``alpha`` times the share of inliers in the batch);
+        ``"storey"``: adaptive BH at level ``alpha / pi0``, with Storey's estimate ``pi0`` of
+        that share (:func:`storey_null_proportion`), which flags more when a batch holds many
+        outliers and keeps the FDR at most ``alpha`` (Marandon, Lei, Mary and Roquain 2024,
+        for conformal p-values). Like ``alpha``, it may be changed on a fitted model.
     method : {"split", "cross"}, default="split"
         ``"split"``: one model, calibrated on inliers it never saw. A skood estimator that holds
         its own calibration inliers out (``calibration_held_out_``) is fitted on every row and
@@ -344,7 +363,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
-        "fdr": ["boolean"],
+        "fdr": ["boolean", StrOptions({"bh", "storey"})],
         "method": [StrOptions({"split", "cross"})],
         "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_splits": [Interval(Integral, 2, None, closed="left")],
@@ -446,6 +465,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             ):
                 self.reused_calibration_ = True
                 self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
+                self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
                 return
         inlier_rows = np.flatnonzero(inliers)
         _, held = split_holdout(
@@ -461,6 +481,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self.estimator_ = self._fit_one(clone(self.estimator), X, y, ~calibration)
         scores = self._detector_scores(self.estimator_, _safe_indexing(X, calibration))
         self.reused_calibration_ = False
+        self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
+        scores = scores.astype(np.float64)
         if codes is None:
             self.calibration_scores_ = np.sort(scores)
         else:
@@ -487,9 +509,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             calibration[inlier_rows[held]] = True
             model = self._fit_one(clone(self.estimator), X, y, ~calibration)
             self.estimators_.append(model)
-            self.calibration_scores_.append(
-                self._detector_scores(model, _safe_indexing(X, calibration))
-            )
+            scores = self._detector_scores(model, _safe_indexing(X, calibration))
+            self.tie_rtol_ = self._tie_rtol_of(model, scores)
+            self.calibration_scores_.append(scores.astype(np.float64))
             self._fold_codes.append(None if codes is None else codes[held])
         self.reused_calibration_ = False
 
@@ -624,17 +646,36 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
 
     # -- scoring ---------------------------------------------------------------------------------
     @staticmethod
+    def _tie_rtol_of(model, scores) -> float:
+        """How close two of ``model``'s scores must be to tie: a skood estimator declares the
+        precision it computes in; another's is the dtype its scoring method returned (PyOD's,
+        cast by :func:`skood.registry.pyod_scores`, counts as float32: its deep detectors are
+        torch networks)."""
+        last = _last_step(model)
+        if _is_skood(last):
+            return tie_rtol(getattr(last, "_score_dtype", np.float32))
+        if type(last).__module__.startswith("pyod."):
+            return tie_rtol(np.float32)
+        return tie_rtol(scores.dtype)
+
+    @property
+    def _rtol(self) -> float:
+        # Models fitted before the record existed used the float32 tolerance for every score.
+        return getattr(self, "tie_rtol_", tie_rtol(np.float32))
+
+    @staticmethod
     def _detector_scores(model, X) -> np.ndarray:
-        """The wrapped detector's scores, higher = more normal."""
+        """The wrapped detector's scores, higher = more normal, in the dtype it computed them in
+        (float64 or float32; callers read them as float64)."""
         last = _last_step(model)
         if type(last).__module__.startswith("pyod."):  # PyOD: higher = more abnormal
             from skood.registry import pyod_scores
 
             return pyod_scores(model, X)
         if hasattr(model, "score_samples"):
-            return np.asarray(model.score_samples(X), dtype=np.float64)
+            return _as_float(model.score_samples(X))
         if hasattr(model, "decision_function"):
-            return np.asarray(model.decision_function(X), dtype=np.float64)
+            return _as_float(model.decision_function(X))
         raise TypeError(
             f"ConformalDetector: {type(last).__name__} has neither score_samples nor "
             "decision_function, so it gives no score to calibrate."
@@ -644,8 +685,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         """The wrapped detector's own scores (``"cross"``: the mean over the fold models)."""
         self._check_params(("method",))
         if self.method == "cross":
-            return np.mean([self._detector_scores(m, X) for m in self.estimators_], axis=0)
-        return self._detector_scores(self.estimator_, X)
+            scores = [self._detector_scores(m, X).astype(np.float64) for m in self.estimators_]
+            return np.mean(scores, axis=0)
+        return self._detector_scores(self.estimator_, X).astype(np.float64)
 
     def score_samples(self, X) -> np.ndarray:
         """Conformal p-values: higher = more normal, in ``(0, 1]``.
@@ -663,28 +705,30 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             scores = self._detector_scores(self.estimator_, X)
             if not self.class_conditional:
                 bounds = self._bounds(self.calibration_scores_.size)
-                return conformal_p_values(self.calibration_scores_, scores, bounds=bounds)
+                return conformal_p_values(
+                    self.calibration_scores_, scores, bounds=bounds, rtol=self._rtol
+                )
             per_class = [
-                conformal_p_values(cal, scores, bounds=self._bounds(cal.size))
+                conformal_p_values(cal, scores, bounds=self._bounds(cal.size), rtol=self._rtol)
                 for cal in self.calibration_scores_
             ]
             return np.max(per_class, axis=0)
         fold_scores = [self._detector_scores(m, X) for m in self.estimators_]
         if not self.class_conditional:
-            return self._cross_p_values(fold_scores, self.calibration_scores_)
+            return self._cross_p_values(fold_scores, self.calibration_scores_, self._rtol)
         per_class = []
         for k in range(self.classes_.size):
             calibration = [
                 c[codes == k] for c, codes in zip(self.calibration_scores_, self._fold_codes)
             ]
-            per_class.append(self._cross_p_values(fold_scores, calibration))
+            per_class.append(self._cross_p_values(fold_scores, calibration, self._rtol))
         return np.max(per_class, axis=0)
 
     @staticmethod
-    def _cross_p_values(fold_scores, calibration) -> np.ndarray:
+    def _cross_p_values(fold_scores, calibration, rtol) -> np.ndarray:
         """``(1 + sum_k #{i in fold k : S_i^(k) <= s^(k)(x)}) / (n + 1)`` (cross-conformal)."""
         n = sum(c.size for c in calibration)
-        counts = sum(_ranks(np.sort(c), s) for s, c in zip(fold_scores, calibration))
+        counts = sum(_ranks(np.sort(c), s, rtol) for s, c in zip(fold_scores, calibration))
         return (1.0 + counts) / (n + 1.0)
 
     def decision_function(self, X) -> np.ndarray:
@@ -709,8 +753,14 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         p_values = self.score_samples(X)
         if self.fdr:
             self._warn_if_bh_cannot_reject(len(p_values))
-        flagged = benjamini_hochberg(p_values, self.alpha) if self.fdr else p_values <= self.alpha
-        return np.where(flagged, -1, 1)
+        return np.where(self._flags(p_values), -1, 1)
+
+    def _flags(self, p_values) -> np.ndarray:
+        """Which of a batch's p-values ``predict`` flags: ``<= alpha``, or (BH / Storey-BH)."""
+        if not self.fdr:
+            return p_values <= self.alpha
+        pi0 = storey_null_proportion(p_values) if self.fdr == "storey" else 1.0
+        return benjamini_hochberg(p_values, self.alpha, null_proportion=pi0)
 
     def _warn_if_bh_cannot_reject(self, m: int) -> None:
         """Warn when BH cannot flag a lone outlier in a batch of ``m`` rows.
@@ -746,6 +796,12 @@ def _as_rows(X, name: str):
     if hasattr(X, "__array__") and not hasattr(X, "iloc"):
         return np.asarray(X)
     return X  # a list (of image paths, say) or a DataFrame, for the wrapped Pipeline
+
+
+def _as_float(scores) -> np.ndarray:
+    """Scores as a float array, float32 kept (its precision sets the tie tolerance)."""
+    scores = np.asarray(scores)
+    return scores if scores.dtype in (np.float32, np.float64) else scores.astype(np.float64)
 
 
 def _plain(value):

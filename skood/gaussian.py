@@ -525,6 +525,7 @@ default="auto"
         self.random_state = random_state
 
     _input_dtype = np.float64
+    _score_dtype = np.float64  # numpy float64 throughout (the Dask fit too)
 
     def fit(self, X, y=None):
         """Fit the Gaussian(s) on the inlier rows of ``X``.

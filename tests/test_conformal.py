@@ -2,6 +2,7 @@
 (split, cross, Mondrian, calibration-conditional, BH's FDR), any detector wrapped, composition,
 persistence and bad input."""
 
+import copy
 import io
 import math
 import pickle
@@ -20,11 +21,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skood
 from skood import CLIPZeroShot, GaussianMahalanobis, QuantileFlowDetector
+from skood.base import TIE_RTOL, TIE_RTOL_FLOAT64
 from skood.conformal import (
     ConformalDetector,
     benjamini_hochberg,
     calibration_conditional_bounds,
     conformal_p_values,
+    storey_null_proportion,
 )
 from skood.metrics import SCORERS
 from skood.model_selection import OODStratifiedKFold
@@ -92,6 +95,71 @@ def test_benjamini_hochberg_is_scipys():
     # the textbook example: at FDR 0.05, BH rejects the 2 smallest (0.008 <= 2/10 * 0.05)
     np.testing.assert_array_equal(benjamini_hochberg(p, 0.05), [True, True] + [False] * 8)
     assert benjamini_hochberg([], 0.05).shape == (0,)
+
+
+def _exact_p_values(calibration, scores):
+    """``(1 + #{S_i <= s}) / (n + 1)`` with exact comparisons: nonconform's formula."""
+    calibration = np.asarray(calibration, dtype=np.float64)
+    return np.array([(1 + np.sum(calibration <= s)) / (calibration.size + 1) for s in scores])
+
+
+def test_float64_scores_of_large_magnitude_are_not_ties():
+    """1e7 + small integers: with a float32 tolerance (1e-6 relative: 10 units) they all tied,
+    p-values rose by up to 0.26 and BH flagged nothing where exact ranks flag 177 rows."""
+    rng = np.random.default_rng(0)
+    calibration = 1e7 + rng.integers(0, 1000, size=500).astype(np.float64)
+    scores = 1e7 + np.r_[rng.integers(0, 1000, size=800), rng.integers(-300, 3, size=200)]
+    scores = scores.astype(np.float64)
+    p = conformal_p_values(calibration, scores)
+    np.testing.assert_array_equal(p, _exact_p_values(calibration, scores))
+    # the float32 tolerance on the same float64 numbers: what the fix removes
+    loose = conformal_p_values(calibration, scores, rtol=TIE_RTOL)
+    assert (loose - p).max() > 0.01
+    assert benjamini_hochberg(p, 0.1).sum() > benjamini_hochberg(loose, 0.1).sum()
+
+
+def test_float32_scores_keep_the_float32_tolerance():
+    """A float32 network scores a row ~1e-7 apart between batches: that must not move a
+    p-value, so float32 arrays tie within TIE_RTOL, float64 ones within TIE_RTOL_FLOAT64."""
+    calibration = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    below = np.float32(2.0) * np.float32(1 - 2e-7)  # 2.0 one or two float32 ulps down
+    p32 = conformal_p_values(calibration, np.array([below], dtype=np.float32))
+    p64 = conformal_p_values(calibration.astype(np.float64), [float(below)])
+    assert p32[0] == 3 / 5 and p64[0] == 2 / 5  # tie counted / not counted
+    assert TIE_RTOL_FLOAT64 < 1e-9 < TIE_RTOL
+
+
+def test_conformal_detector_ties_follow_the_wrapped_detectors_precision():
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    forest = ConformalDetector(IsolationForest(random_state=0), random_state=0).fit(X)
+    gauss = ConformalDetector(_gauss(), random_state=0).fit(X)
+    flow = ConformalDetector(QuantileFlowDetector(**TINY_FLOW), random_state=0).fit(X)
+    assert forest.tie_rtol_ == gauss.tie_rtol_ == TIE_RTOL_FLOAT64
+    assert flow.tie_rtol_ == TIE_RTOL  # a float32 network
+    # the p-values of a float64 detector are its exact ranks
+    scores = forest.detector_scores(X[:50])
+    np.testing.assert_array_equal(
+        forest.score_samples(X[:50]), _exact_p_values(forest.calibration_scores_, scores)
+    )
+
+
+def test_storey_null_proportion_and_adaptive_bh_by_hand():
+    p = np.array([0.001, 0.002, 0.003, 0.2, 0.6, 0.7, 0.8, 0.9])
+    # (1 + #{p > 0.5}) / (m (1 - 0.5)) = (1 + 4) / 4, capped at 1
+    assert storey_null_proportion(p) == 1.0
+    assert storey_null_proportion(p, threshold=0.75) == 1.0  # (1 + 2) / (8 * 0.25), capped
+    q = np.r_[np.full(6, 0.02), [0.6, 0.9]]
+    pi0 = storey_null_proportion(q)  # (1 + 2) / 4 = 0.75
+    assert pi0 == 0.75
+    # BH at alpha = 0.025 rejects nothing (0.02 > 6/8 * 0.025); adaptive BH runs at 0.025 / 0.75
+    assert not benjamini_hochberg(q, 0.025).any()
+    np.testing.assert_array_equal(
+        benjamini_hochberg(q, 0.025, null_proportion=pi0), [True] * 6 + [False] * 2
+    )
+    with pytest.raises(ValueError, match="null_proportion"):
+        benjamini_hochberg(q, 0.1, null_proportion=0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        storey_null_proportion(q, threshold=1.0)
 
 
 # -- validity by simulation ------------------------------------------------------------------------
@@ -569,3 +637,22 @@ def test_bh_that_cannot_flag_a_lone_outlier_says_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         det.predict(batch[:2])  # a batch of 2: 1/21 <= 0.1 / 2, BH can flag
+
+
+def test_storey_fdr_flags_more_when_many_rows_are_outliers_and_keeps_the_fdr():
+    """fdr='storey' is adaptive BH on the batch: a batch that is 40 % outliers gets more flags
+    than plain BH, and the realised FDR stays within alpha (Monte Carlo, 3 standard errors)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 2))
+    det = ConformalDetector(_gauss(), alpha=ALPHA, fdr=True, random_state=0).fit(X)
+    storey = copy.deepcopy(det).set_params(fdr="storey")  # fdr changes on a fitted model
+    more, fdps = 0, []
+    for _ in range(200):
+        batch = np.r_[rng.normal(size=(60, 2)), rng.normal(2.5, 1.0, size=(40, 2))]
+        plain, adaptive = det.predict(batch) == -1, storey.predict(batch) == -1
+        assert np.all(adaptive[plain])  # alpha / pi0 >= alpha: never fewer flags
+        more += adaptive.sum() > plain.sum()
+        fdps.append(adaptive[:60].sum() / max(adaptive.sum(), 1))
+    assert more > 100
+    fdps = np.asarray(fdps)
+    assert fdps.mean() <= ALPHA + 3 * fdps.std(ddof=1) / np.sqrt(fdps.size)
