@@ -235,7 +235,16 @@ def _is_skood(estimator) -> bool:
     return type(estimator).__module__.startswith("skood.")
 
 
+def _is_frozen(estimator) -> bool:
+    from sklearn.frozen import FrozenEstimator
+
+    return isinstance(estimator, FrozenEstimator)
+
+
 def _last_step(estimator):
+    """The detector that scores: a Pipeline's last step, a FrozenEstimator's estimator."""
+    if _is_frozen(estimator):
+        estimator = estimator.estimator
     return estimator[-1] if hasattr(estimator, "steps") else estimator
 
 
@@ -259,7 +268,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     estimator : estimator
         Fitted on the training rows. Its scores come from ``score_samples`` (higher = more
         normal), else ``decision_function``; a PyOD detector's ``decision_function`` (higher =
-        more abnormal) is negated.
+        more abnormal) is negated. An already fitted detector wrapped in scikit-learn's
+        ``FrozenEstimator`` is not fitted again: every inlier row ``fit`` is given calibrates
+        it (give rows it never trained on), as ``CalibratedClassifierCV`` does with one.
     alpha : float in (0, 1), default=0.05
         The level: ``predict`` flags rows with a p-value ``<= alpha`` (or, with ``fdr``, the
         BH discoveries at FDR ``alpha``). It may be changed on a fitted model with
@@ -305,6 +316,20 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     delta : float in (0, 1), default=0.1
         The ``delta`` of ``calibration_conditional`` (at most 0.5 for ``"dkwm"``, whose
         one-sided bound is proved there).
+    labeling_budget : int >= 0, default=0
+        For training rows that may hold unlabelled outliers (a contaminated reference set):
+        the number ``m`` of calibration rows a person will review, Label-Trim of Bashari,
+        Sesia and Romano (ICML 2025). ``fit`` lists in ``review_rows_`` the ``m`` calibration
+        rows that look least normal (lowest scores); :meth:`trim_calibration` takes their
+        labels and drops those found to be outliers from the calibration set. Outliers among
+        the calibration rows make the plain p-values conservative (fewer flags than ``alpha``
+        allows, and less power: the paper's Lemma, for outliers that score lower than
+        inliers); removing only the reviewed outliers recovers power while keeping the
+        false-positive rate near ``alpha`` (their Theorem 3.1 bounds the excess; measured in
+        :doc:`/user_guide/papers/conformal`). Removing the lowest-scoring rows *without*
+        review (naive trimming) is not offered: it lowers every p-value and breaks the
+        guarantee. ``"split"`` only, and not with ``class_conditional`` or
+        ``calibration_conditional`` (the analysis covers neither). 0: no review.
     random_state : int, RandomState or None, default=None
         The calibration split and the folds.
 
@@ -331,6 +356,22 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         changed with ``set_params`` after fitting: nothing is refitted, and ``offset_`` follows.
     reused_calibration_ : bool
         Whether the estimator's own held-out calibration scores were reused.
+    calibration_rows_ : ndarray of int
+        ``labeling_budget > 0``: the rows of ``X`` (positions in what ``fit`` was given) that
+        calibrate.
+    review_rows_ : ndarray of int, shape (labeling_budget,)
+        ``labeling_budget > 0``: the calibration rows to review, lowest score first.
+    review_scores_ : ndarray of float64, shape (labeling_budget,)
+        ``labeling_budget > 0``: their scores.
+    review_outliers_ : ndarray of bool, shape (labeling_budget,)
+        ``labeling_budget > 0``: the verdict :meth:`trim_calibration` was given (all false
+        until it is called).
+    n_trimmed_ : int
+        ``labeling_budget > 0``: the reviewed rows :meth:`trim_calibration` dropped as
+        outliers (0 until it is called).
+    tie_rtol_ : float
+        Calibration and new scores within this relative distance tie: 1e-6 for scores computed
+        in float32 (a network), 1e-10 for float64 (:func:`skood.base.tie_rtol`).
 
     Notes
     -----
@@ -358,7 +399,13 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
 
     #: What ``score_samples`` reads that also shaped the fit (the models, the calibration rows,
     #: ``possible_p_values_``): fixed from ``fit`` on (``_scoring_params`` says which apply).
-    _calibration_params = ("method", "class_conditional", "calibration_conditional", "delta")
+    _calibration_params = (
+        "labeling_budget",
+        "method",
+        "class_conditional",
+        "calibration_conditional",
+        "delta",
+    )
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
@@ -370,6 +417,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         "class_conditional": ["boolean"],
         "calibration_conditional": [StrOptions({"simes", "dkwm"}), None],
         "delta": [Interval(Real, 0, 1, closed="neither")],
+        "labeling_budget": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -385,6 +433,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         class_conditional=False,
         calibration_conditional=None,
         delta=0.1,
+        labeling_budget=0,
         random_state=None,
     ):
         self.estimator = estimator
@@ -396,6 +445,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self.class_conditional = class_conditional
         self.calibration_conditional = calibration_conditional
         self.delta = delta
+        self.labeling_budget = labeling_budget
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -428,6 +478,19 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
                 "DKWM bound (Massart's constant) is proved for delta <= 0.5. Use delta <= 0.5, "
                 "or calibration_conditional='simes', which holds for any delta."
             )
+        if _is_frozen(self.estimator) and self.method != "split":
+            raise ValueError(
+                f"{name}: a FrozenEstimator is one fitted model, calibrated on every row given "
+                "to fit; method='cross' refits one per fold. Use method='split'."
+            )
+        if self.labeling_budget and (
+            self.method != "split" or self.class_conditional or self.calibration_conditional
+        ):
+            raise ValueError(
+                f"{name}: labeling_budget (Label-Trim, Bashari et al. 2025) needs method='split' "
+                "without class_conditional or calibration_conditional: its guarantee is proved "
+                "for one model and one pooled calibration set with marginal p-values."
+            )
         n = _num_samples(X)
         inliers, labels = split_labels(y, n, name)
         if self.class_conditional and labels is None:
@@ -452,7 +515,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     def _fit_split(self, X, y, inliers, codes, rng) -> None:
         # A bare skood estimator's own held-out scores are reused (in a Pipeline, the steps
         # before it were fitted on its calibration rows too, so they are not held out).
-        if _is_skood(self.estimator) and not self.class_conditional:
+        # With a labeling budget the calibration rows must be known by position (to list those
+        # to review), which an estimator's own held-out rows are not.
+        if _is_skood(self.estimator) and not self.class_conditional and not self.labeling_budget:
             all_rows = np.ones(len(inliers), dtype=bool)
             self.estimator_ = self._fit_one(clone(self.estimator), X, y, all_rows)
             scores = getattr(self.estimator_, "calibration_scores_", np.empty(0))
@@ -468,6 +533,10 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
                 self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
                 return
         inlier_rows = np.flatnonzero(inliers)
+        if _is_frozen(self.estimator):  # fitted already: every inlier row calibrates
+            self.estimator_ = self.estimator
+            self._calibrate_split(X, inlier_rows, np.arange(inlier_rows.size), codes)
+            return
         _, held = split_holdout(
             inlier_rows.size,
             self.calibration_fraction,
@@ -479,10 +548,18 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         calibration = np.zeros(len(inliers), dtype=bool)
         calibration[inlier_rows[held]] = True
         self.estimator_ = self._fit_one(clone(self.estimator), X, y, ~calibration)
-        scores = self._detector_scores(self.estimator_, _safe_indexing(X, calibration))
+        self._calibrate_split(X, inlier_rows, held, codes)
+
+    def _calibrate_split(self, X, inlier_rows, held, codes) -> None:
+        """Score the calibration rows ``inlier_rows[held]`` with ``estimator_``."""
+        rows = np.sort(inlier_rows[held])  # the order _safe_indexing returns them in
+        held = np.sort(held)
+        scores = self._detector_scores(self.estimator_, _safe_indexing(X, rows))
         self.reused_calibration_ = False
         self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
         scores = scores.astype(np.float64)
+        if self.labeling_budget:
+            self._list_rows_to_review(rows, scores)
         if codes is None:
             self.calibration_scores_ = np.sort(scores)
         else:
@@ -527,6 +604,78 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         if y is not None:
             rows = rows & ~is_outlier_label(y)
         return estimator.fit(_safe_indexing(X, rows))
+
+    def _list_rows_to_review(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        """Record the calibration rows and the ``labeling_budget`` of them that score lowest."""
+        if self.labeling_budget > rows.size:
+            raise ValueError(
+                f"{type(self).__name__}: labeling_budget={self.labeling_budget} is more than the "
+                f"{rows.size} calibration rows; review at most {rows.size} (or raise "
+                "calibration_fraction)."
+            )
+        order = np.argsort(scores, kind="stable")  # lowest score (most suspicious) first
+        self.calibration_rows_ = rows
+        self.review_rows_ = rows[order[: self.labeling_budget]]
+        self.review_scores_ = scores[order[: self.labeling_budget]]
+        self.review_outliers_ = np.zeros(self.labeling_budget, dtype=bool)
+        self.n_trimmed_ = 0
+
+    def trim_calibration(self, is_outlier):
+        """Drop the reviewed calibration rows found to be outliers (Label-Trim).
+
+        Bashari, Sesia and Romano, "Robust conformal outlier detection under contaminated
+        reference data", ICML 2025, Algorithm 1: the ``m = labeling_budget`` calibration rows
+        with the lowest scores are reviewed, and those labelled outliers leave the calibration
+        set; every other calibration row stays, outlier or not. The p-values then use the rows
+        left. Reviewing exactly those ``m`` rows matters: their selection by score is what the
+        paper's bound on the false-positive rate accounts for.
+
+        Parameters
+        ----------
+        is_outlier : array-like of bool or {0, 1}, shape (labeling_budget,)
+            The review's verdict for each row of ``review_rows_``, in that order: true (1)
+            where the row is an outlier. Every listed row must be labelled.
+
+        Returns
+        -------
+        self : ConformalDetector
+            With ``calibration_scores_``, ``n_calibration_``, ``possible_p_values_`` and
+            ``n_trimmed_`` updated. Calling it again replaces the previous verdict.
+        """
+        self._check_params(self._scoring_params)
+        name = type(self).__name__
+        if not self.labeling_budget:
+            raise ValueError(
+                f"{name} was fitted with labeling_budget=0, so no calibration row was listed for "
+                "review. Fit with labeling_budget=m to review the m most suspicious rows."
+            )
+        verdict = np.asarray(is_outlier)
+        if verdict.shape != (self.labeling_budget,):
+            raise ValueError(
+                f"{name}.trim_calibration: is_outlier has shape {verdict.shape}, but "
+                f"review_rows_ lists {self.labeling_budget} rows; give one verdict per listed row, "
+                "in the order of review_rows_ (the guarantee needs all of them reviewed)."
+            )
+        if verdict.dtype.kind == "f" and np.isnan(verdict).any():
+            raise ValueError(
+                f"{name}.trim_calibration: {int(np.isnan(verdict).sum())} of the listed rows have "
+                "no verdict (NaN). Review every row of review_rows_: trimming only some of them "
+                "is not the procedure whose false-positive rate is bounded."
+            )
+        if verdict.dtype != bool and not np.isin(verdict, (0, 1)).all():
+            raise ValueError(
+                f"{name}.trim_calibration: is_outlier must hold booleans or 0 / 1 (1 = outlier); "
+                f"got the values {np.unique(verdict)[:5].tolist()}."
+            )
+        verdict = verdict.astype(bool)
+        # The rows a previous verdict dropped come back first: a new verdict replaces it.
+        every = np.r_[self.calibration_scores_, self.review_scores_[self.review_outliers_]]
+        kept = _remove(np.sort(every), self.review_scores_[verdict])
+        self.calibration_scores_ = kept
+        self.review_outliers_ = verdict
+        self.n_trimmed_ = int(verdict.sum())
+        self._set_level()
+        return self
 
     def _set_level(self) -> None:
         """Record the p-values this detector can return and check ``alpha`` is reachable."""
@@ -796,6 +945,17 @@ def _as_rows(X, name: str):
     if hasattr(X, "__array__") and not hasattr(X, "iloc"):
         return np.asarray(X)
     return X  # a list (of image paths, say) or a DataFrame, for the wrapped Pipeline
+
+
+def _remove(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``sorted_values`` without one occurrence of each of ``values`` (all present)."""
+    keep = np.ones(sorted_values.size, dtype=bool)
+    for value in values:  # at most labeling_budget of them
+        at = np.searchsorted(sorted_values, value, side="left")
+        while not keep[at]:  # an equal value already removed: the next occurrence
+            at += 1
+        keep[at] = False
+    return sorted_values[keep]
 
 
 def _as_float(scores) -> np.ndarray:

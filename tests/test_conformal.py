@@ -656,3 +656,121 @@ def test_storey_fdr_flags_more_when_many_rows_are_outliers_and_keeps_the_fdr():
     assert more > 100
     fdps = np.asarray(fdps)
     assert fdps.mean() <= ALPHA + 3 * fdps.std(ddof=1) / np.sqrt(fdps.size)
+
+
+# -- contaminated calibration: Label-Trim (Bashari, Sesia & Romano 2025) ---------------------------
+
+
+def _contaminated(rng, n, share):
+    """``n`` training rows, a ``share`` of them unlabelled outliers (shifted by 3.5)."""
+    k = int(round(share * n))
+    X = rng.normal(size=(n, 2))
+    X[:k] += 3.5
+    return X, np.arange(n) < k  # the rows that are outliers
+
+
+def test_label_trim_lists_the_lowest_calibration_rows_and_drops_the_reviewed_outliers():
+    rng = np.random.default_rng(0)
+    X, outlier = _contaminated(rng, 300, 0.1)
+    det = ConformalDetector(_gauss(), alpha=ALPHA, labeling_budget=20, random_state=0).fit(X)
+    assert det.calibration_rows_.size == det.n_calibration_ == 90
+    assert not det.reused_calibration_
+    scores = det.detector_scores(X)
+    calibration = np.sort(scores[det.calibration_rows_])
+    np.testing.assert_array_equal(det.calibration_scores_, calibration)
+    np.testing.assert_array_equal(scores[det.review_rows_], calibration[:20])  # lowest first
+    assert outlier[det.review_rows_].sum() >= 5  # the outliers are among the suspicious rows
+    verdict = outlier[det.review_rows_]
+    det.trim_calibration(verdict.astype(int))
+    kept = np.setdiff1d(det.calibration_rows_, det.review_rows_[verdict])
+    np.testing.assert_array_equal(det.calibration_scores_, np.sort(scores[kept]))
+    assert det.n_trimmed_ == verdict.sum() and det.n_calibration_ == 90 - verdict.sum()
+    # p-values by hand on the rows left
+    new = rng.normal(size=(50, 2))
+    expected = _exact_p_values(np.sort(scores[kept]), det.detector_scores(new))
+    np.testing.assert_allclose(det.score_samples(new), expected, rtol=0, atol=1e-15)
+    # a second verdict replaces the first
+    det.trim_calibration(np.zeros(20, dtype=bool))
+    np.testing.assert_array_equal(det.calibration_scores_, calibration)
+    assert det.n_trimmed_ == 0
+    loaded = _skood_round_trip(det.trim_calibration(verdict))
+    np.testing.assert_array_equal(loaded.score_samples(new), det.score_samples(new))
+    np.testing.assert_array_equal(loaded.review_rows_, det.review_rows_)
+
+
+def test_label_trim_recovers_power_and_holds_the_level():
+    """5 % unlabelled outliers in the training rows: the plain split is conservative (the
+    outliers' low calibration scores raise every p-value) and loses power; Label-Trim with a
+    budget of 10 % of the calibration rows gets the power back, its false-positive rate within
+    alpha plus the Monte Carlo error (200 repetitions)."""
+    rng = np.random.default_rng(1)
+    fpr = {"plain": [], "trim": []}
+    power = {"plain": [], "trim": []}
+    for rep in range(200):
+        X, outlier = _contaminated(rng, 400, 0.05)
+        det = ConformalDetector(_gauss(), alpha=ALPHA, labeling_budget=12, random_state=rep)
+        det.fit(X)
+        inliers, anomalies = rng.normal(size=(200, 2)), rng.normal(size=(50, 2)) + 2.5
+        for name in ("plain", "trim"):
+            if name == "trim":
+                det.trim_calibration(outlier[det.review_rows_])
+            fpr[name].append(np.mean(det.predict(inliers) == -1))
+            power[name].append(np.mean(det.predict(anomalies) == -1))
+    for name in fpr:
+        rates = np.asarray(fpr[name])
+        assert rates.mean() <= ALPHA + 3 * rates.std(ddof=1) / np.sqrt(rates.size)
+    assert np.mean(fpr["plain"]) < 0.8 * ALPHA  # conservative
+    assert np.mean(power["trim"]) > np.mean(power["plain"]) + 0.05
+
+
+def test_label_trim_refuses_what_its_guarantee_does_not_cover():
+    X = np.random.default_rng(2).normal(size=(200, 2))
+    for bad in ({"method": "cross"}, {"calibration_conditional": "simes"}):
+        with pytest.raises(ValueError, match="labeling_budget"):
+            ConformalDetector(_gauss(), labeling_budget=5, **bad).fit(X)
+    with pytest.raises(ValueError, match="labeling_budget"):
+        ConformalDetector(_gauss(), labeling_budget=5, class_conditional=True).fit(
+            X, np.arange(200) % 2
+        )
+    with pytest.raises(ValueError, match="more than the 60 calibration rows"):
+        ConformalDetector(_gauss(), labeling_budget=61).fit(X)
+    det = ConformalDetector(_gauss(), labeling_budget=5, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="one verdict per listed row"):
+        det.trim_calibration([1, 0])
+    with pytest.raises(ValueError, match="no verdict"):
+        det.trim_calibration([1.0, 0.0, np.nan, 0.0, 0.0])
+    with pytest.raises(ValueError, match="0 / 1"):
+        det.trim_calibration([2, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="labeling_budget=0"):
+        ConformalDetector(_gauss()).fit(X).trim_calibration([])
+    with pytest.raises(ValueError, match="fitted with labeling_budget=5"):
+        det.set_params(labeling_budget=3).trim_calibration([0, 0, 0])
+
+
+# -- an already fitted detector (FrozenEstimator) --------------------------------------------------
+
+
+def test_a_frozen_detector_is_not_refitted_and_every_row_calibrates():
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(3)
+    X_train, X_cal = rng.normal(size=(300, 2)), rng.normal(size=(99, 2))
+    forest = IsolationForest(random_state=0).fit(X_train)
+    before = forest.score_samples(X_cal)
+    det = ConformalDetector(FrozenEstimator(forest), alpha=ALPHA).fit(X_cal)
+    np.testing.assert_array_equal(forest.score_samples(X_cal), before)  # not refitted
+    assert det.n_calibration_ == 99 and not det.reused_calibration_
+    np.testing.assert_array_equal(det.calibration_scores_, np.sort(before))
+    new = rng.normal(size=(20, 2))
+    np.testing.assert_array_equal(
+        det.score_samples(new), _exact_p_values(before, forest.score_samples(new))
+    )
+    # labelled outliers among the calibration rows are left out, as in the split
+    y = np.where(np.arange(99) < 9, -1, 1)
+    assert ConformalDetector(FrozenEstimator(forest)).fit(X_cal, y).n_calibration_ == 90
+    with pytest.raises(ValueError, match="FrozenEstimator"):
+        ConformalDetector(FrozenEstimator(forest), method="cross").fit(X_cal)
+    buffer = io.BytesIO()
+    skood.save(det, buffer)
+    loaded = skood.load(io.BytesIO(buffer.getvalue()), trusted=["sklearn.tree._tree.Tree"])
+    np.testing.assert_array_equal(loaded.predict(new), det.predict(new))
