@@ -663,7 +663,7 @@ def test_storey_fdr_flags_more_when_many_rows_are_outliers_and_keeps_the_fdr():
 
 def _contaminated(rng, n, share):
     """``n`` training rows, a ``share`` of them unlabelled outliers (shifted by 3.5)."""
-    k = int(round(share * n))
+    k = round(share * n)
     X = rng.normal(size=(n, 2))
     X[:k] += 3.5
     return X, np.arange(n) < k  # the rows that are outliers
