@@ -217,7 +217,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     >>> det = AdaDetect(alpha=0.1, random_state=0).fit(inliers)
     >>> flags = det.predict(batch)  # one classifier fit, on this batch
     >>> int((flags[150:] == -1).sum()), int((flags[:150] == -1).sum())  # outliers, inliers flagged
-    (38, 2)
+    (31, 1)
     """
 
     _parameter_constraints: dict = {
