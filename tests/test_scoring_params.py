@@ -300,7 +300,8 @@ ALTERNATIVES = {
     "calibration_conditional": (None, "dkwm"),
     "calibration_fraction": (0.5,),
     "delta": (0.2, 0.05),
-    "fdr": (True,),
+    "fdr": (True, "storey"),
+    "labeling_budget": (3,),
     "method": ("cross",),
     "n_splits": (3,),
     # PyODAdapter
