@@ -574,3 +574,67 @@ def test_a_categorical_model_on_a_dataset_is_refused_with_the_way_out(tmp_path, 
     assert main(["score", str(tmp_path / "ds"), "--model", str(model),
                  "--out", str(tmp_path / "out")]) == 2  # fmt: skip
     assert "score the files one by one" in capsys.readouterr().err
+
+
+def test_review_then_reviewed_trims_the_calibration_set_and_flags_what_contamination_hid(
+    tmp_path, capsys
+):
+    """A training file with unlabelled anomalies (5 %): --review lists the calibration rows to
+    check, --reviewed drops those labelled anomalies (Label-Trim) and the same model flags the
+    test anomalies it missed before; every misuse is refused with a message."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4))
+    X[:30] += 4
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    _write_csv(train, ["id", *"abcd"], [[f"r{i}", *x] for i, x in enumerate(X)])
+    T = rng.normal(size=(300, 4))
+    T[:30] += 3
+    _write_csv(test, ["id", *"abcd"], [[f"t{i}", *x] for i, x in enumerate(T)])
+    model, review = tmp_path / "m.skood", tmp_path / "m.skood.review.csv"
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss", "--alpha", "0.05",
+                 "--review", "20"]) == 2  # fmt: skip
+    assert "give --save MODEL too" in capsys.readouterr().err
+    assert main(["score", str(train), "--id", "id", "--review", "20", "--save", str(model)]) == 2
+    assert "--review needs --alpha" in capsys.readouterr().err
+    assert main(["score", str(train), str(test), "--id", "id", "--detector", "gauss", "--alpha",
+                 "0.05", "--review", "20", "--save", str(model),
+                 "--out", str(tmp_path / "before.csv")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"Review the 20 rows listed in {review}" in err
+    listed = review.read_text().splitlines()
+    assert listed[0] == "id,row,score,is_outlier" and len(listed) == 21
+    rows = [line.split(",") for line in listed[1:]]
+    assert all(f"r{r[1]}" == r[0] and r[3] == "" for r in rows)
+    # the review file is not overwritten by a second fit
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss", "--alpha", "0.05",
+                 "--review", "20", "--save", str(tmp_path / "other.skood")]) == 0  # fmt: skip
+    capsys.readouterr()
+    half = tmp_path / "half.csv"
+    half.write_text("\n".join([listed[0], *(",".join(r[:3]) + ",1" for r in rows[:10])]) + "\n")
+    assert main(["score", str(test), "--model", str(model), "--reviewed", str(half)]) == 2
+    assert "every row of it, and no other row" in capsys.readouterr().err
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n".join([listed[0], *(",".join(r) for r in rows)]) + "\n")
+    assert main(["score", str(test), "--model", str(model), "--reviewed", str(blank)]) == 2
+    assert "20 row(s) have no is_outlier verdict" in capsys.readouterr().err
+    filled = tmp_path / "filled.csv"
+    truth = ["1" if int(r[1]) < 30 else "0" for r in rows]
+    filled.write_text(
+        "\n".join([listed[0], *(",".join([*r[:3], t]) for r, t in zip(rows, truth))]) + "\n"
+    )
+    assert main(["score", str(test), "--model", str(model), "--reviewed", str(filled),
+                 "--save", str(tmp_path / "trimmed.skood"),
+                 "--out", str(tmp_path / "after.csv")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    n_out = truth.count("1")
+    assert n_out >= 5 and f"Label-Trim: {n_out} of the 20 reviewed rows are anomalies" in err
+    assert f"Label-Trim left out {n_out} reviewed anomalies" in err
+    flagged_before = _csv(tmp_path / "before.csv")["is_outlier"][:30].sum()
+    flagged_after = _csv(tmp_path / "after.csv")["is_outlier"][:30].sum()
+    assert flagged_after > flagged_before + 10  # the test anomalies contamination hid
+    # the trimmed model, saved, scores the same without the review file
+    assert main(["score", str(test), "--model", str(tmp_path / "trimmed.skood"),
+                 "--out", str(tmp_path / "again.csv")]) == 0  # fmt: skip
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "after.csv").read_text()
+    assert main(["score", str(test), "--reviewed", str(filled)]) == 2
+    assert "--reviewed trims a saved model" in capsys.readouterr().err

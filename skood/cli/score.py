@@ -90,6 +90,22 @@ def add_parser(subparsers) -> None:
         "own (KNN's leave-one-out scores, an ensemble's held-out rows) to reach ALPHA",
     )
     p_score.add_argument(
+        "--review",
+        type=int,
+        metavar="M",
+        help="with --alpha and --save MODEL, when TRAIN may hold anomalies no label marks: list "
+        "the M calibration rows that look least normal in MODEL.review.csv for a person to "
+        "label (Label-Trim, Bashari, Sesia and Romano 2025); then score with --model MODEL "
+        "--reviewed MODEL.review.csv",
+    )
+    p_score.add_argument(
+        "--reviewed",
+        metavar="FILE",
+        help="with --model: the --review file with its is_outlier column filled in on every row "
+        "(1 = anomaly, 0 = normal); the rows labelled anomalies leave the calibration set before "
+        "scoring (--save NEW keeps the model so trimmed)",
+    )
+    p_score.add_argument(
         "--unknown",
         choices=("flag", "error"),
         help="a category the fit never saw, at scoring: 'flag' (default) scores the row and "
@@ -137,6 +153,7 @@ _FIT_OPTIONS = {
     "random_state": "--random-state",
     "calibration_fraction": "--calibration-fraction",
     "per_run": "--per-run",
+    "review": "--review",
 }
 
 #: Column names that, holding only 0 and 1, are anomaly labels rather than a feature.
@@ -161,6 +178,12 @@ def run(args) -> int:
         if out is not None and resolve_path(out) == resolve_path(args.save):
             raise ValueError(f"--save {args.save} and --out {out} name the same file; give two.")
         check_output(args.save, inputs, what="--save", replace=args.force)
+        if args.review is not None:
+            check_output(
+                _review_path(args.save), inputs, what="the review file", replace=args.force
+            )
+    if args.reviewed is not None and not args.model:
+        raise ValueError("--reviewed trims a saved model's calibration set: give --model MODEL.")
     if args.model:
         pipe, columns, spec, to_score = _saved_model(args, ids)
         fitted_on = None
@@ -178,6 +201,15 @@ def run(args) -> int:
             with atomic_file(args.save, replace=args.force) as f:
                 skood.save(saved, f)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
+            if args.review is not None:
+                review = _review_path(args.save)
+                _write_review(pipe, train, review, args.force)
+                print(
+                    f"Review the {args.review} rows listed in {review} (the calibration rows "
+                    "that look least normal): set is_outlier to 1 (anomaly) or 0 (normal) on "
+                    f"every row, then score with --model {args.save} --reviewed {review}",
+                    file=sys.stderr,
+                )
     _note_ignored(to_score, columns)
     encoded = [c for c in columns if c not in to_score.columns or c in to_score.other]
     X = to_score.frame(columns) if encoded else to_score.select(columns)
@@ -199,6 +231,8 @@ def _saved_model(args, ids):
     """The ``--model`` to score TRAIN with: ``(pipeline, columns, spec, table)``, its level and
     its rule for unseen categories set from the options."""
     given = [flag for name, flag in _FIT_OPTIONS.items() if getattr(args, name) is not None]
+    if args.reviewed is not None and "--save" in given:  # keeps the trimmed model
+        given.remove("--save")
     if given:
         raise ValueError(
             f"{', '.join(given)} shape a fit, but --model is fitted already; leave them out "
@@ -216,7 +250,79 @@ def _saved_model(args, ids):
     if args.unknown is not None:
         _set_unknown(pipe, args.unknown, args.model)
     _set_level(pipe[-1] if hasattr(pipe, "steps") else pipe, args)
+    if args.reviewed is not None:
+        _trim_calibration(pipe, args.reviewed, args.model)
+        if args.save is not None:
+            import skood
+
+            with atomic_file(args.save, replace=args.force) as f:
+                skood.save(saved, f)
+            print(f"Saved the trimmed model to {args.save}", file=sys.stderr)
     return pipe, columns, saved["detector"], table
+
+
+def _review_path(model_path) -> str:
+    return f"{model_path}.review.csv"
+
+
+def _write_review(pipe, train, path, replace) -> None:
+    """The calibration rows to review, lowest score first: ids, row, score, is_outlier (empty)."""
+    last = pipe[-1] if hasattr(pipe, "steps") else pipe
+    ids = list(train.ids)
+    lines = [",".join([*(_csv_cell(c) for c in ids), "row", "score", "is_outlier"])]
+    for row, score in zip(last.review_rows_, last.review_scores_):
+        cells = [_csv_cell(train.ids[c][row]) for c in ids]
+        lines.append(",".join([*cells, str(int(row)), repr(float(score)), ""]))
+    with atomic_file(path, "w", replace=replace, encoding="utf-8", newline="") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _trim_calibration(pipe, path, model_path) -> None:
+    """Read the filled-in review file and drop its anomalies from the calibration set."""
+    import numpy as np
+    import pandas as pd
+
+    last = pipe[-1] if hasattr(pipe, "steps") else pipe
+    if not getattr(last, "labeling_budget", 0):
+        raise ValueError(
+            f"--reviewed: {model_path} was not fitted with --review M, so it listed no rows to "
+            "review. Fit with --alpha A --review M --save MODEL first."
+        )
+    table = pd.read_csv(path, dtype={"is_outlier": "string"})
+    missing = [c for c in ("row", "is_outlier") if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"--reviewed {path} has no column {', '.join(map(repr, missing))}: give the file "
+            f"--review wrote ({_review_path(model_path)}), with is_outlier filled in."
+        )
+    listed = np.asarray(last.review_rows_)
+    rows = table["row"].to_numpy()
+    if len(rows) != listed.size or set(rows.tolist()) != set(listed.tolist()):
+        raise ValueError(
+            f"--reviewed {path} lists rows {sorted(rows.tolist())[:8]}..., but {model_path} asked "
+            f"for a review of the {listed.size} rows in {_review_path(model_path)}: give that "
+            "file, every row of it, and no other row."
+        )
+    verdict = table["is_outlier"].str.strip()
+    blank = table["row"][verdict.isna() | (verdict == "")].tolist()
+    if blank:
+        raise ValueError(
+            f"--reviewed {path}: {len(blank)} row(s) have no is_outlier verdict (rows "
+            f"{blank[:8]}). Label every listed row 1 (anomaly) or 0 (normal): the guarantee "
+            "holds for reviewing all of them."
+        )
+    other = sorted(set(verdict) - {"0", "1"})
+    if other:
+        raise ValueError(
+            f"--reviewed {path}: is_outlier must be 1 (anomaly) or 0 (normal); found {other[:5]}."
+        )
+    by_row = dict(zip(rows.tolist(), (verdict == "1").tolist()))
+    last.trim_calibration(np.array([by_row[r] for r in listed.tolist()]))
+    print(
+        f"Label-Trim: {last.n_trimmed_} of the {listed.size} reviewed rows are anomalies and left "
+        f"the calibration set; {last.n_calibration_} calibration rows remain.",
+        file=sys.stderr,
+    )
 
 
 def _encoders(model) -> list:
@@ -272,13 +378,25 @@ def _fit(args, ids):
             options["calibration_fraction"] = args.calibration_fraction
         if args.per_run is not None:  # Bates et al. (2023): a bound for this calibration set
             options.update(calibration_conditional="simes", delta=args.per_run)
+        if args.review is not None:  # Label-Trim (Bashari et al. 2025): rows to review
+            if args.save is None:
+                raise ValueError(
+                    "--review lists rows to review for a model you score later with --model "
+                    "and --reviewed: give --save MODEL too."
+                )
+            options["labeling_budget"] = args.review
         det = ConformalDetector(
             det, alpha=args.alpha, fdr=args.fdr, random_state=random_state, **options
         )
-    elif args.fdr or args.calibration_fraction is not None or args.per_run is not None:
+    elif (
+        args.fdr
+        or args.calibration_fraction is not None
+        or args.per_run is not None
+        or args.review is not None
+    ):
         given = [f for f, on in [("--fdr", args.fdr), ("--calibration-fraction",
                  args.calibration_fraction is not None), ("--per-run",
-                 args.per_run is not None)] if on]  # fmt: skip
+                 args.per_run is not None), ("--review", args.review is not None)] if on]  # fmt: skip
         raise ValueError(
             f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --alpha (conformal "
             "p-values): the level to flag at."
@@ -360,6 +478,11 @@ def _scores_csv(pipe, X, table, fitted_on):
                 f"p-value <= {threshold:g}: a false-positive rate of at most {threshold:g} in "
                 f"expectation over calibration sets of {n_cal} rows; one run's rate varies "
                 "around it (--per-run DELTA bounds it per run)"
+            )
+        if getattr(last, "n_trimmed_", 0):
+            rule += (
+                f"; Label-Trim left out {last.n_trimmed_} reviewed anomalies of the "
+                f"{last.labeling_budget} calibration rows reviewed"
             )
         if fitted_on is not None:
             rule += (
