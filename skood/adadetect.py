@@ -105,8 +105,9 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     :meth:`detect` on a batch ``X`` then
 
     1. fits a fresh clone of ``estimator`` to tell the training part (class 0) from the
-       calibration rows *and* the batch together (class 1), the union shuffled so that the
-       classifier cannot know which of its class-1 rows are calibration rows;
+       calibration rows *and* the batch together (class 1), the union passed as a set (sorted,
+       then shuffled with the training part) so that the classifier cannot know which of its
+       class-1 rows are calibration rows;
     2. scores the calibration rows and the batch with it, and gives every batch row its conformal
        p-value, ``(1 + #{calibration rows scored at least as abnormal}) / (n_calibration + 1)``
        (:func:`skood.conformal.conformal_p_values`; higher = more normal);
@@ -217,7 +218,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     >>> det = AdaDetect(alpha=0.1, random_state=0).fit(inliers)
     >>> flags = det.predict(batch)  # one classifier fit, on this batch
     >>> int((flags[150:] == -1).sum()), int((flags[:150] == -1).sum())  # outliers, inliers flagged
-    (31, 1)
+    (31, 2)
     """
 
     _parameter_constraints: dict = {
@@ -276,7 +277,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         need = math.ceil(1.0 / self.alpha) - 1  # smallest p-value 1 / (n_cal + 1) <= alpha
         if n_cal < max(need, 1) or n - n_cal < 1:
             raise ValueError(
-                f"{name}: {n} inlier row(s) with calibration_fraction={self.calibration_fraction} "
+                f"{name} got n_samples={n} inlier row(s); with calibration_fraction={self.calibration_fraction} "
                 f"give {n_cal} calibration and {n - n_cal} training row(s). The smallest p-value "
                 f"is 1 / (n_calibration + 1), so alpha={self.alpha} needs at least {max(need, 1)} "
                 "calibration rows, and the classifier needs at least one training row. Give at "
@@ -387,22 +388,24 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         learner = _seeded(clone(self._learner()), rng)
         mixed = np.vstack([self.X_calibration_, X])  # class 1: calibration rows and the batch
         n_cal = self.n_calibration_
+        # The learner sees class 1 as a *set*: its rows sorted (lexicographically), then the whole
+        # training set permuted by a permutation fixed at fit. The fitted score is then a function
+        # of the training part and of the unordered union only, as the paper's guarantee needs:
+        # a learner that depends on row order (a forest's bootstrap draws rows by position, SGD
+        # visits them in order) cannot tell calibration rows (else always first) from the
+        # batch's. It also makes the answer independent of the order of the batch's rows.
+        canonical = mixed[np.lexsort(mixed.T[::-1])] if mixed.shape[1] else mixed
         if is_classifier(learner):
-            X_fit = np.vstack([self.X_train_, mixed])
+            X_fit = np.vstack([self.X_train_, canonical])
             y_fit = np.r_[np.zeros(len(self.X_train_), dtype=int), np.ones(len(mixed), dtype=int)]
-            # Shuffled, because a learner may depend on row order (a forest's bootstrap draws
-            # rows by position, SGD visits them in order): with calibration rows always first,
-            # the fitted score would tell them from the batch's rows and break their
-            # exchangeability, on which the guarantee rests.
             order = rng.permutation(len(y_fit))
             learner.fit(X_fit[order], y_fit[order])
-            novelty = _class1_output(learner, mixed)
-            scores = -novelty  # higher = more normal
+            scores = -_class1_output(learner, mixed)  # higher = more normal
         else:
             null_model = learner
             mix_model = _seeded(clone(self._learner()), rng)
             null_model.fit(self.X_train_)
-            mix_model.fit(mixed[rng.permutation(len(mixed))])  # shuffled: see above
+            mix_model.fit(canonical[rng.permutation(len(canonical))])
             scores = ConformalDetector._detector_scores(
                 null_model, mixed
             ) - ConformalDetector._detector_scores(mix_model, mixed)
