@@ -911,6 +911,61 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         pi0 = storey_null_proportion(p_values) if self.fdr == "storey" else 1.0
         return benjamini_hochberg(p_values, self.alpha, null_proportion=pi0)
 
+    def false_discovery_bound(self, X, *, delta: float = 0.1) -> float:
+        """An upper bound on the share of inliers among the rows ``predict(X)`` flags.
+
+        Holds with probability at least ``1 - delta`` over the calibration rows and the
+        batch, for a batch of rows drawn independently of each other and of the calibration
+        rows (inliers exchangeable with the calibration rows, outliers anything): a statement
+        about *this* batch's false discovery proportion, where ``alpha`` bounds a rate in
+        expectation. The proof: given the calibration set, each inlier of the batch is flagged
+        independently with the same probability ``F``, distributed as the ``k``-th smallest
+        of ``n`` uniforms, Beta(``k``, ``n + 1 - k``) (Bates et al. 2023, Section 3; ``k`` the
+        number of p-values at most ``alpha`` the detector can return; ties only lower ``F``);
+        so ``F <= b``, its ``1 - delta / 2`` quantile, with probability ``1 - delta / 2``, and
+        then the number of flagged inliers is at most the ``1 - delta / 2`` quantile ``v`` of a
+        Binomial(``m``, ``b``), ``m`` the batch size: the false discovery proportion is at most
+        ``min(R, v) / R`` for ``R`` flagged rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (m, n_features)
+        delta : float in (0, 1), default=0.1
+
+        Returns
+        -------
+        float in [0, 1]
+            0 when no row is flagged.
+
+        Notes
+        -----
+        For the per-row rule (``fdr=False``) of a ``"split"`` detector without
+        ``class_conditional``: Benjamini–Hochberg's threshold depends on the batch, and a
+        bound that holds for it needs an envelope over every threshold at once (Song, Jin and
+        Candès 2026), which is not implemented. The bound counts every row as a possible
+        inlier, so it is loose when many rows are outliers.
+        """
+        from scipy.stats import beta, binom
+
+        name = type(self).__name__
+        self._check_params((*self._level_params, *self._scoring_params))
+        if self.fdr or self.method != "split" or self.class_conditional:
+            raise ValueError(
+                f"{name}.false_discovery_bound bounds the per-row rule of a 'split' detector "
+                "(fdr=False, class_conditional=False); Benjamini-Hochberg's batch-dependent "
+                "threshold and per-class or cross-conformal p-values are not covered."
+            )
+        if not 0.0 < delta < 1.0:
+            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        flagged = int(np.sum(self.predict(X) == -1))
+        if flagged == 0:
+            return 0.0
+        m, n = _num_samples(X), self.n_calibration_
+        k = int(np.sum(self._grid(n) <= self.alpha))  # reachable p-values at most alpha
+        rate = beta.ppf(1 - delta / 2, k, n + 1 - k)  # k >= 1: _check_level passed
+        false_flags = binom.ppf(1 - delta / 2, m, rate)
+        return float(min(flagged, false_flags) / flagged)
+
     def _warn_if_bh_cannot_reject(self, m: int) -> None:
         """Warn when BH cannot flag a lone outlier in a batch of ``m`` rows.
 

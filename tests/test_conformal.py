@@ -774,3 +774,35 @@ def test_a_frozen_detector_is_not_refitted_and_every_row_calibrates():
     skood.save(det, buffer)
     loaded = skood.load(io.BytesIO(buffer.getvalue()), trusted=["sklearn.tree._tree.Tree"])
     np.testing.assert_array_equal(loaded.predict(new), det.predict(new))
+
+
+def test_false_discovery_bound_holds_for_the_batch_with_probability_one_minus_delta():
+    """Over 300 (calibration, batch) draws the realised false discovery proportion of predict
+    exceeds the bound in at most delta of them (plus 3 Monte Carlo standard errors), and the
+    bound is informative (well below 1) when the batch's outliers are clear."""
+    rng = np.random.default_rng(4)
+    delta, misses, bounds = 0.1, 0, []
+    for rep in range(300):
+        X = rng.normal(size=(1000, 2))
+        det = ConformalDetector(_gauss(), alpha=0.02, random_state=rep).fit(X)
+        batch = np.r_[rng.normal(size=(180, 2)), rng.normal(size=(20, 2)) + 4.0]
+        flagged = det.predict(batch) == -1
+        fdp = flagged[:180].sum() / max(flagged.sum(), 1)
+        bound = det.false_discovery_bound(batch, delta=delta)
+        bounds.append(bound)
+        misses += fdp > bound
+    se = np.sqrt(delta * (1 - delta) / 300)
+    assert misses / 300 <= delta + 3 * se
+    assert np.median(bounds) < 0.6
+
+
+def test_false_discovery_bound_refuses_what_it_does_not_cover():
+    X = np.random.default_rng(5).normal(size=(200, 2))
+    for bad in ({"fdr": True}, {"method": "cross"}):
+        det = ConformalDetector(_gauss(), alpha=0.2, random_state=0, **bad).fit(X)
+        with pytest.raises(ValueError, match="per-row rule"):
+            det.false_discovery_bound(X)
+    det = ConformalDetector(_gauss(), alpha=0.2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="delta"):
+        det.false_discovery_bound(X, delta=1.0)
+    assert det.false_discovery_bound(X[:20] * 0.0, delta=0.1) == 0.0  # nothing flagged
