@@ -186,6 +186,9 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     X_calibration_ : ndarray of shape (n_calibration_, n_features)
         The calibration part.
     n_calibration_ : int
+    batch_seed_ : int
+        Drawn from ``random_state`` at ``fit``: the seed of every batch's classifier and
+        permutation, so that the same batch always gets the same answer.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``fit`` was given a DataFrame with string column names.
@@ -290,7 +293,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         self.X_train_ = X[np.sort(order[n_cal:])]
         self.n_calibration_ = int(n_cal)
         # One seed for every batch's shuffle and classifier: the same batch, the same answer.
-        self._batch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.batch_seed_ = int(rng.randint(np.iinfo(np.int32).max))
         return self
 
     # -- the per-batch test ----------------------------------------------------------------------
@@ -384,7 +387,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
 
     def _scores(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Scores (higher = more normal) of the calibration rows and of the batch, one fit."""
-        rng = np.random.RandomState(self._batch_seed)
+        rng = np.random.RandomState(self.batch_seed_)
         learner = _seeded(clone(self._learner()), rng)
         mixed = np.vstack([self.X_calibration_, X])  # class 1: calibration rows and the batch
         n_cal = self.n_calibration_
