@@ -56,7 +56,7 @@ from skood.conformal import ConformalDetector, benjamini_hochberg, storey_null_p
 
 HERE = Path(__file__).resolve().parent
 ALPHA = 0.1
-N_NULL, M, M1 = 1000, 500, 100  # null sample, batch, outliers in the batch
+N_NULL, M, M1 = 600, 300, 60  # null sample, batch, outliers in the batch (20 %)
 METHODS = ("adadetect", "adadetect_adaptive", "conformal", "conformal_adaptive")
 SETTINGS = ("synthetic", "synthetic_null", "cardio", "pageblocks")
 REAL = {"cardio": "7_Cardiotocography", "pageblocks": "27_PageBlocks"}
