@@ -14,8 +14,9 @@ none). Scores within a relative tolerance of each other are ties, the tolerance 
 precision the score was computed in (:func:`skood.base.tie_rtol`): a float32 network's score moves
 by about 1e-7 relative with the batch it is computed in, and that rounding must not move a row's
 p-value (counting more ties only raises p-values, so validity is kept); float64 scores tie within
-1e-10 only, so that distinct scores stay distinct. The p-values of a batch are positively dependent (PRDS, the paper's Theorem 2), so
-Benjamini–Hochberg on them controls the false discovery rate.
+1e-12 only, so that distinct scores stay distinct. The p-values of a batch are positively
+dependent (PRDS, the paper's Theorem 2), so Benjamini–Hochberg on them controls the false
+discovery rate.
 
 :func:`conformal_p_values` is the formula; :class:`ConformalDetector` wraps any detector (skood's,
 scikit-learn's, PyOD's) and gives p-values, ``predict`` at level ``alpha`` and BH flags.
@@ -73,7 +74,7 @@ def conformal_p_values(calibration_scores, scores, *, bounds=None, rtol=None) ->
     rtol : float or None, default=None
         Scores within ``rtol`` (relative) of each other tie (:func:`skood.base.tie_rtol`).
         None: from the arrays' dtype, float32 if either is float32 (1e-6), else float64
-        (1e-10). Pass ``tie_rtol(np.float32)`` for a network's scores returned as float64.
+        (1e-12). Pass ``tie_rtol(np.float32)`` for a network's scores returned as float64.
 
     Returns
     -------
@@ -371,7 +372,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         outliers (0 until it is called).
     tie_rtol_ : float
         Calibration and new scores within this relative distance tie: 1e-6 for scores computed
-        in float32 (a network), 1e-10 for float64 (:func:`skood.base.tie_rtol`).
+        in float32 (a network), 1e-12 for float64 (:func:`skood.base.tie_rtol`).
 
     Notes
     -----
