@@ -76,7 +76,7 @@ print(f"Storey's estimate of the share of inliers: {ada_adaptive.null_proportion
 # The Benjamini–Hochberg picture
 # ------------------------------
 # BH sorts the batch's p-values and flags every row up to the last one below the line
-# ``alpha k / m`` (``alpha k / (m pi0)`` when adaptive). The learned score pushes far more of the
+# ``alpha k / m`` (``alpha k / (m pi0)`` when adaptive). The learned score pushes more of the
 # malignant rows' p-values to the floor ``1 / (n_calibration + 1)`` than the Gaussian does,
 # so BH's line is crossed later. Each point is a row, coloured by its true label, which neither
 # procedure saw. The guarantee is the *expected* share of benign rows among the flagged ones
