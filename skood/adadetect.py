@@ -29,7 +29,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone, is_classifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from skood.base import (
@@ -300,8 +304,8 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     def detect(self, X) -> Bunch:
         """Run AdaDetect on the batch ``X``: one classifier fit, the p-values and the flags.
 
-        :meth:`predict` and :meth:`score_samples` each call it; call it directly to get both
-        from a single classifier fit.
+        :meth:`predict` returns its flags and :meth:`score_samples` its p-values, each at the
+        cost of one classifier fit; call it directly to get both from a single fit.
 
         Parameters
         ----------
@@ -358,8 +362,6 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     # -- internals -------------------------------------------------------------------------------
     def _check_level(self) -> None:
         """Validate what ``detect`` reads that may change after ``fit``, and ``alpha``'s reach."""
-        from sklearn.utils._param_validation import validate_parameter_constraints
-
         check_is_fitted(self)
         names = ("alpha", "adaptive", "storey_threshold")
         validate_parameter_constraints(
