@@ -56,6 +56,8 @@ __all__ = [
     "benjamini_hochberg",
     "calibration_conditional_bounds",
     "conformal_p_values",
+    "detector_scores",
+    "detector_tie_rtol",
     "storey_null_proportion",
 ]
 
@@ -230,6 +232,63 @@ def benjamini_hochberg(p_values, alpha: float, *, null_proportion: float = 1.0) 
     if p_values.size == 0:
         return np.zeros(0, dtype=bool)
     return false_discovery_control(p_values, method="bh") <= alpha / null_proportion
+
+
+def detector_scores(model, X) -> np.ndarray:
+    """A fitted detector's scores, higher = more normal, in the dtype it computed them in.
+
+    Parameters
+    ----------
+    model : fitted estimator
+        A skood or scikit-learn detector (``score_samples``, else ``decision_function``), a
+        PyOD detector (its ``decision_function`` negated), a ``Pipeline`` ending in one, or a
+        ``FrozenEstimator`` of one.
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of float32 or float64, shape (n_samples,)
+        float32 kept where the detector returned it: its precision sets the tie tolerance
+        (:func:`detector_tie_rtol`).
+    """
+    last = _last_step(model)
+    if type(last).__module__.startswith("pyod."):  # PyOD: higher = more abnormal
+        from skood.registry import pyod_scores
+
+        return pyod_scores(model, X)
+    if hasattr(model, "score_samples"):
+        return _as_float(model.score_samples(X))
+    if hasattr(model, "decision_function"):
+        return _as_float(model.decision_function(X))
+    raise TypeError(
+        f"ConformalDetector: {type(last).__name__} has neither score_samples nor "
+        "decision_function, so it gives no score to calibrate."
+    )
+
+
+def detector_tie_rtol(model, scores) -> float:
+    """How close two of ``model``'s scores must be (relative) to tie.
+
+    A skood estimator declares the precision it computes in; another's is the dtype its
+    scoring method returned (PyOD's, cast by :func:`skood.registry.pyod_scores`, counts as
+    float32: its deep detectors are torch networks). See :func:`skood.base.tie_rtol`.
+
+    Parameters
+    ----------
+    model : fitted estimator
+    scores : ndarray
+        What :func:`detector_scores` returned for ``model``.
+
+    Returns
+    -------
+    float
+    """
+    last = _last_step(model)
+    if _is_skood(last):
+        return tie_rtol(getattr(last, "_score_dtype", np.float32))
+    if type(last).__module__.startswith("pyod."):
+        return tie_rtol(np.float32)
+    return tie_rtol(scores.dtype)
 
 
 def _is_skood(estimator) -> bool:
@@ -531,7 +590,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             ):
                 self.reused_calibration_ = True
                 self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
-                self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
+                self.tie_rtol_ = detector_tie_rtol(self.estimator_, scores)
                 return
         inlier_rows = np.flatnonzero(inliers)
         if _is_frozen(self.estimator):  # fitted already: every inlier row calibrates
@@ -555,9 +614,9 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         """Score the calibration rows ``inlier_rows[held]`` with ``estimator_``."""
         rows = np.sort(inlier_rows[held])  # the order _safe_indexing returns them in
         held = np.sort(held)
-        scores = self._detector_scores(self.estimator_, _safe_indexing(X, rows))
+        scores = detector_scores(self.estimator_, _safe_indexing(X, rows))
         self.reused_calibration_ = False
-        self.tie_rtol_ = self._tie_rtol_of(self.estimator_, scores)
+        self.tie_rtol_ = detector_tie_rtol(self.estimator_, scores)
         scores = scores.astype(np.float64)
         if self.labeling_budget:
             self._list_rows_to_review(rows, scores)
@@ -587,8 +646,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             calibration[inlier_rows[held]] = True
             model = self._fit_one(clone(self.estimator), X, y, ~calibration)
             self.estimators_.append(model)
-            scores = self._detector_scores(model, _safe_indexing(X, calibration))
-            self.tie_rtol_ = self._tie_rtol_of(model, scores)
+            scores = detector_scores(model, _safe_indexing(X, calibration))
+            self.tie_rtol_ = detector_tie_rtol(model, scores)
             self.calibration_scores_.append(scores.astype(np.float64))
             self._fold_codes.append(None if codes is None else codes[held])
         self.reused_calibration_ = False
@@ -795,49 +854,18 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         return values[values >= max(grid[0] for grid in grids)]
 
     # -- scoring ---------------------------------------------------------------------------------
-    @staticmethod
-    def _tie_rtol_of(model, scores) -> float:
-        """How close two of ``model``'s scores must be to tie: a skood estimator declares the
-        precision it computes in; another's is the dtype its scoring method returned (PyOD's,
-        cast by :func:`skood.registry.pyod_scores`, counts as float32: its deep detectors are
-        torch networks)."""
-        last = _last_step(model)
-        if _is_skood(last):
-            return tie_rtol(getattr(last, "_score_dtype", np.float32))
-        if type(last).__module__.startswith("pyod."):
-            return tie_rtol(np.float32)
-        return tie_rtol(scores.dtype)
-
     @property
     def _rtol(self) -> float:
         # Models fitted before the record existed used the float32 tolerance for every score.
         return getattr(self, "tie_rtol_", tie_rtol(np.float32))
 
-    @staticmethod
-    def _detector_scores(model, X) -> np.ndarray:
-        """The wrapped detector's scores, higher = more normal, in the dtype it computed them in
-        (float64 or float32; callers read them as float64)."""
-        last = _last_step(model)
-        if type(last).__module__.startswith("pyod."):  # PyOD: higher = more abnormal
-            from skood.registry import pyod_scores
-
-            return pyod_scores(model, X)
-        if hasattr(model, "score_samples"):
-            return _as_float(model.score_samples(X))
-        if hasattr(model, "decision_function"):
-            return _as_float(model.decision_function(X))
-        raise TypeError(
-            f"ConformalDetector: {type(last).__name__} has neither score_samples nor "
-            "decision_function, so it gives no score to calibrate."
-        )
-
     def detector_scores(self, X) -> np.ndarray:
         """The wrapped detector's own scores (``"cross"``: the mean over the fold models)."""
         self._check_params(("method",))
         if self.method == "cross":
-            scores = [self._detector_scores(m, X).astype(np.float64) for m in self.estimators_]
+            scores = [detector_scores(m, X).astype(np.float64) for m in self.estimators_]
             return np.mean(scores, axis=0)
-        return self._detector_scores(self.estimator_, X).astype(np.float64)
+        return detector_scores(self.estimator_, X).astype(np.float64)
 
     def score_samples(self, X) -> np.ndarray:
         """Conformal p-values: higher = more normal, in ``(0, 1]``.
@@ -852,7 +880,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         """
         self._check_params(self._scoring_params)
         if self.method == "split":
-            scores = self._detector_scores(self.estimator_, X)
+            scores = detector_scores(self.estimator_, X)
             if not self.class_conditional:
                 bounds = self._bounds(self.calibration_scores_.size)
                 return conformal_p_values(
@@ -863,7 +891,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
                 for cal in self.calibration_scores_
             ]
             return np.max(per_class, axis=0)
-        fold_scores = [self._detector_scores(m, X) for m in self.estimators_]
+        fold_scores = [detector_scores(m, X) for m in self.estimators_]
         if not self.class_conditional:
             return self._cross_p_values(fold_scores, self.calibration_scores_, self._rtol)
         per_class = []

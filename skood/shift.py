@@ -44,7 +44,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skood.base import fit_context, split_holdout, split_labels, tie_ceiling, tie_rtol
-from skood.conformal import ConformalDetector, benjamini_hochberg
+from skood.conformal import benjamini_hochberg, detector_scores, detector_tie_rtol
 
 __all__ = [
     "WeightedConformalDetector",
@@ -89,7 +89,7 @@ def _dtype(values) -> np.dtype:
     return np.dtype(kind) if np.dtype(kind).kind == "f" else np.dtype(np.float64)
 
 
-def _scores(s, name: str) -> np.ndarray:
+def _checked_scores(s, name: str) -> np.ndarray:
     s = np.asarray(s, dtype=np.float64).ravel()
     if not np.all(np.isfinite(s)):
         raise ValueError(f"{name} must be finite; got NaN or inf.")
@@ -153,8 +153,8 @@ def weighted_conformal_p_values(
     """
     if rtol is None:  # the coarser of the two precisions the scores were computed in
         rtol = max(tie_rtol(_dtype(calibration_scores)), tie_rtol(_dtype(scores)))
-    calibration_scores = _scores(calibration_scores, "calibration_scores")
-    scores = _scores(scores, "scores")
+    calibration_scores = _checked_scores(calibration_scores, "calibration_scores")
+    scores = _checked_scores(scores, "scores")
     cal_w = _weights(calibration_weights, calibration_scores.size, "calibration_weights")
     w = _weights(weights, scores.size, "weights")
     order = np.argsort(calibration_scores, kind="stable")
@@ -281,8 +281,8 @@ def weighted_conformal_selection(
         raise ValueError(f"pruning must be one of {PRUNING}, got {pruning!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    calibration_scores = _scores(calibration_scores, "calibration_scores")
-    scores = _scores(scores, "scores")
+    calibration_scores = _checked_scores(calibration_scores, "calibration_scores")
+    scores = _checked_scores(scores, "scores")
     p_values = np.asarray(p_values, dtype=np.float64).ravel()
     m = scores.size
     if p_values.size != m:
@@ -522,10 +522,10 @@ class WeightedConformalDetector(OutlierMixin, BaseEstimator):
             self.estimator_ = estimator.fit(X[~calibration & inliers])
         self.X_calibration_ = X[calibration]
         self.n_calibration_ = int(calibration.sum())
-        scores = ConformalDetector._detector_scores(self.estimator_, self.X_calibration_)
+        scores = detector_scores(self.estimator_, self.X_calibration_)
         # the tie tolerance of the precision the detector computes in (float32: 1e-6)
-        self.tie_rtol_ = ConformalDetector._tie_rtol_of(self.estimator_, scores)
-        scores = _scores(scores, "the detector's calibration scores")
+        self.tie_rtol_ = detector_tie_rtol(self.estimator_, scores)
+        scores = _checked_scores(scores, "the detector's calibration scores")
         # Kept sorted, the rows in the same order (skood.io checks a calibration_scores_ is).
         order = np.argsort(scores, kind="stable")
         self.calibration_scores_, self.X_calibration_ = scores[order], self.X_calibration_[order]
@@ -550,9 +550,7 @@ class WeightedConformalDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         X = validate_data(self, X, reset=False)
         # ConformalDetector's rule: score_samples, else decision_function, PyOD's negated
-        scores = _scores(
-            ConformalDetector._detector_scores(self.estimator_, X), "the detector's scores"
-        )
+        scores = _checked_scores(detector_scores(self.estimator_, X), "the detector's scores")
         if self.likelihood_ratio is not None:
             cal_w = self.calibration_weights_
             w = _weights(self.likelihood_ratio(X), X.shape[0], "likelihood_ratio(X)")
