@@ -119,4 +119,5 @@ print(f"offset_ = {flow.offset_:.4g}")
 # A ranking metric such as AUROC does not depend on the threshold; the rates in the legends
 # do. When the number of false alarms matters, choose the threshold on more held-out inliers,
 # or wrap the detector in :class:`skood.ConformalDetector`, whose threshold comes with a
-# guarantee on the false-positive rate.
+# guarantee on the false-positive rate (in expectation over calibration sets; per run with
+# ``calibration_conditional``).

@@ -950,10 +950,10 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         expectation. The proof: given the calibration set, each inlier of the batch is flagged
         independently with the same probability ``F``, distributed as the ``k``-th smallest
         of ``n`` uniforms, Beta(``k``, ``n + 1 - k``) (Bates et al. 2023, Section 3; ``k`` the
-        number of p-values at most ``alpha`` the detector can return; ties only lower ``F``);
-        so ``F <= b``, its ``1 - delta / 2`` quantile, with probability ``1 - delta / 2``, and
-        then the number of flagged inliers is at most the ``1 - delta / 2`` quantile ``v`` of a
-        Binomial(``m``, ``b``), ``m`` the batch size: the false discovery proportion is at most
+        number of p-values at most ``alpha`` the detector can return; ties only lower ``F``).
+        So the number of flagged inliers among ``m0`` is Beta-binomial(``m0``, ``k``,
+        ``n + 1 - k``), below Beta-binomial(``m``, ...) for the batch size ``m >= m0``; with
+        ``v`` its ``1 - delta`` quantile, the false discovery proportion is at most
         ``min(R, v) / R`` for ``R`` flagged rows.
 
         Parameters
@@ -974,7 +974,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Candès 2026), which is not implemented. The bound counts every row as a possible
         inlier, so it is loose when many rows are outliers.
         """
-        from scipy.stats import beta, binom
+        from scipy.stats import betabinom
 
         name = type(self).__name__
         self._check_params((*self._level_params, *self._scoring_params))
@@ -991,8 +991,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             return 0.0
         m, n = _num_samples(X), self.n_calibration_
         k = int(np.sum(self._grid(n) <= self.alpha))  # reachable p-values at most alpha
-        rate = beta.ppf(1 - delta / 2, k, n + 1 - k)  # k >= 1: _check_level passed
-        false_flags = binom.ppf(1 - delta / 2, m, rate)
+        # k >= 1: _check_level passed
+        false_flags = betabinom.ppf(1 - delta, m, k, n + 1 - k)
         return float(min(flagged, false_flags) / flagged)
 
     def _warn_if_bh_cannot_reject(self, m: int) -> None:
