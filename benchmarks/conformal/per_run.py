@@ -37,7 +37,7 @@ from skood.conformal import ConformalDetector
 
 ALPHAS = (0.05, 0.1)
 METHODS = {"marginal": None, "simes": "simes", "dkwm": "dkwm"}
-N_TRAIN, N_TEST, N_OUT = 1000, 5000, 500
+N_TRAIN, N_TEST, N_OUT = 1000, 3000, 500
 
 
 def one_repetition(inliers, outliers, n_cal, rng):
