@@ -4,10 +4,10 @@ Issue 35, item 1. Per repetition a fresh null sample (``n`` inliers) and a fresh
 (``m`` rows, ``m1`` of them outliers) are drawn; every method sees the same rows:
 
 * ``adadetect``: ``skood.adadetect.AdaDetect()`` (defaults: random forest, 100 trees of depth 5,
-  calibration_fraction 0.5), BH at ``alpha``;
+  calibration_fraction 0.3), BH at ``alpha``;
 * ``adadetect_adaptive``: the same p-values (the same classifier fit), BH at ``alpha / pi0``,
   ``pi0`` the paper's Storey estimator (``storey_estimator``, lambda = 1/2);
-* ``conformal``: ``ConformalDetector(GaussianMahalanobis(), fdr=True, calibration_fraction=0.5)``,
+* ``conformal``: ``ConformalDetector(GaussianMahalanobis(), fdr=True, calibration_fraction=0.3)``,
   split-conformal p-values of a one-class score fixed on the training part + BH (Bates et al.
   2023): the paper's non-adaptive baseline;
 * ``conformal_adaptive``: its p-values, BH at ``alpha / pi0`` (same estimator).
@@ -101,15 +101,16 @@ def rates(flags, is_outlier):
 def one_rep(setting, rep):
     rng = np.random.default_rng([rep, SETTINGS.index(setting)])
     null, batch, is_outlier = drawer(setting)(rng)
-    ada = AdaDetect(alpha=ALPHA, random_state=rep).fit(null).detect(batch)
+    ada = AdaDetect(alpha=ALPHA, adaptive=True, random_state=rep).fit(null).detect(batch)
+    assert ada.level == ALPHA / storey_estimator(ada.p_values)
     conf = ConformalDetector(
-        GaussianMahalanobis(), alpha=ALPHA, fdr=True, calibration_fraction=0.5, random_state=rep
+        GaussianMahalanobis(), alpha=ALPHA, fdr=True, calibration_fraction=0.3, random_state=rep
     ).fit(null)
     with warnings.catch_warnings():  # BH cannot flag a lone outlier here: known, not the point
         warnings.simplefilter("ignore")
         p_conf = conf.score_samples(batch)
     flags = {
-        "adadetect": benjamini_hochberg(ada.p_values, ALPHA),
+        "adadetect": benjamini_hochberg(ada.p_values, ALPHA),  # = AdaDetect().predict
         "adadetect_adaptive": ada.outlier,
         "conformal": benjamini_hochberg(p_conf, ALPHA),
         "conformal_adaptive": benjamini_hochberg(p_conf, ALPHA / storey_estimator(p_conf)),
@@ -152,8 +153,8 @@ def choose(reps):
     rows = []
     for setting in ("synthetic", "cardio", "pageblocks"):
         draw = drawer(setting)
-        configs = [(name, make, 0.5) for name, make in CANDIDATES.items()]
-        configs += [("rf depth 5 (default)", lambda: None, f) for f in (0.3, 0.7)]
+        configs = [(name, make, 0.3) for name, make in CANDIDATES.items()]
+        configs += [("rf depth 5 (default)", lambda: None, f) for f in (0.2, 0.5, 0.7)]
         for name, make, fraction in configs:
             fdp, power, ts = [], [], time.time()
             for rep in range(reps):
@@ -275,7 +276,7 @@ def main():
     p_run = sub.add_parser("run")
     p_run.add_argument("--reps", type=int, default=1000)
     p_run.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
-    p_run.add_argument("--choose-reps", type=int, default=20)
+    p_run.add_argument("--choose-reps", type=int, default=40)
     p_run.add_argument("--storey-reps", type=int, default=20000)
     p_run.set_defaults(func=run)
     sub.add_parser("report").set_defaults(func=report)
