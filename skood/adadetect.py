@@ -42,7 +42,12 @@ from skood.base import (
     validate_numeric,
     warn_if_anomaly_labels,
 )
-from skood.conformal import ConformalDetector, benjamini_hochberg, conformal_p_values
+from skood.conformal import (
+    benjamini_hochberg,
+    conformal_p_values,
+    detector_scores,
+    detector_tie_rtol,
+)
 
 __all__ = ["AdaDetect", "storey_estimator"]
 
@@ -387,14 +392,15 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         X = validate_numeric(self, X, reset=False, dtype=np.float64)
         if X.shape[0] == 0:  # validate_data refuses it already; kept for a clear contract
             raise ValueError(f"{type(self).__name__}: the batch X is empty.")
-        calibration, batch = self._scores(X)
-        return conformal_p_values(calibration, batch)
+        calibration, batch, rtol = self._scores(X)
+        return conformal_p_values(calibration, batch, rtol=rtol)
 
     def _learner(self):
         return _default_classifier() if self.estimator is None else self.estimator
 
-    def _scores(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (higher = more normal) of the calibration rows and of the batch, one fit."""
+    def _scores(self, X) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """Scores (higher = more normal) of the calibration rows and of the batch, one fit, and
+        the relative tolerance within which two of them tie."""
         rng = np.random.RandomState(self.batch_seed_)
         learner = _seeded(clone(self._learner()), rng)
         mixed = np.vstack([self.X_calibration_, X])  # class 1: calibration rows and the batch
@@ -406,6 +412,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         # visits them in order) cannot tell calibration rows (else always first) from the
         # batch's. It also makes the answer independent of the order of the batch's rows.
         canonical = mixed[np.lexsort(mixed.T[::-1])] if mixed.shape[1] else mixed
+        rtol = None  # a classifier's float64 probabilities: conformal_p_values' default
         if is_classifier(learner):
             X_fit = np.vstack([self.X_train_, canonical])
             y_fit = np.r_[np.zeros(len(self.X_train_), dtype=int), np.ones(len(mixed), dtype=int)]
@@ -417,9 +424,14 @@ class AdaDetect(OutlierMixin, BaseEstimator):
             mix_model = _seeded(clone(self._learner()), rng)
             null_model.fit(self.X_train_)
             mix_model.fit(canonical[rng.permutation(len(canonical))])
-            scores = ConformalDetector._detector_scores(
-                null_model, mixed
-            ) - ConformalDetector._detector_scores(mix_model, mixed)
+            null_scores = detector_scores(null_model, mixed)
+            mix_scores = detector_scores(mix_model, mixed)
+            scores = null_scores.astype(np.float64) - mix_scores
+            # Ties at the precision the detectors computed in (a float32 network's scores move
+            # by ~1e-7 with the batch they are computed in; that must not move a p-value).
+            rtol = max(
+                detector_tie_rtol(null_model, null_scores), detector_tie_rtol(mix_model, mix_scores)
+            )
         scores = np.asarray(scores, dtype=np.float64)
         if not np.all(np.isfinite(scores)):
             raise ValueError(
@@ -427,7 +439,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
                 f"estimator {type(learner).__name__} returned NaN or inf), so no p-value can be "
                 "computed."
             )
-        return scores[:n_cal], scores[n_cal:]
+        return scores[:n_cal], scores[n_cal:], rtol
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

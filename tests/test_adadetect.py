@@ -259,7 +259,7 @@ def test_bad_input_is_refused_clearly():
         det.predict(X[:, :2])
     with pytest.raises(ValueError, match="0 sample"):
         det.predict(X[:0])
-    det.set_params(alpha=0.01)  # 20 calibration rows cannot reach 0.01
+    det.set_params(alpha=0.01)  # 12 calibration rows cannot reach 0.01
     with pytest.raises(ValueError, match="can never be reached"):
         det.predict(X)
     det.set_params(alpha=1.5)
