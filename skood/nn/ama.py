@@ -103,7 +103,7 @@ def mirrored_pair(x: Tensor, other: Tensor, image_shape: Sequence[int] | None) -
 
 
 class LeakyMLPEncoder(nn.Module):
-    """``n_features -> hidden_sizes... -> latent_dim``, LeakyReLU(0.2), linear output."""
+    """An MLP ``n_features -> *hidden_sizes -> latent_dim``, LeakyReLU(0.2), linear output."""
 
     def __init__(self, n_features: int, hidden_sizes: Sequence[int], latent_dim: int) -> None:
         super().__init__()
@@ -120,7 +120,7 @@ class LeakyMLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """``latent_dim -> reversed(hidden_sizes)... -> n_features``, ReLU, linear output."""
+    """``latent_dim -> *reversed(hidden_sizes) -> n_features``, ReLU, linear output."""
 
     def __init__(self, n_features: int, hidden_sizes: Sequence[int], latent_dim: int) -> None:
         super().__init__()
@@ -137,7 +137,7 @@ class MLPDecoder(nn.Module):
 
 
 class MLPCritic(nn.Module):
-    """``in_features -> hidden_sizes... -> 1`` with LeakyReLU(0.2) and spectral normalisation.
+    """An MLP ``in_features -> *hidden_sizes -> 1`` with LeakyReLU(0.2) and spectral normalisation.
 
     ``features`` is the last hidden activation (the critic's penultimate layer), the output a
     bias-free linear map of it.
