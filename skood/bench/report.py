@@ -107,15 +107,7 @@ def headline_table(summary: dict) -> str:
     listed after them: its mean rank covers only those datasets and is not comparable.
     """
     overall = summary["overall"]
-    most = max((o["n_ranked"] for o in overall.values()), default=0)
-    order = sorted(
-        overall,
-        key=lambda d: (
-            overall[d]["n_ranked"] < most,
-            np.nan_to_num(overall[d]["rank"], nan=1e9),
-            d,
-        ),
-    )
+    order = _display_order(overall)
     lines = [
         "| detector | mean rank | datasets ranked | AUROC | AUPR (anomaly) | FPR95 | fit s (total) "
         "| score s (total) | cells ok / failed / n/a |",
@@ -198,12 +190,29 @@ REPORT_FILES = (
 )
 
 
+def _display_order(overall: dict) -> list[str]:
+    """Detectors ranked on every dataset first, by mean rank; then the others, by mean rank."""
+    most = max((o["n_ranked"] for o in overall.values()), default=0)
+    return sorted(
+        overall,
+        key=lambda d: (
+            overall[d]["n_ranked"] < most,
+            np.nan_to_num(overall[d]["rank"], nan=1e9),
+            d,
+        ),
+    )
+
+
 def write_plots(
     summary: dict, rows: Sequence[dict], out: Path, *, replace: bool = True
 ) -> list[Path]:
     """Per-dataset AUROC, mean rank, and time vs AUROC as PNGs; [] without matplotlib.
 
-    An existing PNG of the same name is replaced only with ``replace``.
+    Coverage is stated on the figures: a detector ranked on fewer datasets than the others (a
+    class-conditional one needs class labels) is drawn apart and labelled with its number of
+    datasets in the mean-rank plot; the time plot leaves out those ranked on fewer than half of
+    the datasets and names them in a note. The figures are sized to be read at about 900 pixels
+    wide. An existing PNG of the same name is replaced only with ``replace``.
     """
     try:
         import matplotlib
@@ -213,55 +222,189 @@ def write_plots(
     except ImportError:
         return []
     overall = summary["overall"]
-    detectors = list(overall)
-    paths = []
+    order = _display_order(overall)
+    most = max((o["n_ranked"] for o in overall.values()), default=0)
+    partial = [d for d in order if overall[d]["n_ranked"] < most]
+    with plt.rc_context({"font.size": 9, "axes.titlesize": 10}):
+        return [
+            _heatmap(plt, summary, rows, order, out, replace),
+            _mean_rank_plot(plt, overall, order, partial, most, out, replace),
+            _time_plot(plt, overall, order, partial, most, out, replace),
+        ]
 
-    keys = list(summary["per_dataset"])
+
+def _heatmap(plt, summary, rows, detectors, out, replace) -> Path:
+    """AUROC per dataset, rows grouped by data group; blank = not applicable, x = failed."""
+    group_of = {(r["protocol"], r["dataset"]): r.get("group") or "" for r in rows}
+    groups = list(dict.fromkeys(group_of.get(k, "") for k in summary["per_dataset"]))
+    keys = sorted(summary["per_dataset"], key=lambda k: groups.index(group_of.get(k, "")))
+    status: dict[tuple, set] = {}
+    for r in rows:
+        status.setdefault((r["protocol"], r["dataset"], r["detector"]), set()).add(r["status"])
     grid = np.array([[summary["per_dataset"][k][d] for d in detectors] for k in keys])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(detectors), max(2.5, 1.6 + 0.32 * len(keys))))
-    im = ax.imshow(np.ma.masked_invalid(grid), vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(detectors)), detectors, rotation=45, ha="right")
-    ax.set_yticks(
-        range(len(keys)), [f"{d} ({p})" if len(set(k[0] for k in keys)) > 1 else d for p, d in keys]
-    )
-    for i in range(len(keys)):
-        for j in range(len(detectors)):
+    n_rows, n_cols = grid.shape
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 + 0.36 * n_cols), 1.5 + 0.235 * n_rows))
+    ax.imshow(np.ma.masked_invalid(grid), vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
+    ax.xaxis.tick_top()
+    ax.set_xticks(range(n_cols), detectors, rotation=60, ha="left", rotation_mode="anchor")
+    several = len({k[0] for k in keys}) > 1
+    ax.set_yticks(range(n_rows), [f"{d} ({p})" if several else d for p, d in keys])
+    ax.tick_params(length=0)
+    for i, (protocol, dataset) in enumerate(keys):
+        for j, d in enumerate(detectors):
             if np.isfinite(grid[i, j]):
                 color = "k" if grid[i, j] > 0.8 else "w"
                 ax.text(
-                    j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6, color=color
+                    j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7.5, color=color
                 )
-    fig.colorbar(im, ax=ax, label="AUROC")
-    ax.set_title("AUROC per dataset")
-    fig.tight_layout()
-    paths.append(_save_png(fig, out / "auroc_per_dataset.png", replace))
-
-    order = sorted(detectors, key=lambda d: np.nan_to_num(overall[d]["rank"], nan=1e9))
-    fig, ax = plt.subplots(figsize=(6, max(2.0, 1.0 + 0.35 * len(order))))
-    ax.barh(range(len(order)), [overall[d]["rank"] for d in order], color="tab:blue")
-    ax.set_yticks(range(len(order)), order)
-    ax.invert_yaxis()
-    ax.set_xlabel("mean AUROC rank (1 = best)")
-    ax.set_title("Mean rank over datasets")
-    fig.tight_layout()
-    paths.append(_save_png(fig, out / "mean_rank.png", replace))
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for d in detectors:
-        o = overall[d]
-        if o["ok"]:
-            seconds = (o["fit_s"] + o["score_s"]) / o["ok"]
-            ax.scatter(seconds, o["auroc"], s=30)
-            ax.annotate(
-                d, (seconds, o["auroc"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            elif "error" in status.get((protocol, dataset, d), ()):
+                ax.text(j, i, "x", ha="center", va="center", fontsize=9, color="tab:red")
+    start = 0
+    for g in groups:
+        size = sum(group_of.get(k, "") == g for k in keys)
+        if start:
+            ax.axhline(start - 0.5, color="w", lw=3)
+        if len(groups) > 1 and g:
+            ax.text(
+                n_cols - 0.3,
+                start + (size - 1) / 2,
+                f"{g} ({size})",
+                rotation=-90,
+                ha="left",
+                va="center",
+                fontsize=8.5,
             )
+        start += size
+    ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_title(
+        "AUROC per dataset (mean of the seeds; colour scale 0.5-1.0)\n"
+        "blank: does not apply (needs class labels); x: failed",
+        fontsize=9,
+        loc="left",
+    )
+    fig.tight_layout()
+    return _save_png(fig, out / "auroc_per_dataset.png", replace)
+
+
+def _mean_rank_plot(plt, overall, order, partial, most, out, replace) -> Path:
+    """Mean AUROC rank; detectors ranked on fewer datasets set apart, grey, with their count."""
+    fig, ax = plt.subplots(figsize=(6.8, max(2.2, 1.3 + 0.3 * len(order))))
+    ranks = [overall[d]["rank"] for d in order]
+    colors = ["0.75" if d in partial else "tab:blue" for d in order]
+    ax.barh(range(len(order)), np.nan_to_num(ranks), color=colors, height=0.7)
+    labels = [
+        f"{d} ({overall[d]['n_ranked']} of {most} sets)" if d in partial else d for d in order
+    ]
+    ax.set_yticks(range(len(order)), labels)
+    for i, rank in enumerate(ranks):
+        if np.isfinite(rank):
+            ax.text(rank, i, f" {rank:.2f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, np.nanmax([*ranks, 1.0]) * 1.12)
+    ax.set_xlabel("mean AUROC rank (1 = best)")
+    ax.set_title(f"Mean rank over the {most} datasets")
+    if partial:
+        ax.axhline(len(order) - len(partial) - 0.5, color="k", lw=0.8, ls="--")
+        fig.text(
+            0.01,
+            0.01,
+            "Grey: ranked only on the datasets it applies to, among the detectors there;\n"
+            "its rank is not comparable with the blue bars.",
+            fontsize=8,
+            va="bottom",
+        )
+        fig.tight_layout(rect=(0, 0.06 if len(order) > 6 else 0.12, 1, 1))
+    else:
+        fig.tight_layout()
+    return _save_png(fig, out / "mean_rank.png", replace)
+
+
+def _time_plot(plt, overall, order, partial, most, out, replace) -> Path:
+    """Time per cell vs mean AUROC, labels placed so that none overprints another."""
+    left_out = [d for d in partial if overall[d]["n_ranked"] < most / 2]
+    shown = [d for d in order if overall[d]["ok"] and d not in left_out]
+    seconds = [(overall[d]["fit_s"] + overall[d]["score_s"]) / overall[d]["ok"] for d in shown]
+    aurocs = [overall[d]["auroc"] for d in shown]
+    fig, ax = plt.subplots(figsize=(6.8, 4.8))
+    ax.scatter(seconds, aurocs, s=25, color="tab:blue", zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("fit + score seconds per cell (mean, log scale)")
-    ax.set_ylabel("mean AUROC")
+    ax.set_ylabel(f"mean AUROC over the {most} datasets")
     ax.set_title("Time vs AUROC")
-    fig.tight_layout()
-    paths.append(_save_png(fig, out / "time_vs_auroc.png", replace))
-    return paths
+    ax.grid(alpha=0.3)
+    if seconds:
+        lo, hi = min(seconds), max(seconds)
+        ax.set_xlim(lo / 2.0, hi * 2.0)
+        span = max(max(aurocs) - min(aurocs), 0.02)
+        ax.set_ylim(min(aurocs) - 0.08 * span, max(aurocs) + 0.08 * span)
+    if left_out:
+        names = ", ".join(f"{d} ({overall[d]['n_ranked']} of {most} sets)" for d in left_out)
+        fig.text(
+            0.01,
+            0.01,
+            f"Not shown, measured on too few datasets to compare: {names}.",
+            fontsize=8,
+            va="bottom",
+            wrap=True,
+        )
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    else:
+        fig.tight_layout()
+    labels = [f"{d} ({overall[d]['n_ranked']} sets)" if d in partial else d for d in shown]
+    _place_labels(ax, seconds, aurocs, labels)
+    return _save_png(fig, out / "time_vs_auroc.png", replace)
+
+
+def _place_labels(ax, xs, ys, labels, fontsize=8) -> None:
+    """Label each point at the first of a few positions around it that overlaps no other label,
+    no marker and stays inside the axes; farther positions get a thin leader line."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = ax.transData.transform(np.column_stack([xs, ys])) if len(xs) else []
+    pad = 4 * fig.dpi / 72
+    taken = [Bbox.from_extents(x - pad, y - pad, x + pad, y + pad) for x, y in points]
+    directions = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1)]
+    candidates = [(dx * r, dy * r, r) for r in (5, 12, 20, 30) for dx, dy in directions]
+    # most crowded points first: they have the fewest free places
+    crowd = [sum(np.hypot(*(p - q)) < 60 for q in points) for p in points]
+    for i in sorted(range(len(labels)), key=lambda i: -crowd[i]):
+        best = None
+        for dx, dy, r in candidates:
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+            text = ax.annotate(
+                labels[i],
+                (xs[i], ys[i]),
+                xytext=(dx, dy * 0.8),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=fontsize,
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if r > 5 else None,
+            )
+            box = text.get_window_extent(renderer).expanded(1.04, 1.1)
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            overlap = sum(_overlap(box, t) for t in taken)
+            score = (not inside, overlap > 0, overlap, r)
+            if best is None or score < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (score, text, box)
+            else:
+                text.remove()
+            if inside and not overlap:
+                break
+        taken.append(best[2])
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
 
 
 def _save_png(fig, path: Path, replace: bool) -> Path:
