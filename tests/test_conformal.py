@@ -144,10 +144,10 @@ def test_conformal_detector_ties_follow_the_wrapped_detectors_precision():
 
 
 def test_storey_null_proportion_and_adaptive_bh_by_hand():
-    p = np.array([0.001, 0.002, 0.003, 0.2, 0.6, 0.7, 0.8, 0.9])
-    # (1 + #{p > 0.5}) / (m (1 - 0.5)) = (1 + 4) / 4, capped at 1
-    assert storey_null_proportion(p) == 1.0
-    assert storey_null_proportion(p, threshold=0.75) == 1.0  # (1 + 2) / (8 * 0.25), capped
+    p = np.array([0.001, 0.002, 0.003, 0.2, 0.5, 0.7, 0.8, 0.9])
+    # (1 + #{p >= 0.5}) / (m (1 - 0.5)) = (1 + 4) / 4: not capped at 1 (FDR in finite samples)
+    assert storey_null_proportion(p) == 1.25
+    assert storey_null_proportion(p, threshold=0.75) == pytest.approx((1 + 2) / (8 * 0.25))
     q = np.r_[np.full(6, 0.02), [0.6, 0.9]]
     pi0 = storey_null_proportion(q)  # (1 + 2) / 4 = 0.75
     assert pi0 == 0.75
@@ -156,6 +156,10 @@ def test_storey_null_proportion_and_adaptive_bh_by_hand():
     np.testing.assert_array_equal(
         benjamini_hochberg(q, 0.025, null_proportion=pi0), [True] * 6 + [False] * 2
     )
+    # few outliers: pi0 above 1 runs BH below alpha (what keeps the FDR of all-inlier batches)
+    assert storey_null_proportion(np.full(10, 0.9)) == pytest.approx(2.2)
+    assert benjamini_hochberg(q, 0.05).sum() == 6
+    assert not benjamini_hochberg(q, 0.05, null_proportion=2.2).any()
     with pytest.raises(ValueError, match="null_proportion"):
         benjamini_hochberg(q, 0.1, null_proportion=0.0)
     with pytest.raises(ValueError, match="threshold"):
