@@ -36,17 +36,20 @@ test-numerics: install
 	done; done
 
 # The documentation site, offline, warnings as errors: API reference, user guide, and the gallery,
-# whose examples all run during the build. Output in docs/_build/html (open index.html).
+# whose examples all run during the build. Output in docs/_build/html (open index.html). Then the
+# built site is read as a visitor meets it (docs/check_site.py): no "issue N" in any page, no
+# broken internal link or anchor, every public name in the API reference's sidebar.
 $(VENV)/.installed-docs: $(VENV)/.installed-$(subst :,_,$(subst =,_,$(TORCH_SPEC)))
 	$(PY) -m pip install --quiet -e ".[docs,bench]"
 	touch $@
 
 docs: $(VENV)/.installed-docs
 	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	OMP_NUM_THREADS=1 $(PY) docs/check_site.py docs/_build/html
 
 # What CI runs: a clean build, so that every gallery example and every page is built again.
 docs-check: $(VENV)/.installed-docs
-	rm -rf docs/_build docs/generated docs/auto_examples
+	rm -rf docs/_build docs/generated docs/auto_examples docs/getting_started
 	$(MAKE) docs
 
 # The full side-by-side run recorded in docs/benchmarks.md (see that file for the exact command).
@@ -54,4 +57,4 @@ bench: install
 	$(VENV)/bin/skood bench --data ../shared/data/adbench --bundled --n-jobs 2 --out docs/bench --force
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/generated docs/auto_examples
+	rm -rf $(VENV) .pytest_cache build *.egg-info docs/_build docs/generated docs/auto_examples docs/getting_started
