@@ -74,12 +74,17 @@ _GALLERY_ORDER = [
 # An example not listed yet (a new one) comes after the listed ones, by name, rather than
 # stopping the build; list.index (not a function defined here) keeps the setting picklable.
 _GALLERY_ORDER += sorted(
-    path.name for path in (ROOT / "examples").glob("plot_*.py") if path.name not in _GALLERY_ORDER
+    path.name
+    for folder in ("examples", "tutorials")
+    for path in (ROOT / folder).glob("plot_*.py")
+    if path.name not in _GALLERY_ORDER
 )
 
 sphinx_gallery_conf = {
-    "examples_dirs": str(ROOT / "examples"),
-    "gallery_dirs": "auto_examples",
+    # The gallery, and the getting-started page: a one-example gallery, so that its code runs in
+    # the build and the page shows what it printed.
+    "examples_dirs": [str(ROOT / "examples"), str(ROOT / "tutorials")],
+    "gallery_dirs": ["auto_examples", "getting_started"],
     "filename_pattern": r"/plot_",
     "within_subsection_order": FunctionSortKey(_GALLERY_ORDER.index, "skood's reading order"),
     "download_all_examples": False,
@@ -97,6 +102,17 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"skood {release}"
 html_theme_options = {
     "navbar_end": ["navbar-icon-links"],
+    # Install, getting started, user guide, gallery, API, benchmarks and evidence in the header;
+    # the command line, the walkthrough and the project pages under "More".
+    "header_links_before_dropdown": 7,
+    "icon_links": [
+        {
+            "name": "Licence: BSD-3-Clause",
+            "url": "https://spdx.org/licenses/BSD-3-Clause.html",
+            "icon": "fa-solid fa-scale-balanced",
+            "type": "fontawesome",
+        },
+    ],
     "show_toc_level": 2,
     # The gallery's code is up to 100 columns wide: its pages give the page-contents column to it.
     "secondary_sidebar_items": {"auto_examples/*": []},
@@ -104,7 +120,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "cli": []}
+html_sidebars = {"index": [], "cli": [], "getting_started/*": []}
 html_show_sourcelink = False
 
 

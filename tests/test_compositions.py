@@ -176,3 +176,17 @@ def test_readme_code_blocks_run_as_written():
     assert auroc(y_test, detector.score_samples(X_test)) > 0.9
     two_stage, X_test01 = namespace["two_stage"], namespace["X_test01"]
     assert auroc(y_test, two_stage.score_samples(X_test01)) > 0.85
+
+
+def test_landing_page_shows_what_its_example_prints(capsys):
+    """The landing page's example (the README's first block) prints exactly the output shown
+    under it, so the number on the front page is the one a reader gets."""
+    import textwrap
+
+    index = (README.parent / "docs" / "index.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: (python|text)\n\n(.*?)(?=\n\S|\Z)", index, re.S)
+    code = next(textwrap.dedent(body) for kind, body in blocks if kind == "python")
+    shown = next(textwrap.dedent(body) for kind, body in blocks if kind == "text")
+    assert code.strip() == _readme_python_blocks()[0].strip()
+    exec(compile(code, "docs/index.rst", "exec"), {"__name__": "__landing__"})
+    assert capsys.readouterr().out.strip() == shown.strip()
