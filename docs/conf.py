@@ -101,7 +101,10 @@ sphinx_gallery_conf = {
 html_theme = "pydata_sphinx_theme"
 html_title = f"skood {release}"
 html_theme_options = {
-    "navbar_end": ["navbar-icon-links"],
+    # The search as an icon, so that the header's links fit on one line at 1300 px.
+    "navbar_persistent": [],
+    "navbar_end": ["search-button", "navbar-icon-links"],
+    "navbar_align": "left",
     # Install, getting started, user guide, gallery, API, benchmarks and evidence in the header;
     # the command line, the walkthrough and the project pages under "More".
     "header_links_before_dropdown": 7,
