@@ -15,7 +15,7 @@ does about it when an old model is unpickled (``pickle``, ``joblib``) or read by
 * **Renamed modules** (:data:`RENAMED_MODULES`): ``import`` of the old name gives the new module
   (:func:`install_renamed_modules`, run by ``import skood``), as unpickling needs.
 
-``docs/names.md`` lists the same renames for users. This module imports nothing from skood at
+:doc:`names </names>` lists the same renames for users. This module imports nothing from skood at
 import time, so that any module can use it without an import cycle.
 """
 

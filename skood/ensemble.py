@@ -21,7 +21,7 @@ __all__ = ["EnsembleDetector", "default_members"]
 def default_members() -> list[tuple[str, object]]:
     """The members of ``EnsembleDetector()``: a Gaussian and the nearest-neighbour distance.
 
-    Chosen on the development suite (``benchmarks/dev_suite/``: 21 tables, 30 sets of
+    Chosen on the :doc:`development suite </evidence/dev_suite>` (21 tables, 30 sets of
     pretrained features, 4 small tables, weighted equally by group, 3 seeds) among the
     Gaussian's covariances, KNN's ``k`` and aggregation, the mean-NLL flow and the VAE, in
     subsets of two to four, by either ``combine`` rule. The Gaussian sees rows far out in

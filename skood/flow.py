@@ -64,12 +64,12 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
 
     **Defaults and the paper.** The defaults are skood's, chosen by measurement for a CPU: a
     4-block flow with subnets of two hidden layers of 64, no dropout, log-scales clamped at 0.5,
-    lr 1e-3, 10 epochs and at least 250 steps. On ``skood bench``'s 40 datasets they score a
-    higher mean AUROC than the paper's configuration at a CPU size and fit in seconds
-    (``benchmarks/defaults/defaults.md``, ``benchmarks/defaults/clamp/clamp.md``). The paper's
-    configuration (8 blocks of 512 x 3, dropout 0.3, clamp 3.0, lr 9e-5, 50 epochs; ~10 M
-    parameters, sized for ~50,000 feature vectors on a GPU) is :meth:`paper`, which the
-    paper-reproduction benchmarks use.
+    lr 1e-3, 10 epochs and at least 250 steps, and the mean NLL (``q="mean"``). On ``skood
+    bench``'s 40 datasets they score a higher mean AUROC than the paper's configuration at a CPU
+    size and fit in seconds (:doc:`defaults by measurement </evidence/defaults>`, :doc:`the
+    coupling clamp </evidence/clamp>`). The paper's configuration (8 blocks of 512 x 3, dropout
+    0.3, clamp 3.0, lr 9e-5, 50 epochs, q = 0.05; ~10 M parameters, sized for ~50,000 feature
+    vectors on a GPU) is :meth:`paper`, which the paper-reproduction benchmarks use.
 
     Read more in the :ref:`User Guide <paper_quantod>`.
 
@@ -79,12 +79,12 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         Quantile of the batch log-likelihoods that is maximised; ``"mean"`` is ordinary maximum
         likelihood and ``0`` maximises the batch minimum. The paper's 0.05 is
         ``QuantileFlowDetector(0.05)``, and :meth:`paper` keeps it. ``"mean"`` is the default
-        because it scored higher on every group of the development suite
-        (``benchmarks/dev_suite/``, 55 sets, 3 seeds, AUROC %): tables 79.4 against 77.9,
+        because it scored higher than 0.05 on every group of the development suite
+        (:doc:`55 sets, 3 seeds </evidence/dev_suite>`, AUROC %): tables 79.4 against 77.9,
         pretrained features 87.0 against 85.3, small tables 96.6 against 96.5 (group-equal mean
         87.69 against 86.57), as on ``skood bench``'s 40 sets (0.817 against 0.808) and on the
         paper's own setting at CPU scale, digits classifier features (FPR95 0.397 against 0.483,
-        5 seeds; ``benchmarks/quantile_claim/quantile_claim.md``). At the paper's
+        5 seeds; :doc:`the quantile claim </evidence/quantile_claim>`). At the paper's
         ``clamp=3.0`` the quantile loss does beat ``"mean"`` on those features.
     coupling : {"glow", "realnvp", "nice", "gin"}, default="glow"
         Coupling block (Table 3 of the paper).
@@ -98,10 +98,11 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
     clamp : float, default=0.5
         Soft clamp of the coupling log-scales, ``s = clamp * 0.636 * atan(s_hat)``, so
         ``|s| < clamp`` (the paper: 3.0). A tight bound keeps a flow trained on a few hundred
-        rows from piling density onto the training points themselves: on ``skood bench``'s 40
-        sets (3 seeds) 0.5 scores a mean AUROC of 0.808 against 0.801 at 3.0, and on the demo's
-        digits 0.889 against 0.858 (``benchmarks/defaults/clamp/clamp.md``). Raise it for data
-        whose density is sharp, such as many exact repeats of a few rows.
+        rows from piling density onto the training points themselves: with ``q=0.05``, on
+        ``skood bench``'s 40 sets (3 seeds) 0.5 scores a mean AUROC of 0.808 against 0.801 at
+        3.0, and on the demo's digits 0.889 against 0.858; with ``q="mean"`` on the digits, 0.922
+        against 0.807 (:doc:`the coupling clamp </evidence/clamp>`). Raise it for data whose
+        density is sharp, such as many exact repeats of a few rows.
     actnorm : bool, default=True
         Whether each block starts with an ActNorm, initialised from the training data in ``fit``.
     permutation : {"random", "reverse", "learned"}, default="random"
@@ -137,8 +138,8 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
         :func:`skood.flow.grid_steps`) over one grid step of uniform noise in every training
         batch, as image flows dequantize pixels (Theis et al., 2016). A flow fitted to the grid
         points themselves can pile unbounded density onto them; dequantized, it learns the
-        density between them. Measured (``benchmarks/defaults/clamp/clamp.md``): on the demo's
-        digits it lifts the q = 'mean' flow's AUROC from 0.922 to 0.955 at the default clamp
+        density between them. Measured (:doc:`the coupling clamp </evidence/clamp>`): on the
+        demo's digits it lifts the q = 'mean' flow's AUROC from 0.922 to 0.955 at the default clamp
         (0.807 to 0.939 at the paper's 3.0). On ``skood bench``'s 40 sets it is even at the
         default clamp (2 seeds: +0.001 mean AUROC; ``17_InternetAds``, 1,555 binary columns,
         -0.11) and loses 0.022 at clamp 3.0, so it is off by default.
@@ -281,7 +282,7 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
 
         ``QuantileFlowDetector.paper()`` is what the paper-reproduction benchmarks fit; the
         class defaults are skood's CPU-sized choice, measured on ``skood bench``
-        (``benchmarks/defaults/defaults.md``).
+        (:doc:`defaults by measurement </evidence/defaults>`).
 
         Examples
         --------

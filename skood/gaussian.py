@@ -406,7 +406,7 @@ default="auto"
         (the authors' code) when it has at least 2 degrees of freedom (rows minus classes, in
         the ``offset_cv`` fold models) per feature, else OAS. Below that, ``fit`` warns about an
         explicit ``"empirical"``: its inverse inflates new rows' distances and ``offset_`` lets
-        outliers through. Measured on the development suite (``benchmarks/dev_suite/``, 55
+        outliers through. Measured on the :doc:`development suite </evidence/dev_suite>` (55
         sets, 3 seeds, group-equal mean AUROC %): ``"auto"`` 87.78, empirical 87.70, OAS 87.62,
         Ledoit–Wolf 87.56; on the 30 pretrained-feature sets, all with fewer rows than
         features, OAS 87.6 against the empirical 87.2.
@@ -804,12 +804,12 @@ default="auto"
     #: At most this many rows (drawn at random beyond it) are scored to set ``offset_``: the
     #: 0.05-quantile of 50,000 scores is known to +-0.002 in probability (two standard errors),
     #: and scoring every row of a large X would cost more than the fit
-    #: (``benchmarks/speed/speed.md``).
+    #: (:doc:`speed </evidence/speed>`).
     _MAX_CALIBRATION_ROWS = 50_000
     #: The Gram identity ``X^T X - sum_k n_k mu_k mu_k^T`` loses about log10(mu^2 / var) digits;
     #: beyond this ratio (2 digits of float64's 16) the moments are taken again about the means,
     #: the rows centred block by block, which costs about 1.4 times the product
-    #: (``benchmarks/speed/speed.md``).
+    #: (:doc:`speed </evidence/speed>`).
     _MAX_MEAN_TO_SPREAD = 100.0
 
     def _check_fit_size(self, X: np.ndarray) -> None:

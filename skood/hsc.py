@@ -229,8 +229,8 @@ _SHARED_PARAMETERS = """\
     min_steps : int, default=1000
         Fewest optimiser steps: with 90 normal rows an epoch is a single batch, and 50 epochs
         left HSC at AUROC 0.871 with one OE sample on digits against 0.947 with 500 steps
-        (``benchmarks/oe_size/oe_size.md``). The paper's runs take thousands of steps. 0 disables
-        it.
+        (:doc:`outlier-exposure size </evidence/oe_size>`). The paper's runs take thousands of
+        steps. 0 disables it.
     lr : float, default=1e-3
         Adam's learning rate.
     weight_decay : float, default=0.0

@@ -93,14 +93,14 @@ class ROSEScorer(BaseDetector):
         parameters; ``"(root)"`` is the parameters of the top module itself) or an ``fnmatch``
         pattern over the leaf names (``"encoder.*"``). The paper scores a VAE's encoder
         convolutions and a Glow's 1x1 convolutions only; the choice changes the score markedly
-        (``benchmarks/rose_claim``).
+        (:doc:`the ROSE claim </evidence/rose_claim>`).
     fisher : {"ekfac", "diag"}, default="ekfac"
     n_fisher_samples : int or None, default=None
         Rows drawn (without replacement) to estimate the Fisher; None uses every inlier row.
         With ``validation_fraction=0`` the layer statistics come from the same rows, which is
         unreliable for a few hundred rows or fewer (a warning says so below 100): measured on
         digits, 10 rows inverted EKFAC ROSE (AUROC 0.19) while ``validation_fraction=0.5`` gave
-        0.68-0.80 (``benchmarks/rose_claim/rose_claim.md``).
+        0.68-0.80 (:doc:`the ROSE claim </evidence/rose_claim>`).
     beta : float, default=0.0
         Shift of the z-scores before the ReLU.
     p : float >= 1, default=inf

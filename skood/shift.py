@@ -253,7 +253,7 @@ def weighted_conformal_selection(
     pruning : {"heterogeneous", "homogeneous", "deterministic"}, default="heterogeneous"
         The paper's three pruning rules; all three control the FDR (the paper's Theorem 3). The
         randomised ones were the more powerful in the paper's simulations; the deterministic one
-        needs no random draw. See the measurements in ``benchmarks/conformal/shift.md``.
+        needs no random draw. See the :doc:`measurements </evidence/conformal_shift>`.
     random_state : int, RandomState or None, default=None
         Draws the ``xi_j``. They must be independent of the p-values' tie-breaking ``U_j``: do
         not pass the same integer seed to both functions (a ``RandomState`` passed to both, in
@@ -324,8 +324,8 @@ def estimate_likelihood_ratio(X_calibration, X_test, *, classifier=None, random_
     X_test : array-like of shape (m, n_features)
     classifier : classifier with ``predict_proba``, or None, default=None
         None: ``make_pipeline(StandardScaler(), LogisticRegression())``, chosen by measurement
-        (``benchmarks/conformal/shift.md``): it is exact for a logistic (exponential-tilt)
-        shift, and in-sample it overfits far less than gradient boosting, whose extreme weights
+        (:doc:`covariate shift </evidence/conformal_shift>`): it is exact for a logistic
+        (exponential-tilt) shift, and in-sample it overfits far less than gradient boosting, whose extreme weights
         cost power without gaining validity. A classifier with a ``random_state`` parameter gets
         one drawn from ``random_state``.
     random_state : int, RandomState or None, default=None
@@ -387,7 +387,7 @@ class WeightedConformalDetector(OutlierMixin, BaseEstimator):
         ``"wcs"``: Weighted Conformalized Selection, FDR <= ``alpha`` in finite samples (the
         paper's Theorem 3). ``"bh"``: Benjamini–Hochberg on the weighted p-values, cheaper
         (O(m log m) rather than O(m^2)) with no finite-sample proof (the p-values are not
-        PRDS), measured close to WCS in ``benchmarks/conformal/shift.md``. ``"level"``: flag
+        PRDS), :doc:`measured </evidence/conformal_shift>` close to WCS. ``"level"``: flag
         each row whose p-value is ``<= alpha`` (a false-positive rate, not an FDR: each inlier
         of ``Q`` is flagged with probability at most ``alpha``). May be changed on a fitted
         model.
@@ -432,7 +432,7 @@ class WeightedConformalDetector(OutlierMixin, BaseEstimator):
     -----
     What is assumed: the shift is in the covariates only (an inlier's score distribution given
     ``x`` is the same under ``P`` and ``Q``), and ``w`` is right. A misestimated ``w`` costs
-    validity in proportion to the error (measured in ``benchmarks/conformal/shift.md``). WCS
+    validity in proportion to the error (:doc:`measured </evidence/conformal_shift>`). WCS
     costs O(m^2) time for a batch of ``m`` rows (about 1 s for ``m = 5,000``); estimating ``w``
     fits one classifier per batch.
 

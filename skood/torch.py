@@ -16,7 +16,7 @@ This is skood's public extension API for torch methods. A torch estimator *compo
 * Callbacks for training data: :class:`InputNoise`, :class:`GridDequantization`; datasets for
   outlier exposure: :class:`OutlierExposureBatches` with :class:`OutlierExposureCollate`.
 
-``docs/architecture.md`` shows a new detector written with these names only.
+:doc:`architecture </architecture>` shows a new detector written with these names only.
 """
 
 from __future__ import annotations
@@ -443,7 +443,7 @@ def array_batches(
 
     torch's ``DataLoader`` asks the dataset for one row at a time and stacks the rows; for the
     small networks of tabular data that costs about as much as the optimiser step
-    (``benchmarks/speed/training.md``). A skorch ``Dataset`` of numpy arrays, and
+    (:doc:`speed </evidence/speed>`). A skorch ``Dataset`` of numpy arrays, and
     :class:`OutlierExposureBatches` with its :class:`OutlierExposureCollate`, are batched here by
     indexing tensors made once. Anything else (another dataset, another ``collate_fn``, workers)
     goes to ``DataLoader`` unchanged.
