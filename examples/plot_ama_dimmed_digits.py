@@ -17,7 +17,8 @@ one-sided R, and a Gaussian density which of the altered images are anomalous.
 # Train on digits, test on scaled copies of unseen digits
 # -------------------------------------------------------
 #
-# As in ``benchmarks/ama_tables`` (item 2), pixels are mapped from [0, 16] to [-1, 1]; 600 random
+# As in :doc:`AMA at CPU scale </evidence/ama_tables>` (item 2), pixels are mapped from [0, 16]
+# to [-1, 1]; 600 random
 # digits train, 300 others are the test inliers. A factor ``f`` multiplies the intensities
 # before that mapping, so ``f < 1`` dims an image and ``f > 1`` brightens it past the training
 # range.
@@ -58,7 +59,8 @@ fig.tight_layout()
 # ``contamination=0.1`` of the training rows sets ``offset_``) except for two changes that keep
 # this example fast on one CPU thread: ``max_epochs=50`` instead of 100 (150 encoder/decoder
 # steps, each with 5 critic steps), and ``lambda_inter=0``, which switches off the simplex
-# interpolation term and halves the fit time (the ablation of ``benchmarks/ama_tables``, where it
+# interpolation term and halves the fit time (the ablation of
+# :doc:`AMA at CPU scale </evidence/ama_tables>`, where it
 # did not lower the A-score). The baseline is a Ledoit-Wolf Gaussian, at the same
 # ``contamination=0.1``.
 ama = AMADetector(max_epochs=50, lambda_inter=0.0, random_state=0)
@@ -172,7 +174,8 @@ fig.tight_layout()
 # Brightening is the other side, and there the A-score is *not* the best: the Gaussian separates
 # brightened copies better than AMA does. So AMA's two-sided score earns its keep on inputs that
 # are simpler than the training data, as the paper argues, not across the board:
-# ``benchmarks/ama_tables`` found it weak on near-constant images (AUROC 0.64) and well behind
+# :doc:`AMA at CPU scale </evidence/ama_tables>` found it weak on near-constant images (AUROC
+# 0.64) and well behind
 # plain detectors in the usual one-class setting (0.66 vs. 0.99 for the Gaussian). AMA is also a
 # GAN: its scores vary much more across seeds than an autoencoder's, so try several
 # ``random_state`` values before trusting one fit. This example uses one seed and a shortened

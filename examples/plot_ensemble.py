@@ -96,5 +96,6 @@ for name in names:
 # Standardised by their calibration scores the members count alike, and the ensemble is at or
 # near the best member on each table without knowing in advance which one that is. Over the
 # 55 sets of the development suite (tables, pretrained features, small tables;
-# ``benchmarks/dev_suite/README.md``) this default ensemble is skood's strongest detector at
+# :doc:`the development suite </evidence/dev_suite>`) this default ensemble is skood's strongest
+# detector at
 # default settings, ahead of every peer's default.

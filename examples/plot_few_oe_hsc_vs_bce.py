@@ -15,7 +15,8 @@ of known outliers passed in ``y`` (the rows with ``y == -1``).
 # One-vs-rest digits with a pool of known outliers
 # ------------------------------------------------
 #
-# The setting of ``benchmarks/oe_size`` (scaled down): one digit is normal; the other nine are
+# The setting of :doc:`outlier-exposure size </evidence/oe_size>` (scaled down): one digit is
+# normal; the other nine are
 # split once into four *OE-pool* digits, from which the known outliers are drawn, and five
 # *test-anomaly* digits that the detector never sees in training. Half of the normal digit
 # trains, the other half plus every test-anomaly image is the test set. The first ``n_oe`` rows
@@ -143,7 +144,8 @@ fig.tight_layout()
 # The printed table and the figure are this run's numbers. With one or a few known outliers HSC
 # is ahead of BCE on both digits, which is the paper's claim; with more known outliers BCE
 # catches up (on digit 2 the two meet from 16 samples on). The size of the gap depends on the
-# digit: in the 50-step run of ``benchmarks/oe_size/oe_size.md``, at one known outlier the two
+# digit: in the 50-step run of :doc:`outlier-exposure size </evidence/oe_size>`, at one known
+# outlier the two
 # tie on digit 6 and BCE is slightly ahead on digit 3. Over all ten digits and three seeds with
 # 500 steps, that benchmark measured HSC 0.947 vs. BCE 0.840 at one known outlier (HSC ahead on
 # 30 of 30 pairs), and a gap that shrinks to +0.007 with all ~700 OE images.

@@ -86,6 +86,6 @@ print(f"digits 5-9 flagged: {flagged[y_test == -1].mean():.1%}")
 # On a classifier's features the neighbour score is far stronger than on the pixels, and small
 # ``k`` is best on 450 training images. The L2 normalisation of Sun et al. helps on these raw
 # features, more as ``k`` grows; on standardised columns (the tables and pretrained features of
-# the development suite, ``benchmarks/dev_suite/``) it hurts, so it is off by default. The
+# the :doc:`development suite </evidence/dev_suite>`) it hurts, so it is off by default. The
 # default, the mean distance to the 5 nearest, is the robust choice when a few training rows may
 # be anomalies; :class:`~skood.EnsembleDetector` uses ``k = 1`` beside a Gaussian.

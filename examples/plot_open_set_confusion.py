@@ -104,4 +104,4 @@ for name, y_pred in predictions.items():
 # (5.8 % against 4.0 %), so its threshold sits at a stricter point, and one split at one
 # threshold does not rank the two gates. Measured at the same 95 % of inliers accepted over
 # several seeds, skood's benchmark of the paper's Table 1 on digits
-# (``benchmarks/open_set_table1/open_set_table1.md``) found that the flow gate did not beat MSP.
+# (:doc:`open-set Table 1 </evidence/open_set_table1>`) found that the flow gate did not beat MSP.

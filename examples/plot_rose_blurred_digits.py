@@ -16,7 +16,8 @@ around the same fitted VAE.
 # Digits, dequantised, and their blurred copies
 # ---------------------------------------------
 #
-# As in ``benchmarks/rose_claim``: the 0..16 pixel values get uniform noise and are scaled to
+# As in :doc:`the ROSE claim </evidence/rose_claim>`: the 0..16 pixel values get uniform noise
+# and are scaled to
 # (0, 1), ``(X + U(0, 1)) / 17``; 1,200 random digits train, the other 597 are the test inliers.
 # The OOD sets are the same 597 test digits, each 8x8 image blurred by
 # ``scipy.ndimage.gaussian_filter`` with a standard deviation ``sigma`` (in pixels).
@@ -162,9 +163,11 @@ for k, layer in enumerate(rose.layer_names_):
 # blur (sigma = 0.3) barely changes an 8x8 image and fools all three.
 #
 # ROSE is not a free lunch. It is one-sided (only *larger* Fisher-weighted gradients than usual
-# count), it costs a per-sample backward pass (``benchmarks/rose_claim``: about 30-50x slower to
+# count), it costs a per-sample backward pass (:doc:`the ROSE claim
+# </evidence/rose_claim>`: about 30-50x slower to
 # score than the likelihood of this VAE), and the layers it looks at matter. Here the blurred
 # digits stand out mostly in the decoder's scale ``(root)`` and last layer (the medians above),
-# and ``benchmarks/rose_claim`` found the paper's choice, the encoder layers only, much weaker on
+# and :doc:`the ROSE claim </evidence/rose_claim>` found the paper's choice, the encoder layers
+# only, much weaker on
 # blur. On a normalizing flow the same benchmark found the likelihood already good on blurred
 # digits and ROSE no better.

@@ -223,9 +223,9 @@ class ClassifierFeatures(TorchEstimatorMixin, BaseFeatureExtractor):
     pre_activation : bool, default=True
         For the built-in networks: return the penultimate Linear layer's output before its ReLU.
         ``False`` gives the post-ReLU activations that the QuantOD paper reads. Measured on
-        QuantOD's Table 1 at CPU scale (``benchmarks/constant_columns/constant_columns.md``): on
-        digits open set (9 runs) pre-activation features raise the class-conditional Gaussian's
-        AUROC from 0.948 to 0.971 and the flow's from 0.917 to 0.927 (FPR95 0.55 to 0.34), and have no dead
+        QuantOD's Table 1 at CPU scale: on the digits open set (9 runs) pre-activation features
+        raise the class-conditional Gaussian's AUROC from 0.948 to 0.971 and the flow's from 0.917
+        to 0.927 (FPR95 0.55 to 0.34), and have no dead
         units; on MVTec defects with a category classifier (3 runs) they lower both by 0.013 to
         0.016. A user ``module`` or ``layer`` decides its own features.
     hidden_sizes : tuple of int, default=(128,)

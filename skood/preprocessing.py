@@ -8,7 +8,7 @@ boolean and categorical columns are encoded by sklearn's :class:`~sklearn.prepro
 (the default) or :class:`~sklearn.preprocessing.OrdinalEncoder`, behind :class:`KnownCategories`,
 which keeps track of the categories seen in ``fit`` (:func:`unseen_categories`).
 
-The default encoding was chosen by measurement (``benchmarks/categorical/``).
+The default encoding was chosen by measurement (:doc:`/user_guide/tables`).
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def make_table_pipeline(
         ``"onehot"``: :class:`~sklearn.preprocessing.OneHotEncoder`, dense, one 0/1 column per
         category (up to ``max_categories``), not standardised. ``"ordinal"``:
         :class:`~sklearn.preprocessing.OrdinalEncoder`, one column of codes per column (in the
-        categories' sorted order), then standardised. Measured in ``benchmarks/categorical/``
+        categories' sorted order), then standardised. Measured (:doc:`/user_guide/tables`)
         (ADBench's protocol, 5 real and 8 semi-synthetic tables, the three default detectors):
         one-hot's mean AUROC is 0.004 higher on the real tables and 0.050 on the others, and
         0/1 columns did better than standardised ones on the real tables (0.897 against 0.889).

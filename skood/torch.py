@@ -138,7 +138,7 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
 
     That is what makes a fit reproducible under joblib, whose workers otherwise run torch with
     fewer threads than the parent process: float32 reductions split over another number of
-    threads round differently (``benchmarks/threads/threads.md``: a CNN's features changed).
+    threads round differently (measured: a CNN's features changed).
     """
     if threads is None:
         yield
