@@ -198,9 +198,10 @@ class AdaDetect(OutlierMixin, BaseEstimator):
     ----------
     X_train_ : ndarray of shape (n_train, n_features)
         The training part of the inliers (class 0 of every batch's classifier).
-    X_calibration_ : ndarray of shape (n_calibration_, n_features)
+    X_calibration_ : ndarray of shape (n_calibration, n_features)
         The calibration part.
     n_calibration_ : int
+        Its number of rows, ``n_calibration``.
     batch_seed_ : int
         Drawn from ``random_state`` at ``fit``: the seed of every batch's classifier and
         permutation, so that the same batch always gets the same answer.
