@@ -129,7 +129,7 @@ fig.suptitle("QuantileFlowDetector on digits: quantile (q = 0.05) vs mean-likeli
 fig.tight_layout()
 
 # %%
-# The numbers behind the middle and right panels, at the first, a middle and the last recorded
+# The numbers behind the middle and bottom panels, at the first, a middle and the last recorded
 # epoch:
 for q, rec in records.items():
     for i in (0, len(rec.epochs_) // 2, -1):
