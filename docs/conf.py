@@ -118,12 +118,14 @@ html_theme_options = {
     ],
     "show_toc_level": 2,
     # The gallery's code is up to 100 columns wide: its pages give the page-contents column to it.
-    "secondary_sidebar_items": {"auto_examples/*": []},
+    # The page's contents on the right of every page but the gallery's (whose code lines need
+    # the width): a dict of patterns would leave every page it does not match without it.
+    "secondary_sidebar_items": ["page-toc"],
     "navigation_with_keys": False,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "cli": [], "getting_started/*": []}
+html_sidebars = {"index": [], "cli": [], "benchmarks": [], "getting_started/*": []}
 html_show_sourcelink = False
 
 
@@ -140,5 +142,12 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
     return skip
 
 
+def _no_page_contents_in_gallery(app, pagename, templatename, context, doctree):
+    if pagename.startswith("auto_examples/"):
+        context["secondary_sidebar_items"] = []
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_foreign_members)
+    # After the theme's own handler (priority 500), which fills the list from the options.
+    app.connect("html-page-context", _no_page_contents_in_gallery, priority=900)
