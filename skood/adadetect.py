@@ -47,56 +47,10 @@ from skood.conformal import (
     conformal_p_values,
     detector_scores,
     detector_tie_rtol,
+    storey_null_proportion,
 )
 
-__all__ = ["AdaDetect", "storey_estimator"]
-
-
-def storey_estimator(p_values, threshold: float = 0.5) -> float:
-    """The null-proportion estimate of adaptive AdaDetect: ``(1 + #{p_i >= lambda}) / (m (1 - lambda))``.
-
-    This is the Storey-type estimator of Marandon et al. (2024, Section 3.3), with which BH at
-    level ``alpha / pi0`` on AdaDetect's p-values controls the FDR in finite samples. It differs
-    from :func:`skood.conformal.storey_null_proportion` in two ways, both on purpose:
-
-    * it is **not capped at 1**. When most p-values lie above ``lambda`` (few or no outliers) the
-      estimate exceeds 1 and BH runs *below* ``alpha``; that is what pays for the batches where
-      it falls below 1 by chance. Capped at 1, the FDR of a batch with no outlier exceeds
-      ``alpha``: measured with conformal p-values, all rows inliers, 20,000 draws, ``alpha =
-      0.1``: 0.109 capped against 0.097 uncapped (n = 2,000 calibration rows, m = 10) and 0.109
-      against 0.095 (n = 1,000, m = 20), standard error 0.002
-      (``benchmarks/conformal/adadetect.md``).
-    * it counts ``p >= lambda``, not ``p > lambda``: conformal p-values sit on the grid
-      ``k / (n + 1)``, which can contain ``lambda``; counting those rows makes the estimate
-      larger (more conservative), as in the paper.
-
-    Parameters
-    ----------
-    p_values : array-like of shape (m,)
-    threshold : float in (0, 1), default=0.5
-        Storey's ``lambda`` (the paper's experiments use 1/2).
-
-    Returns
-    -------
-    float > 0
-        1 for an empty batch.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> p = np.r_[np.full(20, 0.001), np.linspace(0.01, 1, 80)]  # 20 outliers, 80 inliers
-    >>> round(storey_estimator(p), 3)
-    0.82
-    >>> storey_estimator(np.full(10, 0.9))  # no outlier: above 1, BH runs below alpha
-    2.2
-    """
-    p_values = np.asarray(p_values, dtype=np.float64).ravel()
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    if p_values.size == 0:
-        return 1.0
-    above = np.count_nonzero(p_values >= threshold)
-    return float((1.0 + above) / (p_values.size * (1.0 - threshold)))
+__all__ = ["AdaDetect"]
 
 
 def _default_classifier() -> RandomForestClassifier:
@@ -122,7 +76,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
        p-value, ``(1 + #{calibration rows scored at least as abnormal}) / (n_calibration + 1)``
        (:func:`skood.conformal.conformal_p_values`; higher = more normal);
     3. flags the Benjamini–Hochberg discoveries of the batch at level ``alpha`` (with
-       ``adaptive=True``, at ``alpha / pi0`` with :func:`storey_estimator`'s ``pi0``).
+       ``adaptive=True``, at ``alpha / pi0`` with :func:`~skood.conformal.storey_null_proportion`'s ``pi0``).
 
     **Transductive**: a row's p-value and flag depend on the whole batch it comes in (the score is
     learned from it), so scoring rows one at a time, or in other batches, gives other answers; and
@@ -175,7 +129,7 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         fit depends on it, as long as ``n_calibration_ + 1 >= 1 / alpha``).
     adaptive : bool, default=False
         Adaptive AdaDetect: BH at level ``alpha / pi0``, ``pi0`` estimated from the batch's
-        p-values by :func:`storey_estimator` (the paper's Storey variant). More discoveries when
+        p-values by :func:`~skood.conformal.storey_null_proportion` (the paper's Storey variant, not capped at 1). More discoveries when
         many rows of the batch are outliers; as valid. Changeable after ``fit``.
     storey_threshold : float in (0, 1), default=0.5
         Storey's ``lambda`` for ``adaptive``; the paper uses 1/2. Changeable after ``fit``.
@@ -335,11 +289,11 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         """
         self._check_level()
         p_values = self._p_values(X)
-        pi0 = storey_estimator(p_values, self.storey_threshold) if self.adaptive else 1.0
-        # BH at alpha / pi0 (pi0 may exceed 1: then below alpha, see storey_estimator). skood's
-        # benjamini_hochberg takes a null_proportion only up to 1, so the level is passed whole.
+        pi0 = storey_null_proportion(p_values, self.storey_threshold) if self.adaptive else 1.0
+        # BH at alpha / pi0; pi0 may exceed 1 (then below alpha), which is what keeps the FDR of
+        # batches with few outliers (see storey_null_proportion).
+        outlier = benjamini_hochberg(p_values, self.alpha, null_proportion=pi0)
         level = self.alpha / pi0
-        outlier = benjamini_hochberg(p_values, level)
         return Bunch(p_values=p_values, outlier=outlier, null_proportion=pi0, level=level)
 
     def predict(self, X) -> np.ndarray:
@@ -395,13 +349,13 @@ class AdaDetect(OutlierMixin, BaseEstimator):
         X = validate_numeric(self, X, reset=False, dtype=np.float64)
         if X.shape[0] == 0:  # validate_data refuses it already; kept for a clear contract
             raise ValueError(f"{type(self).__name__}: the batch X is empty.")
-        calibration, batch, rtol = self._scores(X)
+        calibration, batch, rtol = self._batch_scores(X)
         return conformal_p_values(calibration, batch, rtol=rtol)
 
     def _learner(self):
         return _default_classifier() if self.estimator is None else self.estimator
 
-    def _scores(self, X) -> tuple[np.ndarray, np.ndarray, float | None]:
+    def _batch_scores(self, X) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Scores (higher = more normal) of the calibration rows and of the batch, one fit, and
         the relative tolerance within which two of them tie."""
         rng = np.random.RandomState(self.batch_seed_)

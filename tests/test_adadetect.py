@@ -15,8 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skood
 from skood import GaussianMahalanobis
-from skood.adadetect import AdaDetect, storey_estimator
-from skood.conformal import ConformalDetector, benjamini_hochberg
+from skood.adadetect import AdaDetect
+from skood.conformal import ConformalDetector, benjamini_hochberg, storey_null_proportion
 
 ALPHA = 0.1
 
@@ -116,13 +116,15 @@ def test_adaptive_level_is_the_papers_storey_formula_and_bh_matches_hand_step_up
     assert result.outlier.sum() >= plain.outlier.sum()
 
 
-def test_storey_estimator_counts_ties_and_is_not_capped():
+def test_the_storey_estimate_counts_ties_and_is_not_capped():
     p = np.array([0.01, 0.5, 0.5, 0.7, 1.0])
-    assert storey_estimator(p, 0.5) == pytest.approx((1 + 4) / (5 * 0.5))  # p >= lambda: 4 rows
-    assert storey_estimator(np.full(4, 0.9), 0.5) == pytest.approx(2.5)  # above 1, kept
-    assert storey_estimator([], 0.5) == 1.0
+    assert storey_null_proportion(p, 0.5) == pytest.approx(
+        (1 + 4) / (5 * 0.5)
+    )  # p >= lambda: 4 rows
+    assert storey_null_proportion(np.full(4, 0.9), 0.5) == pytest.approx(2.5)  # above 1, kept
+    assert storey_null_proportion([], 0.5) == 1.0
     with pytest.raises(ValueError, match="threshold"):
-        storey_estimator(p, 1.0)
+        storey_null_proportion(p, 1.0)
 
 
 # -- validity (Monte Carlo, fixed seeds) ----------------------------------------------------------

@@ -6,7 +6,7 @@ Issue 35, item 1. Per repetition a fresh null sample (``n`` inliers) and a fresh
 * ``adadetect``: ``skood.adadetect.AdaDetect()`` (defaults: random forest, 100 trees of depth 5,
   calibration_fraction 0.3), BH at ``alpha``;
 * ``adadetect_adaptive``: the same p-values (the same classifier fit), BH at ``alpha / pi0``,
-  ``pi0`` the paper's Storey estimator (``storey_estimator``, lambda = 1/2);
+  ``pi0`` the paper's Storey estimator (``skood.conformal.storey_null_proportion``, lambda = 1/2);
 * ``conformal``: ``ConformalDetector(GaussianMahalanobis(), fdr=True, calibration_fraction=0.3)``,
   split-conformal p-values of a one-class score fixed on the training part + BH (Bates et al.
   2023): the paper's non-adaptive baseline;
@@ -23,7 +23,8 @@ Settings (``alpha = 0.1``):
   inliers are drawn without replacement from the normals, the batch's outliers from the anomalies.
 
 ``choose``: the default classifier and calibration fraction, measured on fewer repetitions.
-``storey``: capped (``skood.conformal.storey_null_proportion``) vs uncapped (the paper's) Storey
+``storey``: capped (p > lambda, at most 1: skood's first version) vs uncapped (the paper's, now
+``skood.conformal.storey_null_proportion``) Storey
 estimator under the global null, with conformal p-values of uniform scores (no classifier).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conformal/adadetect.py run
@@ -51,7 +52,7 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks._common import ADBENCH_DIR
 from skood import GaussianMahalanobis
-from skood.adadetect import AdaDetect, storey_estimator
+from skood.adadetect import AdaDetect
 from skood.conformal import ConformalDetector, benjamini_hochberg, storey_null_proportion
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +103,7 @@ def one_rep(setting, rep):
     rng = np.random.default_rng([rep, SETTINGS.index(setting)])
     null, batch, is_outlier = drawer(setting)(rng)
     ada = AdaDetect(alpha=ALPHA, adaptive=True, random_state=rep).fit(null).detect(batch)
-    assert ada.level == ALPHA / storey_estimator(ada.p_values)
+    assert ada.level == ALPHA / storey_null_proportion(ada.p_values)
     conf = ConformalDetector(
         GaussianMahalanobis(), alpha=ALPHA, fdr=True, calibration_fraction=0.3, random_state=rep
     ).fit(null)
@@ -113,7 +114,7 @@ def one_rep(setting, rep):
         "adadetect": benjamini_hochberg(ada.p_values, ALPHA),  # = AdaDetect().predict
         "adadetect_adaptive": ada.outlier,
         "conformal": benjamini_hochberg(p_conf, ALPHA),
-        "conformal_adaptive": benjamini_hochberg(p_conf, ALPHA / storey_estimator(p_conf)),
+        "conformal_adaptive": benjamini_hochberg(p_conf, ALPHA / storey_null_proportion(p_conf)),
     }
     assert np.array_equal(flags["conformal"], conf.predict(batch) == -1), (
         "BH on the p-values must be ConformalDetector(fdr=True).predict"
@@ -182,16 +183,18 @@ def storey(reps):
     rng = np.random.default_rng(2024)
     rows = []
     for n, m in ((2000, 10), (1000, 20), (1000, 100)):
-        hits = {"plain BH": 0, "capped (storey_null_proportion)": 0, "uncapped (paper)": 0}
+        hits = {"plain BH": 0, "capped (first version)": 0, "uncapped (paper)": 0}
         for _ in range(reps):
             calibration = np.sort(rng.random(n))
             p = (1.0 + np.searchsorted(calibration, rng.random(m))) / (n + 1.0)
             hits["plain BH"] += benjamini_hochberg(p, ALPHA).any()
-            capped = storey_null_proportion(p, 0.5)
-            hits["capped (storey_null_proportion)"] += benjamini_hochberg(
+            capped = _capped_storey(p, 0.5)
+            hits["capped (first version)"] += benjamini_hochberg(
                 p, ALPHA, null_proportion=capped
             ).any()
-            hits["uncapped (paper)"] += benjamini_hochberg(p, ALPHA / storey_estimator(p)).any()
+            hits["uncapped (paper)"] += benjamini_hochberg(
+                p, ALPHA / storey_null_proportion(p)
+            ).any()
         for name, k in hits.items():
             rows.append([n, m, name, k / reps, np.sqrt(ALPHA * (1 - ALPHA) / reps)])
             print(*rows[-1], flush=True)
@@ -269,6 +272,11 @@ def report(_args):
                  f"n = {N_NULL} inliers, batch m = {M} ({M1} outliers)")  # fmt: skip
     fig.tight_layout()
     fig.savefig(HERE / "adadetect.png", dpi=110)
+
+
+def _capped_storey(p, threshold):
+    """Storey's estimate as skood had it before this study: ``p > lambda``, capped at 1."""
+    return min(1.0, (1.0 + np.count_nonzero(p > threshold)) / (p.size * (1.0 - threshold)))
 
 
 def main():
