@@ -38,6 +38,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "README.md", "screenshots"]
 templates_path = ["_templates"]
 html_static_path = ["_static"]
+html_css_files = ["skood.css"]
 
 # The pages are checked with -W: a reference that does not resolve is an error.
 nitpicky = False
