@@ -55,9 +55,11 @@ def rates(det):
     return np.mean(det.predict(test_in) == -1), np.mean(det.predict(test_out) == -1)
 
 
-print("plain:      false-positive rate %.3f, power %.3f" % rates(det))
+fpr, power = rates(det)
+print(f"plain:      false-positive rate {fpr:.3f}, power {power:.3f}")
 det.trim_calibration(truth[det.review_rows_])  # the review's verdict, one per listed row
-print("Label-Trim: false-positive rate %.3f, power %.3f" % rates(det))
+fpr, power = rates(det)
+print(f"Label-Trim: false-positive rate {fpr:.3f}, power {power:.3f}")
 
 # %%
 # Over 100 draws
