@@ -87,9 +87,10 @@ def bh_textbook(p_values, alpha):
 
 
 def storey_textbook(p_values, lam=0.5):
-    """Storey, Taylor & Siegmund (2004) with the finite-sample +1, capped at 1."""
+    """Storey's estimate with the finite-sample +1, counting p >= lambda, not capped at 1: the
+    form with which adaptive BH controls the FDR of conformal p-values (Marandon et al. 2024)."""
     p = np.asarray(p_values, dtype=float)
-    return min(1.0, (1.0 + np.sum(p > lam)) / (p.size * (1.0 - lam)))
+    return (1.0 + np.sum(p >= lam)) / (p.size * (1.0 - lam))
 
 
 def nonconform_version(path, mirror):
