@@ -468,12 +468,24 @@ class AMADetector(TorchEstimatorMixin, BaseDetector):
     def _score_samples(self, X: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
         """log A (default), -R or ``-mean |x - x_hat|`` (see ``ood_score``); ``r``: R of X."""
         if self.ood_score == "recon":
-            return -np.abs(self._reconstruct(X) - X).mean(axis=1)
-        r = self._r(X) if r is None else r
+            return self._predict(self._score_tensor, X, self.net_.module_)
+        return self._score_of_r(self._r(X) if r is None else r)
+
+    def _score_of_r(self, r):
+        """The score of R-scores ``r`` (a float64 array, or a tensor): -R, or log A (the
+        log-density of the Gaussian of R)."""
         if self.ood_score == "R":
             return -r
         z = (r - self.mu_) / self.sigma_
         return -0.5 * z**2 - math.log(self.sigma_ * math.sqrt(2 * math.pi))
+
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The ``ood_score`` of ``X``, differentiable in ``X`` (R's transform in float32)."""
+        module = self.net_.module_
+        if self.ood_score == "recon":
+            x = X.reshape(X.shape[0], -1)
+            return -(x - module(x)).abs().mean(dim=1)
+        return self._score_of_r(module.r_score(X))
 
     def _reconstruct(self, X: np.ndarray) -> np.ndarray:
         module = self.net_.module_

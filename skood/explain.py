@@ -12,12 +12,18 @@ pushed its row towards "outlier"). Three methods, chosen per detector:
   ``score(x) - score(mu)`` exactly. Class-conditional (``aggregate="max"``): ``mu`` is the mean
   of the class the row scores best under, and the sum is the row's score minus that class's score
   at its mean.
-* **Integrated gradients** (Sundararajan, Taly and Yan, ICML 2017) — scores with a gradient
-  (:class:`~skood.KNNDetector`, a Gaussian with ``aggregate="logsumexp"``):
-  ``phi_i = (x_i - b_i) int_0^1 d score(b + t (x - b)) / d x_i dt`` from a baseline row ``b``,
-  the integral by Gauss-Legendre quadrature (``n_steps`` nodes). The values sum to
-  ``score(x) - score(b)`` up to the quadrature error, which :attr:`Explanation.completeness_error`
-  reports per row.
+* **Integrated gradients** (Sundararajan, Taly and Yan, ICML 2017) — every detector with a
+  ``score_gradient`` method: the torch detectors (:class:`~skood.QuantileFlowDetector`,
+  :class:`~skood.VAEDetector`, the HSC family, :class:`~skood.AMADetector`,
+  :class:`~skood.ICEClassifier`: autograd through the network in eval mode),
+  :class:`~skood.KNNDetector` and a Gaussian with ``aggregate="logsumexp"`` or a ``background``
+  (closed forms): ``phi_i = (x_i - b_i) int_0^1 d score(b + t (x - b)) / d x_i dt`` from a
+  baseline row ``b``, the integral by Gauss-Legendre quadrature (``n_steps`` nodes). The values
+  sum to ``score(x) - score(b)`` up to the quadrature error (a network with ReLUs has a
+  piecewise-constant gradient, which quadrature integrates less exactly than a smooth one),
+  which :attr:`Explanation.completeness_error` reports per row. The baseline is the median of
+  ``background``; without one, the nearest-neighbour detector's training rows' median, the
+  Gaussian's mean; a torch detector keeps no rows, so it needs ``background``.
 * **Permutation Shapley values** (Strumbelj and Kononenko 2014; antithetic permutations) — any
   other detector, as a black box: ``n_permutations`` random column orders per row, each column
   credited with the score change when it switches from the baseline's value to the row's. The
@@ -135,7 +141,8 @@ def explain(
     background : array-like or None, default=None
         Normal rows (e.g. some training rows): the baseline is their column-wise median.
         None: the detector's own reference where it keeps one (the Gaussian's class means, the
-        nearest-neighbour detector's training rows); a detector that keeps none needs it.
+        nearest-neighbour detector's training rows); a detector that keeps none (the torch
+        detectors, any black box) needs it.
     n_steps : int, default=32
         Integrated gradients: the quadrature nodes on the path from the baseline.
     n_permutations : int, default=16
@@ -188,7 +195,6 @@ def _explain(model, X, background, options):
     from skood.conformal import ConformalDetector
     from skood.ensemble import EnsembleDetector
     from skood.gaussian import GaussianMahalanobis
-    from skood.knn import KNNDetector
 
     if isinstance(model, FrozenEstimator):
         return _explain(model.estimator, X, background, options)
@@ -201,13 +207,13 @@ def _explain(model, X, background, options):
     Z = _as_float_array(X)
     if isinstance(model, GaussianMahalanobis):
         return _explain_gaussian(model, Z, background, options)
-    if isinstance(model, KNNDetector) and not model.normalize:
-        return _explain_knn(model, Z, background, options)
     if isinstance(model, EnsembleDetector) and model.combine == "zscore":
         parts = [_explain(m, Z, background, options) for m in model.estimators_]
         weights = 1.0 / (len(parts) * np.asarray(model.scale_, dtype=np.float64))
         offset = -float(np.sum(weights * np.asarray(model.location_, dtype=np.float64)))
         return _weighted_sum(parts, weights, offset)
+    if hasattr(model, "score_gradient"):
+        return _explain_gradient(model, Z, background, options)
     return _explain_permutation(model, Z, background, options)
 
 
@@ -332,7 +338,7 @@ def _explain_gaussian(det, Z, background, options):
         # Not a single quadratic form (a mixture), or a baseline of the user's: integrated
         # gradients of the log-density, whose gradient is known in closed form.
         baseline = _baseline(background, default=means.mean(axis=0))
-        return _integrated_gradients(det, Z, baseline, _gaussian_gradient(det), options)
+        return _integrated_gradients(det, Z, baseline, det.score_gradient, options)
     values = np.empty_like(Z)
     base = np.empty(Z.shape[0])
     n_features = Z.shape[1]
@@ -348,48 +354,22 @@ def _explain_gaussian(det, Z, background, options):
     return values, scores, base, "exact"
 
 
-def _gaussian_gradient(det):
-    W = np.asarray(det.whitening_, dtype=np.float64)
-    means = np.asarray(det.means_, dtype=np.float64)
-    A = W @ W.T
-
-    def gradient(P):
-        z = P[:, None, :] - means[None, :, :]
-        zw = z @ W
-        log_dens = -0.5 * np.einsum("rcf,rcf->rc", zw, zw)
-        if det.aggregate == "max":
-            weights = np.zeros_like(log_dens)
-            weights[np.arange(P.shape[0]), np.argmax(log_dens, axis=1)] = 1.0
-        else:  # d/dx log mean_k N_k = sum_k softmax_k * d/dx log N_k
-            weights = np.exp(log_dens - log_dens.max(axis=1, keepdims=True))
-            weights /= weights.sum(axis=1, keepdims=True)
-        return -np.einsum("rc,rcf->rf", weights, z @ A)
-
-    return gradient
-
-
 # -- integrated gradients -------------------------------------------------------------------------
 
 
-def _explain_knn(det, Z, background, options):
-    import torch
-
-    reference = np.asarray(det.reference_, dtype=np.float64)
-    baseline = _baseline(background, default=np.median(reference, axis=0))
-    k = det.n_neighbors
-    ref = torch.as_tensor(reference)
-
-    def gradient(P):
-        points = torch.as_tensor(P)
-        distances = torch.cdist(points, ref)
-        near, idx = torch.topk(distances, k, dim=1, largest=False)
-        if det.aggregate == "kth":
-            near, idx = near[:, -1:], idx[:, -1:]
-        diff = points[:, None, :] - ref[idx]  # (rows, neighbours, features)
-        unit = diff / torch.clamp(near, min=1e-12)[:, :, None]
-        return (-unit.mean(dim=1)).numpy()
-
-    return _integrated_gradients(det, Z, baseline, gradient, options)
+def _explain_gradient(det, Z, background, options):
+    """Integrated gradients of a detector's ``score_gradient`` from the median of ``background``
+    (or, for the nearest-neighbour detector, of its reference rows)."""
+    reference = getattr(det, "reference_", None)  # KNNDetector's training rows
+    if background is None and reference is None:
+        raise ValueError(
+            f"explain: {type(det).__name__} keeps no reference rows to take a baseline from; "
+            "pass background= some normal rows (e.g. a sample of the training rows): the "
+            "integrated gradients start from their column-wise median."
+        )
+    default = None if reference is None else np.median(np.asarray(reference), axis=0)
+    baseline = _baseline(background, default=default)
+    return _integrated_gradients(det, Z, baseline, det.score_gradient, options)
 
 
 def _integrated_gradients(det, Z, baseline, gradient, options):

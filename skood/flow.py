@@ -417,8 +417,11 @@ class QuantileFlowDetector(TorchEstimatorMixin, BaseDetector):
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         """Log-likelihood log p(x) of each row under the flow, in nats."""
-        flow = self.net_.module_
-        return self._predict(flow.log_prob, X, flow)
+        return self._predict(self._score_tensor, X, self.net_.module_)
+
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The flow's log-likelihood (pinned columns included), differentiable in ``X``."""
+        return self.net_.module_.log_prob(X)
 
     def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draw ``n_samples`` rows from the fitted flow (``z ~ N(0, I)`` pushed through f^-1)."""

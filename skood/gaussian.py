@@ -987,6 +987,37 @@ default="auto"
         """
         return super().score_samples(X)
 
+    def score_gradient(self, X) -> np.ndarray:
+        """The gradient of ``score_samples`` with respect to each row, in closed form.
+
+        With ``A = whitening_ @ whitening_.T`` the precision matrix, the gradient of
+        ``log N(x; mu_k, Sigma)`` is ``-A (x - mu_k)``. ``aggregate="max"`` (and a single
+        Gaussian) takes it at the class the row scores best under; ``"logsumexp"`` takes the
+        average over the classes weighted by their posterior (the softmax of the class
+        log-densities), ``-A (x - sum_k w_k mu_k)``. ``inference_batch_size`` rows at a time.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_features)
+        """
+        X = self._check_fitted_and_validate(X)
+        W = self.whitening_
+        out = np.empty(X.shape, dtype=np.float64)
+        for sl in iter_slices(X.shape[0], self.inference_batch_size):
+            dens = self._log_densities(X[sl])  # (rows, classes)
+            if self.aggregate == "max":
+                weights = np.zeros_like(dens)
+                weights[np.arange(dens.shape[0]), np.argmax(dens, axis=1)] = 1.0
+            else:  # d/dx log mean_k N_k = sum_k softmax_k * d/dx log N_k
+                weights = np.exp(dens - dens.max(axis=1, keepdims=True))
+                weights /= weights.sum(axis=1, keepdims=True)
+            out[sl] = -((X[sl] - weights @ self.means_) @ W) @ W.T
+        return out
+
     def component_log_densities(self, X) -> np.ndarray:
         """``log N(x; mu_k, Sigma)`` for every row and component, shape (n_samples, n_components)."""
         return self._log_densities(self._check_fitted_and_validate(X))

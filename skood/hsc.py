@@ -204,8 +204,11 @@ class _OutlierExposureDetector(TorchEstimatorMixin, BaseDetector):
     # -- scoring ---------------------------------------------------------------------------------
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         """Higher = more normal (see each estimator for what the score is)."""
-        module = self.net_.module_
-        return self._predict(lambda x: self._score_output(module(x)), X, module)
+        return self._predict(self._score_tensor, X, self.net_.module_)
+
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The score of each estimator (:meth:`_score_output` of phi(x)), differentiable in X."""
+        return self._score_output(self.net_.module_(X))
 
 
 # -- what the four classes share ----------------------------------------------------------------

@@ -18,7 +18,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -508,14 +507,21 @@ class ICEClassifier(TorchEstimatorMixin, LogitClassifierMixin, ClassifierMixin, 
     def _score_samples(self, X: np.ndarray, *, return_logits: bool = False):
         """The ``ood_score`` of validated rows (and their logits, from the same pass)."""
         logits = self._logits(X)
+        scores = self._score_of_logits(torch.from_numpy(logits)).numpy()  # float64
+        return (scores, logits) if return_logits else scores
+
+    def _score_of_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The ``ood_score`` of each row of ``logits`` (n, n_classes), in their dtype."""
         kind = self._score_kind
         if kind == "max_logit":
-            scores = logits.max(axis=1)
-        elif kind == "msp":  # log of the maximum softmax probability
-            scores = logits.max(axis=1) - logsumexp(logits, axis=1)
-        else:
-            scores = logsumexp(logits, axis=1)
-        return (scores, logits) if return_logits else scores
+            return logits.max(dim=1).values
+        if kind == "msp":  # log of the maximum softmax probability
+            return logits.max(dim=1).values - torch.logsumexp(logits, dim=1)
+        return torch.logsumexp(logits, dim=1)
+
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The ``ood_score`` of ``X``'s logits (float32), differentiable in ``X``."""
+        return self._score_of_logits(self.module_(X).reshape(X.shape[0], self.classes_.size))
 
     def score_samples(self, X) -> np.ndarray:
         """In-distribution score, higher = more like the inlier classes (see ``ood_score``).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from skood.base import BaseDetector
+from skood.base import BaseDetector, iter_slices
 from skood.torch import resolve_device
 
 __all__ = ["KNNDetector"]
@@ -166,14 +167,17 @@ class KNNDetector(BaseDetector):
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         return X / np.where(norms > 0, norms, 1.0)
 
+    def _search_device(self) -> str:
+        if self.device_.startswith("cuda") and not torch.cuda.is_available():
+            # A model fitted on a GPU keeps its training rows as a NumPy array: the same exact
+            # search runs on the CPU.
+            return "cpu"
+        return self.device_
+
     def _neighbour_scores(self, X: np.ndarray, leave_out: np.ndarray | None = None) -> np.ndarray:
         from skood.nn.neighbors import knn_distances
 
-        device = self.device_
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            # A model fitted on a GPU keeps its training rows as a NumPy array: the same exact
-            # search runs on the CPU.
-            device = "cpu"
+        device = self._search_device()
         distances = knn_distances(
             torch.as_tensor(X, device=device),
             torch.as_tensor(self.reference_, device=device),
@@ -183,3 +187,57 @@ class KNNDetector(BaseDetector):
         )
         score = distances[:, -1] if self.aggregate == "kth" else distances.mean(1)
         return -score.cpu().numpy().astype(np.float64)
+
+    def score_gradient(self, X) -> np.ndarray:
+        """The gradient of ``score_samples`` with respect to each row.
+
+        The distance to a neighbour ``r`` has gradient ``(x - r) / ||x - r||``, the unit vector
+        away from it, so the score's is minus the mean of the unit vectors from the ``k``
+        nearest reference rows (``aggregate="mean"``) or from the ``k``-th (``"kth"``); with
+        ``normalize=True`` it is carried back through ``x / ||x||`` (its Jacobian
+        ``(I - u u^T) / ||x||``, ``u = x / ||x||``). It is the gradient wherever the neighbours
+        do not change; the score is not differentiable where they do (ties), nor at a reference
+        row itself, where 0 is returned. ``inference_batch_size`` query rows at a time against
+        blocks of the reference rows, on ``device_``, in float64.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_features)
+        """
+        from skood.nn.neighbors import REFERENCE_BLOCK
+
+        X = self._check_fitted_and_validate(X)
+        device = self._search_device()
+        reference = torch.as_tensor(self.reference_, device=device)
+        k = self.n_neighbors
+        out = np.empty(X.shape, dtype=np.float64)
+        for sl in iter_slices(X.shape[0], self.inference_batch_size):
+            x = torch.as_tensor(X[sl], device=device)
+            norm = x.norm(dim=1, keepdim=True)
+            q = x / torch.where(norm > 0, norm, 1.0) if self.normalize else x
+            # The k nearest reference rows, block by block: each block's candidates are merged
+            # with the k kept so far (their distances first, then the block's).
+            best = q.new_empty(q.shape[0], 0)
+            best_idx = torch.empty(q.shape[0], 0, dtype=torch.long, device=device)
+            for r0 in range(0, reference.shape[0], REFERENCE_BLOCK):
+                block = reference[r0 : r0 + REFERENCE_BLOCK]
+                rows = torch.arange(r0, r0 + block.shape[0], device=device)
+                d = torch.cat([best, torch.cdist(q, block)], 1)
+                idx = torch.cat([best_idx, rows.expand(q.shape[0], -1)], 1)
+                best, pos = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False)
+                best_idx = torch.gather(idx, 1, pos)
+            if self.aggregate == "kth":
+                best_idx = best_idx[:, -1:]
+            diff = q[:, None, :] - reference[best_idx]  # (rows, neighbours, features)
+            dist = diff.norm(dim=2, keepdim=True)
+            grad = -(diff / torch.where(dist > 0, dist, 1.0)).mean(dim=1)
+            if self.normalize:  # through u = x / ||x||: (I - u u^T) / ||x||, 0 at x = 0
+                grad = (grad - q * (q * grad).sum(1, keepdim=True)) / torch.where(
+                    norm > 0, norm, math.inf
+                )
+            out[sl] = grad.cpu().numpy()
+        return out

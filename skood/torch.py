@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.metaestimators import available_if
 from skorch import NeuralNet
 from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
 from skorch.dataset import Dataset
@@ -767,7 +768,9 @@ class TorchEstimatorMixin:
             self.net_.fit(X, None)
 
     and its ``_score_samples`` with :meth:`_predict`. What differs between methods (the module,
-    the loss, the score) stays in the estimator.
+    the loss, the score) stays in the estimator. An estimator that also writes its score as a
+    torch function of the input, ``_score_tensor`` (usually what ``_score_samples`` predicts
+    with), gains :meth:`score_gradient`.
     """
 
     _input_dtype = np.float32
@@ -834,6 +837,55 @@ class TorchEstimatorMixin:
     def _predict(self, fn: Callable, X: np.ndarray, module: torch.torch.nn.Module) -> np.ndarray:
         """:func:`predict_batched` in batches of ``inference_batch_size``."""
         return predict_batched(fn, X, batch_size=self.inference_batch_size, module=module)
+
+    # -- the score as a torch function of the input ------------------------------------------
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The score of the rows ``X`` as a differentiable torch function, shape ``(n,)``.
+
+        ``X`` is a float32 tensor on the model's device (validated rows, as
+        ``_score_samples`` gets them as an array), the model is in eval mode, and the result
+        is what ``_score_samples`` computes, by the same formula and module. A detector that
+        defines it gains :meth:`score_gradient`; one that does not (its score has no gradient
+        in torch) has no ``score_gradient`` at all.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _score_tensor")
+
+    def _has_score_tensor(self) -> bool:
+        return type(self)._score_tensor is not TorchEstimatorMixin._score_tensor
+
+    @available_if(_has_score_tensor)
+    def score_gradient(self, X) -> np.ndarray:
+        """The gradient of ``score_samples`` with respect to each row of ``X``.
+
+        Computed by autograd through the fitted network in eval mode (no dropout, no noise),
+        ``inference_batch_size`` rows at a time on the model's device, so memory stays bounded
+        for any number of rows. Integrated gradients (:func:`skood.explain.explain`) integrate it
+        along the path from a baseline row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_features)
+            ``d score_samples(x) / d x`` in the estimator's input space (the columns it was
+            fitted on), computed in float32. A row whose score is not finite (floored by
+            ``score_samples`` to a constant) gets a gradient of 0.
+        """
+        X = self._check_fitted_and_validate(X)
+        module = self.net_.module_
+        module.eval()
+        device = next(module.parameters()).device
+        out = np.empty(X.shape, dtype=np.float64)
+        with torch.enable_grad():
+            for sl in iter_slices(X.shape[0], self.inference_batch_size):
+                x = torch.tensor(X[sl], dtype=torch.float32, device=device, requires_grad=True)
+                score = self._score_tensor(x)
+                (grad,) = torch.autograd.grad(score.sum(), x)
+                grad = torch.where(torch.isfinite(score)[:, None], grad, 0.0)
+                out[sl] = grad.detach().reshape(x.shape[0], -1).cpu().numpy()
+        return out
 
 
 # -- reading a layer ---------------------------------------------------------------------------

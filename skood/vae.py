@@ -242,8 +242,11 @@ class VAEDetector(TorchEstimatorMixin, BaseDetector):
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         """The scoring bound (ELBO or IWAE) on ``log p(x)``, in nats."""
-        vae = self.net_.module_
-        return self._predict(vae.log_prob, X, vae)
+        return self._predict(self._score_tensor, X, self.net_.module_)
+
+    def _score_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        """The scoring bound with the fixed noise draws, differentiable in ``X``."""
+        return self.net_.module_.log_prob(X)
 
     def reconstruct(self, X) -> np.ndarray:
         """Decoded posterior means ``dec(mu(x))``, shape ``(n_samples, n_features)``."""
