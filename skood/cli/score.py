@@ -112,6 +112,14 @@ def add_parser(subparsers) -> None:
         "names the column in an 'unseen' output column; 'error' refuses the file",
     )
     p_score.add_argument(
+        "--explain",
+        type=int,
+        metavar="K",
+        help="add, per row, the K columns that pushed it most towards 'outlier' and their share "
+        "of that push: columns explain_1, explain_1_share, ..., explain_K, explain_K_share "
+        "(skood.explain; a name is empty where fewer columns pushed that way)",
+    )
+    p_score.add_argument(
         "--drop", metavar="COLS", help="comma-separated columns to leave out (e.g. an id column)"
     )
     p_score.add_argument("--random-state", type=int, help="seed of the fit (default 0)")
@@ -165,6 +173,10 @@ def run(args) -> int:
     ids = [c.strip() for given in args.id or [] for c in given.split(",")]
     if any(not c for c in ids):
         raise ValueError("--id names an empty column; name each id column.")
+    if args.explain is not None and args.explain < 1:
+        raise ValueError(
+            f"--explain {args.explain}: K is the number of columns to name per row, 1 or more."
+        )
     inputs = [args.train, args.test, args.model]
     dataset = args.test if args.test else args.train
     if _is_dataset(dataset):
@@ -185,10 +197,12 @@ def run(args) -> int:
     if args.reviewed is not None and not args.model:
         raise ValueError("--reviewed trims a saved model's calibration set: give --model MODEL.")
     if args.model:
-        pipe, columns, spec, to_score = _saved_model(args, ids)
+        pipe, columns, spec, to_score, background = _saved_model(args, ids)
         fitted_on = None
     else:
         pipe, columns, spec, train = _fit(args, ids)
+        seed = 0 if args.random_state is None else args.random_state
+        background = _background_sample(train, columns, seed)
         to_score = train
         if args.test:  # new rows need not carry the label column
             label = args.label if _in_header(args.test, [args.label]) else None
@@ -197,7 +211,13 @@ def run(args) -> int:
         if args.save is not None:
             import skood
 
-            saved = {"pipeline": pipe, "columns": columns, "detector": spec, "ids": ids}
+            saved = {
+                "pipeline": pipe,
+                "columns": columns,
+                "detector": spec,
+                "ids": ids,
+                "background": background,  # --explain's baseline, for a detector without one
+            }
             with atomic_file(args.save, replace=args.force) as f:
                 skood.save(saved, f)
             print(f"Saved the fitted model to {args.save}", file=sys.stderr)
@@ -210,10 +230,21 @@ def run(args) -> int:
                     f"every row, then score with --model {args.save} --reviewed {review}",
                     file=sys.stderr,
                 )
+    _check_explain_k(args.explain, columns)
     _note_ignored(to_score, columns)
     encoded = [c for c in columns if c not in to_score.columns or c in to_score.other]
-    X = to_score.frame(columns) if encoded else to_score.select(columns)
-    text, summary = _scores_csv(pipe, X, to_score, fitted_on)
+    named = getattr(pipe, "feature_names_in_", None) is not None  # a DataFrame, as it was fitted
+    X = to_score.frame(columns) if encoded or named else to_score.select(columns)
+    explained = None
+    if args.explain is not None:
+        rows = None if background is None else _model_input(background, columns, like=X)
+        given, _ = _explain_baseline(pipe, X[:1], rows, args.model)
+        explanation = _explain(pipe, X, given, columns)
+        explained = _top_columns(explanation, args.explain)
+    text, summary = _scores_csv(pipe, X, to_score, fitted_on, explained)
+    if args.explain is not None:
+        error = float(explanation.completeness_error.max())
+        summary += "; " + _explain_summary(args.explain, explanation.method, error, given)
     if out is None:
         sys.stdout.write(text)
     else:
@@ -228,8 +259,8 @@ def run(args) -> int:
 
 
 def _saved_model(args, ids):
-    """The ``--model`` to score TRAIN with: ``(pipeline, columns, spec, table)``, its level and
-    its rule for unseen categories set from the options."""
+    """The ``--model`` to score TRAIN with: ``(pipeline, columns, spec, table, background)``,
+    its level and its rule for unseen categories set from the options."""
     given = [flag for name, flag in _FIT_OPTIONS.items() if getattr(args, name) is not None]
     if args.reviewed is not None and "--save" in given:  # keeps the trimmed model
         given.remove("--save")
@@ -258,7 +289,7 @@ def _saved_model(args, ids):
             with atomic_file(args.save, replace=args.force) as f:
                 skood.save(saved, f)
             print(f"Saved the trimmed model to {args.save}", file=sys.stderr)
-    return pipe, columns, saved["detector"], table
+    return pipe, columns, saved["detector"], table, saved["background"]
 
 
 def _review_path(model_path) -> str:
@@ -431,8 +462,9 @@ def _categorical_columns(table) -> tuple[list[str], list[str]]:
     return categories, identifiers
 
 
-def _scores_csv(pipe, X, table, fitted_on):
-    """The output CSV's text and the summary line's tail."""
+def _scores_csv(pipe, X, table, fitted_on, explained=None):
+    """The output CSV's text and the summary line's tail; ``explained``: the ``--explain``
+    columns (:func:`_top_columns`), written last."""
     import numpy as np
 
     last = pipe[-1] if hasattr(pipe, "steps") else pipe
@@ -453,14 +485,19 @@ def _scores_csv(pipe, X, table, fitted_on):
     unseen = _unseen(pipe, X)
     if unseen is not None:
         header.insert(-1, "unseen")
+    explained = explained or {}
     ids = list(table.ids)
-    lines = [",".join([*(_csv_cell(c) for c in ids), *header])]
+    lines = [",".join([*(_csv_cell(c) for c in ids), *header, *explained])]
     for i in range(X.shape[0]):
         cells = [_csv_cell(table.ids[c][i]) for c in ids]
         cells += [str(i), *(repr(float(v[i])) for v in outputs), str(int(flagged[i]))]
         if unseen is not None:
             cells.append(_csv_cell(unseen[i]))
-        lines.append(",".join([*cells, repr(threshold)]))
+        cells.append(repr(threshold))
+        for values in explained.values():
+            value = values[i]  # a column's name, or its share
+            cells.append(_csv_cell(value) if isinstance(value, str) else repr(float(value)))
+        lines.append(",".join(cells))
     text = "\n".join(lines) + "\n"
     n_out = int(flagged.sum())
     if conformal:
@@ -502,6 +539,128 @@ def _scores_csv(pipe, X, table, fitted_on):
 
         summary += f"; AUROC against the label column: {auroc(table.y, scores):.4f}"
     return text, summary
+
+
+# -- --explain: the columns that pushed each row towards "outlier" -------------------------------
+
+#: The most TRAIN rows (normal ones, seeded) a fitted model keeps as ``--explain``'s background.
+_BACKGROUND_ROWS = 1000
+
+#: ``skood.explain.explain``'s options here: its defaults, and a fixed seed, so that a file's
+#: explanation is the same at every run.
+_EXPLAIN_OPTIONS = {"n_steps": 32, "n_permutations": 16, "random_state": 0}
+
+
+def _check_explain_k(k, columns) -> None:
+    if k is not None and k > len(columns):
+        raise ValueError(
+            f"--explain {k}: the model has {len(columns)} column(s), so at most "
+            f"--explain {len(columns)}."
+        )
+
+
+def _background_sample(train, columns, random_state) -> dict:
+    """Up to :data:`_BACKGROUND_ROWS` of TRAIN's normal rows (not the ``--label`` anomalies),
+    drawn with ``random_state``, as ``{column: values}``: saved with the model, so that
+    ``--explain`` has a baseline for a detector that keeps no reference rows of its own."""
+    import numpy as np
+
+    rows = np.arange(train.X.shape[0])
+    if train.y is not None:
+        rows = rows[train.y != -1]
+    if rows.size > _BACKGROUND_ROWS:
+        rng = np.random.default_rng(random_state)
+        rows = np.sort(rng.choice(rows, _BACKGROUND_ROWS, replace=False))
+    return {
+        c: train.X[rows, train.columns.index(c)]
+        if c in train.columns
+        else [train.other[c][i] for i in rows]
+        for c in columns
+    }
+
+
+def _model_input(background: dict, columns, like):
+    """The background rows as the model takes them: a DataFrame if ``like`` is one, else an
+    array of ``columns``."""
+    import numpy as np
+    import pandas as pd
+
+    if hasattr(like, "columns"):
+        return pd.DataFrame({c: background[c] for c in columns})
+    return np.column_stack([np.asarray(background[c], dtype=np.float64) for c in columns])
+
+
+def _explain_baseline(model, probe, background, model_path):
+    """``(background, method)``: what ``--explain`` passes as ``background`` (None: the
+    detector's own reference, where it keeps one: the Gaussian's means, the nearest-neighbour
+    detector's rows, the default ensemble's members) and how it explains, found by explaining
+    the ``probe`` rows."""
+    from skood.explain import explain
+
+    try:
+        return None, explain(model, probe, **_EXPLAIN_OPTIONS).method
+    except ValueError as exc:
+        if "background" not in str(exc):  # another problem than a missing baseline
+            raise
+    if background is None:
+        raise ValueError(
+            f"--explain: the detector of {model_path} keeps no reference rows to measure "
+            "contributions from, and the file holds no background sample of training rows. "
+            "Save the model with skood score TRAIN --save MODEL (which keeps up to "
+            f"{_BACKGROUND_ROWS} of TRAIN's rows for this), or explain in Python: "
+            "skood.explain.explain(model, X, background=some_training_rows)."
+        )
+    return background, explain(model, probe, background=background, **_EXPLAIN_OPTIONS).method
+
+
+def _explain(model, X, background, columns):
+    """:func:`skood.explain.explain` of ``X``'s rows, its columns named ``columns``."""
+    import numpy as np
+
+    from skood.explain import explain
+
+    explanation = explain(model, X, background=background, **_EXPLAIN_OPTIONS)
+    explanation.feature_names = np.asarray(columns, dtype=str)
+    return explanation
+
+
+def _top_columns(explanation, k: int) -> dict:
+    """``{"explain_1": names, "explain_1_share": shares, ...}``: each row's ``k`` columns with
+    the most negative contributions and their shares of the row's push towards "outlier" (4
+    decimals); an empty name and a share of 0 where fewer than ``k`` columns pushed that way."""
+    import numpy as np
+
+    names, shares = explanation.top(k)
+    names = np.where(shares > 0, names, "").astype(object)
+    shares = np.round(shares, 4)
+    out = {}
+    for i in range(k):
+        out[f"explain_{i + 1}"] = names[:, i]
+        out[f"explain_{i + 1}_share"] = shares[:, i]
+    return out
+
+
+_METHOD_WORDS = {
+    "exact": "exact Shapley values (the Gaussian's quadratic form)",
+    "integrated_gradients": f"integrated gradients ({_EXPLAIN_OPTIONS['n_steps']} steps)",
+    "permutation": (
+        f"permutation Shapley values ({_EXPLAIN_OPTIONS['n_permutations']} column orders a row)"
+    ),
+}
+
+
+def _explain_summary(k, method: str, error: float, background) -> str:
+    """The summary line's words on ``--explain``: the method, the baseline, the largest
+    completeness error."""
+    how = " + ".join(_METHOD_WORDS.get(m, m) for m in method.split("+"))
+    if background is None:
+        start = "the detector's own baseline"
+    else:
+        start = f"the median of {len(background)} training rows"
+    return (
+        f"--explain {k}: contributions to the score by {how}, from {start}; they add up to "
+        f"score - baseline score within {error:.2g} (largest completeness error)"
+    )
 
 
 def _unseen(pipe, X) -> list[str] | None:
@@ -590,7 +749,7 @@ def _load_model(path, trusted):
             "if you trust the file, pass --trust NAME for each."
         ) from None
     if isinstance(saved, dict) and {"pipeline", "columns"} <= set(saved):  # skood score --save
-        return {"detector": "?", "ids": [], **saved}
+        return {"detector": "?", "ids": [], "background": None, **saved}
     if not (hasattr(saved, "score_samples") and hasattr(saved, "predict")):
         raise ValueError(
             f"{path} holds a {type(saved).__name__}, not a fitted detector or Pipeline; load it "
@@ -603,6 +762,7 @@ def _load_model(path, trusted):
         "columns": None if names is None else [str(c) for c in names],
         "detector": type(last).__name__,
         "ids": [],
+        "background": None,
     }
 
 
@@ -648,13 +808,34 @@ def _read_partition(path, columns, drop, ids):
     return frame
 
 
-def _scored_partition(frame, model, columns, threshold, ids):
+def _scored_partition(frame, model, columns, threshold, ids, k=None, background=None):
+    """One partition scored; with ``k`` (``--explain K``), the explain columns too, and each
+    row's completeness error (``_explain_error``, which the caller takes off)."""
+    import numpy as np
+    import pandas as pd
+
     out = _score_block(frame, model, columns, _output_columns(model))
     out.insert(0, "row", frame["row"])  # same index: aligned, dtypes kept
     out.insert(0, "file", frame["file"])
     for i, c in enumerate(ids):
         out.insert(i, c, frame[c])
     out["threshold"] = threshold
+    if k is not None:
+        if getattr(model, "feature_names_in_", None) is not None:  # as score_frame reads them
+            X = frame[columns].astype(np.float64)
+        else:
+            X = frame[columns].to_numpy(dtype=np.float64)
+        if X.shape[0]:
+            explanation = _explain(model, X, background, columns)
+            top, error = _top_columns(explanation, k), explanation.completeness_error
+        else:
+            top = {f"explain_{i + 1}{end}": [] for i in range(k) for end in ("", "_share")}
+            error = np.zeros(0)
+        text = pd.Series(["file"]).dtype  # as the meta's text columns
+        for name, values in top.items():
+            dtype = np.float64 if name.endswith("_share") else text
+            out[name] = pd.Series(list(values), index=out.index, dtype=dtype)
+        out["_explain_error"] = np.asarray(error, dtype=np.float64)
     return out
 
 
@@ -694,6 +875,7 @@ def _score_dataset(args, dataset, ids) -> int:
             "Dask) does not read yet: score the files one by one (skood score FILE --model ...)."
         )
     ids = ids or _in_header(files[0], saved["ids"])
+    _check_explain_k(args.explain, columns)
     threshold = float(last.alpha if hasattr(last, "detector_scores") else np.ravel(last.offset_)[0])
     read = dask.delayed(_read_partition, pure=True)
     text = pd.Series(["file"]).dtype  # whatever pandas gives a column of names
@@ -703,27 +885,57 @@ def _score_dataset(args, dataset, ids) -> int:
     for c in columns:
         meta[c] = pd.Series(dtype=np.float64)
     frames = dd.from_delayed([read(f, columns, args.drop, ids) for f in files], meta=meta)
-    out_meta = _scored_partition(meta, pipe, columns, threshold, ids).iloc[:0]
+    k, given = args.explain, None
+    if k is not None:  # the baseline found here, on the client, once
+        background = saved["background"]
+        like = meta[columns] if getattr(pipe, "feature_names_in_", None) is not None else None
+        rows = None if background is None else _model_input(background, columns, like=like)
+        probe = rows[:1] if rows is not None else _zero_row(columns, like)
+        given, method = _explain_baseline(pipe, probe, rows, args.model)
+    out_meta = _scored_partition(meta, pipe, columns, threshold, ids, k, given).iloc[:0]
     shipped = dask.delayed(pipe, pure=True)  # the model goes to each worker once
+    if given is not None:  # so does the background
+        given = dask.delayed(given, pure=True)
     scored = frames.map_partitions(
-        _scored_partition, shipped, columns, threshold, ids, meta=out_meta
+        _scored_partition, shipped, columns, threshold, ids, k, given, meta=out_meta
     )
     # Written to a new folder beside --out and renamed when every file is complete: a bad
     # partition or Ctrl-C removes only that folder, which this run created.
-    with atomic_directory(args.out) as tmp, _dask_scheduler(args.scheduler) as progress:
-        progress(scored.to_parquet(tmp, compute=False, write_index=False))
+    with atomic_directory(args.out) as tmp, _dask_scheduler(args.scheduler) as compute:
+        if k is None:
+            compute(scored.to_parquet(tmp, compute=False, write_index=False))
+        else:  # one pass: the error's maximum is reduced from the partitions written
+            written = scored.drop(columns="_explain_error")
+            _, error = compute(
+                written.to_parquet(tmp, compute=False, write_index=False),
+                scored["_explain_error"].max(),
+            )
     n_files = len(files)
-    print(
-        f"{spec}: scored {n_files} file(s) of {dataset} ({', '.join(_output_columns(pipe))}) -> "
-        f"{args.out}/ (one Parquet file per input file)",
-        file=sys.stderr,
+    outputs = _output_columns(pipe) + ([] if k is None else [f"explain_1..{k}"])
+    summary = (
+        f"{spec}: scored {n_files} file(s) of {dataset} ({', '.join(outputs)}) -> "
+        f"{args.out}/ (one Parquet file per input file)"
     )
+    if k is not None:
+        summary += "; " + _explain_summary(
+            k, method, float(error), rows if given is not None else None
+        )
+    print(summary, file=sys.stderr)
     return 0
 
 
+def _zero_row(columns, like):
+    """One row of zeros in the model's columns (a DataFrame if ``like`` is one)."""
+    import numpy as np
+    import pandas as pd
+
+    row = np.zeros((1, len(columns)))
+    return row if like is None else pd.DataFrame(row, columns=columns)
+
+
 def _dask_scheduler(address):
-    """A context giving a function that computes a collection (with a progress bar on a
-    terminal: redrawn into a log file, a bar is a page of noise)."""
+    """A context giving a function that computes collections and returns their results (with a
+    progress bar on a terminal: redrawn into a log file, a bar is a page of noise)."""
     import contextlib
     import logging
 
@@ -733,9 +945,11 @@ def _dask_scheduler(address):
     def local_threads():
         from dask.diagnostics import ProgressBar
 
-        def run(collection):
+        def run(*collections):
+            import dask
+
             with ProgressBar(out=sys.stderr) if interactive else contextlib.nullcontext():
-                collection.compute()
+                return dask.compute(*collections)
 
         yield run
 
@@ -758,12 +972,12 @@ def _dask_scheduler(address):
             with Client(local or address) as client:
                 client.register_plugin(_torch_threads_plugin())
 
-                def run(collection):
-                    future = client.compute(collection)
+                def run(*collections):
+                    futures = client.compute(list(collections))
                     if interactive:
-                        progress(future)
+                        progress(futures)
                         print(file=sys.stderr)
-                    future.result()
+                    return client.gather(futures)
 
                 yield run
         finally:
