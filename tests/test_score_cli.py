@@ -638,3 +638,194 @@ def test_review_then_reviewed_trims_the_calibration_set_and_flags_what_contamina
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "after.csv").read_text()
     assert main(["score", str(test), "--reviewed", str(filled)]) == 2
     assert "--reviewed trims a saved model" in capsys.readouterr().err
+
+
+# -- --explain K: the columns that pushed each row towards "outlier" ------------------------------
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """Normal rows of five columns; the new file's first 30 rows are far out in column 'c'."""
+    rng = np.random.default_rng(0)
+    header = ["id", "a", "b", "c", "d", "e"]
+    X = rng.normal(size=(400, 5))
+    X[:, 1] += 0.7 * X[:, 0]  # correlated columns: not a per-column test in disguise
+    T = rng.normal(size=(100, 5))
+    T[:, 1] += 0.7 * T[:, 0]
+    T[:30, 2] += 6.0
+    train = _write_csv(tmp_path / "train.csv", header, [[f"r{i}", *x] for i, x in enumerate(X)])
+    test = _write_csv(tmp_path / "test.csv", header, [[f"t{i}", *x] for i, x in enumerate(T)])
+    return tmp_path, train, test
+
+
+def _explain_columns(k):
+    return [f"explain_{i}{end}" for i in range(1, k + 1) for end in ("", "_share")]
+
+
+@pytest.mark.parametrize(
+    "detector, method",
+    [
+        ([], "exact Shapley values (the Gaussian's quadratic form) + integrated gradients"),
+        (["--detector", "gauss"], "exact Shapley values (the Gaussian's quadratic form), from"),
+        (["--detector", "iforest"], "permutation Shapley values (16 column orders a row)"),
+    ],
+)
+def test_explain_names_the_planted_column_of_the_flagged_rows(planted, capsys, detector, method):
+    tmp, train, test = planted
+    out = tmp / "s.csv"
+    assert main(["score", str(train), str(test), "--id", "id", *detector, "--explain", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    scores = _csv(out)
+    assert list(scores.columns) == [
+        "id", "row", "score", "is_outlier", "threshold", *_explain_columns(3),
+    ]  # fmt: skip
+    flagged = scores[scores["is_outlier"] == 1]
+    planted_rows = flagged["id"].isin([f"t{i}" for i in range(30)])
+    assert planted_rows.sum() >= 25
+    assert (flagged["explain_1"][planted_rows] == "c").mean() >= 0.95
+    assert (flagged["explain_1"] == "c").mean() > 0.5  # iforest flags 11 normal rows as well
+    shares = scores[["explain_1_share", "explain_2_share", "explain_3_share"]].to_numpy()
+    assert np.all((shares >= 0) & (shares <= 1)) and np.all(shares.sum(1) <= 1 + 1e-3)
+    assert np.all(np.diff(shares, axis=1) <= 1e-4)  # the biggest push first
+    # a name is empty exactly where its share is 0 (fewer columns pushed that way)
+    names = scores[["explain_1", "explain_2", "explain_3"]].fillna("").to_numpy()
+    np.testing.assert_array_equal(names == "", shares == 0)
+    assert set(names.ravel()) <= {"", "a", "b", "c", "d", "e"}  # the user's columns
+    assert method in err
+    error = float(re.search(r"within ([0-9.e+-]+) \(largest completeness error\)", err).group(1))
+    if "iforest" in detector or "gauss" in detector:  # exact, or telescoping permutations
+        assert error < 1e-9
+        assert ("from the median of 400 training rows" in err) == ("iforest" in detector)
+    else:
+        assert "from the detector's own baseline" in err
+
+
+def test_explain_matches_the_library(planted, capsys):
+    from skood.explain import explain
+    from skood.registry import make_detector, make_pipeline_for
+
+    tmp, train, test = planted
+    assert main(["score", str(train), str(test), "--id", "id", "--detector", "gauss",
+                 "--explain", "5", "--out", str(tmp / "s.csv")]) == 0  # fmt: skip
+    scores = _csv(tmp / "s.csv")
+    pipe = make_pipeline_for(make_detector("gauss", random_state=0))
+    pipe.fit(read_table(train, ids=["id"]).X)
+    e = explain(pipe, read_table(test, ids=["id"]).X)
+    names, shares = e.top(5)
+    np.testing.assert_array_equal(
+        scores[[f"explain_{i}" for i in range(1, 6)]].fillna("").to_numpy(),
+        np.where(shares > 0, np.array(list("abcde"))[[int(n[1:]) for n in names.ravel()]]
+                 .reshape(names.shape), ""),
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        scores[[f"explain_{i}_share" for i in range(1, 6)]], np.round(shares, 4), atol=1e-12
+    )
+
+
+def test_explain_with_a_saved_model_keeps_its_background(planted, capsys):
+    """A detector with no reference rows (IsolationForest) is explained from the median of the
+    training rows saved with the model; a model saved from Python without them is refused with
+    the way out."""
+    import pandas as pd
+    from sklearn.ensemble import IsolationForest
+
+    import skood
+
+    tmp, train, test = planted
+    model = tmp / "m.skood"
+    assert main(["score", str(train), str(test), "--id", "id", "--detector", "iforest",
+                 "--save", str(model), "--explain", "2", "--out", str(tmp / "fit.csv")]) == 0  # fmt: skip
+    saved = skood.load(model, trusted=["sklearn.tree._tree.Tree"])
+    assert sorted(saved["background"]) == list("abcde")
+    assert len(saved["background"]["a"]) == 400  # every training row, up to 1,000
+    capsys.readouterr()
+    assert main(["score", str(test), "--model", str(model), "--trust", "sklearn.tree._tree.Tree",
+                 "--explain", "2", "--out", str(tmp / "later.csv")]) == 0  # fmt: skip
+    assert "from the median of 400 training rows" in capsys.readouterr().err
+    assert (tmp / "later.csv").read_text() == (tmp / "fit.csv").read_text()
+    # Saved from Python: the detector alone, with nothing to measure contributions from.
+    frame = pd.read_csv(train).drop(columns="id")
+    skood.save(IsolationForest(random_state=0).fit(frame), tmp / "py.skood")
+    assert main(["score", str(test), "--model", str(tmp / "py.skood"), "--explain", "2",
+                 "--trust", "sklearn.tree._tree.Tree"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "keeps no reference rows" in err and "skood score TRAIN --save MODEL" in err
+    assert "background=" in err
+    # ... while a Gaussian saved from Python needs none: it is explained from its mean.
+    skood.save(skood.GaussianMahalanobis().fit(frame), tmp / "g.skood")
+    assert main(["score", str(test), "--model", str(tmp / "g.skood"), "--explain", "1",
+                 "--out", str(tmp / "g.csv")]) == 0  # fmt: skip
+    assert "feature names" not in capsys.readouterr().err  # scored by name, as it was fitted
+    assert (_csv(tmp / "g.csv")["explain_1"][:30] == "c").mean() >= 0.95
+
+
+def test_explain_folds_a_categorical_column_back_to_its_name(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    site = rng.choice(["north", "south", "east"], size=300, p=[0.49, 0.49, 0.02])
+    x = rng.normal(size=(300, 2))
+    train = _write_csv(tmp_path / "train.csv", ["site", "a", "b"],
+                       [[site[i], *x[i]] for i in range(300)])  # fmt: skip
+    new = _write_csv(tmp_path / "new.csv", ["site", "a", "b"],
+                     [["east", 0.1, -0.1], ["north", 0.0, 7.0], ["south", 0.2, 0.1]])  # fmt: skip
+    out = tmp_path / "s.csv"
+    assert main(["score", str(train), str(new), "--detector", "gauss", "--explain", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    scores = _csv(out)
+    names = scores[["explain_1", "explain_2", "explain_3"]].fillna("").to_numpy()
+    assert set(names.ravel()) <= {"", "site", "a", "b"}  # one name per user column
+    assert list(scores["explain_1"][:2]) == ["site", "b"]
+
+
+@pytest.mark.parametrize("k, message", [
+    ("0", "--explain 0: K is the number of columns to name per row, 1 or more"),
+    ("-2", "--explain -2: K is the number of columns"),
+    ("6", "--explain 6: the model has 5 column(s), so at most --explain 5"),
+])  # fmt: skip
+def test_a_bad_explain_k_is_refused_with_a_message(planted, capsys, k, message):
+    tmp, train, test = planted
+    out = tmp / "s.csv"
+    assert main(["score", str(train), str(test), "--id", "id", "--explain", k,
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):  # argparse: an int
+        main(["score", str(train), "--explain", "two"])
+    assert "argument --explain: invalid int value: 'two'" in capsys.readouterr().err
+
+
+def test_explain_on_a_dataset_gives_the_file_modes_columns(planted, capsys):
+    """Each partition explained on its own, with the same model: the same names and shares as
+    the whole file (and a bad K refused before anything runs)."""
+    pytest.importorskip("dask.dataframe")
+    import pandas as pd
+
+    tmp, train, test = planted
+    model = tmp / "m.skood"
+    assert main(["score", str(train), "--id", "id", "--save", str(model),
+                 "--out", str(tmp / "fit.csv")]) == 0  # fmt: skip
+    assert main(["score", str(test), "--model", str(model), "--explain", "3",
+                 "--out", str(tmp / "file.csv")]) == 0  # fmt: skip
+    capsys.readouterr()
+    lines = test.read_text().splitlines()
+    (tmp / "ds").mkdir()
+    for i, part in enumerate((lines[1:41], lines[41:])):  # two files of 40 and 60 rows
+        (tmp / "ds" / f"part{i}.csv").write_text("\n".join([lines[0], *part]) + "\n")
+    out = tmp / "out"
+    assert main(["score", str(tmp / "ds"), "--model", str(model), "--explain", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "explain_1..3" in err and "largest completeness error" in err
+    result = pd.read_parquet(out).sort_values(["file", "row"]).reset_index(drop=True)
+    assert list(result.columns) == [
+        "id", "file", "row", "score", "is_outlier", "threshold", *_explain_columns(3),
+    ]  # fmt: skip
+    whole = _csv(tmp / "file.csv")
+    for column in _explain_columns(3):
+        if column.endswith("_share"):
+            np.testing.assert_allclose(result[column], whole[column], atol=1e-12)
+        else:
+            assert list(result[column].fillna("")) == list(whole[column].fillna(""))
+    assert main(["score", str(tmp / "ds"), "--model", str(model), "--explain", "9",
+                 "--out", str(tmp / "out2")]) == 2  # fmt: skip
+    assert "at most --explain 5" in capsys.readouterr().err and not (tmp / "out2").exists()

@@ -595,10 +595,8 @@ def _explain_baseline(model, probe, background, model_path):
     detector's own reference, where it keeps one: the Gaussian's means, the nearest-neighbour
     detector's rows, the default ensemble's members) and how it explains, found by explaining
     the ``probe`` rows."""
-    from skood.explain import explain
-
     try:
-        return None, explain(model, probe, **_EXPLAIN_OPTIONS).method
+        return None, _explain(model, probe, None, None).method
     except ValueError as exc:
         if "background" not in str(exc):  # another problem than a missing baseline
             raise
@@ -610,17 +608,21 @@ def _explain_baseline(model, probe, background, model_path):
             f"{_BACKGROUND_ROWS} of TRAIN's rows for this), or explain in Python: "
             "skood.explain.explain(model, X, background=some_training_rows)."
         )
-    return background, explain(model, probe, background=background, **_EXPLAIN_OPTIONS).method
+    return background, _explain(model, probe, background, None).method
 
 
 def _explain(model, X, background, columns):
-    """:func:`skood.explain.explain` of ``X``'s rows, its columns named ``columns``."""
+    """:func:`skood.explain.explain` of ``X``'s rows, its columns named ``columns`` (if given)."""
     import numpy as np
 
     from skood.explain import explain
 
-    explanation = explain(model, X, background=background, **_EXPLAIN_OPTIONS)
-    explanation.feature_names = np.asarray(columns, dtype=str)
+    with warnings.catch_warnings():
+        # explain hands the detector arrays of X's columns, in the order it was fitted on
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        explanation = explain(model, X, background=background, **_EXPLAIN_OPTIONS)
+    if columns is not None:
+        explanation.feature_names = np.asarray(columns, dtype=str)
     return explanation
 
 
