@@ -1,4 +1,5 @@
-"""``ScoreDistributionDisplay``: inlier and outlier score histograms with the threshold drawn.
+"""``ScoreDistributionDisplay``: inlier and outlier score histograms with the threshold drawn;
+``ContributionDisplay``: why a row was flagged, column by column (:mod:`skood.explain`).
 
 Follows scikit-learn's visualisation API (``RocCurveDisplay`` and friends): the display object
 stores what was computed, ``plot`` draws it, and the ``from_estimator`` / ``from_predictions``
@@ -471,3 +472,337 @@ class ScoreDistributionDisplay:
             threshold_inclusive=threshold_inclusive,
         )
         return display.plot(ax=ax, name=name, **kwargs)
+
+
+#: The two pictures of :class:`ContributionDisplay`.
+_CONTRIBUTION_KINDS = ("row", "drivers")
+
+
+class ContributionDisplay:
+    """Why rows were flagged: one row's per-column contributions, or the columns that drive many.
+
+    Draws an :class:`~skood.explain.Explanation` (:func:`skood.explain.explain`) as horizontal
+    bars, in one of two pictures:
+
+    * ``kind="row"``: one row's contribution of each column to its score, sorted, the column
+      that pushed it furthest towards "outlier" on top. Contributions are measured from the
+      explanation's baseline: negative bars (red) pushed the row towards "outlier", positive
+      ones (blue) towards "normal", and the bars add up to the row's score minus the baseline
+      score (up to the completeness error of integrated gradients), both given in the title.
+    * ``kind="drivers"``: over a set of rows (say the flagged ones), the share of them whose
+      largest push towards "outlier" comes from each column: which columns to look at first.
+      A row that no column pushed towards "outlier" counts for none.
+
+    Build it with :meth:`from_explanation` or :meth:`from_estimator`; ``plot`` draws it again.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_columns,)
+        ``kind="row"``: each column's contribution; ``kind="drivers"``: the share of the rows
+        each column drives.
+    feature_names : array-like of str, shape (n_columns,)
+        The columns' names.
+    kind : {"row", "drivers"}, default="row"
+        Which picture (see above).
+    score, baseline_score : float or None, default=None
+        ``kind="row"``: the row's score and the score its contributions start from.
+    n_rows : int or None, default=None
+        ``kind="drivers"``: the number of rows the shares are of.
+    method : str or None, default=None
+        How the contributions were computed (:attr:`~skood.explain.Explanation.method`).
+    estimator_name : str or None, default=None
+        Shown in the title.
+    row : int or None, default=None
+        ``kind="row"``: the row's position in the rows explained, for the title.
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+        The axes drawn on.
+    figure_ : matplotlib Figure
+        The figure holding ``ax_``.
+    bars_ : matplotlib BarContainer
+        The bars, top first.
+    labels_ : list of str
+        The bars' labels, top first (the last may be ``"N other columns"``).
+
+    See Also
+    --------
+    skood.explain.explain : The contributions this draws.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skood import GaussianMahalanobis
+    >>> from skood.metrics import ContributionDisplay
+    >>> rng = np.random.default_rng(0)
+    >>> detector = GaussianMahalanobis().fit(rng.normal(size=(500, 4)))
+    >>> rows = rng.normal(size=(50, 4))
+    >>> rows[:, 2] += 5.0  # far out in column x2
+    >>> display = ContributionDisplay.from_estimator(detector, rows, row=0)
+    >>> display.labels_[0]
+    'x2'
+    >>> ContributionDisplay.from_estimator(detector, rows).labels_[0]  # drives every row
+    'x2'
+    """
+
+    def __init__(
+        self,
+        *,
+        values,
+        feature_names,
+        kind="row",
+        score=None,
+        baseline_score=None,
+        n_rows=None,
+        method=None,
+        estimator_name=None,
+        row=None,
+    ):
+        if kind not in _CONTRIBUTION_KINDS:
+            raise ValueError(f"kind must be one of {_CONTRIBUTION_KINDS}, got {kind!r}.")
+        self.values = np.asarray(values, dtype=np.float64).ravel()
+        self.feature_names = np.asarray(feature_names, dtype=str).ravel()
+        if self.values.shape != self.feature_names.shape:
+            raise ValueError(
+                f"{self.values.size} values for {self.feature_names.size} feature names."
+            )
+        self.kind = kind
+        self.score = score
+        self.baseline_score = baseline_score
+        self.n_rows = n_rows
+        self.method = method
+        self.estimator_name = estimator_name
+        self.row = row
+
+    def plot(self, ax=None, *, name=None, max_display=10, bar_kwargs=None):
+        """Draw the bars.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes or None, default=None
+            Axes to draw on; None creates a figure.
+        name : str or None, default=None
+            Title; defaults to ``estimator_name``.
+        max_display : int, default=10
+            The most bars drawn: ``kind="row"``, the columns of largest contribution (in
+            absolute value), the others summed into one bar; ``kind="drivers"``, the columns
+            driving the most rows, the others' shares summed into one bar.
+        bar_kwargs : dict or None, default=None
+            Passed to ``ax.barh``.
+
+        Returns
+        -------
+        display : ContributionDisplay
+            This object, with the artists stored.
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+
+        max_display = int(max_display)
+        if max_display < 1:
+            raise ValueError(f"max_display must be 1 or more, got {max_display}.")
+        if self.values.size == 0:
+            raise ValueError("There is no column to draw.")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6.4, 1.2 + 0.35 * min(max_display, self.values.size)))
+        if self.kind == "row":  # the largest |contribution| kept, drawn most negative first
+            order = np.argsort(-np.abs(self.values), kind="stable")
+        else:  # the most rows driven first; a column that drives none is not drawn
+            order = np.argsort(-self.values, kind="stable")
+            order = order[self.values[order] > 0]
+            if order.size == 0:
+                raise ValueError(
+                    "No column pushed any of the rows towards outlier: there is nothing to draw."
+                )
+        shown, rest = order[:max_display], order[max_display:]
+        if rest.size == 1:  # one bar for "1 other column" is the column itself
+            shown, rest = order, order[:0]
+        if self.kind == "row":
+            shown = shown[np.argsort(self.values[shown], kind="stable")]
+        values = list(self.values[shown])
+        labels = [str(n) for n in self.feature_names[shown]]
+        if rest.size:
+            values.append(float(self.values[rest].sum()))
+            labels.append(f"{rest.size} other columns")
+        values = np.asarray(values)
+        positions = np.arange(values.size)
+
+        if self.kind == "row":
+            colors = ["C3" if v < 0 else "C0" for v in values]
+        else:
+            colors = ["C3"] * values.size
+        if rest.size:
+            colors[-1] = "0.6"
+        style = {"color": colors, "height": 0.7}
+        self.bars_ = ax.barh(positions, values, **{**style, **(bar_kwargs or {})})
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()  # the first bar on top
+        ax.axvline(0.0, color="k", linewidth=0.8)
+
+        title = name if name is not None else self.estimator_name
+        method = ""
+        if self.method:
+            method = " + ".join(m.replace("_", " ") for m in self.method.split("+"))
+            method = f" ({method})"
+        if self.kind == "row":
+            ax.set_xlabel(f"contribution to the score{method}")
+            ax.legend(
+                handles=[Patch(color="C3", label="towards outlier"),
+                         Patch(color="C0", label="towards normal")],
+                loc="best",
+            )  # fmt: skip
+            head = " ".join(
+                p for p in (title, f"row {self.row}" if self.row is not None else None) if p
+            )
+            if self.score is not None and self.baseline_score is not None:
+                total = float(self.values.sum())
+                line = (
+                    f"score {self.score:.4g} = baseline {self.baseline_score:.4g} "
+                    f"{'-' if total < 0 else '+'} {abs(total):.4g} (the bars' sum)"
+                )
+                head = f"{head}\n{line}" if head else line
+        else:
+            ax.set_xlabel(f"share of the rows it pushes furthest towards outlier{method}")
+            ax.bar_label(self.bars_, labels=[f"{v:.0%}" for v in values], padding=2)
+            ax.set_xlim(0.0, max(1e-9, float(values.max())) * 1.15)
+            n = f"{self.n_rows} rows" if self.n_rows is not None else "the rows"
+            head = f"{title}: what drives {n}" if title else f"What drives {n}"
+        if head:
+            ax.set_title(head)
+        self.labels_ = labels
+        self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+    @classmethod
+    def from_explanation(cls, explanation, row=None, *, name=None, ax=None, **kwargs):
+        """Draw an :class:`~skood.explain.Explanation`: one row, or the columns driving its rows.
+
+        Parameters
+        ----------
+        explanation : Explanation
+            What :func:`skood.explain.explain` returned.
+        row : int or None, default=None
+            The row (its position among the explained rows) whose contributions to draw
+            (``kind="row"``). None: over all the explained rows, the share of them each
+            column drives, i.e. is the largest push towards "outlier" of (``kind="drivers"``);
+            explain the rows you want this over (say ``X[model.predict(X) == -1]``, the
+            flagged ones).
+        name : str or None, default=None
+            Title.
+        ax : matplotlib Axes or None, default=None
+            Axes to draw on.
+        **kwargs
+            Passed to :meth:`plot` (``max_display``, ``bar_kwargs``).
+
+        Returns
+        -------
+        display : ContributionDisplay
+        """
+        values = np.asarray(explanation.values, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"explanation.values must be 2-D, got shape {values.shape}.")
+        n_rows = values.shape[0]
+        if row is not None:
+            if not (isinstance(row, (int, np.integer)) and -n_rows <= row < n_rows):
+                raise ValueError(
+                    f"row must be an int from 0 to {n_rows - 1} (the explained rows), or None "
+                    f"for the share of rows each column drives; got {row!r}."
+                )
+            display = cls._of_row(explanation, int(row) % n_rows, int(row) % n_rows, name)
+            return display.plot(ax=ax, name=name, **kwargs)
+        if n_rows == 0:
+            raise ValueError("The explanation holds no row: explain at least one.")
+        top = np.argmin(values, axis=1)
+        pushed = values[np.arange(n_rows), top] < 0  # some column pushed it towards "outlier"
+        counts = np.bincount(top[pushed], minlength=values.shape[1])
+        display = cls(
+            values=counts / n_rows,
+            feature_names=explanation.feature_names,
+            kind="drivers",
+            n_rows=n_rows,
+            method=explanation.method,
+            estimator_name=name,
+        )
+        return display.plot(ax=ax, name=name, **kwargs)
+
+    @classmethod
+    def _of_row(cls, explanation, i, row, name):
+        """The display of the explanation's row ``i``, titled as row ``row``; not drawn."""
+        return cls(
+            values=explanation.values[i],
+            feature_names=explanation.feature_names,
+            kind="row",
+            score=float(explanation.scores[i]),
+            baseline_score=float(explanation.baseline_scores[i]),
+            method=explanation.method,
+            estimator_name=name,
+            row=row,
+        )
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator,
+        X,
+        *,
+        row=None,
+        background=None,
+        n_steps=32,
+        n_permutations=16,
+        random_state=None,
+        name=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Explain ``X``'s rows with :func:`skood.explain.explain` and draw them.
+
+        Parameters
+        ----------
+        estimator : fitted detector or Pipeline
+            What :func:`skood.explain.explain` takes: any skood detector, a ``Pipeline``
+            ending in one, an ensemble or a conformal detector, a scikit-learn or PyOD
+            detector (with ``background``).
+        X : array-like or DataFrame of shape (n_rows, n_columns)
+            The rows, as ``estimator.score_samples`` takes them.
+        row : int or None, default=None
+            The row of ``X`` to draw (only it is explained), or None: every row of ``X`` is
+            explained and the share of them each column drives is drawn (pass the flagged rows).
+        background, n_steps, n_permutations, random_state
+            Passed to :func:`skood.explain.explain`.
+        name : str or None, default=None
+            Title; defaults to the estimator's class name (a Pipeline's last step's).
+        ax : matplotlib Axes or None, default=None
+            Axes to draw on.
+        **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : ContributionDisplay
+        """
+        from skood.explain import explain
+
+        check_is_fitted(estimator)
+        n_rows = X.shape[0] if hasattr(X, "shape") else len(X)
+        if row is not None:
+            if not (isinstance(row, (int, np.integer)) and -n_rows <= row < n_rows):
+                raise ValueError(f"row must be an int from 0 to {n_rows - 1} or None; got {row!r}.")
+            row = int(row) % n_rows
+            X = X.iloc[[row]] if hasattr(X, "iloc") else np.asarray(X)[[row]]
+        explanation = explain(
+            estimator,
+            X,
+            background=background,
+            n_steps=n_steps,
+            n_permutations=n_permutations,
+            random_state=random_state,
+        )
+        final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+        name = type(final).__name__ if name is None else name
+        if row is None:
+            return cls.from_explanation(explanation, name=name, ax=ax, **kwargs)
+        # the one row explained, titled with its position in X
+        return cls._of_row(explanation, 0, row, name).plot(ax=ax, name=name, **kwargs)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from skood._display import ScoreDistributionDisplay
+from skood._display import ContributionDisplay, ScoreDistributionDisplay
 from skood.base import OUTLIER_LABEL, split_labels
 
 __all__ = [
     "SCORERS",
+    "ContributionDisplay",
     "ScoreDistributionDisplay",
     "aupr_in",
     "aupr_out",

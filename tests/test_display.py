@@ -235,3 +235,140 @@ def test_conformal_threshold_is_drawn_at_alpha(data, fdr):
     assert flagged.any()
     assert display.inlier_rejection_rate_ == pytest.approx(flagged[:80].mean())
     assert display.outlier_detection_rate_ == pytest.approx(flagged[80:].mean())
+
+
+# -- ContributionDisplay: one row's contributions, and the columns that drive many rows -----------
+
+
+@pytest.fixture
+def planted():
+    """Normal training rows of 6 columns; 40 new rows far out in column x4."""
+    rng = np.random.default_rng(0)
+    X_train = rng.normal(size=(400, 6))
+    X_train[:, 1] += 0.8 * X_train[:, 0]
+    rows = rng.normal(size=(40, 6))
+    rows[:, 1] += 0.8 * rows[:, 0]
+    rows[:, 4] += 6.0
+    return X_train, rows
+
+
+def _widths(bars):
+    return np.array([b.get_width() for b in bars])
+
+
+def test_contribution_display_of_one_row_draws_its_contributions(planted):
+    from skood.explain import explain
+    from skood.metrics import ContributionDisplay
+
+    X_train, rows = planted
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    display = ContributionDisplay.from_estimator(detector, rows, row=3)
+    e = explain(detector, rows[3:4])
+    order = np.argsort(e.values[0])  # most negative (towards outlier) on top
+    np.testing.assert_allclose(_widths(display.bars_), e.values[0][order])
+    assert display.labels_ == [f"x{i}" for i in order] and display.labels_[0] == "x4"
+    assert display.kind == "row" and display.row == 3
+    title = display.ax_.get_title()
+    assert title.startswith("GaussianMahalanobis row 3\nscore ")
+    assert f"baseline {e.baseline_scores[0]:.4g}" in title and f"score {e.scores[0]:.4g}" in title
+    colors = [b.get_facecolor() for b in display.bars_]
+    assert colors[0] == matplotlib.colors.to_rgba("C3")  # towards outlier
+    assert "exact" in display.ax_.get_xlabel()
+    # from an explanation, the same bars
+    again = ContributionDisplay.from_explanation(explain(detector, rows), row=3)
+    np.testing.assert_allclose(_widths(again.bars_), _widths(display.bars_), rtol=1e-12)
+
+
+def test_contribution_display_of_many_rows_draws_the_share_each_column_drives(planted):
+    from skood.explain import explain
+    from skood.metrics import ContributionDisplay
+
+    X_train, rows = planted
+    pipe = make_pipeline(StandardScaler(), GaussianMahalanobis(random_state=0)).fit(X_train)
+    e = explain(pipe, rows)
+    display = ContributionDisplay.from_explanation(e, name="flagged")
+    counts = np.bincount(np.argmin(e.values, axis=1), minlength=6) / len(rows)
+    drawn = dict(zip(display.labels_, _widths(display.bars_)))
+    assert display.labels_[0] == "x4" and drawn["x4"] >= 0.95
+    for name, share in drawn.items():
+        assert share == pytest.approx(counts[int(name[1:])])
+    assert set(drawn) == {f"x{i}" for i in np.flatnonzero(counts)}  # none drawn at 0 %
+    assert display.ax_.get_title() == "flagged: what drives 40 rows"
+    assert display.ax_.texts[0].get_text() == f"{drawn['x4']:.0%}"
+
+
+def test_contribution_display_groups_the_smallest_columns(planted):
+    from skood.explain import explain
+    from skood.metrics import ContributionDisplay
+
+    X_train, rows = planted
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    e = explain(detector, rows)
+    display = ContributionDisplay.from_explanation(e, row=0, max_display=3)
+    assert len(display.bars_) == 4 and display.labels_[-1] == "3 other columns"
+    assert _widths(display.bars_).sum() == pytest.approx(e.values[0].sum())
+    kept = np.argsort(-np.abs(e.values[0]))[:3]
+    assert sorted(display.labels_[:3]) == sorted(f"x{i}" for i in kept)
+    # "1 other column" would be a column by another name: it is drawn itself
+    assert len(ContributionDisplay.from_explanation(e, row=0, max_display=5).bars_) == 6
+
+
+def test_contribution_display_names_the_users_columns_through_a_pipeline():
+    import pandas as pd
+
+    from skood.metrics import ContributionDisplay
+    from skood.preprocessing import make_table_pipeline
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "site": rng.choice(["n", "s"], size=300),
+            "a": rng.normal(size=300),
+            "b": rng.normal(size=300),
+        }
+    )
+    model = make_table_pipeline(GaussianMahalanobis(random_state=0)).fit(frame)
+    new = frame.iloc[:20].copy()
+    new["b"] += 8.0
+    display = ContributionDisplay.from_estimator(model, new)
+    assert display.labels_ == ["b"]  # every row driven by b; site's one-hot block is "site"
+    row = ContributionDisplay.from_estimator(model, new, row=0)
+    assert sorted(row.labels_) == ["a", "b", "site"]
+    assert row.ax_.get_title().startswith("GaussianMahalanobis row 0")
+
+
+def test_contribution_display_from_a_detector_without_a_reference_needs_background(planted):
+    from skood.metrics import ContributionDisplay
+
+    X_train, rows = planted
+    forest = IsolationForest(random_state=0).fit(X_train)
+    with pytest.raises(ValueError, match="background="):
+        ContributionDisplay.from_estimator(forest, rows[:5])
+    display = ContributionDisplay.from_estimator(
+        forest, rows[:5], background=X_train, n_permutations=4, random_state=0
+    )
+    assert display.labels_[0] == "x4" and "permutation" in display.ax_.get_xlabel()
+
+
+def test_contribution_display_bad_inputs_get_clear_errors(planted):
+    from skood.explain import explain
+    from skood.metrics import ContributionDisplay
+
+    X_train, rows = planted
+    detector = GaussianMahalanobis(random_state=0).fit(X_train)
+    e = explain(detector, rows[:4])
+    with pytest.raises(ValueError, match="row must be an int from 0 to 3"):
+        ContributionDisplay.from_explanation(e, row=4)
+    with pytest.raises(ValueError, match="row must be an int"):
+        ContributionDisplay.from_estimator(detector, rows[:4], row=1.5)
+    with pytest.raises(ValueError, match="max_display must be 1 or more"):
+        ContributionDisplay.from_explanation(e, row=0, max_display=0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ContributionDisplay(values=[1.0], feature_names=["a"], kind="bars")
+    with pytest.raises(ValueError, match="2 values for 1 feature names"):
+        ContributionDisplay(values=[1.0, 2.0], feature_names=["a"])
+    calm = explain(detector, detector.means_)  # the mean itself: no column pushes it anywhere
+    with pytest.raises(ValueError, match="nothing to draw"):
+        ContributionDisplay.from_explanation(calm)
+    with pytest.raises(NotFittedError):
+        ContributionDisplay.from_estimator(GaussianMahalanobis(), rows)
