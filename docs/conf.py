@@ -39,6 +39,9 @@ exclude_patterns = ["_build", "README.md", "screenshots"]
 templates_path = ["_templates"]
 html_static_path = ["_static"]
 html_css_files = ["skood.css"]
+# The page contents list an API page's methods by their own names (fit()), not
+# ConformalDetector.fit(): the full names ran out of the right-hand column.
+toc_object_entries_show_parents = "hide"
 
 # The pages are checked with -W: a reference that does not resolve is an error.
 nitpicky = False
