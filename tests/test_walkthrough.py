@@ -32,7 +32,8 @@ def test_the_walkthrough_runs_and_does_what_it_says(tmp_path, monkeypatch, capsy
             assert args[0] == "skood", line
             assert main(args[1:]) == 0, capsys.readouterr().err
             commands += 1
-    assert commands == 2
+    assert commands == 3
+    printed = capsys.readouterr().out
     table = namespace["table"]
     truth = dict(zip(table["id"], table["label"]))
 
@@ -55,6 +56,18 @@ def test_the_walkthrough_runs_and_does_what_it_says(tmp_path, monkeypatch, capsy
     # The saved model scores next week by name, with the ids it remembers.
     later = pd.read_csv("next_scores.csv")
     assert later.columns[0] == "id" and list(later["id"]) == list(namespace["next_week"]["id"])
+
+    # --explain 3: the columns and shares the page shows, printed as the page shows them.
+    explained = pd.read_csv("explained.csv")
+    assert list(explained.columns) == [*scores.columns] + [
+        f"explain_{i}{end}" for i in (1, 2, 3) for end in ("", "_share")
+    ]
+    np.testing.assert_array_equal(explained["score"], scores["score"])
+    names = explained[["explain_1", "explain_2", "explain_3"]].fillna("").to_numpy()
+    user_columns = set(table.columns) - {"id", "label"}
+    assert set(names.ravel()) <= user_columns | {""}  # "site", never one of its one-hot codes
+    shown = re.search(r"```text\n( +id +p_value.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+    assert shown.group(1).strip() in printed
 
     # The Python model agrees with itself after saving, and scores from the command line too.
     import skood
