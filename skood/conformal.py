@@ -58,6 +58,7 @@ __all__ = [
     "conformal_p_values",
     "detector_scores",
     "detector_tie_rtol",
+    "fit_detector",
     "storey_null_proportion",
 ]
 
@@ -302,6 +303,37 @@ def detector_tie_rtol(model, scores) -> float:
     if type(last).__module__.startswith("pyod."):
         return tie_rtol(np.float32)
     return tie_rtol(scores.dtype)
+
+
+def fit_detector(estimator, X, y, rows):
+    """Fit ``estimator`` on the ``rows`` (boolean mask) of ``X`` that a calibration leaves to train.
+
+    A skood estimator (or a Pipeline ending in one) sees those rows with their labels, the
+    ``-1`` outlier rows too (outlier exposure uses them); any other detector sees their inliers
+    only. A skood estimator's warning that too few of its calibration scores reach its
+    ``contamination`` is silenced: its own ``offset_`` is not what flags here.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Unfitted (a clone).
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or None
+    rows : ndarray of bool, shape (n_samples,)
+
+    Returns
+    -------
+    estimator
+        Fitted.
+    """
+    if _is_skood(_last_step(estimator)):
+        y_rows = None if y is None else _safe_indexing(np.asarray(y), rows)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*contamination=.* asks offset_ to")
+            return estimator.fit(_safe_indexing(X, rows), y_rows)
+    if y is not None:
+        rows = rows & ~is_outlier_label(y)
+    return estimator.fit(_safe_indexing(X, rows))
 
 
 def _is_skood(estimator) -> bool:
@@ -592,7 +624,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         # to review), which an estimator's own held-out rows are not.
         if _is_skood(self.estimator) and not self.class_conditional and not self.labeling_budget:
             all_rows = np.ones(len(inliers), dtype=bool)
-            self.estimator_ = self._fit_one(clone(self.estimator), X, y, all_rows)
+            self.estimator_ = fit_detector(clone(self.estimator), X, y, all_rows)
             scores = getattr(self.estimator_, "calibration_scores_", np.empty(0))
             # Reused only if they can reach alpha: an ensemble's 10 % of a small table (17
             # rows: smallest p-value 1/18 > 0.05) would make every level refused, whatever
@@ -620,7 +652,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         )
         calibration = np.zeros(len(inliers), dtype=bool)
         calibration[inlier_rows[held]] = True
-        self.estimator_ = self._fit_one(clone(self.estimator), X, y, ~calibration)
+        self.estimator_ = fit_detector(clone(self.estimator), X, y, ~calibration)
         self._calibrate_split(X, inlier_rows, held, codes)
 
     def _calibrate_split(self, X, inlier_rows, held, codes) -> None:
@@ -657,26 +689,13 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
             held = np.sort(held)  # the order of the rows _safe_indexing returns below
             calibration = np.zeros(len(inliers), dtype=bool)
             calibration[inlier_rows[held]] = True
-            model = self._fit_one(clone(self.estimator), X, y, ~calibration)
+            model = fit_detector(clone(self.estimator), X, y, ~calibration)
             self.estimators_.append(model)
             scores = detector_scores(model, _safe_indexing(X, calibration))
             self.tie_rtol_ = detector_tie_rtol(model, scores)
             self.calibration_scores_.append(scores.astype(np.float64))
             self._fold_codes.append(None if codes is None else codes[held])
         self.reused_calibration_ = False
-
-    def _fit_one(self, estimator, X, y, rows):
-        """Fit on ``rows``: a skood estimator sees the -1 rows too; others only inliers."""
-        if _is_skood(_last_step(estimator)):
-            y_rows = None if y is None else _safe_indexing(np.asarray(y), rows)
-            with warnings.catch_warnings():
-                # The estimator's own offset_ is not what flags here (alpha is): a warning that
-                # too few of its calibration scores reach its contamination would mislead.
-                warnings.filterwarnings("ignore", message=r".*contamination=.* asks offset_ to")
-                return estimator.fit(_safe_indexing(X, rows), y_rows)
-        if y is not None:
-            rows = rows & ~is_outlier_label(y)
-        return estimator.fit(_safe_indexing(X, rows))
 
     def _list_rows_to_review(self, rows: np.ndarray, scores: np.ndarray) -> None:
         """Record the calibration rows and the ``labeling_budget`` of them that score lowest."""

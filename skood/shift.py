@@ -44,7 +44,12 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skood.base import fit_context, split_holdout, split_labels, tie_ceiling, tie_rtol
-from skood.conformal import benjamini_hochberg, detector_scores, detector_tie_rtol
+from skood.conformal import (
+    benjamini_hochberg,
+    detector_scores,
+    detector_tie_rtol,
+    fit_detector,
+)
 
 __all__ = [
     "WeightedConformalDetector",
@@ -515,11 +520,7 @@ class WeightedConformalDetector(OutlierMixin, BaseEstimator):
         )
         calibration = np.zeros(X.shape[0], dtype=bool)
         calibration[inlier_rows[held]] = True
-        estimator = clone(self.estimator)
-        if type(estimator).__module__.startswith("skood.") and y is not None:
-            self.estimator_ = estimator.fit(X[~calibration], np.asarray(y)[~calibration])
-        else:
-            self.estimator_ = estimator.fit(X[~calibration & inliers])
+        self.estimator_ = fit_detector(clone(self.estimator), X, y, ~calibration)
         self.X_calibration_ = X[calibration]
         self.n_calibration_ = int(calibration.sum())
         scores = detector_scores(self.estimator_, self.X_calibration_)
