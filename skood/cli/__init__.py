@@ -5,7 +5,8 @@
 * ``skood bench``: detectors x datasets x seeds under one protocol (:mod:`skood.bench`); writes
   a markdown table, a CSV and plots.
 * ``skood score``: fit a detector on a CSV / Parquet file and write each row's score and label;
-  ``--save`` / ``--model`` write and read skood's pickle-free model format (:mod:`skood.io`).
+  ``--save`` / ``--model`` write and read skood's pickle-free model format (:mod:`skood.io`);
+  ``--explain K`` adds the K columns that pushed each row towards "outlier" (:mod:`skood.explain`).
 * ``skood convert``: re-save a pickle / joblib model (or an old signed ``--save`` file) in it.
 
 One module per command (:mod:`skood.cli.demo`, :mod:`skood.cli.bench`, :mod:`skood.cli.score`,
