@@ -219,16 +219,15 @@ class KNNDetector(BaseDetector):
             x = torch.as_tensor(X[sl], device=device)
             norm = x.norm(dim=1, keepdim=True)
             q = x / torch.where(norm > 0, norm, 1.0) if self.normalize else x
-            # The k nearest reference rows, block by block: each block's candidates are merged
-            # with the k kept so far (their distances first, then the block's).
+            # The k nearest reference rows, block by block: each block's k nearest are merged
+            # with the k kept so far.
             best = q.new_empty(q.shape[0], 0)
             best_idx = torch.empty(q.shape[0], 0, dtype=torch.long, device=device)
             for r0 in range(0, reference.shape[0], REFERENCE_BLOCK):
-                block = reference[r0 : r0 + REFERENCE_BLOCK]
-                rows = torch.arange(r0, r0 + block.shape[0], device=device)
-                d = torch.cat([best, torch.cdist(q, block)], 1)
-                idx = torch.cat([best_idx, rows.expand(q.shape[0], -1)], 1)
-                best, pos = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False)
+                d = torch.cdist(q, reference[r0 : r0 + REFERENCE_BLOCK])
+                d, pos = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False)
+                d, idx = torch.cat([best, d], 1), torch.cat([best_idx, pos + r0], 1)
+                best, pos = torch.topk(d, k, dim=1, largest=False)
                 best_idx = torch.gather(idx, 1, pos)
             if self.aggregate == "kth":
                 best_idx = best_idx[:, -1:]
