@@ -47,7 +47,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["BackgroundNeeded", "Explanation", "explain"]
 
 #: Transformers whose output column ``j`` is a function of input column ``j`` only.
 _COLUMNWISE = {
@@ -60,6 +60,10 @@ _COLUMNWISE = {
     "OrdinalEncoder",
     "Binarizer",
 }
+
+
+class BackgroundNeeded(ValueError):
+    """The detector keeps no reference rows to take a baseline from: pass ``background=``."""
 
 
 @dataclass
@@ -362,7 +366,7 @@ def _explain_gradient(det, Z, background, options):
     (or, for the nearest-neighbour detector, of its reference rows)."""
     reference = getattr(det, "reference_", None)  # KNNDetector's training rows
     if background is None and reference is None:
-        raise ValueError(
+        raise BackgroundNeeded(
             f"explain: {type(det).__name__} keeps no reference rows to take a baseline from; "
             "pass background= some normal rows (e.g. a sample of the training rows): the "
             "integrated gradients start from their column-wise median."
@@ -395,7 +399,7 @@ def _explain_permutation(model, Z, background, options):
     from skood.conformal import detector_scores
 
     if background is None:
-        raise ValueError(
+        raise BackgroundNeeded(
             f"explain: {type(model).__name__} keeps no reference rows to take a baseline from; "
             "pass background= some normal rows (e.g. a sample of the training rows): the "
             "contributions are measured from their column-wise median."

@@ -124,3 +124,24 @@ def test_user_guide_code_runs_as_written():
     # Digits 0-4 against a few known 5-9 at the defaults: every candidate detects.
     assert namespace["search"].best_score_ > 0.75
     assert np.all(namespace["search"].cv_results_["mean_test_score"] > 0.7)
+
+
+def test_explain_page_examples_run_as_written():
+    """The explanations page shows an interactive session: run it as a doctest (its printed
+    shapes, method and leading columns are what explain returns)."""
+    import doctest
+
+    text = (DOCS / "user_guide" / "explain.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: pycon\n\n(.*?)(?=\n\S|\Z)", text, re.S)
+    assert blocks, "the page's session moved: update this test"
+    import textwrap
+
+    parser, runner = (
+        doctest.DocTestParser(),
+        doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE),
+    )
+    for i, block in enumerate(blocks):
+        test = parser.get_doctest(textwrap.dedent(block), {}, f"explain.rst[{i}]", None, 0)
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 8 and result.failed == 0

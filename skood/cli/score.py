@@ -595,11 +595,12 @@ def _explain_baseline(model, probe, background, model_path):
     detector's own reference, where it keeps one: the Gaussian's means, the nearest-neighbour
     detector's rows, the default ensemble's members) and how it explains, found by explaining
     the ``probe`` rows."""
+    from skood.explain import BackgroundNeeded
+
     try:
         return None, _explain(model, probe, None, None).method
-    except ValueError as exc:
-        if "background" not in str(exc):  # another problem than a missing baseline
-            raise
+    except BackgroundNeeded:
+        pass
     if background is None:
         raise ValueError(
             f"--explain: the detector of {model_path} keeps no reference rows to measure "
