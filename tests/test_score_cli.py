@@ -638,6 +638,24 @@ def test_review_then_reviewed_trims_the_calibration_set_and_flags_what_contamina
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "after.csv").read_text()
     assert main(["score", str(test), "--reviewed", str(filled)]) == 2
     assert "--reviewed trims a saved model" in capsys.readouterr().err
+    # a spreadsheet's TRUE / FALSE reads as 1 / 0; --review 0 lists nothing to review
+    excel = tmp_path / "excel.csv"
+    excel.write_text(
+        "\n".join(
+            [
+                listed[0],
+                *(",".join([*r[:3], "TRUE" if t == "1" else "FALSE"]) for r, t in zip(rows, truth)),
+            ]
+        )
+        + "\n"
+    )
+    assert main(["score", str(test), "--model", str(model), "--reviewed", str(excel),
+                 "--out", str(tmp_path / "excel_out.csv")]) == 0  # fmt: skip
+    assert (tmp_path / "excel_out.csv").read_text() == (tmp_path / "after.csv").read_text()
+    capsys.readouterr()
+    assert main(["score", str(train), "--id", "id", "--detector", "gauss", "--alpha", "0.05",
+                 "--review", "0", "--save", str(tmp_path / "zero.skood")]) == 2  # fmt: skip
+    assert "1 or more" in capsys.readouterr().err
 
 
 # -- --explain K: the columns that pushed each row towards "outlier" ------------------------------

@@ -334,7 +334,9 @@ def _trim_calibration(pipe, path, model_path) -> None:
             f"for a review of the {listed.size} rows in {_review_path(model_path)}: give that "
             "file, every row of it, and no other row."
         )
-    verdict = table["is_outlier"].str.strip()
+    # What a spreadsheet writes for a yes / no cell, read as 1 / 0.
+    verdict = table["is_outlier"].str.strip().str.lower()
+    verdict = verdict.replace({"true": "1", "false": "0", "1.0": "1", "0.0": "0"})
     blank = table["row"][verdict.isna() | (verdict == "")].tolist()
     if blank:
         raise ValueError(
@@ -345,7 +347,8 @@ def _trim_calibration(pipe, path, model_path) -> None:
     other = sorted(set(verdict) - {"0", "1"})
     if other:
         raise ValueError(
-            f"--reviewed {path}: is_outlier must be 1 (anomaly) or 0 (normal); found {other[:5]}."
+            f"--reviewed {path}: is_outlier must be 1 (anomaly) or 0 (normal) (TRUE / FALSE "
+            f"too); found {other[:5]}."
         )
     by_row = dict(zip(rows.tolist(), (verdict == "1").tolist()))
     last.trim_calibration(np.array([by_row[r] for r in listed.tolist()]))
@@ -410,6 +413,11 @@ def _fit(args, ids):
         if args.per_run is not None:  # Bates et al. (2023): a bound for this calibration set
             options.update(calibration_conditional="simes", delta=args.per_run)
         if args.review is not None:  # Label-Trim (Bashari et al. 2025): rows to review
+            if args.review < 1:
+                raise ValueError(
+                    f"--review {args.review}: give the number of calibration rows a person will "
+                    "review, 1 or more."
+                )
             if args.save is None:
                 raise ValueError(
                     "--review lists rows to review for a model you score later with --model "
