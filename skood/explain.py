@@ -41,6 +41,7 @@ monotone step function of it, with no gradient).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +175,16 @@ def explain(
     (np.str_('x1'), True)
     """
     check_is_fitted(model)
+    fitted = getattr(model, "feature_names_in_", None)
+    given = getattr(X, "columns", None)
+    if fitted is not None and given is not None and [str(c) for c in given] != list(fitted):
+        # The contributions are computed on arrays: columns in another order would be read as
+        # the fitted ones, silently. scikit-learn refuses that too.
+        raise ValueError(
+            f"explain: X has the columns {[str(c) for c in given][:8]}, but "
+            f"{type(model).__name__} was fitted on {list(fitted)[:8]}, in that order; pass "
+            "X[model.feature_names_in_]."
+        )
     names = _feature_names(model, X)
     rng = check_random_state(random_state)
     options = {
@@ -182,7 +193,11 @@ def explain(
         "batch_size": int(batch_size),
         "rng": rng,
     }
-    values, scores, base, method = _explain(model, X, background, options)
+    with warnings.catch_warnings():
+        # A detector fitted on a DataFrame is scored on arrays of the same columns (checked
+        # above): scikit-learn's warning that they carry no names says nothing here.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        values, scores, base, method = _explain(model, X, background, options)
     values = np.asarray(values, dtype=np.float64)
     error = np.abs(values.sum(axis=1) - (scores - base))
     return Explanation(values, names, scores, base, error, method)

@@ -349,3 +349,21 @@ def test_detectors_without_a_gradient_have_no_score_gradient():
         assert not hasattr(det, "score_gradient")
     assert not hasattr(ClassifierFeatures(), "score_gradient")  # a torch extractor, no score
     assert hasattr(QuantileFlowDetector(), "score_gradient")
+
+
+def test_a_detector_fitted_on_a_dataframe_is_explained_by_column_name():
+    """Columns in another order would be read as the fitted ones (explain computes on arrays):
+    refused, as scikit-learn refuses it; in the fitted order, no feature-name warning."""
+    import warnings
+
+    X, rows = _data()
+    columns = [f"c{i}" for i in range(N_FEATURES)]
+    det = KNNDetector().fit(pd.DataFrame(X, columns=columns))
+    frame = pd.DataFrame(rows, columns=columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e = explain(det, frame)
+    np.testing.assert_allclose(e.values, explain(det, rows).values, rtol=1e-12)
+    assert list(e.feature_names) == columns
+    with pytest.raises(ValueError, match="in that order"):
+        explain(det, frame[columns[::-1]])
